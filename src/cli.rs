@@ -1,0 +1,396 @@
+//! Command line: `run`, `once`, `plan`, `check-config`, `generate`, `demo`.
+//!
+//! Exit codes: 0 success, 1 a pass (or startup against the catalog/store) failed, 2 bad config or usage.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, LogFormat, Mode, RetentionValue};
+use crate::generate::{GenerateOptions, generate};
+use crate::job::{JobKind, PassReport, PassRequest, TableFilter, TableStatus};
+use crate::service::{self, Context};
+use crate::stats::human_bytes;
+
+#[derive(Debug, Parser)]
+#[command(name = "signaldb-compactor", version, about = "Keeps SignalDB's Apache Iceberg tables healthy")]
+pub struct Cli {
+    /// Config file (default: ./signaldb.toml if present). A missing explicit file is an error.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OnceJob {
+    Compaction,
+    Retention,
+    Orphans,
+    All,
+}
+
+impl OnceJob {
+    fn kinds(self) -> Vec<JobKind> {
+        match self {
+            OnceJob::Compaction => vec![JobKind::Compaction],
+            OnceJob::Retention => vec![JobKind::Retention],
+            OnceJob::Orphans => vec![JobKind::Orphans],
+            OnceJob::All => JobKind::ALL.to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: every enabled job on its interval, plus the HTTP server.
+    Run,
+    /// Run one pass of a job (or all) and print a report.
+    Once {
+        job: OnceJob,
+        /// Change nothing; report what would be done.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Only this table (TENANT.DATASET.TABLE); repeatable.
+        #[arg(long = "table", value_name = "TENANT.DATASET.TABLE")]
+        tables: Vec<TableFilter>,
+    },
+    /// Show what every job would do now; changes nothing.
+    Plan {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the configuration and print the effective values (secrets redacted).
+    CheckConfig {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a SignalDB-shaped warehouse of many small files.
+    Generate {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        tenants: usize,
+        #[arg(long, default_value_t = 2)]
+        datasets: usize,
+        #[arg(long, default_value_t = 6)]
+        hours: u32,
+        #[arg(long, default_value_t = 12)]
+        files_per_hour: usize,
+        #[arg(long, default_value_t = 500)]
+        rows_per_file: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// All eight SignalDB tables instead of traces, logs and metrics_gauge.
+        #[arg(long)]
+        all_signals: bool,
+        /// End of the time range (RFC 3339; default now).
+        #[arg(long)]
+        end: Option<DateTime<Utc>>,
+        /// Tables generated concurrently.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a demo warehouse under .data/demo (if absent) and run the daemon on it.
+    Demo {
+        #[arg(long, default_value = ".data/demo")]
+        dir: PathBuf,
+        /// HTTP listen address for the demo daemon.
+        #[arg(long, default_value = "127.0.0.1:9091")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(dispatch(cli))
+}
+
+/// Loads the config or prints the one-line error; `None` means exit 2.
+fn load_config(path: Option<&std::path::Path>) -> Option<Config> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    match Config::load(path, std::env::vars(), &cwd) {
+        Ok((config, _)) => Some(config),
+        Err(e) => {
+            eprintln!("{e}");
+            None
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+async fn dispatch(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Generate {
+            dir,
+            tenants,
+            datasets,
+            hours,
+            files_per_hour,
+            rows_per_file,
+            seed,
+            all_signals,
+            end,
+            concurrency,
+            json,
+        } => {
+            init_logging(LogFormat::Text);
+            let opts = GenerateOptions {
+                dir,
+                tenants,
+                datasets,
+                hours,
+                files_per_hour,
+                rows_per_file,
+                seed,
+                all_signals,
+                end: end.unwrap_or_else(Utc::now),
+                concurrency,
+            };
+            match generate(&opts).await {
+                Ok(r) if json => print_json(&r),
+                Ok(r) => {
+                    println!(
+                        "generated {} tables, {} files, {} rows, {} in {:.1}s ({:.0} files/min)\ncatalog: {}\nwarehouse: {}",
+                        r.tables,
+                        r.files,
+                        r.rows,
+                        human_bytes(r.bytes),
+                        r.elapsed_secs,
+                        r.files_per_minute,
+                        r.catalog_uri,
+                        r.warehouse
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::CheckConfig { json } => check_config(cli.config.as_deref(), json).await,
+        Command::Demo { dir, listen } => {
+            let Some(config) = load_config(cli.config.as_deref()) else { return ExitCode::from(2) };
+            init_logging(config.service.log_format);
+            match crate::demo::run(config, &dir, listen).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        command => {
+            let Some(config) = load_config(cli.config.as_deref()) else { return ExitCode::from(2) };
+            init_logging(config.service.log_format);
+            let ctx = match Context::build(config, prometheus::Registry::new()).await {
+                Ok(ctx) => ctx,
+                Err(e) => return fail(&e),
+            };
+            match command {
+                Command::Run => {
+                    let cancel = CancellationToken::new();
+                    service::cancel_on_signals(cancel.clone());
+                    match service::run(ctx, cancel).await {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(e) => fail(&e),
+                    }
+                }
+                Command::Once { job, dry_run, json, tables } => {
+                    let filter = TableFilter::only(tables.into_iter().flat_map(|t| t.tables().to_vec()));
+                    once(ctx, job, Mode::from_dry_run(dry_run), filter, json).await
+                }
+                Command::Plan { json } => {
+                    once(ctx, OnceJob::All, Mode::DryRun, TableFilter::all(), json).await
+                }
+                _ => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+fn fail(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::from(1)
+}
+
+fn print_json(value: &impl serde::Serialize) -> ExitCode {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => {
+            println!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.into()),
+    }
+}
+
+/// Runs one pass of each selected job present in this build; exit 1 if any pass or table failed.
+async fn once(ctx: Context, job: OnceJob, mode: Mode, filter: TableFilter, json: bool) -> ExitCode {
+    let jobs = service::jobs(&ctx);
+    let wanted = job.kinds();
+    let missing: Vec<_> = wanted.iter().filter(|k| !jobs.iter().any(|(j, _)| j.kind() == **k)).collect();
+    if !missing.is_empty() && !matches!(job, OnceJob::All) {
+        eprintln!("error: job {} is not part of this build yet", missing[0]);
+        return ExitCode::from(2);
+    }
+    let cancel = CancellationToken::new();
+    service::cancel_on_signals(cancel.clone());
+    let mut reports: Vec<PassReport> = Vec::new();
+    let mut failed = false;
+    for (j, _) in jobs.iter().filter(|(j, _)| wanted.contains(&j.kind())) {
+        let request = PassRequest { mode: j.mode().and(mode), filter: filter.clone() };
+        match j.run_once(&request, &cancel).await {
+            Ok(report) => {
+                failed |= report.failed_tables() > 0;
+                reports.push(report);
+            }
+            Err(e) => {
+                eprintln!("error: {} pass failed: {e}", j.kind());
+                failed = true;
+            }
+        }
+    }
+    if json {
+        print_json(&reports);
+    } else {
+        if reports.is_empty() {
+            println!(
+                "no job of this build matched ({})",
+                wanted.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        }
+        for r in &reports {
+            print!("{}", render_report(r));
+        }
+    }
+    if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+/// A pass report as a readable table.
+pub fn render_report(r: &PassReport) -> String {
+    let mut out = format!(
+        "{} pass ({}), {} table(s), {:.1}s\n",
+        r.job,
+        if r.mode.is_dry_run() { "dry-run" } else { "execute" },
+        r.tables.len(),
+        r.duration().as_secs_f64()
+    );
+    for t in &r.tables {
+        let status = match &t.status {
+            TableStatus::Succeeded => "ok".to_string(),
+            TableStatus::Unchanged => "unchanged".to_string(),
+            TableStatus::Skipped { reason } => format!("skipped ({reason})"),
+            TableStatus::Failed { error } => format!("FAILED: {error}"),
+        };
+        out.push_str(&format!(
+            "  {:<40} {:<12} partitions={} files {} -> {} bytes {} -> {}\n",
+            t.table,
+            status,
+            t.partitions,
+            t.files_before,
+            t.files_after,
+            human_bytes(t.bytes_before),
+            human_bytes(t.bytes_after)
+        ));
+        for d in &t.details {
+            out.push_str(&format!("      {d}\n"));
+        }
+    }
+    out
+}
+
+async fn check_config(path: Option<&std::path::Path>, json: bool) -> ExitCode {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let (config, sources) = match Config::load(path, std::env::vars(), &cwd) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let resolved = resolved_retention(&config).await;
+    if json {
+        return print_json(&serde_json::json!({
+            "config": config,
+            "sources": sources,
+            "retention": resolved.as_ref().map_err(|e| e.to_string()),
+        }));
+    }
+    println!("# configuration is valid");
+    match &sources.file {
+        Some(f) => println!("# file: {}", f.display()),
+        None => println!("# file: none (defaults)"),
+    }
+    for var in &sources.env {
+        println!("# env: {var}");
+    }
+    match toml::to_string_pretty(&config) {
+        Ok(s) => println!("{s}"),
+        Err(_) => println!("{}", serde_json::to_string_pretty(&config).unwrap_or_default()),
+    }
+    match resolved {
+        Ok(rows) if rows.is_empty() => println!("# retention: no tables in the catalog"),
+        Ok(rows) => {
+            println!("# resolved retention per table (tenant dataset table signal retention source)");
+            for r in rows {
+                println!("{:<16} {:<16} {:<32} {:<9} {:<10} {}", r.0, r.1, r.2, r.3, r.4, r.5);
+            }
+        }
+        Err(e) => println!("# retention: catalog not read ({e})"),
+    }
+    ExitCode::SUCCESS
+}
+
+type RetentionRow = (String, String, String, String, String, String);
+
+/// The retention of every table in the catalog, without creating anything (a missing SQLite file is
+/// reported, not created).
+async fn resolved_retention(config: &Config) -> anyhow::Result<Vec<RetentionRow>> {
+    if let Some(rest) = config.catalog.uri.strip_prefix("sqlite:") {
+        let file = rest.trim_start_matches("//").split('?').next().unwrap_or("");
+        anyhow::ensure!(std::path::Path::new(file).exists(), "catalog file {file} does not exist");
+    }
+    let warehouse = crate::storage::Warehouse::open(&config.storage)?;
+    let catalog = crate::catalog::Catalog::connect(&config.catalog, &warehouse).await?;
+    let policy = &config.retention.policy;
+    Ok(catalog
+        .discover()
+        .await?
+        .into_iter()
+        .map(|t| {
+            let r = policy.resolve(&t.tenant, &t.dataset, &t.table, t.signal);
+            let value = match r.value {
+                RetentionValue::Forever => "forever".to_string(),
+                v => v.to_string(),
+            };
+            (t.tenant, t.dataset, t.table, t.signal.to_string(), value, r.source.to_string())
+        })
+        .collect())
+}

@@ -1,0 +1,208 @@
+//! Environment overrides: `SIGNALDB_COMPACTOR_<SECTION>_<KEY>`, `SIGNALDB_SCHEMA_<KEY>`,
+//! `SIGNALDB_STORAGE_<KEY>`, with single underscores throughout.
+//!
+//! Underscores separate words inside key names too (`ORPHAN_CLEANUP_GRACE_PERIOD_HOURS`), so a variable
+//! name is never split by guessing: the remainder after the prefix is matched against the known key set
+//! of each section, read off the raw config structs themselves. An unknown `SIGNALDB_COMPACTOR_*`
+//! variable is a config error (a typo must not silently leave a safety setting at its default);
+//! unknown `SIGNALDB_SCHEMA_*`/`SIGNALDB_STORAGE_*` variables belong to other SignalDB components and
+//! are ignored.
+
+use std::collections::BTreeSet;
+
+use figment::value::Value;
+use serde::Serialize;
+
+use super::ConfigError;
+use super::raw::{RawCompactor, RawHttp, RawOrphanCleanup, RawRetention, RawSchema, RawStorage};
+
+/// Keys whose values are strings even when they look like numbers or booleans.
+const STRING_KEYS: &[&str] = &[
+    "catalog_uri",
+    "catalog_name",
+    "dsn",
+    "endpoint",
+    "region",
+    "access_key_id",
+    "secret_access_key",
+    "timezone",
+    "log_format",
+    "listen",
+];
+
+/// One environment variable mapped onto a config key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvOverride {
+    pub var: String,
+    /// Dotted key path, e.g. `compactor.retention.enabled`.
+    pub key: String,
+    pub value: Value,
+}
+
+/// The scalar keys of a raw section, read off its serialized default (arrays and tables are not
+/// settable from the environment).
+pub(super) fn scalar_keys<T: Serialize + Default>() -> BTreeSet<String> {
+    let value = serde_json::to_value(T::default()).expect("raw config serializes");
+    value
+        .as_object()
+        .map(|m| m.iter().filter(|(_, v)| !v.is_array() && !v.is_object()).map(|(k, _)| k.clone()).collect())
+        .unwrap_or_default()
+}
+
+struct Section {
+    /// Variable prefix after `SIGNALDB_`, lowercased, e.g. `compactor_retention_`.
+    var_prefix: &'static str,
+    /// Dotted key prefix, e.g. `compactor.retention.`.
+    key_prefix: &'static str,
+    keys: BTreeSet<String>,
+    strict: bool,
+}
+
+fn sections() -> Vec<Section> {
+    // More specific prefixes first: `compactor_retention_` before `compactor_`.
+    vec![
+        Section {
+            var_prefix: "compactor_retention_",
+            key_prefix: "compactor.retention.",
+            keys: scalar_keys::<RawRetention>(),
+            strict: true,
+        },
+        Section {
+            var_prefix: "compactor_orphan_cleanup_",
+            key_prefix: "compactor.orphan_cleanup.",
+            keys: scalar_keys::<RawOrphanCleanup>(),
+            strict: true,
+        },
+        Section {
+            var_prefix: "compactor_http_",
+            key_prefix: "compactor.http.",
+            keys: scalar_keys::<RawHttp>(),
+            strict: true,
+        },
+        Section {
+            var_prefix: "compactor_",
+            key_prefix: "compactor.",
+            keys: scalar_keys::<RawCompactor>(),
+            strict: true,
+        },
+        Section {
+            var_prefix: "schema_",
+            key_prefix: "schema.",
+            keys: scalar_keys::<RawSchema>(),
+            strict: false,
+        },
+        Section {
+            var_prefix: "storage_",
+            key_prefix: "storage.",
+            keys: scalar_keys::<RawStorage>(),
+            strict: false,
+        },
+    ]
+}
+
+fn parse_value(key: &str, raw: &str) -> Value {
+    if STRING_KEYS.contains(&key) {
+        Value::from(raw.to_string())
+    } else {
+        raw.parse::<Value>().unwrap_or_else(|_| Value::from(raw.to_string()))
+    }
+}
+
+/// Maps `SIGNALDB_*` variables onto config keys; errors name the variable and why.
+pub fn overrides(vars: impl IntoIterator<Item = (String, String)>) -> Result<Vec<EnvOverride>, ConfigError> {
+    let sections = sections();
+    let mut out = Vec::new();
+    for (var, raw) in vars {
+        let Some(rest) = var.strip_prefix("SIGNALDB_") else {
+            continue;
+        };
+        let rest = rest.to_ascii_lowercase();
+        let mut matched = false;
+        let mut claimed_by_strict = false;
+        for section in &sections {
+            let Some(key) = rest.strip_prefix(section.var_prefix) else {
+                continue;
+            };
+            claimed_by_strict |= section.strict;
+            if section.keys.contains(key) {
+                out.push(EnvOverride {
+                    var: var.clone(),
+                    key: format!("{}{key}", section.key_prefix),
+                    value: parse_value(key, &raw),
+                });
+                matched = true;
+                break;
+            }
+        }
+        if !matched && claimed_by_strict {
+            return Err(ConfigError::new(
+                var.clone(),
+                raw.clone(),
+                "unknown environment variable: no [compactor*] key has this name",
+            ));
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn keys(pairs: &[(&str, &str)]) -> Vec<(String, Value)> {
+        overrides(map(pairs)).unwrap().into_iter().map(|o| (o.key, o.value)).collect()
+    }
+
+    #[test]
+    fn documented_forms_map_to_their_keys() {
+        assert_eq!(
+            keys(&[
+                ("SIGNALDB_COMPACTOR_RETENTION_ENABLED", "true"),
+                ("SIGNALDB_COMPACTOR_RETENTION_TRACES_RETENTION_DAYS", "14"),
+                ("SIGNALDB_COMPACTOR_RETENTION_DRY_RUN", "true"),
+                ("SIGNALDB_COMPACTOR_ORPHAN_CLEANUP_GRACE_PERIOD_HOURS", "48"),
+                ("SIGNALDB_COMPACTOR_DRY_RUN", "true"),
+                ("SIGNALDB_SCHEMA_CATALOG_URI", "sqlite:x.db"),
+                ("SIGNALDB_STORAGE_DSN", "file:///w"),
+                ("SIGNALDB_COMPACTOR_HTTP_LISTEN", "127.0.0.1:1"),
+            ]),
+            vec![
+                ("compactor.dry_run".into(), Value::from(true)),
+                ("compactor.http.listen".into(), Value::from("127.0.0.1:1".to_string())),
+                ("compactor.orphan_cleanup.grace_period_hours".into(), Value::from(48u8)),
+                ("compactor.retention.dry_run".into(), Value::from(true)),
+                ("compactor.retention.enabled".into(), Value::from(true)),
+                ("compactor.retention.traces_retention_days".into(), Value::from(14u8)),
+                ("schema.catalog_uri".into(), Value::from("sqlite:x.db".to_string())),
+                ("storage.dsn".into(), Value::from("file:///w".to_string())),
+            ]
+        );
+    }
+
+    #[test]
+    fn string_keys_stay_strings() {
+        assert_eq!(
+            keys(&[("SIGNALDB_SCHEMA_CATALOG_NAME", "123")]),
+            vec![("schema.catalog_name".into(), Value::from("123".to_string()))]
+        );
+    }
+
+    #[test]
+    fn unknown_compactor_variable_is_an_error_naming_it() {
+        let err = overrides(map(&[("SIGNALDB_COMPACTOR_RETENTION_TRACE_DAYS", "3")])).unwrap_err();
+        assert_eq!(err.key, "SIGNALDB_COMPACTOR_RETENTION_TRACE_DAYS");
+        let err = overrides(map(&[("SIGNALDB_COMPACTOR_NOPE", "1")])).unwrap_err();
+        assert_eq!(err.key, "SIGNALDB_COMPACTOR_NOPE");
+    }
+
+    #[test]
+    fn other_components_variables_are_ignored() {
+        assert!(keys(&[("SIGNALDB_SCHEMA_DEFAULT_SCHEMAS", "x"), ("PATH", "/bin")]).is_empty());
+        assert!(keys(&[("SIGNALDB_FLIGHT_PORT", "1")]).is_empty());
+    }
+}

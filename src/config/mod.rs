@@ -1,0 +1,272 @@
+//! Configuration: defaults → `signaldb.toml` (or `--config PATH`) → `SIGNALDB_*` environment, validated
+//! once at startup into typed per-job sections. Nothing downstream re-parses a string.
+//!
+//! Hazard: every safety setting (dry-run, grace periods, retention) must either take the value the
+//! operator meant or stop startup. So `[compactor*]` tables reject unknown keys, a key given in both its
+//! forms is an error, and floors are enforced rather than silently raised.
+
+pub(crate) mod env;
+pub(crate) mod raw;
+pub mod retention;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::Serialize;
+
+pub use env::EnvOverride;
+use raw::RawConfig;
+pub use retention::{RetentionPolicy, RetentionValue};
+
+use crate::storage::Dsn;
+
+/// Default config file looked up in the working directory when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "signaldb.toml";
+
+/// Whether a pass may change storage or the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    DryRun,
+    Execute,
+}
+
+impl Mode {
+    pub fn from_dry_run(dry_run: bool) -> Self {
+        if dry_run { Self::DryRun } else { Self::Execute }
+    }
+
+    pub fn is_dry_run(self) -> bool {
+        self == Self::DryRun
+    }
+
+    /// The stricter of two modes: any dry-run wins.
+    pub fn and(self, other: Mode) -> Mode {
+        if self.is_dry_run() || other.is_dry_run() { Self::DryRun } else { Self::Execute }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A config error: the dotted key (or environment variable), the offending value, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("config error: {key} = {value}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, value: impl fmt::Display, reason: impl Into<String>) -> Self {
+        Self { key: key.into(), value: value.to_string(), reason: reason.into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub catalog: CatalogConfig,
+    pub storage: StorageConfig,
+    pub service: ServiceConfig,
+    pub compaction: CompactionConfig,
+    pub retention: RetentionConfig,
+    pub orphans: OrphanConfig,
+    pub http: HttpConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CatalogConfig {
+    pub uri: String,
+    pub name: String,
+    pub pool_max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StorageConfig {
+    pub dsn: Dsn,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    #[serde(serialize_with = "redact")]
+    pub secret_access_key: Option<String>,
+    pub allow_http: bool,
+    pub path_style: bool,
+}
+
+fn redact<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_some("<redacted>"),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceConfig {
+    /// `[compactor] dry_run`: forces every job into dry-run.
+    pub dry_run: bool,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CompactionConfig {
+    pub enabled: bool,
+    pub mode: Mode,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    pub target_file_size_bytes: u64,
+    pub small_file_threshold_percent: u64,
+    pub min_input_files: usize,
+    #[serde(with = "humantime_serde")]
+    pub partition_lateness: Duration,
+    pub compact_open_partitions: bool,
+    pub max_concurrent_rewrites: usize,
+    pub memory_limit_bytes: u64,
+    pub commit_max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub commit_retry_backoff: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RetentionConfig {
+    pub enabled: bool,
+    pub mode: Mode,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+    #[serde(serialize_with = "serialize_tz")]
+    pub timezone: chrono_tz::Tz,
+    pub snapshots_to_keep: u32,
+    #[serde(with = "humantime_serde")]
+    pub max_snapshot_age: Duration,
+    pub allow_zero_retention: bool,
+    pub policy: RetentionPolicy,
+}
+
+fn serialize_tz<S: serde::Serializer>(tz: &chrono_tz::Tz, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(tz.name())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OrphanConfig {
+    pub enabled: bool,
+    pub mode: Mode,
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+    pub allow_short_grace_period: bool,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    pub batch_size: usize,
+    pub revalidate_before_delete: bool,
+    /// Accepted for compatibility with SignalDB's config; it never shrinks the live set.
+    #[serde(with = "humantime_serde")]
+    pub max_snapshot_age: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+/// Where the configuration came from, for `check-config`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    pub env: Vec<String>,
+}
+
+impl Config {
+    /// Loads and validates the configuration. `explicit` is `--config PATH` (must exist); otherwise
+    /// `signaldb.toml` in `cwd` is read if present. `vars` is the process environment.
+    pub fn load(
+        explicit: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+        cwd: &Path,
+    ) -> Result<(Config, Sources), ConfigError> {
+        let file = match explicit {
+            Some(p) if !p.is_file() => {
+                return Err(ConfigError::new(
+                    "--config",
+                    p.display(),
+                    "file not found or not a regular file",
+                ));
+            }
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(cwd.join(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
+        };
+        let overrides = env::overrides(vars)?;
+        let mut figment = Figment::new();
+        if let Some(f) = &file {
+            figment = figment.merge(Toml::file_exact(f));
+        }
+        for o in &overrides {
+            figment = figment.merge(Serialized::default(&o.key, &o.value));
+        }
+        let raw: RawConfig = figment.extract().map_err(|e| figment_error(&figment, &overrides, e))?;
+        let config = validate::validate(raw, cwd).map_err(|e| with_env_source(e, &overrides))?;
+        let sources = Sources { file, env: overrides.into_iter().map(|o| o.var).collect() };
+        Ok((config, sources))
+    }
+}
+
+/// Renders a figment error as a [`ConfigError`] naming the dotted key and the value found.
+fn figment_error(figment: &Figment, overrides: &[EnvOverride], err: figment::Error) -> ConfigError {
+    let err = err.into_iter().next().expect("figment error has at least one entry");
+    let mut path = err.path.clone();
+    let reason = match &err.kind {
+        figment::error::Kind::UnknownField(field, expected) => {
+            if path.last() != Some(field) {
+                path.push(field.clone());
+            }
+            format!("unknown key; expected one of: {}", expected.join(", "))
+        }
+        // TOML parse errors span several lines (source excerpt, caret); one line is the contract.
+        kind => kind.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
+    };
+    let key = match (&err.metadata, path.is_empty()) {
+        (Some(md), true) => md.source.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "<file>".into()),
+        (None, true) => "<file>".to_string(),
+        (_, false) => path.join("."),
+    };
+    let value = figment.find_value(&key).ok().map(|v| display_value(&v)).unwrap_or_else(|| "?".to_string());
+    with_env_source(ConfigError { key, value, reason }, overrides)
+}
+
+fn display_value(v: &figment::value::Value) -> String {
+    use figment::value::Value;
+    match v {
+        Value::String(_, s) => format!("{s:?}"),
+        Value::Bool(_, b) => b.to_string(),
+        Value::Num(_, n) => n
+            .to_i128()
+            .map(|i| i.to_string())
+            .or_else(|| n.to_f64().map(|f| f.to_string()))
+            .unwrap_or_default(),
+        Value::Array(..) => "[...]".into(),
+        Value::Dict(..) => "{...}".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Appends the environment variable that set `err.key`, if one did.
+fn with_env_source(mut err: ConfigError, overrides: &[EnvOverride]) -> ConfigError {
+    if let Some(o) = overrides.iter().find(|o| o.key == err.key) {
+        err.reason = format!("{} (set by {})", err.reason, o.var);
+    }
+    err
+}
+
+#[cfg(test)]
+mod tests;

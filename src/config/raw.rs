@@ -1,0 +1,168 @@
+//! The configuration exactly as written: serde structs mirroring `signaldb.toml`.
+//!
+//! Every key is optional here so that defaults, the two accepted forms of a key (`grace_period_hours = 1`
+//! vs `grace_period = "1h"`) and cross-key rules are decided in one place, `validate.rs`, which turns
+//! this layer into the typed [`super::Config`]. `[schema]` and `[storage]` belong to the whole SignalDB
+//! configuration file and tolerate keys other components use; every `[compactor*]` table rejects
+//! unknown keys, because a misspelt safety setting must never be silently ignored.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::retention::RetentionValue;
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub schema: RawSchema,
+    #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
+    pub compactor: RawCompactor,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawSchema {
+    pub catalog_uri: Option<String>,
+    pub catalog_name: Option<String>,
+    pub pool_max_connections: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawStorage {
+    pub dsn: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub allow_http: Option<bool>,
+    pub path_style: Option<bool>,
+}
+
+/// `[compactor]`: process-wide keys and the compaction job's keys (SignalDB's historical layout).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompactor {
+    pub enabled: Option<bool>,
+    pub dry_run: Option<bool>,
+    pub compaction_interval_secs: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    pub target_file_size_mb: Option<u64>,
+    pub small_file_threshold_percent: Option<u64>,
+    pub min_input_files: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    pub partition_lateness: Option<Duration>,
+    pub compact_open_partitions: Option<bool>,
+    pub max_concurrent_rewrites: Option<u64>,
+    pub memory_limit_mb: Option<u64>,
+    pub commit_max_attempts: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    pub commit_retry_backoff: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_timeout: Option<Duration>,
+    pub log_format: Option<String>,
+    #[serde(default)]
+    pub retention: RawRetention,
+    #[serde(default)]
+    pub orphan_cleanup: RawOrphanCleanup,
+    #[serde(default)]
+    pub http: RawHttp,
+}
+
+/// Declares a struct holding the per-signal retention keys of one policy level plus `$extra` fields.
+/// Each signal accepts `<signal>_retention_days = N` or `<signal> = "7d" | "forever"`.
+macro_rules! signal_retention_struct {
+    ($(#[$attr:meta])* $name:ident { $($extra:tt)* }) => {
+        $(#[$attr])*
+        #[derive(Debug, Default, Deserialize, Serialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($extra)*
+            pub traces_retention_days: Option<u64>,
+            pub traces: Option<RetentionValue>,
+            pub logs_retention_days: Option<u64>,
+            pub logs: Option<RetentionValue>,
+            pub metrics_retention_days: Option<u64>,
+            pub metrics: Option<RetentionValue>,
+            pub profiles_retention_days: Option<u64>,
+            pub profiles: Option<RetentionValue>,
+        }
+    };
+}
+
+signal_retention_struct!(
+    /// `[compactor.retention]`.
+    RawRetention {
+        pub enabled: Option<bool>,
+        pub dry_run: Option<bool>,
+        pub retention_check_interval_secs: Option<u64>,
+        #[serde(default, with = "humantime_serde")]
+        pub retention_check_interval: Option<Duration>,
+        pub grace_period_hours: Option<u64>,
+        #[serde(default, with = "humantime_serde")]
+        pub grace_period: Option<Duration>,
+        pub timezone: Option<String>,
+        pub snapshots_to_keep: Option<u64>,
+        #[serde(default, with = "humantime_serde")]
+        pub max_snapshot_age: Option<Duration>,
+        pub allow_zero_retention: Option<bool>,
+        #[serde(default)]
+        pub tenant_overrides: Vec<RawTenantOverride>,
+        #[serde(default)]
+        pub table_policies: Vec<RawTablePolicy>,
+    }
+);
+
+signal_retention_struct!(
+    /// `[[compactor.retention.tenant_overrides]]`.
+    RawTenantOverride {
+        pub tenant_id: Option<String>,
+        #[serde(default)]
+        pub dataset_overrides: Vec<RawDatasetOverride>,
+    }
+);
+
+signal_retention_struct!(
+    /// `[[compactor.retention.tenant_overrides.dataset_overrides]]`.
+    RawDatasetOverride {
+        pub dataset_id: Option<String>,
+    }
+);
+
+/// `[[compactor.retention.table_policies]]`: retention for a table whose name is no known signal.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTablePolicy {
+    pub table: Option<String>,
+    pub tenant_id: Option<String>,
+    pub dataset_id: Option<String>,
+    pub retention_days: Option<u64>,
+    pub retention: Option<RetentionValue>,
+}
+
+/// `[compactor.orphan_cleanup]`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOrphanCleanup {
+    pub enabled: Option<bool>,
+    pub dry_run: Option<bool>,
+    pub grace_period_hours: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    pub grace_period: Option<Duration>,
+    pub allow_short_grace_period: Option<bool>,
+    pub cleanup_interval_hours: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    pub cleanup_interval: Option<Duration>,
+    pub batch_size: Option<u64>,
+    pub revalidate_before_delete: Option<bool>,
+    pub max_snapshot_age_hours: Option<u64>,
+}
+
+/// `[compactor.http]`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Option<String>,
+}

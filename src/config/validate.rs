@@ -1,0 +1,495 @@
+//! Raw → typed configuration: defaults, the two forms of a key, floors and cross-key rules.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use super::raw::{RawCompactor, RawConfig, RawOrphanCleanup, RawRetention, RawStorage};
+use super::retention::{
+    DatasetOverride, RetentionPolicy, RetentionValue, SignalRetention, TablePolicy, TenantOverride,
+};
+use super::{
+    CatalogConfig, CompactionConfig, Config, ConfigError, HttpConfig, LogFormat, Mode, OrphanConfig,
+    RetentionConfig, ServiceConfig, StorageConfig,
+};
+use crate::storage::Dsn;
+
+const HOUR: u64 = 3600;
+const DAY: u64 = 24 * HOUR;
+const MIB: u64 = 1024 * 1024;
+/// The orphan grace period below which `allow_short_grace_period = true` is required.
+pub const ORPHAN_GRACE_FLOOR: Duration = Duration::from_secs(HOUR);
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// The eight per-signal fields of one policy level.
+struct SignalFields<'a> {
+    traces: (Option<u64>, &'a Option<RetentionValue>),
+    logs: (Option<u64>, &'a Option<RetentionValue>),
+    metrics: (Option<u64>, &'a Option<RetentionValue>),
+    profiles: (Option<u64>, &'a Option<RetentionValue>),
+}
+
+macro_rules! signal_fields {
+    ($raw:expr) => {
+        SignalFields {
+            traces: ($raw.traces_retention_days, &$raw.traces),
+            logs: ($raw.logs_retention_days, &$raw.logs),
+            metrics: ($raw.metrics_retention_days, &$raw.metrics),
+            profiles: ($raw.profiles_retention_days, &$raw.profiles),
+        }
+    };
+}
+
+/// A key given either as an integer count of `unit` (`grace_period_hours = 1`) or as a humantime
+/// string (`grace_period = "1h"`); both at once is an error; neither gives `default`.
+struct TwoForms<'a> {
+    int_key: &'a str,
+    int_value: Option<u64>,
+    unit_secs: u64,
+    text_key: &'a str,
+    text_value: Option<Duration>,
+}
+
+impl TwoForms<'_> {
+    fn resolve(self, default: Duration) -> Result<(String, Duration)> {
+        match (self.int_value, self.text_value) {
+            (Some(i), Some(t)) => Err(ConfigError::new(
+                self.int_key,
+                i,
+                format!(
+                    "both {} and {} (= {}) are set; use one",
+                    self.int_key,
+                    self.text_key,
+                    humantime::format_duration(t)
+                ),
+            )),
+            (Some(i), None) => Ok((self.int_key.to_string(), secs(i.saturating_mul(self.unit_secs)))),
+            (None, Some(t)) => Ok((self.text_key.to_string(), t)),
+            (None, None) => Ok((self.int_key.to_string(), default)),
+        }
+    }
+
+    /// Like [`resolve`](Self::resolve), and the result must be positive.
+    fn positive(self, default: Duration) -> Result<Duration> {
+        let (key, d) = self.resolve(default)?;
+        if d.is_zero() {
+            return Err(ConfigError::new(key, "0", "must be greater than zero"));
+        }
+        Ok(d)
+    }
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn at_least(key: &str, value: Option<u64>, default: u64, min: u64) -> Result<u64> {
+    let v = value.unwrap_or(default);
+    if v < min {
+        return Err(ConfigError::new(key, v, format!("must be at least {min}")));
+    }
+    Ok(v)
+}
+
+fn positive_duration(key: &str, value: Option<Duration>, default: Duration) -> Result<Duration> {
+    let d = value.unwrap_or(default);
+    if d.is_zero() {
+        return Err(ConfigError::new(key, "0s", "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+pub fn validate(raw: RawConfig, cwd: &Path) -> Result<Config> {
+    let global_dry_run = raw.compactor.dry_run.unwrap_or(false);
+    let global_mode = Mode::from_dry_run(global_dry_run);
+    Ok(Config {
+        catalog: catalog(&raw)?,
+        storage: storage(raw.storage, cwd)?,
+        service: service(&raw.compactor, global_dry_run)?,
+        compaction: compaction(&raw.compactor, global_mode)?,
+        retention: retention(&raw.compactor.retention, global_mode)?,
+        orphans: orphans(&raw.compactor.orphan_cleanup, global_mode)?,
+        http: HttpConfig { listen: listen(raw.compactor.http.listen.as_deref())? },
+    })
+}
+
+fn catalog(raw: &RawConfig) -> Result<CatalogConfig> {
+    let uri =
+        raw.schema.catalog_uri.clone().unwrap_or_else(|| "sqlite:.data/catalog.db?mode=rwc".to_string());
+    let supported = ["sqlite:", "postgres://", "postgresql://"];
+    if !supported.iter().any(|p| uri.starts_with(p)) {
+        return Err(ConfigError::new(
+            "schema.catalog_uri",
+            format!("{uri:?}"),
+            "expected a sqlite:… or postgres://… URI",
+        ));
+    }
+    let name = raw.schema.catalog_name.clone().unwrap_or_else(|| "signaldb".to_string());
+    if name.trim().is_empty() {
+        return Err(ConfigError::new("schema.catalog_name", "\"\"", "must not be empty"));
+    }
+    let pool =
+        at_least("schema.pool_max_connections", raw.schema.pool_max_connections.map(u64::from), 10, 1)?;
+    Ok(CatalogConfig { uri, name, pool_max_connections: pool as u32 })
+}
+
+fn storage(raw: RawStorage, cwd: &Path) -> Result<StorageConfig> {
+    let text = raw.dsn.unwrap_or_else(|| "file://.data/warehouse".to_string());
+    let dsn =
+        Dsn::parse(&text, cwd).map_err(|why| ConfigError::new("storage.dsn", format!("{text:?}"), why))?;
+    if matches!(dsn, Dsn::Local { .. }) {
+        for (key, set) in [
+            ("storage.endpoint", raw.endpoint.is_some()),
+            ("storage.access_key_id", raw.access_key_id.is_some()),
+            ("storage.secret_access_key", raw.secret_access_key.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::new(key, "…", "only valid with an s3:// storage.dsn"));
+            }
+        }
+    }
+    if raw.access_key_id.is_some() != raw.secret_access_key.is_some() {
+        return Err(ConfigError::new(
+            "storage.access_key_id",
+            "…",
+            "access_key_id and secret_access_key must be set together",
+        ));
+    }
+    Ok(StorageConfig {
+        dsn,
+        endpoint: raw.endpoint,
+        region: raw.region,
+        access_key_id: raw.access_key_id,
+        secret_access_key: raw.secret_access_key,
+        allow_http: raw.allow_http.unwrap_or(false),
+        path_style: raw.path_style.unwrap_or(false),
+    })
+}
+
+fn service(raw: &RawCompactor, dry_run: bool) -> Result<ServiceConfig> {
+    let log_format = match raw.log_format.as_deref().unwrap_or("text") {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(ConfigError::new(
+                "compactor.log_format",
+                format!("{other:?}"),
+                "expected \"text\" or \"json\"",
+            ));
+        }
+    };
+    Ok(ServiceConfig {
+        dry_run,
+        shutdown_timeout: positive_duration("compactor.shutdown_timeout", raw.shutdown_timeout, secs(30))?,
+        log_format,
+    })
+}
+
+fn compaction(raw: &RawCompactor, global: Mode) -> Result<CompactionConfig> {
+    let interval = TwoForms {
+        int_key: "compactor.compaction_interval_secs",
+        int_value: raw.compaction_interval_secs,
+        unit_secs: 1,
+        text_key: "compactor.interval",
+        text_value: raw.interval,
+    }
+    .positive(secs(HOUR))?;
+    let threshold =
+        at_least("compactor.small_file_threshold_percent", raw.small_file_threshold_percent, 75, 1)?;
+    if threshold > 100 {
+        return Err(ConfigError::new(
+            "compactor.small_file_threshold_percent",
+            threshold,
+            "must be at most 100 (a percentage of the target file size)",
+        ));
+    }
+    let target_mb = at_least("compactor.target_file_size_mb", raw.target_file_size_mb, 128, 1)?;
+    let memory_mb = at_least("compactor.memory_limit_mb", raw.memory_limit_mb, 256, 16)?;
+    Ok(CompactionConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        mode: global,
+        interval,
+        target_file_size_bytes: target_mb * MIB,
+        small_file_threshold_percent: threshold,
+        min_input_files: at_least("compactor.min_input_files", raw.min_input_files, 5, 2)? as usize,
+        partition_lateness: raw.partition_lateness.unwrap_or(secs(600)),
+        compact_open_partitions: raw.compact_open_partitions.unwrap_or(false),
+        max_concurrent_rewrites: at_least(
+            "compactor.max_concurrent_rewrites",
+            raw.max_concurrent_rewrites,
+            1,
+            1,
+        )? as usize,
+        memory_limit_bytes: memory_mb * MIB,
+        commit_max_attempts: at_least("compactor.commit_max_attempts", raw.commit_max_attempts, 5, 1)? as u32,
+        commit_retry_backoff: positive_duration(
+            "compactor.commit_retry_backoff",
+            raw.commit_retry_backoff,
+            Duration::from_millis(200),
+        )?,
+    })
+}
+
+fn retention(raw: &RawRetention, global_mode: Mode) -> Result<RetentionConfig> {
+    const P: &str = "compactor.retention";
+    let interval = TwoForms {
+        int_key: "compactor.retention.retention_check_interval_secs",
+        int_value: raw.retention_check_interval_secs,
+        unit_secs: 1,
+        text_key: "compactor.retention.retention_check_interval",
+        text_value: raw.retention_check_interval,
+    }
+    .positive(secs(HOUR))?;
+    let (_, grace_period) = TwoForms {
+        int_key: "compactor.retention.grace_period_hours",
+        int_value: raw.grace_period_hours,
+        unit_secs: HOUR,
+        text_key: "compactor.retention.grace_period",
+        text_value: raw.grace_period,
+    }
+    .resolve(secs(HOUR))?;
+    let tz_text = raw.timezone.clone().unwrap_or_else(|| "UTC".to_string());
+    let timezone: chrono_tz::Tz = tz_text.parse().map_err(|_| {
+        ConfigError::new(
+            "compactor.retention.timezone",
+            format!("{tz_text:?}"),
+            "unknown IANA timezone (e.g. \"UTC\", \"Europe/Berlin\")",
+        )
+    })?;
+    let allow_zero = raw.allow_zero_retention.unwrap_or(false);
+    let rules = RetentionRules { grace_period, allow_zero };
+
+    let defaults = SignalRetention {
+        traces: Some(days(7)),
+        logs: Some(days(3)),
+        metrics: Some(days(30)),
+        profiles: Some(days(7)),
+    };
+    let global = signal_retention(P, signal_fields!(raw), &rules)?;
+    let global = SignalRetention {
+        traces: global.traces.or(defaults.traces),
+        logs: global.logs.or(defaults.logs),
+        metrics: global.metrics.or(defaults.metrics),
+        profiles: global.profiles.or(defaults.profiles),
+    };
+    let tenant_overrides = tenant_overrides(raw, &rules)?;
+    let table_policies = table_policies(raw, &rules)?;
+    Ok(RetentionConfig {
+        enabled: raw.enabled.unwrap_or(false),
+        mode: Mode::from_dry_run(raw.dry_run.unwrap_or(false)).and(global_mode),
+        interval,
+        grace_period,
+        timezone,
+        snapshots_to_keep: at_least("compactor.retention.snapshots_to_keep", raw.snapshots_to_keep, 5, 1)?
+            as u32,
+        max_snapshot_age: positive_duration(
+            "compactor.retention.max_snapshot_age",
+            raw.max_snapshot_age,
+            secs(5 * DAY),
+        )?,
+        allow_zero_retention: allow_zero,
+        policy: RetentionPolicy { global, tenant_overrides, table_policies },
+    })
+}
+
+fn days(n: u64) -> RetentionValue {
+    RetentionValue::For(secs(n * DAY))
+}
+
+struct RetentionRules {
+    grace_period: Duration,
+    allow_zero: bool,
+}
+
+impl RetentionRules {
+    fn check(&self, key: &str, value: RetentionValue) -> Result<RetentionValue> {
+        let RetentionValue::For(d) = value else {
+            return Ok(value);
+        };
+        if d.is_zero() {
+            if !self.allow_zero {
+                return Err(ConfigError::new(
+                    key,
+                    "0",
+                    "zero retention deletes data as soon as it is written; set \
+                     compactor.retention.allow_zero_retention = true if that is really meant",
+                ));
+            }
+            return Ok(value);
+        }
+        if d < self.grace_period {
+            return Err(ConfigError::new(
+                key,
+                humantime::format_duration(d),
+                format!(
+                    "retention is shorter than compactor.retention.grace_period ({})",
+                    humantime::format_duration(self.grace_period)
+                ),
+            ));
+        }
+        Ok(value)
+    }
+}
+
+fn signal_retention(
+    prefix: &str,
+    fields: SignalFields<'_>,
+    rules: &RetentionRules,
+) -> Result<SignalRetention> {
+    let one = |name: &str, (days_value, text): (Option<u64>, &Option<RetentionValue>)| {
+        let int_key = format!("{prefix}.{name}_retention_days");
+        let text_key = format!("{prefix}.{name}");
+        let value = match (days_value, text) {
+            (Some(d), Some(t)) => {
+                return Err(ConfigError::new(
+                    &int_key,
+                    d,
+                    format!("both {int_key} and {text_key} (= \"{t}\") are set; use one"),
+                ));
+            }
+            (Some(d), None) => Some((int_key, days(d))),
+            (None, Some(t)) => Some((text_key, *t)),
+            (None, None) => None,
+        };
+        value.map(|(key, v)| rules.check(&key, v)).transpose()
+    };
+    Ok(SignalRetention {
+        traces: one("traces", fields.traces)?,
+        logs: one("logs", fields.logs)?,
+        metrics: one("metrics", fields.metrics)?,
+        profiles: one("profiles", fields.profiles)?,
+    })
+}
+
+fn required_id(key: String, value: &Option<String>) -> Result<String> {
+    match value.as_deref().map(str::trim) {
+        Some(id) if !id.is_empty() => Ok(id.to_string()),
+        _ => Err(ConfigError::new(key, "(missing)", "an override needs a non-empty id")),
+    }
+}
+
+fn tenant_overrides(raw: &RawRetention, rules: &RetentionRules) -> Result<Vec<TenantOverride>> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::with_capacity(raw.tenant_overrides.len());
+    for (i, t) in raw.tenant_overrides.iter().enumerate() {
+        let prefix = format!("compactor.retention.tenant_overrides[{i}]");
+        let tenant_id = required_id(format!("{prefix}.tenant_id"), &t.tenant_id)?;
+        if !seen.insert(tenant_id.clone()) {
+            return Err(ConfigError::new(
+                format!("{prefix}.tenant_id"),
+                format!("{tenant_id:?}"),
+                "duplicate tenant override",
+            ));
+        }
+        let retention = signal_retention(&prefix, signal_fields!(t), rules)?;
+        let mut datasets = BTreeSet::new();
+        let mut dataset_overrides = Vec::with_capacity(t.dataset_overrides.len());
+        for (j, d) in t.dataset_overrides.iter().enumerate() {
+            let dprefix = format!("{prefix}.dataset_overrides[{j}]");
+            let dataset_id = required_id(format!("{dprefix}.dataset_id"), &d.dataset_id)?;
+            if !datasets.insert(dataset_id.clone()) {
+                return Err(ConfigError::new(
+                    format!("{dprefix}.dataset_id"),
+                    format!("{dataset_id:?}"),
+                    format!("duplicate dataset override for tenant {tenant_id:?}"),
+                ));
+            }
+            let retention = signal_retention(&dprefix, signal_fields!(d), rules)?;
+            dataset_overrides.push(DatasetOverride { dataset_id, retention });
+        }
+        out.push(TenantOverride { tenant_id, retention, dataset_overrides });
+    }
+    Ok(out)
+}
+
+fn table_policies(raw: &RawRetention, rules: &RetentionRules) -> Result<Vec<TablePolicy>> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for (i, p) in raw.table_policies.iter().enumerate() {
+        let prefix = format!("compactor.retention.table_policies[{i}]");
+        let table = required_id(format!("{prefix}.table"), &p.table)?;
+        let scope = (table.clone(), p.tenant_id.clone(), p.dataset_id.clone());
+        if !seen.insert(scope) {
+            return Err(ConfigError::new(
+                format!("{prefix}.table"),
+                format!("{table:?}"),
+                "duplicate table policy for the same tenant/dataset scope",
+            ));
+        }
+        let (key, value) = match (p.retention_days, p.retention) {
+            (Some(d), None) => (format!("{prefix}.retention_days"), days(d)),
+            (None, Some(v)) => (format!("{prefix}.retention"), v),
+            (Some(d), Some(_)) => {
+                return Err(ConfigError::new(
+                    format!("{prefix}.retention_days"),
+                    d,
+                    "both retention_days and retention are set; use one",
+                ));
+            }
+            (None, None) => {
+                return Err(ConfigError::new(
+                    format!("{prefix}.retention"),
+                    "(missing)",
+                    "a table policy needs retention_days or retention",
+                ));
+            }
+        };
+        out.push(TablePolicy {
+            table,
+            tenant_id: p.tenant_id.clone(),
+            dataset_id: p.dataset_id.clone(),
+            retention: rules.check(&key, value)?,
+        });
+    }
+    Ok(out)
+}
+
+fn orphans(raw: &RawOrphanCleanup, global: Mode) -> Result<OrphanConfig> {
+    let allow_short = raw.allow_short_grace_period.unwrap_or(false);
+    let (grace_key, grace_period) = TwoForms {
+        int_key: "compactor.orphan_cleanup.grace_period_hours",
+        int_value: raw.grace_period_hours,
+        unit_secs: HOUR,
+        text_key: "compactor.orphan_cleanup.grace_period",
+        text_value: raw.grace_period,
+    }
+    .resolve(secs(DAY))?;
+    if grace_period < ORPHAN_GRACE_FLOOR && !allow_short {
+        return Err(ConfigError::new(
+            grace_key,
+            humantime::format_duration(grace_period),
+            "below the 1h safety floor: files being written by a running commit could be deleted; \
+             set compactor.orphan_cleanup.allow_short_grace_period = true to allow it",
+        ));
+    }
+    let interval = TwoForms {
+        int_key: "compactor.orphan_cleanup.cleanup_interval_hours",
+        int_value: raw.cleanup_interval_hours,
+        unit_secs: HOUR,
+        text_key: "compactor.orphan_cleanup.cleanup_interval",
+        text_value: raw.cleanup_interval,
+    }
+    .positive(secs(DAY))?;
+    let max_age_hours =
+        at_least("compactor.orphan_cleanup.max_snapshot_age_hours", raw.max_snapshot_age_hours, 720, 1)?;
+    Ok(OrphanConfig {
+        enabled: raw.enabled.unwrap_or(false),
+        // The safe default for the most dangerous job is dry-run.
+        mode: Mode::from_dry_run(raw.dry_run.unwrap_or(true)).and(global),
+        grace_period,
+        allow_short_grace_period: allow_short,
+        interval,
+        batch_size: at_least("compactor.orphan_cleanup.batch_size", raw.batch_size, 1000, 1)? as usize,
+        revalidate_before_delete: raw.revalidate_before_delete.unwrap_or(true),
+        max_snapshot_age: secs(max_age_hours * HOUR),
+    })
+}
+
+fn listen(text: Option<&str>) -> Result<SocketAddr> {
+    let text = text.unwrap_or("0.0.0.0:9091");
+    text.parse().map_err(|e| {
+        ConfigError::new("compactor.http.listen", format!("{text:?}"), format!("not a socket address: {e}"))
+    })
+}

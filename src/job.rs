@@ -1,0 +1,196 @@
+//! The contract every maintenance job implements, and the report a pass produces.
+//!
+//! A job is a small struct holding only what it needs; the loop runner, the CLI's `once`, the admin API
+//! and tests all drive it through [`Job::run_once`] and read the same [`PassReport`].
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::TableRef;
+use crate::config::Mode;
+
+/// The jobs this binary knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Compaction,
+    Retention,
+    Orphans,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 3] = [JobKind::Compaction, JobKind::Retention, JobKind::Orphans];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Compaction => "compaction",
+            JobKind::Retention => "retention",
+            JobKind::Orphans => "orphans",
+        }
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Restricts a pass to some tables (`--table TENANT.DATASET.TABLE`, repeatable). Empty: every table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TableFilter {
+    tables: Vec<String>,
+}
+
+impl TableFilter {
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    pub fn only(tables: impl IntoIterator<Item = String>) -> Self {
+        Self { tables: tables.into_iter().collect() }
+    }
+
+    pub fn matches(&self, table: &TableRef) -> bool {
+        self.tables.is_empty() || self.tables.iter().any(|t| *t == table.qualified())
+    }
+
+    pub fn is_all(&self) -> bool {
+        self.tables.is_empty()
+    }
+
+    pub fn tables(&self) -> &[String] {
+        &self.tables
+    }
+}
+
+impl FromStr for TableFilter {
+    type Err = String;
+
+    /// One `tenant.dataset.table`; tenant and dataset may not be empty.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split('.').collect();
+        if parts.len() < 3 || parts.iter().any(|p| p.is_empty()) {
+            return Err(format!("{s:?} is not TENANT.DATASET.TABLE"));
+        }
+        Ok(Self { tables: vec![s.to_string()] })
+    }
+}
+
+/// What one pass is asked to do.
+#[derive(Debug, Clone)]
+pub struct PassRequest {
+    pub mode: Mode,
+    pub filter: TableFilter,
+}
+
+/// The outcome of one table within a pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TableStatus {
+    /// Work was done (or, in dry-run, planned).
+    Succeeded,
+    /// Nothing to do.
+    Unchanged,
+    Skipped {
+        reason: String,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// One table's line in a pass report. Counters are job-specific in meaning and documented per job.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableReport {
+    pub table: String,
+    #[serde(flatten)]
+    pub status: TableStatus,
+    pub partitions: u64,
+    pub files_before: u64,
+    pub files_after: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub rows: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<i64>,
+    /// Human-readable details (one line per partition or action).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+}
+
+impl TableReport {
+    pub fn new(table: &TableRef, status: TableStatus) -> Self {
+        TableReport {
+            table: table.qualified(),
+            status,
+            partitions: 0,
+            files_before: 0,
+            files_after: 0,
+            bytes_before: 0,
+            bytes_after: 0,
+            rows: 0,
+            snapshot_id: None,
+            details: Vec::new(),
+        }
+    }
+}
+
+/// Everything a pass did, for logs, metrics, audit rows, the CLI and tests.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassReport {
+    pub job: JobKind,
+    pub mode: Mode,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub tables: Vec<TableReport>,
+}
+
+impl PassReport {
+    pub fn failed_tables(&self) -> usize {
+        self.tables.iter().filter(|t| matches!(t.status, TableStatus::Failed { .. })).count()
+    }
+
+    pub fn duration(&self) -> Duration {
+        (self.finished_at - self.started_at).to_std().unwrap_or_default()
+    }
+}
+
+/// A pass that could not run at all (a failing table is reported in the [`PassReport`] instead).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl JobError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            JobError::Catalog(e) => e.is_retryable(),
+            JobError::Other(_) => false,
+        }
+    }
+}
+
+/// A maintenance job. `run_once` must stop at a safe point soon after `cancel` fires.
+#[async_trait]
+pub trait Job: Send + Sync + 'static {
+    fn kind(&self) -> JobKind;
+    /// Time between the start of one pass and the next.
+    fn interval(&self) -> Duration;
+    /// The mode the job's configuration asks for (dry-run wins over execute).
+    fn mode(&self) -> Mode;
+    async fn run_once(
+        &self,
+        request: &PassRequest,
+        cancel: &CancellationToken,
+    ) -> Result<PassReport, JobError>;
+}

@@ -1,0 +1,13 @@
+//! signaldb-compactor: keeps SignalDB's Apache Iceberg tables healthy. See `ARCHITECTURE.md`.
+
+pub mod catalog;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod generate;
+pub mod job;
+pub mod metrics;
+pub mod service;
+pub mod stats;
+pub mod storage;

@@ -1,0 +1,154 @@
+//! The daemon: the shared context (config, catalog, store, metrics, clock), every enabled job's loop
+//! and the HTTP server, all stopped by one `CancellationToken`.
+
+pub mod http;
+pub mod periodic;
+pub mod status;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::catalog::{Catalog, Signal};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::job::{Job, JobKind};
+use crate::metrics::Metrics;
+use crate::storage::Warehouse;
+pub use periodic::{run_pass, run_periodic};
+pub use status::StatusBoard;
+
+/// What every job shares: built once at startup.
+#[derive(Clone)]
+pub struct Context {
+    pub config: Arc<Config>,
+    pub catalog: Catalog,
+    pub warehouse: Warehouse,
+    pub metrics: Metrics,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Context {
+    pub async fn build(config: Config, registry: prometheus::Registry) -> anyhow::Result<Context> {
+        let warehouse = Warehouse::open(&config.storage).context("opening the warehouse storage")?;
+        let catalog =
+            Catalog::connect(&config.catalog, &warehouse).await.context("connecting to the catalog")?;
+        Ok(Context {
+            config: Arc::new(config),
+            catalog,
+            warehouse,
+            metrics: Metrics::new(registry),
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// Discovers tables and records how many of each signal exist.
+    pub async fn discover(&self) -> Result<Vec<crate::catalog::TableRef>, crate::catalog::CatalogError> {
+        let tables = self.catalog.discover().await?;
+        for signal in Signal::KNOWN.into_iter().chain([Signal::Other]) {
+            let n = tables.iter().filter(|t| t.signal == signal).count();
+            self.metrics.tables_discovered.with_label_values(&[signal.as_str()]).set(n as i64);
+        }
+        Ok(tables)
+    }
+}
+
+/// The jobs this build provides, each with whether its configuration enables it.
+pub fn jobs(_ctx: &Context) -> Vec<(Arc<dyn Job>, bool)> {
+    Vec::new()
+}
+
+/// Runs the daemon until `cancel` fires, then waits up to the shutdown timeout for loops to stop.
+pub async fn run(ctx: Context, cancel: CancellationToken) -> anyhow::Result<()> {
+    let listen = ctx.config.http.listen;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the HTTP server to {listen} (compactor.http.listen)"))?;
+    run_with_listener(ctx, listener, cancel).await
+}
+
+/// [`run`] on an already bound listener (tests bind port 0).
+pub async fn run_with_listener(
+    ctx: Context,
+    listener: TcpListener,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let jobs = jobs(&ctx);
+    let status = status_board(&jobs);
+    run_jobs(ctx, listener, cancel, jobs, status).await
+}
+
+/// A status board listing every job kind, enabled where `jobs` has it enabled.
+pub fn status_board(jobs: &[(Arc<dyn Job>, bool)]) -> Arc<StatusBoard> {
+    let entries: Vec<(JobKind, bool)> = JobKind::ALL
+        .iter()
+        .map(|k| (*k, jobs.iter().any(|(j, enabled)| j.kind() == *k && *enabled)))
+        .collect();
+    Arc::new(StatusBoard::new(&entries))
+}
+
+/// Serves HTTP and runs each enabled job's loop until `cancel` fires, then waits up to the shutdown
+/// timeout for them to stop.
+pub async fn run_jobs(
+    ctx: Context,
+    listener: TcpListener,
+    cancel: CancellationToken,
+    jobs: Vec<(Arc<dyn Job>, bool)>,
+    status: Arc<StatusBoard>,
+) -> anyhow::Result<()> {
+    match ctx.discover().await {
+        Ok(tables) => info!(tables = tables.len(), "catalog discovered"),
+        Err(e) => warn!(error = %e, "catalog discovery failed at startup; loops will retry"),
+    }
+    let tracker = TaskTracker::new();
+    let state = Arc::new(http::HttpState {
+        metrics: ctx.metrics.clone(),
+        status: status.clone(),
+        catalog: ctx.catalog.clone(),
+        warehouse: ctx.warehouse.clone(),
+        dry_run: ctx.config.service.dry_run,
+    });
+    let addr = listener.local_addr()?;
+    info!(%addr, "http server listening");
+    tracker.spawn(http::serve(listener, state, cancel.clone()));
+    for (job, enabled) in jobs {
+        if enabled {
+            tracker.spawn(run_periodic(job, cancel.clone(), status.clone(), ctx.metrics.clone()));
+        } else {
+            info!(job = %job.kind(), "loop disabled by configuration");
+        }
+    }
+    tracker.close();
+    cancel.cancelled().await;
+    let timeout = ctx.config.service.shutdown_timeout;
+    info!(timeout = %humantime::format_duration(timeout), "shutting down");
+    if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
+        warn!(
+            "shutdown timeout reached with work in flight; exiting (unfinished commits were not swapped in)"
+        );
+    }
+    Ok(())
+}
+
+/// Cancels `cancel` on SIGTERM or SIGINT.
+pub fn cancel_on_signals(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = term => info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+        }
+        cancel.cancel();
+    });
+}

@@ -1,0 +1,217 @@
+//! The one loop every job runs in: a pass now, then one per interval, until cancelled.
+//!
+//! A failed pass is logged, counted and retried at the next tick; it never ends the loop. Missed ticks
+//! (a pass longer than the interval) are delayed, not bunched. Cancellation is observed between passes
+//! here and at safe points inside a pass by the job itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use super::status::StatusBoard;
+use crate::job::{Job, PassRequest, TableFilter};
+use crate::metrics::Metrics;
+
+/// Runs `job` every `job.interval()` until `cancel` fires.
+pub async fn run_periodic(
+    job: Arc<dyn Job>,
+    cancel: CancellationToken,
+    status: Arc<StatusBoard>,
+    metrics: Metrics,
+) {
+    let kind = job.kind();
+    let interval = job.interval();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    info!(job = %kind, interval = %humantime::format_duration(interval), "loop started");
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let request = PassRequest { mode: job.mode(), filter: TableFilter::all() };
+        let span = info_span!("pass", job = %kind, mode = ?request.mode);
+        run_pass(job.as_ref(), &request, &cancel, &status, &metrics).instrument(span).await;
+        status.set_next_run(kind, Utc::now() + chrono::Duration::from_std(interval).unwrap_or_default());
+    }
+    info!(job = %kind, "loop stopped");
+}
+
+/// One pass with its bookkeeping: status board, metrics and a log line whatever the outcome.
+pub async fn run_pass(
+    job: &dyn Job,
+    request: &PassRequest,
+    cancel: &CancellationToken,
+    status: &StatusBoard,
+    metrics: &Metrics,
+) {
+    let kind = job.kind();
+    let job_label = kind.as_str();
+    status.pass_started(kind);
+    let started = Instant::now();
+    let outcome = job.run_once(request, cancel).await;
+    let elapsed = started.elapsed();
+    metrics.pass_duration_seconds.with_label_values(&[job_label]).observe(elapsed.as_secs_f64());
+    match outcome {
+        Ok(report) if report.failed_tables() == 0 => {
+            metrics.passes_total.with_label_values(&[job_label, "ok"]).inc();
+            metrics
+                .last_success_timestamp_seconds
+                .with_label_values(&[job_label])
+                .set(Utc::now().timestamp());
+            info!(tables = report.tables.len(), elapsed_ms = ms(elapsed), "pass finished");
+            status.pass_finished(kind, Ok(()));
+        }
+        Ok(report) => {
+            let failed = report.failed_tables();
+            metrics.passes_total.with_label_values(&[job_label, "partial"]).inc();
+            metrics.pass_failures_total.with_label_values(&[job_label]).inc();
+            warn!(
+                tables = report.tables.len(),
+                failed,
+                elapsed_ms = ms(elapsed),
+                "pass finished with failing tables"
+            );
+            status.pass_finished(kind, Err(format!("{failed} table(s) failed")));
+        }
+        Err(e) => {
+            metrics.passes_total.with_label_values(&[job_label, "failed"]).inc();
+            metrics.pass_failures_total.with_label_values(&[job_label]).inc();
+            error!(error = %e, retryable = e.is_retryable(), elapsed_ms = ms(elapsed), "pass failed; retrying at the next tick");
+            status.pass_finished(kind, Err(e.to_string()));
+        }
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::config::Mode;
+    use crate::job::{JobError, JobKind, PassReport};
+
+    /// A job that counts its passes and fails every `fail_every`-th one.
+    struct CountingJob {
+        passes: AtomicUsize,
+        fail_every: usize,
+    }
+
+    #[async_trait]
+    impl Job for CountingJob {
+        fn kind(&self) -> JobKind {
+            JobKind::Compaction
+        }
+        fn interval(&self) -> Duration {
+            Duration::from_secs(60)
+        }
+        fn mode(&self) -> Mode {
+            Mode::DryRun
+        }
+        async fn run_once(
+            &self,
+            request: &PassRequest,
+            _: &CancellationToken,
+        ) -> Result<PassReport, JobError> {
+            let n = self.passes.fetch_add(1, Ordering::SeqCst) + 1;
+            if n.is_multiple_of(self.fail_every) {
+                return Err(JobError::Other(format!("pass {n} failed")));
+            }
+            Ok(PassReport {
+                job: JobKind::Compaction,
+                mode: request.mode,
+                started_at: Utc::now(),
+                finished_at: Utc::now(),
+                tables: vec![],
+            })
+        }
+    }
+
+    fn setup(fail_every: usize) -> (Arc<CountingJob>, Arc<StatusBoard>, Metrics) {
+        let job = Arc::new(CountingJob { passes: AtomicUsize::new(0), fail_every });
+        let status = Arc::new(StatusBoard::new(&[(JobKind::Compaction, true)]));
+        (job, status, Metrics::new(prometheus::Registry::new()))
+    }
+
+    /// Lets spawned tasks run until they block on the (paused) clock.
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runs_at_start_and_every_interval() {
+        let (job, status, metrics) = setup(usize::MAX);
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(run_periodic(job.clone(), cancel.clone(), status, metrics.clone()));
+        settle().await;
+        assert_eq!(job.passes.load(Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_secs(59)).await;
+        settle().await;
+        assert_eq!(job.passes.load(Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        settle().await;
+        assert_eq!(job.passes.load(Ordering::SeqCst), 2);
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_secs(60)).await;
+            settle().await;
+        }
+        assert_eq!(job.passes.load(Ordering::SeqCst), 5);
+        // A pass that overran several intervals is followed by one pass, not a burst of missed ones.
+        tokio::time::advance(Duration::from_secs(600)).await;
+        settle().await;
+        assert_eq!(job.passes.load(Ordering::SeqCst), 6);
+        tokio::time::advance(Duration::from_secs(59)).await;
+        settle().await;
+        assert_eq!(job.passes.load(Ordering::SeqCst), 6);
+        cancel.cancel();
+        handle.await.unwrap();
+        assert_eq!(metrics.passes_total.with_label_values(&["compaction", "ok"]).get(), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failing_pass_is_counted_and_loop_continues() {
+        let (job, status, metrics) = setup(2);
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(run_periodic(job.clone(), cancel.clone(), status.clone(), metrics.clone()));
+        settle().await;
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_secs(60)).await;
+            settle().await;
+        }
+        assert_eq!(job.passes.load(Ordering::SeqCst), 4);
+        assert_eq!(metrics.pass_failures_total.with_label_values(&["compaction"]).get(), 2);
+        assert_eq!(metrics.passes_total.with_label_values(&["compaction", "ok"]).get(), 2);
+        let snapshot = status.snapshot();
+        let loop_status = &snapshot[0];
+        assert_eq!(loop_status.last_result.as_deref(), Some("failed"));
+        assert_eq!(loop_status.last_error.as_deref(), Some("pass 4 failed"));
+        assert_eq!(loop_status.failures, 2);
+        cancel.cancel();
+        handle.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancellation_stops_the_loop_promptly() {
+        let (job, status, metrics) = setup(usize::MAX);
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(run_periodic(job.clone(), cancel.clone(), status, metrics));
+        settle().await;
+        cancel.cancel();
+        // No time passes: the loop must end without waiting for its next tick.
+        tokio::time::timeout(Duration::from_millis(1), handle).await.unwrap().unwrap();
+        assert_eq!(job.passes.load(Ordering::SeqCst), 1);
+    }
+}

@@ -1,0 +1,99 @@
+//! What `/status` reports: per loop, whether it is enabled, its last pass and its next run.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::job::JobKind;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LoopStatus {
+    pub job: JobKind,
+    pub enabled: bool,
+    pub running: bool,
+    pub last_pass_start: Option<DateTime<Utc>>,
+    pub last_pass_end: Option<DateTime<Utc>>,
+    /// `ok` or `failed`.
+    pub last_result: Option<String>,
+    pub last_error: Option<String>,
+    pub next_run: Option<DateTime<Utc>>,
+    pub passes: u64,
+    pub failures: u64,
+}
+
+/// Shared, lock-protected loop statuses. Updates are tiny and never held across an await.
+#[derive(Debug)]
+pub struct StatusBoard {
+    loops: Mutex<BTreeMap<JobKind, LoopStatus>>,
+}
+
+impl StatusBoard {
+    pub fn new(jobs: &[(JobKind, bool)]) -> StatusBoard {
+        let loops = jobs
+            .iter()
+            .map(|&(job, enabled)| {
+                (
+                    job,
+                    LoopStatus {
+                        job,
+                        enabled,
+                        running: false,
+                        last_pass_start: None,
+                        last_pass_end: None,
+                        last_result: None,
+                        last_error: None,
+                        next_run: None,
+                        passes: 0,
+                        failures: 0,
+                    },
+                )
+            })
+            .collect();
+        StatusBoard { loops: Mutex::new(loops) }
+    }
+
+    fn update(&self, job: JobKind, f: impl FnOnce(&mut LoopStatus)) {
+        let mut loops = self.loops.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = loops.get_mut(&job) {
+            f(s);
+        }
+    }
+
+    pub fn pass_started(&self, job: JobKind) {
+        self.update(job, |s| {
+            s.running = true;
+            s.last_pass_start = Some(Utc::now());
+            s.next_run = None;
+        });
+    }
+
+    pub fn pass_finished(&self, job: JobKind, result: Result<(), String>) {
+        self.update(job, |s| {
+            s.running = false;
+            s.last_pass_end = Some(Utc::now());
+            s.passes += 1;
+            match result {
+                Ok(()) => {
+                    s.last_result = Some("ok".into());
+                    s.last_error = None;
+                }
+                Err(e) => {
+                    s.failures += 1;
+                    s.last_result = Some("failed".into());
+                    s.last_error = Some(e);
+                }
+            }
+        });
+    }
+
+    pub fn set_next_run(&self, job: JobKind, at: DateTime<Utc>) {
+        self.update(job, |s| s.next_run = Some(at));
+    }
+
+    pub fn snapshot(&self) -> Vec<LoopStatus> {
+        let loops = self.loops.lock().unwrap_or_else(|p| p.into_inner());
+        loops.values().cloned().collect()
+    }
+}

@@ -1,0 +1,269 @@
+//! Storage: one `object_store` handle per warehouse, shared by our own listing/deletion and by
+//! iceberg's `FileIO` (through [`fileio::ObjectStoreStorageFactory`]), so both see the same objects
+//! with the same credentials.
+//!
+//! Terms: a *location* is a URL-like string as Iceberg metadata stores it (`file:///w/t/f.parquet`,
+//! `s3://bucket/w/t/f.parquet`); an *object path* is the key inside the store (`w/t/f.parquet`).
+
+mod fileio;
+pub mod path;
+
+use std::path::{Component, Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use serde::Serialize;
+
+pub use fileio::ObjectStoreStorageFactory;
+
+use crate::config::StorageConfig;
+
+/// Where the warehouse lives, as configured by `[storage] dsn`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Dsn {
+    /// A local directory (absolute after parsing).
+    Local { root: PathBuf },
+    /// An S3-compatible bucket and key prefix (no leading or trailing slash).
+    S3 { bucket: String, prefix: String },
+}
+
+impl Dsn {
+    /// Parses `file:///abs`, `file://relative` (relative to `cwd`), a bare path, or `s3://bucket/prefix`
+    /// (`s3a://` accepted). The error says why, for the config error line.
+    pub fn parse(text: &str, cwd: &FsPath) -> Result<Dsn, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if let Some(rest) = ["s3://", "s3a://"].iter().find_map(|p| text.strip_prefix(p)) {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            validate_bucket(bucket)?;
+            let prefix = prefix.trim_matches('/').to_string();
+            if prefix.split('/').any(|s| s == "." || s == "..") {
+                return Err("the key prefix must not contain . or .. segments".into());
+            }
+            return Ok(Dsn::S3 { bucket: bucket.to_string(), prefix });
+        }
+        let local = if let Some(rest) = text.strip_prefix("file://") {
+            rest
+        } else if let Some(rest) = text.strip_prefix("file:") {
+            rest
+        } else if text.contains("://") {
+            return Err("unsupported scheme; expected file:// or s3://".into());
+        } else {
+            text
+        };
+        if local.is_empty() {
+            return Err("a file:// DSN needs a path".into());
+        }
+        let joined = cwd.join(local);
+        Ok(Dsn::Local { root: lexical_normalize(&joined) })
+    }
+
+    /// The warehouse root as a location, e.g. `file:///abs/warehouse` or `s3://bucket/prefix`.
+    pub fn root_location(&self) -> String {
+        match self {
+            Dsn::Local { root } => format!("file://{}", root.display()),
+            Dsn::S3 { bucket, prefix } if prefix.is_empty() => format!("s3://{bucket}"),
+            Dsn::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+fn validate_bucket(bucket: &str) -> Result<(), String> {
+    let ok_chars =
+        bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    if !(3..=63).contains(&bucket.len()) || !ok_chars {
+        return Err(format!(
+            "bucket {bucket:?} is not a valid S3 bucket name (3-63 lowercase letters, digits, '-', '.')"
+        ));
+    }
+    Ok(())
+}
+
+/// Removes `.` and resolves `..` without touching the filesystem (the directory may not exist yet).
+fn lexical_normalize(path: &FsPath) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Storage errors carry the location they concern.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("location {location} is outside this warehouse's store ({root})")]
+    Foreign { location: String, root: String },
+    #[error("location {location}: {source}")]
+    ObjectStore {
+        location: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("storage {root}: {reason}")]
+    Unsupported { root: String, reason: String },
+}
+
+/// Maps locations to object paths for one store. Local stores are rooted at `/` so that any
+/// `file:` location a table uses is reachable; an S3 store serves one bucket.
+#[derive(Debug, Clone)]
+pub(crate) enum PathMapper {
+    Local,
+    S3 { bucket: String },
+}
+
+impl PathMapper {
+    pub(crate) fn object_path(&self, location: &str) -> Result<ObjectPath, StorageError> {
+        let foreign = || StorageError::Foreign { location: location.to_string(), root: self.describe() };
+        let normalized = path::normalize(location).ok_or_else(foreign)?;
+        let key = match self {
+            PathMapper::Local => normalized.strip_prefix("file:///").ok_or_else(foreign)?,
+            PathMapper::S3 { bucket } => {
+                let rest = normalized.strip_prefix("s3://").ok_or_else(foreign)?;
+                let (b, key) = rest.split_once('/').unwrap_or((rest, ""));
+                if b != bucket {
+                    return Err(foreign());
+                }
+                key
+            }
+        };
+        ObjectPath::parse(key)
+            .map_err(|e| StorageError::ObjectStore { location: location.to_string(), source: e.into() })
+    }
+
+    pub(crate) fn location(&self, path: &ObjectPath) -> String {
+        match self {
+            PathMapper::Local => format!("file:///{path}"),
+            PathMapper::S3 { bucket } => format!("s3://{bucket}/{path}"),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            PathMapper::Local => "file:///".into(),
+            PathMapper::S3 { bucket } => format!("s3://{bucket}"),
+        }
+    }
+}
+
+/// The warehouse: its root location and the one store that serves it.
+#[derive(Debug, Clone)]
+pub struct Warehouse {
+    root: String,
+    store: Arc<dyn ObjectStore>,
+    mapper: PathMapper,
+}
+
+impl Warehouse {
+    /// Opens the configured store. A local warehouse directory is created if missing.
+    pub fn open(config: &StorageConfig) -> Result<Warehouse, StorageError> {
+        let root = config.dsn.root_location();
+        match &config.dsn {
+            Dsn::Local { root: dir } => {
+                std::fs::create_dir_all(dir).map_err(|e| StorageError::Unsupported {
+                    root: root.clone(),
+                    reason: format!("cannot create warehouse directory: {e}"),
+                })?;
+                Ok(Warehouse { root, store: Arc::new(LocalFileSystem::new()), mapper: PathMapper::Local })
+            }
+            Dsn::S3 { .. } => Err(StorageError::Unsupported {
+                root,
+                reason: "S3 storage is not available in this build yet; use a file:// dsn".into(),
+            }),
+        }
+    }
+
+    /// Builds a warehouse over an arbitrary store (tests inject failing or in-memory stores).
+    pub fn with_store(root: String, store: Arc<dyn ObjectStore>) -> Warehouse {
+        let mapper = match root.strip_prefix("s3://") {
+            Some(rest) => PathMapper::S3 { bucket: rest.split('/').next().unwrap_or("").to_string() },
+            None => PathMapper::Local,
+        };
+        Warehouse { root, store, mapper }
+    }
+
+    /// The warehouse root as a location.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub fn object_path(&self, location: &str) -> Result<ObjectPath, StorageError> {
+        self.mapper.object_path(location)
+    }
+
+    pub fn location(&self, path: &ObjectPath) -> String {
+        self.mapper.location(path)
+    }
+
+    /// The iceberg storage factory over this same store.
+    pub fn storage_factory(&self) -> Arc<ObjectStoreStorageFactory> {
+        Arc::new(ObjectStoreStorageFactory::new(self.store.clone(), self.mapper.clone()))
+    }
+
+    /// Reachability probe for `/ready`: one listing request under the root.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        let prefix = self.object_path(&self.root)?;
+        self.store
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map(|_| ())
+            .map_err(|source| StorageError::ObjectStore { location: self.root.clone(), source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dsn_forms() {
+        let cwd = FsPath::new("/srv/signaldb");
+        assert_eq!(Dsn::parse("file:///data/w", cwd), Ok(Dsn::Local { root: "/data/w".into() }));
+        assert_eq!(
+            Dsn::parse("file://.data/warehouse", cwd),
+            Ok(Dsn::Local { root: "/srv/signaldb/.data/warehouse".into() })
+        );
+        assert_eq!(Dsn::parse("./w/../x", cwd), Ok(Dsn::Local { root: "/srv/signaldb/x".into() }));
+        assert_eq!(
+            Dsn::parse("s3://my-bucket/lake/", cwd),
+            Ok(Dsn::S3 { bucket: "my-bucket".into(), prefix: "lake".into() })
+        );
+        assert_eq!(
+            Dsn::parse("s3a://my-bucket", cwd).map(|d| d.root_location()),
+            Ok("s3://my-bucket".to_string())
+        );
+        assert!(Dsn::parse("s3://Bad_Bucket/x", cwd).unwrap_err().contains("bucket"));
+        assert!(Dsn::parse("gs://b/x", cwd).unwrap_err().contains("scheme"));
+        assert!(Dsn::parse("", cwd).is_err());
+    }
+
+    #[test]
+    fn mapper_round_trips_and_refuses_foreign_locations() {
+        let local = PathMapper::Local;
+        let p = local.object_path("file:/w/t/data/f.parquet").unwrap();
+        assert_eq!(p.as_ref(), "w/t/data/f.parquet");
+        assert_eq!(local.location(&p), "file:///w/t/data/f.parquet");
+        assert!(local.object_path("s3://b/x").is_err());
+
+        let s3 = PathMapper::S3 { bucket: "b".into() };
+        let p = s3.object_path("s3a://b/w/t/f").unwrap();
+        assert_eq!(p.as_ref(), "w/t/f");
+        assert_eq!(s3.location(&p), "s3://b/w/t/f");
+        assert!(s3.object_path("s3://other/w/t/f").is_err());
+        assert!(s3.object_path("file:///w/t/f").is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! `check-config` through the real binary: environment forms round-trip into the effective config, and
+//! every bad config exits 2 with one line naming the key.
+
+use crate::support::run_bin;
+
+/// `SIGNALDB_*` variables for one case.
+type Env = &'static [(&'static str, &'static str)];
+
+/// (signaldb.toml, environment, key the error line must name)
+const BAD: &[(&str, Env, &str)] = &[
+    ("[compactor]\nenabledd = true\n", &[], "compactor.enabledd"),
+    (
+        "[compactor.retention]\ntraces_retention_days = \"abc\"\n",
+        &[],
+        "compactor.retention.traces_retention_days",
+    ),
+    ("[compactor.retention]\ntraces_retention_days = -3\n", &[], "compactor.retention.traces_retention_days"),
+    ("[compactor.retention]\ntimezone = \"Mars/Olympus\"\n", &[], "compactor.retention.timezone"),
+    (
+        "[compactor.orphan_cleanup]\ngrace_period_hours = 0\n",
+        &[],
+        "compactor.orphan_cleanup.grace_period_hours",
+    ),
+    ("[compactor.orphan_cleanup]\ngrace_period = \"10m\"\n", &[], "compactor.orphan_cleanup.grace_period"),
+    ("[compactor]\ncompaction_interval_secs = 0\n", &[], "compactor.compaction_interval_secs"),
+    ("[compactor]\ninterval = \"soon\"\n", &[], "compactor.interval"),
+    (
+        "[compactor]\ninterval = \"1h\"\ncompaction_interval_secs = 60\n",
+        &[],
+        "compactor.compaction_interval_secs",
+    ),
+    (
+        "[compactor.retention]\ntraces = \"7d\"\ntraces_retention_days = 7\n",
+        &[],
+        "compactor.retention.traces_retention_days",
+    ),
+    ("[compactor.retention]\nlogs_retention_days = 0\n", &[], "compactor.retention.logs_retention_days"),
+    (
+        "[compactor.retention]\ngrace_period_hours = 48\nlogs_retention_days = 1\n",
+        &[],
+        "compactor.retention.logs_retention_days",
+    ),
+    (
+        "[[compactor.retention.tenant_overrides]]\ntenant_id = \"acme\"\n[[compactor.retention.tenant_overrides]]\ntenant_id = \"acme\"\n",
+        &[],
+        "compactor.retention.tenant_overrides[1].tenant_id",
+    ),
+    (
+        "[[compactor.retention.tenant_overrides]]\ntenant_id = \"acme\"\n[[compactor.retention.tenant_overrides.dataset_overrides]]\ndataset_id = \"p\"\n[[compactor.retention.tenant_overrides.dataset_overrides]]\ndataset_id = \"p\"\n",
+        &[],
+        "compactor.retention.tenant_overrides[0].dataset_overrides[1].dataset_id",
+    ),
+    ("[compactor.http]\nlisten = \"not-an-address\"\n", &[], "compactor.http.listen"),
+    ("[schema]\ncatalog_uri = \"mysql://x\"\n", &[], "schema.catalog_uri"),
+    ("[storage]\ndsn = \"ftp://host/x\"\n", &[], "storage.dsn"),
+    ("[compactor]\nlog_format = \"xml\"\n", &[], "compactor.log_format"),
+    ("[compactor]\nsmall_file_threshold_percent = 150\n", &[], "compactor.small_file_threshold_percent"),
+    ("[compactor]\nshutdown_timeout = \"0s\"\n", &[], "compactor.shutdown_timeout"),
+    ("[compactor.orphan_cleanup]\nbatch_size = 0\n", &[], "compactor.orphan_cleanup.batch_size"),
+    ("", &[("SIGNALDB_COMPACTOR_RETENTION_ENABLED", "perhaps")], "compactor.retention.enabled"),
+    (
+        "",
+        &[("SIGNALDB_COMPACTOR_ORPHAN_CLEANUP_GRACE_PERIOD_HOURS", "0")],
+        "compactor.orphan_cleanup.grace_period_hours",
+    ),
+    ("", &[("SIGNALDB_COMPACTOR_RETENTION_TRACE_DAYS", "3")], "SIGNALDB_COMPACTOR_RETENTION_TRACE_DAYS"),
+    ("[compactor\nbroken", &[], "signaldb.toml"),
+];
+
+#[test]
+fn every_bad_config_exits_2_naming_the_key() {
+    assert!(BAD.len() >= 15);
+    for (toml, env, key) in BAD {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("signaldb.toml"), toml).unwrap();
+        let out = run_bin(dir.path(), &["check-config"], env);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "config {toml:?} {env:?} should exit 2; stderr: {stderr}");
+        let line = stderr.lines().next().unwrap_or_default();
+        assert!(
+            line.starts_with("config error: ") && line.contains(key),
+            "error line for {toml:?} {env:?} should name {key}: {line}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "one line, got: {stderr}");
+        assert!(out.stdout.is_empty(), "nothing printed on stdout for a bad config");
+    }
+}
+
+#[test]
+fn missing_explicit_config_file_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_bin(dir.path(), &["--config", "missing.toml", "check-config"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(run_bin(dir.path(), &["once", "nothing"], &[]).status.code(), Some(2));
+    assert_eq!(run_bin(dir.path(), &["once", "compaction", "--table", "a.b"], &[]).status.code(), Some(2));
+}
+
+#[test]
+fn environment_forms_round_trip_into_effective_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("signaldb.toml"),
+        "[compactor.retention]\nenabled = false\n[storage]\nsecret_access_key = \"hunter2\"\naccess_key_id = \"AK\"\ndsn = \"s3://lake-bucket/signaldb\"\n",
+    )
+    .unwrap();
+    let env = [
+        ("SIGNALDB_COMPACTOR_RETENTION_ENABLED", "true"),
+        ("SIGNALDB_COMPACTOR_RETENTION_TRACES_RETENTION_DAYS", "14"),
+        ("SIGNALDB_COMPACTOR_RETENTION_DRY_RUN", "true"),
+        ("SIGNALDB_COMPACTOR_ORPHAN_CLEANUP_GRACE_PERIOD_HOURS", "48"),
+        ("SIGNALDB_COMPACTOR_DRY_RUN", "true"),
+        ("SIGNALDB_SCHEMA_CATALOG_URI", "sqlite:other.db?mode=ro"),
+        ("SIGNALDB_COMPACTOR_HTTP_LISTEN", "127.0.0.1:19091"),
+    ];
+    let out = run_bin(dir.path(), &["check-config", "--json"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &v["config"];
+    assert_eq!(c["retention"]["enabled"], true);
+    assert_eq!(c["retention"]["mode"], "dry_run");
+    assert_eq!(c["retention"]["policy"]["global"]["traces"], "14days");
+    assert_eq!(c["orphans"]["grace_period"], "2days");
+    assert_eq!(c["service"]["dry_run"], true);
+    assert_eq!(c["compaction"]["mode"], "dry_run");
+    assert_eq!(c["catalog"]["uri"], "sqlite:other.db?mode=ro");
+    assert_eq!(c["http"]["listen"], "127.0.0.1:19091");
+    assert_eq!(c["storage"]["dsn"]["bucket"], "lake-bucket");
+    assert_eq!(c["storage"]["secret_access_key"], "<redacted>");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"), "secrets never printed");
+    let env_sources: Vec<&str> =
+        v["sources"]["env"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert_eq!(env_sources.len(), env.len());
+}

@@ -1,0 +1,9 @@
+//! Integration tests: one binary (links once), one module per capability. Everything runs on real
+//! components: SQLite catalog files, the local filesystem, real Parquet and Iceberg metadata, the
+//! compiled binary, and PyIceberg as an independent Iceberg implementation.
+
+mod config_cli;
+mod discovery;
+mod generate;
+mod serve;
+mod support;

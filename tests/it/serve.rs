@@ -1,0 +1,70 @@
+//! `run` on an empty catalog serves its four endpoints and exits 0 on SIGTERM within the timeout.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::{bin, free_port, http_get};
+
+#[test]
+fn run_serves_endpoints_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    std::fs::write(
+        dir.path().join("signaldb.toml"),
+        format!(
+            "[schema]\ncatalog_uri = \"sqlite:{d}/catalog.db?mode=rwc\"\n[storage]\ndsn = \"file://{d}/warehouse\"\n\
+             [compactor]\nshutdown_timeout = \"5s\"\n[compactor.http]\nlisten = \"{addr}\"\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = bin()
+        .current_dir(dir.path())
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let started = Instant::now();
+    let health = loop {
+        match http_get(&addr, "/health") {
+            Ok(r) => break r,
+            Err(_) if started.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Err(e) => panic!("daemon did not come up: {e}"),
+        }
+    };
+    assert_eq!(health, (200, "ok\n".to_string()));
+
+    let (code, body) = http_get(&addr, "/ready").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready, serde_json::json!({"ready": true, "catalog": "ok", "storage": "ok"}));
+
+    let (code, body) = http_get(&addr, "/status").unwrap();
+    assert_eq!(code, 200);
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let jobs: Vec<&str> =
+        status["loops"].as_array().unwrap().iter().map(|l| l["job"].as_str().unwrap()).collect();
+    assert_eq!(jobs, ["compaction", "retention", "orphans"]);
+    assert_eq!(status["dry_run"], false);
+
+    let (code, body) = http_get(&addr, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("compactor_tables_discovered{signal=\"traces\"} 0"), "{body}");
+
+    let term = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let stopping = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(stopping.elapsed() < Duration::from_secs(10), "did not exit within the shutdown timeout");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}

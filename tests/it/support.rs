@@ -1,0 +1,99 @@
+//! Shared fixtures: the binary, generated warehouses, the PyIceberg helper, a tiny HTTP client.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use signaldb_compactor::catalog::Catalog;
+use signaldb_compactor::generate::{GenerateOptions, GenerateReport, dir_config, generate};
+use signaldb_compactor::storage::Warehouse;
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_signaldb-compactor"))
+}
+
+/// Runs the binary in `cwd` with only the given `SIGNALDB_*` variables set.
+pub fn run_bin(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = bin();
+    cmd.current_dir(cwd).args(args);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("SIGNALDB_")) {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("binary runs")
+}
+
+/// A fixed end time so generated content is reproducible.
+pub fn fixed_end() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 21, 10, 30, 0).unwrap()
+}
+
+pub fn small_options(dir: &Path) -> GenerateOptions {
+    GenerateOptions {
+        dir: dir.to_path_buf(),
+        tenants: 2,
+        datasets: 1,
+        hours: 3,
+        files_per_hour: 4,
+        rows_per_file: 50,
+        seed: 7,
+        all_signals: false,
+        end: fixed_end(),
+        concurrency: 2,
+    }
+}
+
+pub async fn generate_small(dir: &Path) -> GenerateReport {
+    generate(&small_options(dir)).await.expect("generate succeeds")
+}
+
+pub async fn connect(dir: &Path) -> Catalog {
+    let (catalog, storage) = dir_config(dir);
+    let warehouse = Warehouse::open(&storage).unwrap();
+    Catalog::connect(&catalog, &warehouse).await.unwrap()
+}
+
+fn helper() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/pyiceberg_tool.py")
+}
+
+/// Runs the PyIceberg helper against DIR/catalog.db and DIR/warehouse; returns its JSON output.
+pub fn pyiceberg(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg(helper())
+        .args(args)
+        .arg("--db")
+        .arg(dir.join("catalog.db"))
+        .arg("--warehouse")
+        .arg(dir.join("warehouse"))
+        .output()
+        .expect("python3 runs (install pyiceberg: see .ci/run)");
+    assert!(
+        out.status.success(),
+        "pyiceberg helper {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("helper prints JSON")
+}
+
+/// A minimal HTTP/1.0 GET: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((code, body))
+}
+
+/// A free loopback port (bound and released; good enough for a test).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
