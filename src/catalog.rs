@@ -4,18 +4,22 @@
 //! name and signal. Namespaces are `[tenant, dataset]`; other depths map by a fixed rule
 //! ([`TableRef::from_namespace`]) instead of being skipped or crashing discovery.
 //!
-//! Compatibility hazards handled here: catalogs written by PyIceberg's `SqlCatalog` or Java's
+//! Compatibility hazards handled here: catalogs written by older PyIceberg `SqlCatalog`s or Java's
 //! `JdbcCatalog` (V0 schema) have no `iceberg_type` column, which iceberg-catalog-sql 0.10.1 queries
-//! unconditionally; we add it as a nullable column, which those engines ignore. Discovery reads
-//! `iceberg_tables` directly: `SqlCatalog::list_namespaces` matches children by string prefix
-//! (`acme` would also list `acme2.x`).
+//! unconditionally. We read around it rather than altering another engine's schema: discovery, table
+//! loading and the commit's compare-and-swap are our own SQL, which uses `iceberg_type` only where the
+//! column exists. Discovery reads `iceberg_tables` directly: `SqlCatalog::list_namespaces` matches
+//! children by string prefix (`acme` would also list `acme2.x`). iceberg's `SqlCatalog` itself is kept
+//! for creating namespaces and tables (`generate`).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use iceberg::io::{FileIO, FileIOBuilder};
+use iceberg::spec::TableMetadata;
 use iceberg::table::Table;
-use iceberg::{Catalog as _, CatalogBuilder as _, NamespaceIdent, TableIdent};
+use iceberg::{CatalogBuilder as _, NamespaceIdent, Runtime, TableIdent};
 use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -111,6 +115,8 @@ impl fmt::Display for TableRef {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
+    #[error("catalog {uri}: the database file does not exist (read-only/dry-run access creates nothing)")]
+    Missing { uri: String },
     #[error("catalog {uri}: {source}")]
     Sql {
         uri: String,
@@ -137,19 +143,31 @@ impl CatalogError {
     pub fn is_retryable(&self) -> bool {
         match self {
             CatalogError::Sql { .. } => true,
+            CatalogError::Missing { .. } => false,
             CatalogError::Iceberg { source, .. } | CatalogError::Table { source, .. } => source.retryable(),
         }
     }
 }
 
-/// The catalog: iceberg's `SqlCatalog` for loading tables, plus our own pool on the same database for
-/// discovery, the compare-and-swap commit and the compactor's own tables.
+/// Whether this process may write to the catalog database and the warehouse at all. Read-only (every
+/// job in dry-run) creates nothing: not the SQLite file, not the warehouse directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+/// The catalog: our own pool on the catalog database for discovery, loading, the compare-and-swap
+/// commit and the compactor's own tables; iceberg's `SqlCatalog` for creating namespaces and tables.
 #[derive(Clone)]
 pub struct Catalog {
     inner: Arc<SqlCatalog>,
     pool: AnyPool,
+    file_io: FileIO,
     name: String,
     uri: String,
+    /// Whether `iceberg_tables` has the `iceberg_type` column (absent in V0-schema catalogs).
+    has_iceberg_type: bool,
 }
 
 impl fmt::Debug for Catalog {
@@ -170,17 +188,26 @@ pub fn redact_uri(uri: &str) -> String {
 }
 
 impl Catalog {
-    /// Connects to the catalog database, creating a SQLite file (and its directory) if needed, and
-    /// makes the catalog tables usable by iceberg-catalog-sql without breaking other engines.
-    pub async fn connect(config: &CatalogConfig, warehouse: &Warehouse) -> Result<Catalog, CatalogError> {
+    /// Connects to the catalog database. With [`Access::ReadWrite`] a missing SQLite file (and its
+    /// directory) is created; with [`Access::ReadOnly`] it must exist.
+    pub async fn connect(
+        config: &CatalogConfig,
+        warehouse: &Warehouse,
+        access: Access,
+    ) -> Result<Catalog, CatalogError> {
         let uri = config.uri.clone();
         let shown = redact_uri(&uri);
-        // A missing directory would surface as an opaque "unable to open database file".
-        if let Some(path) = sqlite_file(&uri)
-            && let Some(parent) = std::path::Path::new(path).parent()
-            && let Err(e) = std::fs::create_dir_all(parent)
-        {
-            tracing::warn!(path, error = %e, "cannot create the catalog's directory");
+        if let Some(path) = sqlite_file(&uri) {
+            let path = std::path::Path::new(path);
+            if access == Access::ReadOnly && !path.exists() {
+                return Err(CatalogError::Missing { uri: shown });
+            }
+            // A missing directory would surface as an opaque "unable to open database file".
+            if let Some(parent) = path.parent()
+                && let Err(e) = std::fs::create_dir_all(parent)
+            {
+                tracing::warn!(path = %parent.display(), error = %e, "cannot create the catalog's directory");
+            }
         }
         install_default_drivers();
         let sql = |source| CatalogError::Sql { uri: shown.clone(), source };
@@ -189,7 +216,9 @@ impl Catalog {
             .connect(&uri)
             .await
             .map_err(sql)?;
-        ensure_iceberg_type_column(&pool).await.map_err(sql)?;
+        let has_iceberg_type =
+            sqlx::query("SELECT iceberg_type FROM iceberg_tables LIMIT 0").execute(&pool).await.is_ok()
+                || sqlx::query("SELECT 1 FROM iceberg_tables LIMIT 0").execute(&pool).await.is_err();
         let props = HashMap::from([
             ("uri".to_string(), uri.clone()),
             ("warehouse".to_string(), warehouse.root().to_string()),
@@ -200,7 +229,24 @@ impl Catalog {
             .load(&config.name, props)
             .await
             .map_err(|source| CatalogError::Iceberg { uri: shown.clone(), source })?;
-        Ok(Catalog { inner: Arc::new(inner), pool, name: config.name.clone(), uri })
+        let file_io = FileIOBuilder::new(warehouse.storage_factory()).build();
+        Ok(Catalog {
+            inner: Arc::new(inner),
+            pool,
+            file_io,
+            name: config.name.clone(),
+            uri,
+            has_iceberg_type,
+        })
+    }
+
+    /// `AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL)` where the column exists, else nothing.
+    pub(crate) fn table_type_filter(&self) -> &'static str {
+        if self.has_iceberg_type { " AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL)" } else { "" }
+    }
+
+    fn sql_error(&self, source: sqlx::Error) -> CatalogError {
+        CatalogError::Sql { uri: redact_uri(&self.uri), source }
     }
 
     /// iceberg's catalog, for loading and creating tables.
@@ -228,14 +274,15 @@ impl Catalog {
 
     /// Every table of this catalog, mapped to SignalDB's layout, sorted.
     pub async fn discover(&self) -> Result<Vec<TableRef>, CatalogError> {
-        let rows = sqlx::query(
-            "SELECT table_namespace, table_name FROM iceberg_tables \
-             WHERE catalog_name = $1 AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL)",
-        )
-        .bind(&self.name)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|source| CatalogError::Sql { uri: redact_uri(&self.uri), source })?;
+        let query = format!(
+            "SELECT table_namespace, table_name FROM iceberg_tables WHERE catalog_name = $1{}",
+            self.table_type_filter()
+        );
+        let rows = sqlx::query(&query)
+            .bind(&self.name)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.sql_error(e))?;
         let mut tables = Vec::with_capacity(rows.len());
         for row in rows {
             let namespace: String = row.try_get(0).unwrap_or_default();
@@ -255,10 +302,45 @@ impl Catalog {
     }
 
     pub async fn load(&self, table: &TableRef) -> Result<Table, CatalogError> {
-        self.inner
-            .load_table(&table.ident)
+        self.iceberg_load(&table.ident).await
+    }
+
+    /// Loads a table: its row's metadata location, then that metadata file.
+    pub async fn iceberg_load(&self, ident: &TableIdent) -> Result<Table, CatalogError> {
+        let table_error = |source| CatalogError::Table { table: ident.to_string(), source };
+        let location = self.metadata_location(ident).await?.ok_or_else(|| {
+            table_error(iceberg::Error::new(
+                iceberg::ErrorKind::TableNotFound,
+                "no such table in the catalog",
+            ))
+        })?;
+        let metadata = TableMetadata::read_from(&self.file_io, &location).await.map_err(table_error)?;
+        let runtime = Runtime::try_current().map_err(table_error)?;
+        Table::builder()
+            .file_io(self.file_io.clone())
+            .identifier(ident.clone())
+            .metadata_location(location)
+            .metadata(metadata)
+            .runtime(runtime)
+            .build()
+            .map_err(table_error)
+    }
+
+    /// The table's current metadata location as the catalog row says now.
+    pub async fn metadata_location(&self, ident: &TableIdent) -> Result<Option<String>, CatalogError> {
+        let query = format!(
+            "SELECT metadata_location FROM iceberg_tables \
+             WHERE catalog_name = $1 AND table_namespace = $2 AND table_name = $3{}",
+            self.table_type_filter()
+        );
+        let row = sqlx::query(&query)
+            .bind(&self.name)
+            .bind(ident.namespace().join("."))
+            .bind(ident.name())
+            .fetch_optional(&self.pool)
             .await
-            .map_err(|source| CatalogError::Table { table: table.qualified(), source })
+            .map_err(|e| self.sql_error(e))?;
+        Ok(row.and_then(|r| r.try_get::<String, _>(0).ok()))
     }
 }
 
@@ -267,24 +349,6 @@ fn sqlite_file(uri: &str) -> Option<&str> {
     let rest = uri.strip_prefix("sqlite://").or_else(|| uri.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then_some(path)
-}
-
-/// Adds `iceberg_type` to an `iceberg_tables` that lacks it (PyIceberg, Java JDBC V0). Existing rows
-/// keep NULL, which every engine reads as a table.
-async fn ensure_iceberg_type_column(pool: &AnyPool) -> Result<(), sqlx::Error> {
-    let exists = sqlx::query("SELECT 1 FROM iceberg_tables LIMIT 0").execute(pool).await.is_ok();
-    if !exists {
-        return Ok(());
-    }
-    let has_column =
-        sqlx::query("SELECT iceberg_type FROM iceberg_tables LIMIT 0").execute(pool).await.is_ok();
-    if !has_column {
-        tracing::info!(
-            "adding the iceberg_type column to iceberg_tables (catalog created by another engine)"
-        );
-        sqlx::query("ALTER TABLE iceberg_tables ADD COLUMN iceberg_type VARCHAR(5)").execute(pool).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

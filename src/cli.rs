@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::Access;
 use crate::config::{Config, LogFormat, Mode, RetentionValue};
 use crate::generate::{GenerateOptions, generate};
 use crate::job::{JobKind, PassReport, PassRequest, TableFilter, TableStatus};
@@ -60,6 +61,13 @@ pub enum Command {
         /// Only this table (TENANT.DATASET.TABLE); repeatable.
         #[arg(long = "table", value_name = "TENANT.DATASET.TABLE")]
         tables: Vec<TableFilter>,
+        /// Only this partition, as reports name it (e.g. timestamp_hour=2026-11-21-10); repeatable.
+        #[arg(long = "partition", value_name = "PARTITION")]
+        partitions: Vec<String>,
+        /// Compaction: rewrite every file of the selected partitions regardless of size (after a
+        /// sort-order or codec change).
+        #[arg(long)]
+        full: bool,
     },
     /// Show what every job would do now; changes nothing.
     Plan {
@@ -210,7 +218,8 @@ async fn dispatch(cli: Cli) -> ExitCode {
         command => {
             let Some(config) = load_config(cli.config.as_deref()) else { return ExitCode::from(2) };
             init_logging(config.service.log_format);
-            let ctx = match Context::build(config, prometheus::Registry::new()).await {
+            let access = command_access(&command, &config);
+            let ctx = match Context::build(config, prometheus::Registry::new(), access).await {
                 Ok(ctx) => ctx,
                 Err(e) => return fail(&e),
             };
@@ -223,17 +232,35 @@ async fn dispatch(cli: Cli) -> ExitCode {
                         Err(e) => fail(&e),
                     }
                 }
-                Command::Once { job, dry_run, json, tables } => {
+                Command::Once { job, dry_run, json, tables, partitions, full } => {
                     let filter = TableFilter::only(tables.into_iter().flat_map(|t| t.tables().to_vec()));
-                    once(ctx, job, Mode::from_dry_run(dry_run), filter, json).await
+                    let request = PassRequest { mode: Mode::from_dry_run(dry_run), filter, partitions, full };
+                    once(ctx, job, request, json).await
                 }
-                Command::Plan { json } => {
-                    once(ctx, OnceJob::All, Mode::DryRun, TableFilter::all(), json).await
-                }
+                Command::Plan { json } => once(ctx, OnceJob::All, PassRequest::all(Mode::DryRun), json).await,
                 _ => unreachable!("handled above"),
             }
         }
     }
+}
+
+/// Read-only unless the command may run a job that executes.
+fn command_access(command: &Command, config: &Config) -> Access {
+    let executes = |kind: JobKind| match kind {
+        JobKind::Compaction => config.compaction.mode == Mode::Execute,
+        JobKind::Retention => config.retention.mode == Mode::Execute,
+        JobKind::Orphans => config.orphans.mode == Mode::Execute,
+    };
+    let writes = match command {
+        Command::Run => {
+            (config.compaction.enabled && executes(JobKind::Compaction))
+                || (config.retention.enabled && executes(JobKind::Retention))
+                || (config.orphans.enabled && executes(JobKind::Orphans))
+        }
+        Command::Once { job, dry_run, .. } => !dry_run && job.kinds().into_iter().any(executes),
+        _ => false,
+    };
+    if writes { Access::ReadWrite } else { Access::ReadOnly }
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
@@ -252,7 +279,7 @@ fn print_json(value: &impl serde::Serialize) -> ExitCode {
 }
 
 /// Runs one pass of each selected job present in this build; exit 1 if any pass or table failed.
-async fn once(ctx: Context, job: OnceJob, mode: Mode, filter: TableFilter, json: bool) -> ExitCode {
+async fn once(ctx: Context, job: OnceJob, base: PassRequest, json: bool) -> ExitCode {
     let jobs = service::jobs(&ctx);
     let wanted = job.kinds();
     let missing: Vec<_> = wanted.iter().filter(|k| !jobs.iter().any(|(j, _)| j.kind() == **k)).collect();
@@ -265,7 +292,7 @@ async fn once(ctx: Context, job: OnceJob, mode: Mode, filter: TableFilter, json:
     let mut reports: Vec<PassReport> = Vec::new();
     let mut failed = false;
     for (j, _) in jobs.iter().filter(|(j, _)| wanted.contains(&j.kind())) {
-        let request = PassRequest { mode: j.mode().and(mode), filter: filter.clone() };
+        let request = PassRequest { mode: j.mode().and(base.mode), ..base.clone() };
         match j.run_once(&request, &cancel).await {
             Ok(report) => {
                 failed |= report.failed_tables() > 0;
@@ -377,8 +404,8 @@ async fn resolved_retention(config: &Config) -> anyhow::Result<Vec<RetentionRow>
         let file = rest.trim_start_matches("//").split('?').next().unwrap_or("");
         anyhow::ensure!(std::path::Path::new(file).exists(), "catalog file {file} does not exist");
     }
-    let warehouse = crate::storage::Warehouse::open(&config.storage)?;
-    let catalog = crate::catalog::Catalog::connect(&config.catalog, &warehouse).await?;
+    let warehouse = crate::storage::Warehouse::open(&config.storage, Access::ReadOnly)?;
+    let catalog = crate::catalog::Catalog::connect(&config.catalog, &warehouse, Access::ReadOnly).await?;
     let policy = &config.retention.policy;
     Ok(catalog
         .discover()

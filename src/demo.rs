@@ -46,7 +46,7 @@ pub async fn run(mut config: Config, dir: &Path, listen: SocketAddr) -> anyhow::
     config.retention.interval = Duration::from_secs(60);
     config.orphans.interval = Duration::from_secs(120);
 
-    let ctx = Context::build(config, prometheus::Registry::new()).await?;
+    let ctx = Context::build(config, prometheus::Registry::new(), crate::catalog::Access::ReadWrite).await?;
     let before = snapshot_stats(&ctx).await?;
     println!("{}", render(&before, &before));
     let listener =

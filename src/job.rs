@@ -88,6 +88,49 @@ impl FromStr for TableFilter {
 pub struct PassRequest {
     pub mode: Mode,
     pub filter: TableFilter,
+    /// Only these partitions (human labels such as `timestamp_hour=2026-11-21-10`); empty: all.
+    pub partitions: Vec<String>,
+    /// Compaction: rewrite every file of the selected partitions regardless of size.
+    pub full: bool,
+}
+
+impl PassRequest {
+    /// A pass over everything in `mode`.
+    pub fn all(mode: Mode) -> Self {
+        PassRequest { mode, filter: TableFilter::all(), partitions: Vec::new(), full: false }
+    }
+}
+
+/// What happened to one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum PartitionStatus {
+    /// Dry-run: this would be done.
+    Planned,
+    Succeeded,
+    Skipped {
+        reason: String,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// One partition's line in a table report.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionReport {
+    pub partition: String,
+    #[serde(flatten)]
+    pub status: PartitionStatus,
+    pub files_before: u64,
+    pub files_after: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub rows: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
 }
 
 /// The outcome of one table within a pass.
@@ -120,15 +163,23 @@ pub struct TableReport {
     pub rows: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<i64>,
-    /// Human-readable details (one line per partition or action).
+    /// Per-partition outcomes (planned, succeeded, skipped with a reason, failed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub partition_reports: Vec<PartitionReport>,
+    /// Human-readable details (one line per action).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<String>,
 }
 
 impl TableReport {
     pub fn new(table: &TableRef, status: TableStatus) -> Self {
+        Self::new_named(&table.qualified(), status)
+    }
+
+    /// A report for a table known only by name (e.g. a `--table` that does not exist).
+    pub fn new_named(table: &str, status: TableStatus) -> Self {
         TableReport {
-            table: table.qualified(),
+            table: table.to_string(),
             status,
             partitions: 0,
             files_before: 0,
@@ -137,8 +188,21 @@ impl TableReport {
             bytes_after: 0,
             rows: 0,
             snapshot_id: None,
+            partition_reports: Vec::new(),
             details: Vec::new(),
         }
+    }
+
+    /// Counts of partitions by status: (planned, succeeded, skipped, failed).
+    pub fn partition_counts(&self) -> (usize, usize, usize, usize) {
+        let count =
+            |f: fn(&PartitionStatus) -> bool| self.partition_reports.iter().filter(|p| f(&p.status)).count();
+        (
+            count(|s| matches!(s, PartitionStatus::Planned)),
+            count(|s| matches!(s, PartitionStatus::Succeeded)),
+            count(|s| matches!(s, PartitionStatus::Skipped { .. })),
+            count(|s| matches!(s, PartitionStatus::Failed { .. })),
+        )
     }
 }
 

@@ -3,11 +3,14 @@
 pub mod catalog;
 pub mod cli;
 pub mod clock;
+pub mod compaction;
 pub mod config;
 pub mod demo;
+pub mod failpoint;
 pub mod generate;
 pub mod job;
 pub mod metrics;
 pub mod service;
 pub mod stats;
 pub mod storage;
+pub mod table;

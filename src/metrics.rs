@@ -15,7 +15,24 @@ pub struct Metrics {
     pub last_success_timestamp_seconds: IntGaugeVec,
     /// Tables found in the catalog at the last discovery, per signal.
     pub tables_discovered: IntGaugeVec,
+    /// Compaction: groups rewritten and committed (tenant, dataset, signal).
+    pub compaction_runs_total: IntCounterVec,
+    /// Compaction: input files replaced by committed rewrites.
+    pub files_compacted_total: IntCounterVec,
+    /// Compaction: input bytes replaced by committed rewrites.
+    pub bytes_compacted_total: IntCounterVec,
+    /// Compaction: wall time per table pass.
+    pub compaction_duration_seconds: HistogramVec,
+    /// Commit attempts that lost the compare-and-swap to another writer.
+    pub commit_conflicts_total: IntCounterVec,
+    /// Partitions not compacted, by reason.
+    pub partitions_skipped_total: IntCounterVec,
+    /// Whole tables a job left alone, by job and reason (unsupported format, encrypted, unreadable).
+    pub tables_skipped_total: IntCounterVec,
 }
+
+/// Labels of per-table job metrics.
+pub const TABLE_LABELS: [&str; 3] = ["tenant", "dataset", "signal"];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,6 +92,48 @@ impl Metrics {
                 "compactor_tables_discovered",
                 "Catalog tables found at the last discovery, by signal",
                 &["signal"],
+            ),
+            compaction_runs_total: counter(
+                r,
+                "compactor_compaction_runs_total",
+                "Compaction groups rewritten and committed",
+                &TABLE_LABELS,
+            ),
+            files_compacted_total: counter(
+                r,
+                "compactor_files_compacted_total",
+                "Input data files replaced by committed compactions",
+                &TABLE_LABELS,
+            ),
+            bytes_compacted_total: counter(
+                r,
+                "compactor_bytes_compacted_total",
+                "Input bytes replaced by committed compactions",
+                &TABLE_LABELS,
+            ),
+            compaction_duration_seconds: histogram(
+                r,
+                "compactor_compaction_duration_seconds",
+                "Wall time of compacting one table",
+                &TABLE_LABELS,
+            ),
+            commit_conflicts_total: counter(
+                r,
+                "compactor_commit_conflicts_total",
+                "Commit attempts that lost the catalog compare-and-swap to another writer",
+                &TABLE_LABELS,
+            ),
+            partitions_skipped_total: counter(
+                r,
+                "compactor_partitions_skipped_total",
+                "Partitions left alone, by reason",
+                &["tenant", "dataset", "signal", "reason"],
+            ),
+            tables_skipped_total: counter(
+                r,
+                "compactor_tables_skipped_total",
+                "Tables a job left alone, by job and reason",
+                &["job", "reason"],
             ),
             registry,
         }

@@ -6,7 +6,7 @@
 //! Row content is a pure function of the seed, table, hour and file index, so a run is reproducible
 //! whatever the task interleaving.
 
-mod batch;
+pub mod batch;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Access, Catalog};
 use crate::config::{CatalogConfig, StorageConfig};
 use crate::storage::{Dsn, Warehouse};
 
@@ -114,8 +114,8 @@ pub async fn generate(opts: &GenerateOptions) -> anyhow::Result<GenerateReport> 
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let (catalog_config, storage_config) = dir_config(&dir);
-    let warehouse = Warehouse::open(&storage_config)?;
-    let catalog = Catalog::connect(&catalog_config, &warehouse).await?;
+    let warehouse = Warehouse::open(&storage_config, Access::ReadWrite)?;
+    let catalog = Catalog::connect(&catalog_config, &warehouse, Access::ReadWrite).await?;
 
     let mut jobs = Vec::new();
     for t in 0..opts.tenants {
@@ -199,8 +199,9 @@ async fn fill_table(
     Ok((files, rows, bytes))
 }
 
-/// Writes one Parquet file into its hour partition and commits it with a fast-append.
-async fn append_file(
+/// Writes one Parquet file into its hour partition and commits it with a fast-append (what SignalDB's
+/// ingest writer does every few seconds). Returns (rows, bytes).
+pub async fn append_file(
     catalog: &Catalog,
     table: &mut Table,
     columns: &[schema::Column],

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::catalog::{Catalog, Signal};
+use crate::catalog::{Access, Catalog, Signal};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::job::{Job, JobKind};
@@ -33,10 +33,17 @@ pub struct Context {
 }
 
 impl Context {
-    pub async fn build(config: Config, registry: prometheus::Registry) -> anyhow::Result<Context> {
-        let warehouse = Warehouse::open(&config.storage).context("opening the warehouse storage")?;
-        let catalog =
-            Catalog::connect(&config.catalog, &warehouse).await.context("connecting to the catalog")?;
+    /// Opens storage and the catalog. `access` is read-only when nothing this process will run may
+    /// write (every job in dry-run): then not even a missing catalog file or directory is created.
+    pub async fn build(
+        config: Config,
+        registry: prometheus::Registry,
+        access: Access,
+    ) -> anyhow::Result<Context> {
+        let warehouse = Warehouse::open(&config.storage, access).context("opening the warehouse storage")?;
+        let catalog = Catalog::connect(&config.catalog, &warehouse, access)
+            .await
+            .context("connecting to the catalog")?;
         Ok(Context {
             config: Arc::new(config),
             catalog,
@@ -58,8 +65,11 @@ impl Context {
 }
 
 /// The jobs this build provides, each with whether its configuration enables it.
-pub fn jobs(_ctx: &Context) -> Vec<(Arc<dyn Job>, bool)> {
-    Vec::new()
+pub fn jobs(ctx: &Context) -> Vec<(Arc<dyn Job>, bool)> {
+    vec![(
+        Arc::new(crate::compaction::CompactionJob::new(ctx)) as Arc<dyn Job>,
+        ctx.config.compaction.enabled,
+    )]
 }
 
 /// Runs the daemon until `cancel` fires, then waits up to the shutdown timeout for loops to stop.

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::status::StatusBoard;
-use crate::job::{Job, PassRequest, TableFilter};
+use crate::job::{Job, PassRequest};
 use crate::metrics::Metrics;
 
 /// Runs `job` every `job.interval()` until `cancel` fires.
@@ -34,7 +34,7 @@ pub async fn run_periodic(
             _ = cancel.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        let request = PassRequest { mode: job.mode(), filter: TableFilter::all() };
+        let request = PassRequest::all(job.mode());
         let span = info_span!("pass", job = %kind, mode = ?request.mode);
         run_pass(job.as_ref(), &request, &cancel, &status, &metrics).instrument(span).await;
         status.set_next_run(kind, Utc::now() + chrono::Duration::from_std(interval).unwrap_or_default());

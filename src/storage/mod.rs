@@ -18,6 +18,7 @@ use serde::Serialize;
 
 pub use fileio::ObjectStoreStorageFactory;
 
+use crate::catalog::Access;
 use crate::config::StorageConfig;
 
 /// Where the warehouse lives, as configured by `[storage] dsn`.
@@ -165,15 +166,18 @@ pub struct Warehouse {
 }
 
 impl Warehouse {
-    /// Opens the configured store. A local warehouse directory is created if missing.
-    pub fn open(config: &StorageConfig) -> Result<Warehouse, StorageError> {
+    /// Opens the configured store. With [`Access::ReadWrite`] a missing local warehouse directory is
+    /// created; read-only access creates nothing.
+    pub fn open(config: &StorageConfig, access: Access) -> Result<Warehouse, StorageError> {
         let root = config.dsn.root_location();
         match &config.dsn {
             Dsn::Local { root: dir } => {
-                std::fs::create_dir_all(dir).map_err(|e| StorageError::Unsupported {
-                    root: root.clone(),
-                    reason: format!("cannot create warehouse directory: {e}"),
-                })?;
+                if access == Access::ReadWrite {
+                    std::fs::create_dir_all(dir).map_err(|e| StorageError::Unsupported {
+                        root: root.clone(),
+                        reason: format!("cannot create warehouse directory: {e}"),
+                    })?;
+                }
                 Ok(Warehouse { root, store: Arc::new(LocalFileSystem::new()), mapper: PathMapper::Local })
             }
             Dsn::S3 { .. } => Err(StorageError::Unsupported {

@@ -108,9 +108,11 @@ def cmd_scan(args):
     for row in data.to_pylist():
         h = hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).digest()
         digest ^= int.from_bytes(h[:8], "big")
-    snapshot = table.current_snapshot()
+        snapshot = table.current_snapshot()
+    distinct = len(set(data.column("trace_id").to_pylist())) if "trace_id" in data.column_names else None
     return {
         "rows": data.num_rows,
+        "distinct_trace_ids": distinct,
         "checksum": "%016x" % digest,
         "operation": snapshot.summary.operation.value if snapshot else None,
     }

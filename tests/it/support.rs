@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use signaldb_compactor::catalog::Catalog;
+use signaldb_compactor::catalog::{Access, Catalog};
 use signaldb_compactor::generate::{GenerateOptions, GenerateReport, dir_config, generate};
 use signaldb_compactor::storage::Warehouse;
 
@@ -54,8 +54,8 @@ pub async fn generate_small(dir: &Path) -> GenerateReport {
 
 pub async fn connect(dir: &Path) -> Catalog {
     let (catalog, storage) = dir_config(dir);
-    let warehouse = Warehouse::open(&storage).unwrap();
-    Catalog::connect(&catalog, &warehouse).await.unwrap()
+    let warehouse = Warehouse::open(&storage, Access::ReadWrite).unwrap();
+    Catalog::connect(&catalog, &warehouse, Access::ReadWrite).await.unwrap()
 }
 
 fn helper() -> PathBuf {
@@ -96,4 +96,54 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
 /// A free loopback port (bound and released; good enough for a test).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A daemon context on a generated directory with a fixed clock; `tweak` adjusts the defaults.
+pub async fn context(
+    dir: &Path,
+    now: DateTime<Utc>,
+    tweak: impl FnOnce(&mut signaldb_compactor::config::Config),
+) -> signaldb_compactor::service::Context {
+    let (mut config, _) =
+        signaldb_compactor::config::Config::load(None, std::iter::empty(), dir).expect("default config");
+    let (catalog, storage) = dir_config(dir);
+    config.catalog = catalog;
+    config.storage = storage;
+    tweak(&mut config);
+    let mut ctx =
+        signaldb_compactor::service::Context::build(config, prometheus::Registry::new(), Access::ReadWrite)
+            .await
+            .expect("context builds");
+    ctx.clock = std::sync::Arc::new(signaldb_compactor::clock::FixedClock(now));
+    ctx
+}
+
+/// Every file under `dir` with its bytes, sorted: a dry-run must leave this identical.
+pub fn snapshot_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Writes a `signaldb.toml` in `dir` pointing at `dir`'s catalog and warehouse, plus `extra` lines.
+pub fn write_config(dir: &Path, extra: &str) {
+    std::fs::write(
+        dir.join("signaldb.toml"),
+        format!(
+            "[schema]\ncatalog_uri = \"sqlite:{d}/catalog.db\"\n[storage]\ndsn = \"file://{d}/warehouse\"\n{extra}\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
 }

@@ -1,0 +1,483 @@
+//! Compacting one table: inventory → plan → per group rewrite and commit.
+//!
+//! Rewrites run up to `max_concurrent_rewrites` at a time; commits of one table are serialized (each
+//! starts from the table as the previous one left it, so groups do not conflict with each other) and
+//! every commit attempt is revalidated against the table as it is then.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
+
+use futures::StreamExt;
+use iceberg::spec::{FormatVersion, Operation, Struct};
+use iceberg::table::Table;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::CompactionJob;
+use super::plan::{self, Decision, FileInput, Group, PartitionInput, PlanOptions, SkipReason};
+use super::rewrite::{self, GroupInput, Rewritten};
+use crate::catalog::TableRef;
+use crate::failpoint;
+use crate::job::{PartitionReport, PartitionStatus, PassRequest, TableReport, TableStatus};
+use crate::table::commit::discard_uncommitted;
+use crate::table::partition;
+use crate::table::{Change, CommitError, Committed, Inventory, LiveFile, RetryPolicy, commit_with_retry};
+
+#[derive(Debug, thiserror::Error)]
+enum ExecError {
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error("reading manifests: {0}")]
+    Iceberg(#[from] iceberg::Error),
+}
+
+/// One partition of the current snapshot: its spec, value, label and live data files.
+struct Partition<'a> {
+    spec_id: i32,
+    value: Struct,
+    label: String,
+    files: Vec<&'a LiveFile>,
+}
+
+/// Table-level reasons not to touch a table at all.
+fn unsupported(table: &Table) -> Option<&'static str> {
+    let md = table.metadata();
+    if md.format_version() > FormatVersion::V2 {
+        return Some("unsupported_format_version");
+    }
+    if md.properties().contains_key("encryption.key-id") || md.encryption_keys_iter().len() > 0 {
+        return Some("encrypted");
+    }
+    None
+}
+
+/// Groups live data files by (spec id, partition value), in a stable order.
+fn partitions<'a>(table: &Table, inventory: &'a Inventory) -> Vec<Partition<'a>> {
+    let md = table.metadata();
+    let schema = md.current_schema();
+    let mut by_key: BTreeMap<(i32, String), Partition<'a>> = BTreeMap::new();
+    for file in &inventory.data {
+        let value = file.entry.data_file().partition().clone();
+        let label = md
+            .partition_spec_by_id(file.spec_id)
+            .map(|spec| partition::label(spec, schema, &value))
+            .unwrap_or_else(|| format!("spec{}:{value:?}", file.spec_id));
+        by_key
+            .entry((file.spec_id, label.clone()))
+            .or_insert_with(|| Partition { spec_id: file.spec_id, value, label, files: Vec::new() })
+            .files
+            .push(file);
+    }
+    by_key.into_values().collect()
+}
+
+/// Whether a delete file may apply to rows of partition (`spec_id`, `value`): same partition, or a
+/// delete file of an unpartitioned spec (global).
+fn delete_applies(delete: &LiveFile, spec_id: i32, value: &Struct) -> bool {
+    let p = delete.entry.data_file().partition();
+    p.fields().is_empty() || (delete.spec_id == spec_id && p == value)
+}
+
+fn planner_input(table: &Table, inventory: &Inventory, p: &Partition<'_>) -> PartitionInput {
+    let md = table.metadata();
+    let end = md
+        .partition_spec_by_id(p.spec_id)
+        .and_then(|spec| partition::time_range(spec, md.current_schema(), &p.value))
+        .map(|r| r.end);
+    PartitionInput {
+        label: p.label.clone(),
+        end,
+        files: p
+            .files
+            .iter()
+            .map(|f| FileInput {
+                path: f.path().to_string(),
+                size: f.size(),
+                records: f.records(),
+                parquet: f.entry.file_format() == iceberg::spec::DataFileFormat::Parquet,
+            })
+            .collect(),
+        delete_files: inventory.deletes.iter().filter(|d| delete_applies(d, p.spec_id, &p.value)).count(),
+    }
+}
+
+fn target_file_size(job: &CompactionJob, table: &Table) -> u64 {
+    table
+        .metadata()
+        .properties()
+        .get("write.target-file-size-bytes")
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(job.config.target_file_size_bytes)
+}
+
+pub(super) async fn compact_table(
+    job: &CompactionJob,
+    t: &TableRef,
+    request: &PassRequest,
+    cancel: &CancellationToken,
+) -> TableReport {
+    let started = Instant::now();
+    let report = match run(job, t, request, cancel).await {
+        Ok(report) => report,
+        Err(e) => {
+            error!(table = %t, error = %e, "compaction of table failed");
+            TableReport::new(t, TableStatus::Failed { error: e.to_string() })
+        }
+    };
+    job.metrics
+        .compaction_duration_seconds
+        .with_label_values(&[&t.tenant, &t.dataset, t.signal.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    report
+}
+
+/// A group ready to run: which partition, which files.
+struct Work<'a> {
+    partition: usize,
+    files: Vec<&'a LiveFile>,
+    group: Group,
+}
+
+async fn run(
+    job: &CompactionJob,
+    t: &TableRef,
+    request: &PassRequest,
+    cancel: &CancellationToken,
+) -> Result<TableReport, ExecError> {
+    let table = job.catalog.load(t).await?;
+    if let Some(reason) = unsupported(&table) {
+        warn!(table = %t, reason, "table skipped");
+        job.metrics.tables_skipped_total.with_label_values(&["compaction", reason]).inc();
+        return Ok(TableReport::new(t, TableStatus::Skipped { reason: reason.to_string() }));
+    }
+    let inventory = Inventory::load(&table).await?;
+    let parts = partitions(&table, &inventory);
+    let inputs: Vec<PartitionInput> = parts.iter().map(|p| planner_input(&table, &inventory, p)).collect();
+    let target = target_file_size(job, &table);
+    let opts = PlanOptions {
+        target_file_size: target,
+        small_file_threshold: target / 100 * job.config.small_file_threshold_percent,
+        min_input_files: job.config.min_input_files,
+        partition_lateness: job.config.partition_lateness,
+        compact_open_partitions: job.config.compact_open_partitions,
+        full: request.full,
+        only: request.partitions.clone(),
+    };
+    let decisions = plan::plan(&inputs, &opts, job.clock.now());
+
+    let mut report = TableReport::new(t, TableStatus::Unchanged);
+    let mut work = Vec::new();
+    for (i, decision) in decisions {
+        let input = &inputs[i];
+        match decision {
+            Decision::Skip { reason } => {
+                job.metrics
+                    .partitions_skipped_total
+                    .with_label_values(&[&t.tenant, &t.dataset, t.signal.as_str(), reason.as_str()])
+                    .inc();
+                report.partition_reports.push(skipped(input, reason));
+            }
+            Decision::Compact { groups } => work.extend(groups.into_iter().map(|group| Work {
+                partition: i,
+                files: group.files.iter().map(|&f| parts[i].files[f]).collect(),
+                group,
+            })),
+        }
+    }
+    report.files_before = inventory.data.len() as u64;
+    report.bytes_before = inventory.data.iter().map(|f| f.size()).sum();
+    if request.mode.is_dry_run() {
+        for w in &work {
+            let p = &parts[w.partition];
+            info!(
+                "[DRY-RUN] Would compact partition: tenant={} dataset={} table={} partition={} files={} -> {} bytes={}",
+                t.tenant,
+                t.dataset,
+                t.table,
+                p.label,
+                w.files.len(),
+                w.group.estimated_output_files,
+                w.group.bytes
+            );
+            report.partition_reports.push(planned(&p.label, &w.group));
+        }
+        report.files_after = report.files_before
+            - work
+                .iter()
+                .map(|w| (w.files.len() as u64).saturating_sub(w.group.estimated_output_files))
+                .sum::<u64>();
+        report.bytes_after = report.bytes_before;
+        report.partitions = work.iter().map(|w| w.partition).collect::<HashSet<_>>().len() as u64;
+        if !work.is_empty() {
+            report.status = TableStatus::Succeeded;
+        }
+        return Ok(report);
+    }
+
+    let latest = Mutex::new((table.clone(), inventory.clone()));
+    let start = Start::new(&table, &inventory);
+    let (latest_ref, start_ref, table_ref, parts_ref) = (&latest, &start, &table, &parts);
+    let work_ref = &work;
+    // Indexes, not `work.iter()`: a closure over borrowed items trips the Send check of async_trait.
+    let results: Vec<(usize, Result<GroupDone, GroupFailure>)> = futures::stream::iter(0..work.len())
+        .map(|i| async move {
+            let w = &work_ref[i];
+            let p = &parts_ref[w.partition];
+            (w.partition, run_group(job, t, table_ref, start_ref, p, w, latest_ref, cancel).await)
+        })
+        .buffer_unordered(job.config.max_concurrent_rewrites.max(1))
+        .collect()
+        .await;
+
+    let (final_table, _) = latest.into_inner();
+    merge_results(&mut report, &parts, &work, results);
+    let files_delta: i64 = report
+        .partition_reports
+        .iter()
+        .filter(|p| p.status == PartitionStatus::Succeeded)
+        .map(|p| p.files_before as i64 - p.files_after as i64)
+        .sum();
+    report.files_after = (report.files_before as i64 - files_delta).max(0) as u64;
+    report.bytes_after = crate::stats::TableStats::of(&final_table).bytes;
+    Ok(report)
+}
+
+/// What the rewrite started from: fixed for every group of this table pass.
+struct Start {
+    schema_id: i32,
+    sequence_number: Option<i64>,
+    deletes: HashSet<String>,
+}
+
+impl Start {
+    fn new(table: &Table, inventory: &Inventory) -> Start {
+        let v2 = table.metadata().format_version() == FormatVersion::V2;
+        Start {
+            schema_id: table.metadata().current_schema_id(),
+            sequence_number: v2.then(|| inventory.sequence_number()),
+            deletes: inventory.deletes.iter().map(|d| d.path().to_string()).collect(),
+        }
+    }
+}
+
+struct GroupDone {
+    committed: Committed,
+    rewritten: Rewritten,
+    inputs: usize,
+    input_bytes: u64,
+}
+
+/// A group that did not commit: abandoned cleanly (the table moved on) or failed.
+enum GroupFailure {
+    Abandoned(String),
+    Failed(String),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_group(
+    job: &CompactionJob,
+    t: &TableRef,
+    table: &Table,
+    start: &Start,
+    p: &Partition<'_>,
+    w: &Work<'_>,
+    latest: &Mutex<(Table, Inventory)>,
+    cancel: &CancellationToken,
+) -> Result<GroupDone, GroupFailure> {
+    if cancel.is_cancelled() {
+        return Err(GroupFailure::Abandoned("shutdown requested before the rewrite started".into()));
+    }
+    let rewritten = rewrite::rewrite(GroupInput {
+        table,
+        spec_id: p.spec_id,
+        partition: p.value.clone(),
+        files: w.files.clone(),
+        target_file_size: target_file_size(job, table),
+        memory_limit: job.config.memory_limit_bytes,
+    })
+    .await
+    .map_err(|e| GroupFailure::Failed(format!("rewrite failed: {e}")))?;
+    let outputs: Vec<String> = rewritten.files.iter().map(|f| f.file.file_path().to_string()).collect();
+    failpoint::hit(failpoint::COMPACTION_BEFORE_SWAP);
+    if let Some(hook) = &job.before_commit {
+        hook(p.label.clone()).await;
+    }
+
+    let inputs: HashSet<String> = w.files.iter().map(|f| f.path().to_string()).collect();
+    let rebase = |current: &Table, inv: &Inventory| -> Result<Change, String> {
+        if current.metadata().current_schema_id() != start.schema_id {
+            return Err("the table schema changed since the rewrite started".into());
+        }
+        let live: HashSet<&str> = inv.data.iter().map(|f| f.path()).collect();
+        if let Some(gone) = inputs.iter().find(|i| !live.contains(i.as_str())) {
+            return Err(format!("input {gone} is no longer live (removed by a concurrent commit)"));
+        }
+        if let Some(d) = inv
+            .deletes
+            .iter()
+            .find(|d| delete_applies(d, p.spec_id, &p.value) && !start.deletes.contains(d.path()))
+        {
+            return Err(format!("delete file {} was committed to the partition meanwhile", d.path()));
+        }
+        Ok(Change {
+            operation: Operation::Replace,
+            remove: inputs.clone(),
+            add: rewritten.files.clone(),
+            added_data_sequence_number: start.sequence_number,
+            summary: [("signaldb.compactor.version".to_string(), env!("CARGO_PKG_VERSION").to_string())]
+                .into(),
+        })
+    };
+    let policy = RetryPolicy {
+        max_attempts: job.config.commit_max_attempts,
+        base_backoff: job.config.commit_retry_backoff,
+    };
+    let mut guard = latest.lock().await;
+    let (base_table, base_inventory) = guard.clone();
+    let outcome =
+        commit_with_retry(&job.catalog, &t.ident, base_table, base_inventory, policy, cancel, rebase).await;
+    let labels = [t.tenant.as_str(), t.dataset.as_str(), t.signal.as_str()];
+    match outcome {
+        Ok(committed) => {
+            job.metrics
+                .commit_conflicts_total
+                .with_label_values(&labels)
+                .inc_by(u64::from(committed.conflicts));
+            *guard = (committed.table.clone(), committed.inventory.clone());
+            drop(guard);
+            let input_bytes = w.files.iter().map(|f| f.size()).sum();
+            job.metrics.compaction_runs_total.with_label_values(&labels).inc();
+            job.metrics.files_compacted_total.with_label_values(&labels).inc_by(w.files.len() as u64);
+            job.metrics.bytes_compacted_total.with_label_values(&labels).inc_by(input_bytes);
+            info!(
+                table = %t, partition = %p.label, files_in = w.files.len(), files_out = rewritten.files.len(),
+                bytes_in = input_bytes, bytes_out = rewritten.bytes_written, rows = rewritten.rows,
+                snapshot_id = committed.snapshot_id, attempts = committed.attempts, "compacted partition"
+            );
+            Ok(GroupDone { committed, rewritten, inputs: w.files.len(), input_bytes })
+        }
+        Err(e) => {
+            drop(guard);
+            if let CommitError::TooManyConflicts(n) = &e {
+                job.metrics.commit_conflicts_total.with_label_values(&labels).inc_by(u64::from(*n));
+            }
+            // Outputs were never referenced by a landed commit unless the outcome is unknown.
+            if definitely_not_committed(&e) {
+                discard_uncommitted(table, &outputs).await;
+            }
+            warn!(table = %t, partition = %p.label, error = %e, "compaction group not committed");
+            match e {
+                CommitError::Abandoned(reason) => {
+                    job.metrics
+                        .partitions_skipped_total
+                        .with_label_values(&[&t.tenant, &t.dataset, t.signal.as_str(), "abandoned"])
+                        .inc();
+                    Err(GroupFailure::Abandoned(reason))
+                }
+                other => Err(GroupFailure::Failed(other.to_string())),
+            }
+        }
+    }
+}
+
+fn definitely_not_committed(e: &CommitError) -> bool {
+    matches!(e, CommitError::Abandoned(_) | CommitError::TooManyConflicts(_) | CommitError::Produce(_))
+}
+
+fn skipped(input: &PartitionInput, reason: SkipReason) -> PartitionReport {
+    let files = input.files.len() as u64;
+    let bytes = input.files.iter().map(|f| f.size).sum();
+    PartitionReport {
+        partition: input.label.clone(),
+        status: PartitionStatus::Skipped { reason: reason.as_str().to_string() },
+        files_before: files,
+        files_after: files,
+        bytes_before: bytes,
+        bytes_after: bytes,
+        rows: input.files.iter().map(|f| f.records).sum(),
+        snapshot_id: None,
+        attempts: None,
+    }
+}
+
+fn planned(label: &str, group: &Group) -> PartitionReport {
+    PartitionReport {
+        partition: label.to_string(),
+        status: PartitionStatus::Planned,
+        files_before: group.files.len() as u64,
+        files_after: group.estimated_output_files,
+        bytes_before: group.bytes,
+        bytes_after: group.bytes,
+        rows: group.records,
+        snapshot_id: None,
+        attempts: None,
+    }
+}
+
+/// Folds group outcomes into one report line per partition (failed if any of its groups failed).
+fn merge_results(
+    report: &mut TableReport,
+    parts: &[Partition<'_>],
+    work: &[Work<'_>],
+    results: Vec<(usize, Result<GroupDone, GroupFailure>)>,
+) {
+    let mut by_partition: BTreeMap<usize, PartitionReport> = BTreeMap::new();
+    for (partition, result) in results {
+        let entry = by_partition.entry(partition).or_insert_with(|| PartitionReport {
+            partition: parts[partition].label.clone(),
+            status: PartitionStatus::Succeeded,
+            files_before: 0,
+            files_after: 0,
+            bytes_before: 0,
+            bytes_after: 0,
+            rows: 0,
+            snapshot_id: None,
+            attempts: None,
+        });
+        match result {
+            Ok(done) => {
+                entry.files_before += done.inputs as u64;
+                entry.files_after += done.rewritten.files.len() as u64;
+                entry.bytes_before += done.input_bytes;
+                entry.bytes_after += done.rewritten.bytes_written;
+                entry.rows += done.rewritten.rows;
+                entry.snapshot_id = Some(done.committed.snapshot_id);
+                entry.attempts = Some(entry.attempts.unwrap_or(0).max(done.committed.attempts));
+                report.snapshot_id = Some(done.committed.snapshot_id);
+            }
+            Err(failure) => {
+                let group_files: usize =
+                    work.iter().filter(|w| w.partition == partition).map(|w| w.files.len()).sum();
+                entry.files_before = entry.files_before.max(group_files as u64);
+                entry.files_after = entry.files_after.max(entry.files_before);
+                match failure {
+                    GroupFailure::Failed(error) => entry.status = PartitionStatus::Failed { error },
+                    GroupFailure::Abandoned(why)
+                        if !matches!(entry.status, PartitionStatus::Failed { .. }) =>
+                    {
+                        entry.status = PartitionStatus::Skipped { reason: format!("abandoned: {why}") }
+                    }
+                    GroupFailure::Abandoned(_) => {}
+                }
+            }
+        }
+    }
+    let (mut ok, mut failed) = (0, 0);
+    for (_, p) in by_partition {
+        match p.status {
+            PartitionStatus::Succeeded => ok += 1,
+            PartitionStatus::Failed { .. } => failed += 1,
+            _ => {}
+        }
+        report.rows += p.rows;
+        report.partition_reports.push(p);
+    }
+    report.partitions = ok + failed;
+    report.status = match (ok, failed) {
+        (_, f) if f > 0 => TableStatus::Failed { error: format!("{f} partition(s) failed") },
+        (0, 0) => TableStatus::Unchanged,
+        _ => TableStatus::Succeeded,
+    };
+}

@@ -1,0 +1,315 @@
+//! The compaction planner: pure, no IO. Given one table's partitions (their files and delete files, and
+//! when each partition's time range ends), decide per partition what to rewrite, in groups of about
+//! the target size, or why not.
+//!
+//! Terms: a *candidate* is a data file smaller than the small-file threshold (every file under
+//! `--full`). A partition *qualifies* with at least `min_input_files` candidates or candidates totalling
+//! at least the target. A partition is *closed* once `end + partition_lateness <= now`; partitions
+//! without a time range are treated as closed (they cannot be told apart, and the commit path is safe
+//! against concurrent writers either way).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// One data file as the planner sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileInput {
+    pub path: String,
+    pub size: u64,
+    pub records: u64,
+    pub parquet: bool,
+}
+
+/// One partition of one spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionInput {
+    pub label: String,
+    /// End of the partition's time range, if it has one.
+    pub end: Option<DateTime<Utc>>,
+    pub files: Vec<FileInput>,
+    /// Live delete files that may apply to this partition (its own plus global ones).
+    pub delete_files: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub target_file_size: u64,
+    pub small_file_threshold: u64,
+    pub min_input_files: usize,
+    pub partition_lateness: Duration,
+    pub compact_open_partitions: bool,
+    /// Rewrite every file of the selected partitions regardless of size.
+    pub full: bool,
+    /// Only partitions with these labels (empty: all).
+    pub only: Vec<String>,
+}
+
+/// Why a partition is left alone; the `reason` label of `compactor_partitions_skipped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// Still being written: end + lateness is in the future.
+    OpenPartition,
+    /// Not enough small files to be worth a rewrite.
+    BelowThreshold,
+    /// Delete files apply to it; rewriting without applying them could resurrect rows.
+    HasDeleteFiles,
+    /// Some of its data files are not Parquet.
+    NotParquet,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::OpenPartition => "open_partition",
+            SkipReason::BelowThreshold => "below_threshold",
+            SkipReason::HasDeleteFiles => "has_delete_files",
+            SkipReason::NotParquet => "not_parquet",
+        }
+    }
+}
+
+/// A set of files rewritten together into about `ceil(bytes / target)` files, committed on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Group {
+    /// Indexes into the partition's `files`.
+    pub files: Vec<usize>,
+    pub bytes: u64,
+    pub records: u64,
+    pub estimated_output_files: u64,
+}
+
+/// The decision for one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    Compact { groups: Vec<Group> },
+    Skip { reason: SkipReason },
+}
+
+/// Plans every selected partition of a table, in input order.
+pub fn plan(partitions: &[PartitionInput], opts: &PlanOptions, now: DateTime<Utc>) -> Vec<(usize, Decision)> {
+    partitions
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| opts.only.is_empty() || opts.only.contains(&p.label))
+        .map(|(i, p)| (i, plan_partition(p, opts, now)))
+        .collect()
+}
+
+fn plan_partition(p: &PartitionInput, opts: &PlanOptions, now: DateTime<Utc>) -> Decision {
+    let lateness = chrono::Duration::from_std(opts.partition_lateness).unwrap_or(chrono::Duration::MAX);
+    let closed = p.end.is_none_or(|end| end.checked_add_signed(lateness).is_some_and(|t| t <= now));
+    if !closed && !opts.compact_open_partitions {
+        return Decision::Skip { reason: SkipReason::OpenPartition };
+    }
+    if p.delete_files > 0 {
+        return Decision::Skip { reason: SkipReason::HasDeleteFiles };
+    }
+    if p.files.iter().any(|f| !f.parquet) {
+        return Decision::Skip { reason: SkipReason::NotParquet };
+    }
+    let candidates: Vec<usize> =
+        (0..p.files.len()).filter(|&i| opts.full || p.files[i].size < opts.small_file_threshold).collect();
+    let total: u64 = candidates.iter().map(|&i| p.files[i].size).sum();
+    let qualifies = if opts.full {
+        !candidates.is_empty()
+    } else {
+        candidates.len() >= opts.min_input_files || (candidates.len() >= 2 && total >= opts.target_file_size)
+    };
+    if !qualifies {
+        return Decision::Skip { reason: SkipReason::BelowThreshold };
+    }
+    let sizes: Vec<u64> = candidates.iter().map(|&i| p.files[i].size).collect();
+    let groups: Vec<Group> = bin_pack(&sizes, opts.target_file_size)
+        .into_iter()
+        .map(|bin| bin.into_iter().map(|j| candidates[j]).collect::<Vec<_>>())
+        // A group of one file gains nothing, unless a full rewrite was asked for.
+        .filter(|files| opts.full || files.len() > 1)
+        .map(|files| {
+            let bytes = files.iter().map(|&i| p.files[i].size).sum::<u64>();
+            Group {
+                records: files.iter().map(|&i| p.files[i].records).sum(),
+                estimated_output_files: bytes.div_ceil(opts.target_file_size).max(1),
+                bytes,
+                files,
+            }
+        })
+        .collect();
+    if groups.is_empty() {
+        return Decision::Skip { reason: SkipReason::BelowThreshold };
+    }
+    Decision::Compact { groups }
+}
+
+/// First-fit decreasing: items (by size) into bins of at most `target` bytes; an item larger than the
+/// target gets a bin of its own. Returns item indexes per bin, each bin in ascending index order.
+pub fn bin_pack(sizes: &[u64], target: u64) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..sizes.len()).collect();
+    order.sort_by(|&a, &b| sizes[b].cmp(&sizes[a]).then(a.cmp(&b)));
+    let mut bins: Vec<(u64, Vec<usize>)> = Vec::new();
+    for i in order {
+        match bins.iter_mut().find(|(used, _)| used + sizes[i] <= target) {
+            Some((used, items)) => {
+                *used += sizes[i];
+                items.push(i);
+            }
+            None => bins.push((sizes[i], vec![i])),
+        }
+    }
+    bins.into_iter()
+        .map(|(_, mut items)| {
+            items.sort_unstable();
+            items
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    const MB: u64 = 1024 * 1024;
+
+    fn opts() -> PlanOptions {
+        PlanOptions {
+            target_file_size: 128 * MB,
+            small_file_threshold: 96 * MB,
+            min_input_files: 5,
+            partition_lateness: Duration::from_secs(600),
+            compact_open_partitions: false,
+            full: false,
+            only: vec![],
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap()
+    }
+
+    fn partition(label: &str, end_hour: u32, sizes: &[u64]) -> PartitionInput {
+        PartitionInput {
+            label: label.into(),
+            end: Some(Utc.with_ymd_and_hms(2026, 11, 21, end_hour, 0, 0).unwrap()),
+            files: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &size)| FileInput {
+                    path: format!("f{i}"),
+                    size,
+                    records: size / 100,
+                    parquet: true,
+                })
+                .collect(),
+            delete_files: 0,
+        }
+    }
+
+    #[test]
+    fn bin_pack_first_fit_decreasing() {
+        assert_eq!(bin_pack(&[60, 50, 40, 30, 20], 100), vec![vec![0, 2], vec![1, 3, 4]]);
+        assert_eq!(bin_pack(&[150, 10, 10], 100), vec![vec![0], vec![1, 2]]);
+        assert_eq!(bin_pack(&[], 100), Vec::<Vec<usize>>::new());
+    }
+
+    #[test]
+    fn small_files_of_a_closed_partition_are_grouped() {
+        let p = partition("h=10", 11, &[MB; 6]);
+        let decisions = plan(&[p], &opts(), now());
+        assert_eq!(
+            decisions,
+            vec![(
+                0,
+                Decision::Compact {
+                    groups: vec![Group {
+                        files: vec![0, 1, 2, 3, 4, 5],
+                        bytes: 6 * MB,
+                        records: 6 * (MB / 100),
+                        estimated_output_files: 1
+                    }]
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn open_partition_waits_for_lateness() {
+        // Ends at 11:55, lateness 10 min: open until 12:05.
+        let mut p = partition("h=11", 11, &[MB; 6]);
+        p.end = Some(Utc.with_ymd_and_hms(2026, 11, 21, 11, 55, 0).unwrap());
+        assert_eq!(
+            plan(&[p.clone()], &opts(), now())[0].1,
+            Decision::Skip { reason: SkipReason::OpenPartition }
+        );
+        let o = PlanOptions { compact_open_partitions: true, ..opts() };
+        assert!(matches!(plan(&[p], &o, now())[0].1, Decision::Compact { .. }));
+    }
+
+    #[test]
+    fn too_few_small_files_are_left_alone_unless_they_reach_the_target() {
+        let few = partition("h=1", 2, &[MB, MB, 200 * MB]);
+        assert_eq!(plan(&[few], &opts(), now())[0].1, Decision::Skip { reason: SkipReason::BelowThreshold });
+        // Two candidates reach the target together, but cannot share a 128 MiB bin: nothing to gain.
+        let apart = partition("h=1", 2, &[90 * MB, 80 * MB]);
+        assert_eq!(
+            plan(&[apart], &opts(), now())[0].1,
+            Decision::Skip { reason: SkipReason::BelowThreshold }
+        );
+        // 130 MiB of candidates reach the target; the two that fit one bin are rewritten.
+        let together = partition("h=1", 2, &[60 * MB, 60 * MB, 10 * MB]);
+        let Decision::Compact { groups } = &plan(&[together], &opts(), now())[0].1 else {
+            panic!("should compact")
+        };
+        assert_eq!(groups.iter().map(|g| g.files.clone()).collect::<Vec<_>>(), vec![vec![0, 1]]);
+    }
+
+    #[test]
+    fn large_files_are_not_candidates() {
+        let p = partition("h=1", 2, &[MB, MB, MB, MB, MB, 100 * MB]);
+        let Decision::Compact { groups } = &plan(&[p], &opts(), now())[0].1 else { panic!("should compact") };
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].files, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn delete_files_and_non_parquet_skip() {
+        let mut d = partition("h=1", 2, &[MB; 6]);
+        d.delete_files = 1;
+        assert_eq!(plan(&[d], &opts(), now())[0].1, Decision::Skip { reason: SkipReason::HasDeleteFiles });
+        let mut n = partition("h=1", 2, &[MB; 6]);
+        n.files[3].parquet = false;
+        assert_eq!(plan(&[n], &opts(), now())[0].1, Decision::Skip { reason: SkipReason::NotParquet });
+    }
+
+    #[test]
+    fn full_rewrites_every_file_of_selected_partitions_only() {
+        let a = partition("h=1", 2, &[100 * MB]);
+        let b = partition("h=2", 3, &[MB; 6]);
+        let o = PlanOptions { full: true, only: vec!["h=1".into()], ..opts() };
+        assert_eq!(
+            plan(&[a, b], &o, now()),
+            vec![(
+                0,
+                Decision::Compact {
+                    groups: vec![Group {
+                        files: vec![0],
+                        bytes: 100 * MB,
+                        records: MB,
+                        estimated_output_files: 1
+                    }]
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn partitions_without_time_range_count_as_closed() {
+        let mut p = partition("region=eu", 0, &[MB; 5]);
+        p.end = None;
+        assert!(matches!(plan(&[p], &opts(), now())[0].1, Decision::Compact { .. }));
+    }
+}

@@ -1,0 +1,218 @@
+//! Rewriting one group: stream Arrow batches out of the input files (iceberg's reader, projected to the
+//! current schema, bounded batch size) and into target-size Parquet files (iceberg's writers, so field
+//! ids and column statistics are right), optionally sorted by the table's sort order.
+//!
+//! Hazard: the row count written must equal the row count read and the manifests' record counts; any
+//! mismatch fails the group before anything is committed.
+
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use iceberg::arrow::schema_to_arrow_schema;
+use iceberg::scan::FileScanTask;
+use iceberg::spec::{DataFile, DataFileBuilder, DataFileFormat, PartitionKey, SortOrderRef, Struct};
+use iceberg::table::Table;
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use super::sort::{SortPlan, sort_batches};
+use crate::table::{AddedFile, LiveFile};
+
+/// Rows per Arrow batch read from the inputs: bounds memory per batch.
+const BATCH_ROWS: usize = 8192;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RewriteError {
+    #[error("table property {key} = {value:?}: {reason}")]
+    BadProperty { key: &'static str, value: String, reason: String },
+    #[error("row count mismatch: manifests say {expected}, read {read}, wrote {written}")]
+    RowCount { expected: u64, read: u64, written: u64 },
+    #[error("partition spec {0} not found")]
+    UnknownSpec(i32),
+    #[error(transparent)]
+    Iceberg(#[from] iceberg::Error),
+    #[error("sort: {0}")]
+    Sort(String),
+}
+
+/// What one group's rewrite produced.
+#[derive(Debug, Clone)]
+pub struct Rewritten {
+    pub files: Vec<AddedFile>,
+    pub rows: u64,
+    pub bytes_written: u64,
+    /// The sort order id the files claim (only when they really are sorted by it).
+    pub sort_order_id: Option<i64>,
+}
+
+/// One group to rewrite.
+pub struct GroupInput<'a> {
+    pub table: &'a Table,
+    pub spec_id: i32,
+    pub partition: Struct,
+    pub files: Vec<&'a LiveFile>,
+    pub target_file_size: u64,
+    pub memory_limit: u64,
+}
+
+/// Parquet writer settings from `write.parquet.compression-codec` / `-level` (default zstd level 1).
+pub fn writer_properties(table: &Table) -> Result<WriterProperties, RewriteError> {
+    const CODEC: &str = "write.parquet.compression-codec";
+    const LEVEL: &str = "write.parquet.compression-level";
+    let props = table.metadata().properties();
+    let codec = props.get(CODEC).map(|s| s.to_ascii_lowercase()).unwrap_or_else(|| "zstd".into());
+    let level = match props.get(LEVEL) {
+        Some(v) => Some(v.parse::<i32>().map_err(|e| RewriteError::BadProperty {
+            key: LEVEL,
+            value: v.clone(),
+            reason: e.to_string(),
+        })?),
+        None => None,
+    };
+    let bad = |reason: String| RewriteError::BadProperty { key: LEVEL, value: format!("{level:?}"), reason };
+    let compression = match codec.as_str() {
+        "zstd" => Compression::ZSTD(ZstdLevel::try_new(level.unwrap_or(1)).map_err(|e| bad(e.to_string()))?),
+        "gzip" => {
+            Compression::GZIP(GzipLevel::try_new(level.unwrap_or(6) as u32).map_err(|e| bad(e.to_string()))?)
+        }
+        "brotli" => Compression::BROTLI(
+            BrotliLevel::try_new(level.unwrap_or(1) as u32).map_err(|e| bad(e.to_string()))?,
+        ),
+        "snappy" => Compression::SNAPPY,
+        "lz4" => Compression::LZ4_RAW,
+        "uncompressed" | "none" => Compression::UNCOMPRESSED,
+        other => {
+            return Err(RewriteError::BadProperty {
+                key: CODEC,
+                value: other.to_string(),
+                reason: "unsupported codec (zstd, gzip, brotli, snappy, lz4, uncompressed)".into(),
+            });
+        }
+    };
+    Ok(WriterProperties::builder().set_compression(compression).build())
+}
+
+fn scan_task(table: &Table, file: &LiveFile) -> FileScanTask {
+    let schema = table.metadata().current_schema().clone();
+    let project_field_ids = schema.as_struct().fields().iter().map(|f| f.id).collect();
+    FileScanTask::builder()
+        .with_file_size_in_bytes(file.size())
+        .with_start(0)
+        .with_length(file.size())
+        .with_record_count(Some(file.records()))
+        .with_data_file_path(file.path().to_string())
+        .with_data_file_format(DataFileFormat::Parquet)
+        .with_schema(schema)
+        .with_project_field_ids(project_field_ids)
+        .with_partition(Some(file.entry.data_file().partition().clone()))
+        .with_partition_spec(table.metadata().partition_spec_by_id(file.spec_id).cloned())
+        .with_case_sensitive(true)
+        .build()
+}
+
+/// Rewrites the group's files into new data files (not yet committed).
+pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
+    let table = input.table;
+    let metadata = table.metadata();
+    let schema = metadata.current_schema().clone();
+    let spec =
+        metadata.partition_spec_by_id(input.spec_id).ok_or(RewriteError::UnknownSpec(input.spec_id))?;
+    let expected: u64 = input.files.iter().map(|f| f.records()).sum();
+
+    let tasks: Vec<iceberg::Result<FileScanTask>> =
+        input.files.iter().map(|f| Ok(scan_task(table, f))).collect();
+    let reader =
+        table.reader_builder().with_batch_size(BATCH_ROWS).with_data_file_concurrency_limit(2).build();
+    let batches = reader.read(futures::stream::iter(tasks).boxed())?.stream();
+
+    let sort = SortPlan::for_table(metadata.default_sort_order(), &schema);
+    let arrow_schema = Arc::new(schema_to_arrow_schema(&schema)?);
+    let key = PartitionKey::new(spec.as_ref().clone(), schema.clone(), input.partition.clone());
+    let rolling = RollingFileWriterBuilder::new(
+        ParquetWriterBuilder::new(writer_properties(table)?, schema.clone()),
+        usize::try_from(input.target_file_size).unwrap_or(usize::MAX),
+        table.file_io().clone(),
+        DefaultLocationGenerator::new(metadata)?,
+        DefaultFileNameGenerator::new(
+            format!("compact-{}", uuid::Uuid::now_v7()),
+            None,
+            DataFileFormat::Parquet,
+        ),
+    );
+    let mut writer = DataFileWriterBuilder::new(rolling).build(Some(key)).await?;
+    let mut read = 0u64;
+    match &sort {
+        Some(plan) => {
+            let counted = batches.inspect_ok(|b| read += b.num_rows() as u64);
+            let mut sorted = sort_batches(counted.boxed(), plan, arrow_schema, input.memory_limit)
+                .await
+                .map_err(|e| RewriteError::Sort(e.to_string()))?;
+            while let Some(batch) = sorted.try_next().await.map_err(|e| RewriteError::Sort(e.to_string()))? {
+                writer.write(batch).await?;
+            }
+        }
+        None => {
+            let mut batches = batches;
+            while let Some(batch) = batches.try_next().await? {
+                read += batch.num_rows() as u64;
+                writer.write(batch).await?;
+            }
+        }
+    }
+    let files = writer.close().await?;
+    let written: u64 = files.iter().map(|f| f.record_count()).sum();
+    if read != expected || written != expected {
+        return Err(RewriteError::RowCount { expected, read, written });
+    }
+    let sort_order_id = sort.as_ref().map(|p| p.order_id);
+    let bytes_written = files.iter().map(|f| f.file_size_in_bytes()).sum();
+    let files = files
+        .into_iter()
+        .map(|f| {
+            let file = match sort_order_id {
+                Some(id) => with_sort_order(&f, input.spec_id, id)?,
+                None => f,
+            };
+            Ok(AddedFile { file, spec_id: input.spec_id })
+        })
+        .collect::<Result<Vec<_>, RewriteError>>()?;
+    Ok(Rewritten { files, rows: written, bytes_written, sort_order_id })
+}
+
+/// The same data file, claiming `sort_order_id` (iceberg's writer leaves it unset).
+fn with_sort_order(f: &DataFile, spec_id: i32, sort_order_id: i64) -> Result<DataFile, RewriteError> {
+    let id = i32::try_from(sort_order_id)
+        .map_err(|_| RewriteError::Sort(format!("sort order id {sort_order_id}")))?;
+    DataFileBuilder::default()
+        .content(f.content_type())
+        .file_path(f.file_path().to_string())
+        .file_format(f.file_format())
+        .partition(f.partition().clone())
+        .record_count(f.record_count())
+        .file_size_in_bytes(f.file_size_in_bytes())
+        .column_sizes(f.column_sizes().clone())
+        .value_counts(f.value_counts().clone())
+        .null_value_counts(f.null_value_counts().clone())
+        .nan_value_counts(f.nan_value_counts().clone())
+        .lower_bounds(f.lower_bounds().clone())
+        .upper_bounds(f.upper_bounds().clone())
+        .key_metadata(f.key_metadata().map(<[u8]>::to_vec))
+        .split_offsets(f.split_offsets().map(<[i64]>::to_vec))
+        .equality_ids(f.equality_ids())
+        .sort_order_id(id)
+        .first_row_id(f.first_row_id())
+        .partition_spec_id(spec_id)
+        .build()
+        .map_err(|e| RewriteError::Sort(format!("rebuilding data file: {e}")))
+}
+
+/// Metadata-only view for callers that need the table's sort order.
+pub fn declared_sort_order(table: &Table) -> Option<SortOrderRef> {
+    let order = table.metadata().default_sort_order();
+    (!order.is_unsorted()).then(|| order.clone())
+}

@@ -1,0 +1,260 @@
+//! The one commit path for snapshots this daemon produces: write the next metadata file, swap the
+//! catalog pointer with a compare-and-swap in an explicit transaction whose commit result is checked,
+//! confirm the swap by reloading, and on conflict rebase and retry with jittered backoff.
+//!
+//! Terms: a *conflict* is a CAS that matched no row (someone committed first): definitely not landed,
+//! so this attempt's own manifests, manifest list and metadata file are deleted again. An *ambiguous*
+//! outcome (the database failed while committing and the row does not show our file) deletes nothing:
+//! if the commit did land, those files are live; the orphan cleaner decides later, with liveness.
+//!
+//! Hazard: iceberg-catalog-sql's own `execute` ignores its transaction's commit result; this module
+//! never reports success without a checked commit and a reload that shows our snapshot.
+
+use std::time::Duration;
+
+use iceberg::spec::TableMetadata;
+use iceberg::table::Table;
+use iceberg::{MetadataLocation, TableIdent};
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::inventory::Inventory;
+use super::producer::{Change, ProduceError, Staged, stage};
+use crate::catalog::{Catalog, CatalogError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("abandoned: {0}")]
+    Abandoned(String),
+    #[error("gave up after {0} conflicting commit attempts")]
+    TooManyConflicts(u32),
+    #[error("commit outcome unknown (database failed during commit): {0}")]
+    Ambiguous(String),
+    #[error("commit reported success but the table does not contain snapshot {0}")]
+    Lost(i64),
+    #[error(transparent)]
+    Produce(#[from] ProduceError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("catalog database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error(transparent)]
+    Iceberg(#[from] iceberg::Error),
+}
+
+impl CommitError {
+    /// Whether the next pass may simply try again (nothing is known to be wrong with the table).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, CommitError::TooManyConflicts(_) | CommitError::Sql(_) | CommitError::Ambiguous(_))
+    }
+}
+
+/// Bounds of the retry loop.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with ±50 % jitter, capped at 30 s.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.base_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let capped = exp.min(Duration::from_secs(30));
+        capped.mul_f64(rand::rng().random_range(0.5..1.5))
+    }
+}
+
+/// A landed commit.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub snapshot_id: i64,
+    /// The committed snapshot's inventory (exact if nobody committed on top meanwhile).
+    pub inventory: Inventory,
+    pub metadata_location: String,
+    pub attempts: u32,
+    pub conflicts: u32,
+    pub table: Table,
+}
+
+/// Outcome of one swap attempt.
+enum Swap {
+    Landed(String),
+    Conflict,
+}
+
+/// Commits the change that `rebase` builds, retrying on conflicts. `rebase` sees the table and its
+/// inventory as they are now (the first call: as planned) and either returns the change to commit or
+/// refuses (the change no longer applies): then nothing is committed and `Abandoned` is returned.
+pub async fn commit_with_retry<F>(
+    catalog: &Catalog,
+    ident: &TableIdent,
+    mut table: Table,
+    mut inventory: Inventory,
+    policy: RetryPolicy,
+    cancel: &CancellationToken,
+    mut rebase: F,
+) -> Result<Committed, CommitError>
+where
+    F: FnMut(&Table, &Inventory) -> Result<Change, String>,
+{
+    let mut conflicts = 0;
+    for attempt in 1..=policy.max_attempts.max(1) {
+        let change = rebase(&table, &inventory).map_err(CommitError::Abandoned)?;
+        let staged = stage(&table, &inventory, &change).await?;
+        match swap(catalog, ident, &table, &staged).await? {
+            Swap::Landed(location) => {
+                let table = confirm(catalog, ident, staged.snapshot_id).await?;
+                return Ok(Committed {
+                    snapshot_id: staged.snapshot_id,
+                    inventory: staged.inventory,
+                    metadata_location: location,
+                    attempts: attempt,
+                    conflicts,
+                    table,
+                });
+            }
+            Swap::Conflict => {
+                conflicts += 1;
+                if attempt == policy.max_attempts || cancel.is_cancelled() {
+                    break;
+                }
+                let wait = policy.backoff(attempt);
+                debug!(table = %ident, attempt, wait_ms = wait.as_millis() as u64, "commit conflict; rebasing");
+                tokio::select! {
+                    _ = cancel.cancelled() => return Err(CommitError::Abandoned("shutdown requested".into())),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                table = catalog.iceberg_load(ident).await?;
+                inventory = Inventory::load(&table).await?;
+            }
+        }
+    }
+    if cancel.is_cancelled() {
+        return Err(CommitError::Abandoned("shutdown requested".into()));
+    }
+    Err(CommitError::TooManyConflicts(conflicts))
+}
+
+/// The next metadata file name: `NNNNN-uuid.metadata.json` after the current one. Tables whose current
+/// file does not follow that naming (e.g. `v3.metadata.json`) continue at the metadata-log length.
+fn next_metadata_location(current: &str, table: &Table, next: &TableMetadata) -> MetadataLocation {
+    match current.parse::<MetadataLocation>() {
+        Ok(loc) => loc.with_next_version().with_new_metadata(next),
+        Err(_) => {
+            let fresh = MetadataLocation::new_with_metadata(table.metadata().location(), next);
+            // new_with_metadata starts at version 0; the uuid keeps it unique either way.
+            let mut loc = fresh;
+            for _ in 0..=table.metadata().metadata_log().len() {
+                loc = loc.with_next_version();
+            }
+            loc
+        }
+    }
+}
+
+/// Writes the staged metadata and swaps the catalog pointer from the table's current location to it.
+async fn swap(
+    catalog: &Catalog,
+    ident: &TableIdent,
+    table: &Table,
+    staged: &Staged,
+) -> Result<Swap, CommitError> {
+    let current = table.metadata_location_result()?.to_string();
+    let next = next_metadata_location(&current, table, &staged.metadata);
+    let next_str = next.to_string();
+    if let Err(e) = staged.metadata.write_to(table.file_io(), &next).await {
+        discard_uncommitted(table, &staged.written).await;
+        return Err(e.into());
+    }
+    let mut own_files = staged.written.clone();
+    own_files.push(next_str.clone());
+
+    let mut tx = match catalog.pool().begin().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            discard_uncommitted(table, &own_files).await;
+            return Err(e.into());
+        }
+    };
+    let statement = format!(
+        "UPDATE iceberg_tables SET metadata_location = $1, previous_metadata_location = $2 \
+         WHERE catalog_name = $3 AND table_namespace = $4 AND table_name = $5 AND metadata_location = $6{}",
+        catalog.table_type_filter()
+    );
+    let updated = sqlx::query(&statement)
+        .bind(&next_str)
+        .bind(&current)
+        .bind(catalog.name())
+        .bind(ident.namespace().join("."))
+        .bind(ident.name())
+        .bind(&current)
+        .execute(&mut *tx)
+        .await;
+    match updated {
+        Err(e) => {
+            // The statement failed inside an open transaction: nothing was committed.
+            drop(tx);
+            discard_uncommitted(table, &own_files).await;
+            Err(e.into())
+        }
+        Ok(r) if r.rows_affected() == 0 => {
+            let _ = tx.rollback().await;
+            discard_uncommitted(table, &own_files).await;
+            Ok(Swap::Conflict)
+        }
+        Ok(_) => match tx.commit().await {
+            Ok(()) => Ok(Swap::Landed(next_str)),
+            Err(e) => {
+                // Did it land? Ask the row; never delete anything on an ambiguous outcome.
+                match catalog.metadata_location(ident).await {
+                    Ok(Some(loc)) if loc == next_str => Ok(Swap::Landed(next_str)),
+                    _ => Err(CommitError::Ambiguous(e.to_string())),
+                }
+            }
+        },
+    }
+}
+
+/// Reloads the table and checks that our snapshot is main's head or one of its ancestors (another
+/// writer may have committed on top already). A swap that does not show up is a loud error.
+async fn confirm(catalog: &Catalog, ident: &TableIdent, snapshot_id: i64) -> Result<Table, CommitError> {
+    let table = catalog.iceberg_load(ident).await?;
+    let metadata = table.metadata();
+    let mut cursor = metadata.current_snapshot().cloned();
+    while let Some(s) = cursor {
+        if s.snapshot_id() == snapshot_id {
+            return Ok(table);
+        }
+        cursor = s.parent_snapshot_id().and_then(|p| metadata.snapshot_by_id(p).cloned());
+    }
+    warn!(table = %ident, snapshot_id, "committed snapshot not found in main's history after reload");
+    Err(CommitError::Lost(snapshot_id))
+}
+
+/// Deletes files this attempt wrote after its CAS definitely failed. This is the commit path's only
+/// deletion, narrower than the orphan gate: files no committed metadata can reference.
+pub(crate) async fn discard_uncommitted(table: &Table, paths: &[String]) {
+    for path in paths {
+        if let Err(e) = table.file_io().delete(path).await {
+            warn!(path, error = %e, "could not delete an uncommitted file; the orphan cleaner will");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        let p = RetryPolicy { max_attempts: 5, base_backoff: Duration::from_millis(100) };
+        for attempt in 1..=4u32 {
+            let nominal = 100.0 * f64::from(1u32 << (attempt - 1));
+            let b = p.backoff(attempt).as_secs_f64() * 1000.0;
+            assert!(b >= nominal * 0.5 && b <= nominal * 1.5, "attempt {attempt}: {b} ms");
+        }
+        assert!(p.backoff(40) <= Duration::from_secs(45));
+    }
+}

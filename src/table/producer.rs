@@ -1,0 +1,333 @@
+//! The snapshot producer: builds a `replace` or `delete` snapshot from outside iceberg-rust, which has
+//! no such action (ICEBERG_RUST_NOTES §2).
+//!
+//! Given the inventory of the snapshot a change was planned on, it rewrites every manifest holding a
+//! removed file (removed entries become DELETED with their original sequence numbers and snapshot id;
+//! the others EXISTING), reuses untouched manifests as they are, adds one manifest per partition spec for
+//! new files, writes the manifest list, and stages the next table metadata with the snapshot set as
+//! `main` (main's retention settings kept). Nothing here touches the catalog; `commit.rs` does.
+//!
+//! Hazards: a DELETED entry in one manifest does not mask an ADDED entry in another (scans check each
+//! entry), so removal always rewrites the manifest that holds the file. Old entries must keep both
+//! sequence numbers or equality deletes would apply to the wrong files.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use iceberg::spec::{
+    DataFile, FormatVersion, MAIN_BRANCH, ManifestContentType, ManifestEntry, ManifestEntryRef, ManifestFile,
+    ManifestListWriter, ManifestStatus, ManifestWriter, ManifestWriterBuilder, Operation, Snapshot,
+    SnapshotSummaryCollector, Summary, TableMetadata, UNASSIGNED_SEQUENCE_NUMBER,
+};
+use iceberg::table::Table;
+use rand::Rng;
+
+use super::inventory::{Inventory, LiveFile};
+
+/// A new data file and the partition spec it was written with.
+#[derive(Debug, Clone)]
+pub struct AddedFile {
+    pub file: DataFile,
+    pub spec_id: i32,
+}
+
+/// What one commit changes.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub operation: Operation,
+    /// Paths of live files (data or delete) to remove.
+    pub remove: HashSet<String>,
+    pub add: Vec<AddedFile>,
+    /// Data sequence number for added files; a rewrite passes the sequence number of the snapshot it
+    /// started from, so equality deletes committed meanwhile still apply to the rewritten rows.
+    pub added_data_sequence_number: Option<i64>,
+    /// Extra snapshot summary properties (e.g. who committed).
+    pub summary: HashMap<String, String>,
+}
+
+/// A snapshot ready to commit: the next metadata and the files written for it.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    pub snapshot_id: i64,
+    pub metadata: TableMetadata,
+    /// Manifests and the manifest list this staging wrote (deleted again if the commit fails).
+    pub written: Vec<String>,
+    pub summary: HashMap<String, String>,
+    /// The new snapshot's inventory, derived without reading anything back: the base for the next
+    /// change if this one lands and nobody else commits in between.
+    pub inventory: Inventory,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("file to remove is not live in the snapshot planned on: {0}")]
+    NotLive(String),
+    #[error("partition spec {0} is not in the table metadata")]
+    UnknownSpec(i32),
+    #[error("format version {0} is not supported for external commits")]
+    UnsupportedFormat(String),
+    #[error(transparent)]
+    Iceberg(#[from] iceberg::Error),
+}
+
+fn unique_snapshot_id(metadata: &TableMetadata) -> i64 {
+    let mut rng = rand::rng();
+    loop {
+        let id = rng.random_range(1..i64::MAX);
+        if metadata.snapshot_by_id(id).is_none() {
+            return id;
+        }
+    }
+}
+
+struct Writers<'a> {
+    table: &'a Table,
+    metadata: &'a TableMetadata,
+    snapshot_id: i64,
+    commit_uuid: uuid::Uuid,
+    written: Vec<String>,
+}
+
+impl Writers<'_> {
+    fn new_manifest(
+        &mut self,
+        spec_id: i32,
+        schema: iceberg::spec::SchemaRef,
+        content: ManifestContentType,
+    ) -> Result<ManifestWriter, ProduceError> {
+        let spec = self
+            .metadata
+            .partition_spec_by_id(spec_id)
+            .ok_or(ProduceError::UnknownSpec(spec_id))?
+            .as_ref()
+            .clone();
+        let path = format!(
+            "{}/metadata/{}-m{}.avro",
+            self.metadata.location(),
+            self.commit_uuid,
+            self.written.len()
+        );
+        let output = self.table.file_io().new_output(&path)?;
+        self.written.push(path);
+        let builder = ManifestWriterBuilder::new(output, Some(self.snapshot_id), schema, spec);
+        Ok(match (self.metadata.format_version(), content) {
+            (FormatVersion::V1, _) => builder.build_v1(),
+            (_, ManifestContentType::Data) => builder.build_v2_data(),
+            (_, ManifestContentType::Deletes) => builder.build_v2_deletes(),
+        })
+    }
+}
+
+/// Stages `change` on top of the snapshot `base` was read from.
+pub async fn stage(table: &Table, base: &Inventory, change: &Change) -> Result<Staged, ProduceError> {
+    let metadata = table.metadata();
+    if metadata.format_version() > FormatVersion::V2 {
+        return Err(ProduceError::UnsupportedFormat(metadata.format_version().to_string()));
+    }
+    let found: HashSet<&str> = base
+        .data
+        .iter()
+        .chain(&base.deletes)
+        .map(|f| f.path())
+        .filter(|p| change.remove.contains(*p))
+        .collect();
+    if let Some(missing) = change.remove.iter().find(|p| !found.contains(p.as_str())) {
+        return Err(ProduceError::NotLive(missing.clone()));
+    }
+    let snapshot_id = unique_snapshot_id(metadata);
+    let sequence_number = metadata.next_sequence_number();
+    let mut w =
+        Writers { table, metadata, snapshot_id, commit_uuid: uuid::Uuid::now_v7(), written: Vec::new() };
+    let mut summary = SnapshotSummaryCollector::default();
+    let mut manifests: Vec<ManifestFile> = Vec::with_capacity(base.manifests.len() + 1);
+    let mut entries: Vec<Vec<ManifestEntryRef>> = Vec::with_capacity(base.manifests.len() + 1);
+
+    for (manifest, live) in base.manifests.iter().zip(&base.entries) {
+        if live.is_empty() {
+            // Only DELETED entries: informational for the snapshot that wrote them; not carried.
+            continue;
+        }
+        if !live.iter().any(|e| change.remove.contains(e.file_path())) {
+            manifests.push(manifest.clone());
+            entries.push(live.clone());
+            continue;
+        }
+        let loaded = manifest.load_manifest(table.file_io()).await?;
+        let schema = loaded.metadata().schema().clone();
+        let spec = Arc::new(loaded.metadata().partition_spec().clone());
+        let mut writer = w.new_manifest(manifest.partition_spec_id, schema.clone(), manifest.content)?;
+        let mut kept = Vec::with_capacity(live.len());
+        for entry in live {
+            let data_seq = entry.sequence_number().unwrap_or(0);
+            let file_seq = entry.file_sequence_number.or(Some(data_seq));
+            if change.remove.contains(entry.file_path()) {
+                summary.remove_file(entry.data_file(), schema.clone(), spec.clone());
+                writer.add_delete_file(entry.data_file().clone(), data_seq, file_seq)?;
+            } else {
+                let added_by = entry.snapshot_id().unwrap_or(snapshot_id);
+                writer.add_existing_file(entry.data_file().clone(), added_by, data_seq, file_seq)?;
+                kept.push(Arc::clone(entry));
+            }
+        }
+        manifests.push(writer.write_manifest_file().await?);
+        entries.push(kept);
+    }
+
+    let mut by_spec: BTreeMap<i32, Vec<&AddedFile>> = BTreeMap::new();
+    for added in &change.add {
+        by_spec.entry(added.spec_id).or_default().push(added);
+    }
+    let schema = metadata.current_schema().clone();
+    for (spec_id, files) in by_spec {
+        let spec = metadata.partition_spec_by_id(spec_id).ok_or(ProduceError::UnknownSpec(spec_id))?.clone();
+        let mut writer = w.new_manifest(spec_id, schema.clone(), ManifestContentType::Data)?;
+        let seq = change.added_data_sequence_number.unwrap_or(-1);
+        let mut added_entries = Vec::with_capacity(files.len());
+        for added in files {
+            summary.add_file(&added.file, schema.clone(), spec.clone());
+            writer.add_file(added.file.clone(), seq)?;
+            added_entries.push(Arc::new(ManifestEntry {
+                status: ManifestStatus::Added,
+                snapshot_id: Some(snapshot_id),
+                sequence_number: Some(if seq >= 0 { seq } else { sequence_number }),
+                file_sequence_number: Some(sequence_number),
+                data_file: added.file.clone(),
+            }));
+        }
+        manifests.push(writer.write_manifest_file().await?);
+        entries.push(added_entries);
+    }
+
+    let list_path = format!("{}/metadata/snap-{snapshot_id}-1-{}.avro", metadata.location(), w.commit_uuid);
+    let parent = base.snapshot_id();
+    let out = table.file_io().new_output(&list_path)?;
+    w.written.push(list_path.clone());
+    let mut list = match metadata.format_version() {
+        FormatVersion::V1 => ManifestListWriter::v1(out.writer().await?, snapshot_id, parent),
+        _ => ManifestListWriter::v2(out.writer().await?, snapshot_id, parent, sequence_number),
+    };
+    list.add_manifests(manifests.iter().cloned())?;
+    list.close().await?;
+
+    let mut properties = summary.build();
+    add_totals(base.snapshot.as_ref().map(|s| &s.summary().additional_properties), &mut properties);
+    properties.extend(change.summary.clone());
+    let now_ms = chrono::Utc::now().timestamp_millis().max(metadata.last_updated_ms());
+    let snapshot = Snapshot::builder()
+        .with_snapshot_id(snapshot_id)
+        .with_parent_snapshot_id(parent)
+        .with_sequence_number(sequence_number)
+        .with_timestamp_ms(now_ms)
+        .with_manifest_list(list_path)
+        .with_summary(Summary {
+            operation: change.operation.clone(),
+            additional_properties: properties.clone(),
+        })
+        .with_schema_id(metadata.current_schema_id())
+        .build();
+    let current_location = table.metadata_location_result()?.to_string();
+    let next = metadata
+        .clone()
+        .into_builder(Some(current_location))
+        .set_branch_snapshot(snapshot, MAIN_BRANCH)?
+        .build()?
+        .metadata;
+    let new_snapshot = next.snapshot_by_id(snapshot_id).cloned();
+    let inventory = derived_inventory(new_snapshot, manifests, entries, snapshot_id, sequence_number);
+    Ok(Staged { snapshot_id, metadata: next, written: w.written, summary: properties, inventory })
+}
+
+/// The inventory of the staged snapshot, with the sequence numbers the manifest-list writer assigns to
+/// new manifests (0 in format v1, which has none).
+fn derived_inventory(
+    snapshot: Option<iceberg::spec::SnapshotRef>,
+    mut manifests: Vec<ManifestFile>,
+    entries: Vec<Vec<ManifestEntryRef>>,
+    snapshot_id: i64,
+    sequence_number: i64,
+) -> Inventory {
+    let mut inventory = Inventory { snapshot, ..Default::default() };
+    for (index, (manifest, live)) in manifests.iter_mut().zip(&entries).enumerate() {
+        if manifest.added_snapshot_id == snapshot_id {
+            if manifest.sequence_number == UNASSIGNED_SEQUENCE_NUMBER {
+                manifest.sequence_number = sequence_number;
+            }
+            if manifest.min_sequence_number == UNASSIGNED_SEQUENCE_NUMBER {
+                manifest.min_sequence_number = sequence_number;
+            }
+        }
+        for entry in live {
+            let file =
+                LiveFile { entry: Arc::clone(entry), spec_id: manifest.partition_spec_id, manifest: index };
+            match manifest.content {
+                ManifestContentType::Data => inventory.data.push(file),
+                ManifestContentType::Deletes => inventory.deletes.push(file),
+            }
+        }
+    }
+    inventory.manifests = manifests;
+    inventory.entries = entries;
+    inventory
+}
+
+/// `total-*` = previous total + added − removed, for each total the previous snapshot had (a total the
+/// parent lacked cannot be computed and is left out, as Iceberg Java does).
+fn add_totals(previous: Option<&HashMap<String, String>>, props: &mut HashMap<String, String>) {
+    const TOTALS: [(&str, &str, &str); 6] = [
+        ("total-data-files", "added-data-files", "deleted-data-files"),
+        ("total-delete-files", "added-delete-files", "removed-delete-files"),
+        ("total-records", "added-records", "deleted-records"),
+        ("total-files-size", "added-files-size", "removed-files-size"),
+        ("total-position-deletes", "added-position-deletes", "removed-position-deletes"),
+        ("total-equality-deletes", "added-equality-deletes", "removed-equality-deletes"),
+    ];
+    let get = |m: &HashMap<String, String>, k: &str| m.get(k).and_then(|v| v.parse::<i64>().ok());
+    for (total, added, removed) in TOTALS {
+        let base = match previous {
+            Some(prev) => match get(prev, total) {
+                Some(v) => v,
+                None => continue,
+            },
+            None => 0,
+        };
+        let value = base + get(props, added).unwrap_or(0) - get(props, removed).unwrap_or(0);
+        props.insert(total.to_string(), value.max(0).to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn totals_for_a_replace_keep_records() {
+        let prev =
+            map(&[("total-data-files", "10"), ("total-records", "1000"), ("total-files-size", "5000")]);
+        let mut props = map(&[
+            ("added-data-files", "1"),
+            ("deleted-data-files", "8"),
+            ("added-records", "800"),
+            ("deleted-records", "800"),
+            ("added-files-size", "3000"),
+            ("removed-files-size", "4000"),
+        ]);
+        add_totals(Some(&prev), &mut props);
+        assert_eq!(props["total-data-files"], "3");
+        assert_eq!(props["total-records"], "1000");
+        assert_eq!(props["total-files-size"], "4000");
+        assert!(!props.contains_key("total-delete-files"), "parent lacked it");
+    }
+
+    #[test]
+    fn totals_without_parent_start_at_zero() {
+        let mut props = map(&[("added-data-files", "2"), ("added-records", "20")]);
+        add_totals(None, &mut props);
+        assert_eq!(props["total-data-files"], "2");
+        assert_eq!(props["total-records"], "20");
+        assert_eq!(props["total-delete-files"], "0");
+    }
+}

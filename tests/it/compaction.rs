@@ -1,0 +1,504 @@
+//! Compaction acceptance on real components: SQLite catalog files, local Parquet files, Iceberg
+//! metadata, the binary itself for crash and dry-run checks, and PyIceberg as the independent reader.
+
+use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arrow_array::{Array, StringArray, TimestampMicrosecondArray};
+use chrono::TimeDelta;
+use iceberg::spec::Operation;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use signaldb_compactor::compaction::CompactionJob;
+use signaldb_compactor::config::Mode;
+use signaldb_compactor::generate::{GenerateOptions, generate};
+use signaldb_compactor::job::{Job, PartitionStatus, PassReport, PassRequest, TableStatus};
+use signaldb_compactor::service::Context;
+use signaldb_compactor::table::{Change, Inventory, RetryPolicy, commit_with_retry};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{connect, context, fixed_end, pyiceberg, run_bin, snapshot_bytes, write_config};
+
+/// 1 tenant × 1 dataset × 3 tables, hours 07–10 ending 10:30, `files` files per hour.
+fn options(dir: &std::path::Path, files: usize) -> GenerateOptions {
+    GenerateOptions {
+        dir: dir.to_path_buf(),
+        tenants: 1,
+        datasets: 1,
+        hours: 4,
+        files_per_hour: files,
+        rows_per_file: 200,
+        seed: 11,
+        all_signals: false,
+        end: fixed_end(),
+        concurrency: 3,
+    }
+}
+
+/// 10:35: hours 07–09 are closed; hour 10 ends at 11:00 (+10 min lateness) and is open.
+fn now() -> chrono::DateTime<chrono::Utc> {
+    fixed_end() + TimeDelta::minutes(5)
+}
+
+async fn run(ctx: &Context, mode: Mode) -> PassReport {
+    CompactionJob::new(ctx).run_once(&PassRequest::all(mode), &CancellationToken::new()).await.unwrap()
+}
+
+/// Live data files per partition label of a table.
+async fn files_per_partition(ctx: &Context, qualified: &str) -> HashMap<String, usize> {
+    let t = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.qualified() == qualified).unwrap();
+    let table = ctx.catalog.load(&t).await.unwrap();
+    let inventory = Inventory::load(&table).await.unwrap();
+    let md = table.metadata();
+    let mut out = HashMap::new();
+    for f in &inventory.data {
+        let spec = md.partition_spec_by_id(f.spec_id).unwrap();
+        let label = signaldb_compactor::table::partition::label(
+            spec,
+            md.current_schema(),
+            f.entry.data_file().partition(),
+        );
+        *out.entry(label).or_insert(0) += 1;
+    }
+    out
+}
+
+fn local(path: &str) -> &str {
+    path.trim_start_matches("file://")
+}
+
+#[tokio::test]
+async fn compaction_keeps_every_row_and_leaves_open_partitions_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&options(dir.path(), 10)).await.unwrap();
+    let ctx = context(dir.path(), now(), |_| {}).await;
+    let tables: Vec<String> = ctx.catalog.discover().await.unwrap().iter().map(|t| t.qualified()).collect();
+    let before: Vec<_> = tables.iter().map(|t| pyiceberg(dir.path(), &["scan", "--table", t])).collect();
+
+    let report = run(&ctx, Mode::Execute).await;
+    assert_eq!(report.failed_tables(), 0, "{report:#?}");
+    for (t, before) in tables.iter().zip(&before) {
+        let after = pyiceberg(dir.path(), &["scan", "--table", t]);
+        assert_eq!(after["rows"], before["rows"], "{t}: row count");
+        assert_eq!(after["checksum"], before["checksum"], "{t}: row multiset");
+        assert_eq!(after["operation"], "replace", "{t}");
+
+        let files = files_per_partition(&ctx, t).await;
+        for hour in ["07", "08", "09"] {
+            assert_eq!(
+                files[&format!("timestamp_hour=2026-11-21-{hour}")],
+                1,
+                "{t} hour {hour}: 10 files -> 1"
+            );
+        }
+        assert_eq!(files["timestamp_hour=2026-11-21-10"], 10, "{t}: the open partition is untouched");
+
+        let table_report = report.tables.iter().find(|r| r.table == *t).unwrap();
+        assert_eq!(table_report.status, TableStatus::Succeeded);
+        assert_eq!(table_report.partition_counts(), (0, 3, 1, 0));
+        let skipped = table_report.partition_reports.iter().find(|p| p.partition.ends_with("-10")).unwrap();
+        assert_eq!(skipped.status, PartitionStatus::Skipped { reason: "open_partition".into() });
+    }
+
+    // Summary totals agree with the manifests.
+    for t in ctx.catalog.discover().await.unwrap() {
+        let table = ctx.catalog.load(&t).await.unwrap();
+        let inventory = Inventory::load(&table).await.unwrap();
+        let summary = &table.metadata().current_snapshot().unwrap().summary().additional_properties;
+        assert_eq!(summary["total-data-files"], inventory.data.len().to_string(), "{t}");
+        let records: u64 = inventory.data.iter().map(|f| f.records()).sum();
+        assert_eq!(summary["total-records"], records.to_string(), "{t}");
+        let size: u64 = inventory.data.iter().map(|f| f.size()).sum();
+        assert_eq!(summary["total-files-size"], size.to_string(), "{t}");
+        assert_eq!(summary["added-records"], summary["deleted-records"], "{t}: a replace keeps rows");
+    }
+
+    // Metrics saw it.
+    let metrics = ctx.metrics.render();
+    assert!(
+        metrics.contains(
+            "compactor_files_compacted_total{dataset=\"production\",signal=\"traces\",tenant=\"acme\"} 30"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("reason=\"open_partition\""));
+
+    // Idempotent: a second pass right after commits nothing.
+    let snapshots: Vec<_> = futures_snapshot_ids(&ctx).await;
+    let again = run(&ctx, Mode::Execute).await;
+    assert!(again.tables.iter().all(|t| t.status == TableStatus::Unchanged), "{again:#?}");
+    assert_eq!(futures_snapshot_ids(&ctx).await, snapshots);
+}
+
+async fn futures_snapshot_ids(ctx: &Context) -> Vec<Option<i64>> {
+    let mut ids = Vec::new();
+    for t in ctx.catalog.discover().await.unwrap() {
+        ids.push(ctx.catalog.load(&t).await.unwrap().metadata().current_snapshot_id());
+    }
+    ids
+}
+
+#[tokio::test]
+async fn output_files_are_sorted_by_the_declared_sort_order_and_claim_it() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&options(dir.path(), 6)).await.unwrap();
+    // A tiny memory budget forces the spilling merge path.
+    let ctx = context(dir.path(), now(), |c| c.compaction.memory_limit_bytes = 64 * 1024).await;
+    run(&ctx, Mode::Execute).await;
+    let t = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+    let table = ctx.catalog.load(&t).await.unwrap();
+    let inventory = Inventory::load(&table).await.unwrap();
+    let mut checked = 0;
+    for f in &inventory.data {
+        if !f.path().contains("/compact-") {
+            continue;
+        }
+        assert_eq!(f.entry.data_file().sort_order_id(), Some(1), "{} claims the sort order", f.path());
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(local(f.path())).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut last: Option<(i64, String)> = None;
+        let mut rows = 0;
+        for batch in reader {
+            let batch = batch.unwrap();
+            let ts = batch
+                .column_by_name("timestamp")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap();
+            let id =
+                batch.column_by_name("trace_id").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+            for i in 0..batch.num_rows() {
+                let key = (ts.value(i), id.value(i).to_string());
+                if let Some(prev) = &last {
+                    assert!(prev <= &key, "{} not sorted at row {rows}: {prev:?} > {key:?}", f.path());
+                }
+                last = Some(key);
+                rows += 1;
+            }
+        }
+        assert_eq!(rows, f.records(), "row count in {}", f.path());
+        checked += 1;
+    }
+    assert_eq!(checked, 3, "one compacted file per closed hour");
+}
+
+#[tokio::test]
+async fn pyiceberg_table_stays_readable_and_writable_after_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    // PyIceberg-created catalog in the V0 shape (no iceberg_type column), 6 appends over 3 hours.
+    pyiceberg(
+        dir.path(),
+        &["create", "--table", "acme.prod.traces", "--rows", "120", "--appends", "6", "--legacy-schema"],
+    );
+    let before = pyiceberg(dir.path(), &["scan", "--table", "acme.prod.traces"]);
+    let ctx = context(dir.path(), chrono::Utc::now(), |_| {}).await;
+    let report = run(&ctx, Mode::Execute).await;
+    assert_eq!(report.tables[0].status, TableStatus::Succeeded, "{report:#?}");
+    assert_eq!(report.tables[0].partition_counts().1, 3, "three hours compacted");
+
+    let after = pyiceberg(dir.path(), &["scan", "--table", "acme.prod.traces"]);
+    assert_eq!(after["checksum"], before["checksum"]);
+    assert_eq!(after["operation"], "replace");
+    pyiceberg(dir.path(), &["append", "--table", "acme.prod.traces", "--rows", "50", "--seed", "77"]);
+    let union = pyiceberg(dir.path(), &["scan", "--table", "acme.prod.traces"]);
+    assert_eq!(union["rows"], 720 + 50);
+    assert_eq!(union["distinct_trace_ids"], 770);
+
+    // We read around the missing iceberg_type column; the other engine's schema is untouched.
+    let columns: Vec<String> =
+        sqlx::query_scalar::<_, String>("SELECT name FROM pragma_table_info('iceberg_tables')")
+            .fetch_all(
+                &sqlx::SqlitePool::connect(&format!("sqlite:{}", dir.path().join("catalog.db").display()))
+                    .await
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+    assert!(!columns.contains(&"iceberg_type".to_string()), "{columns:?}");
+}
+
+#[tokio::test]
+async fn concurrent_appends_are_never_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = GenerateOptions { files_per_hour: 8, ..options(dir.path(), 8) };
+    let generated = generate(&opts).await.unwrap();
+    let ctx = context(dir.path(), now(), |c| {
+        c.compaction.commit_retry_backoff = Duration::from_millis(5);
+        c.compaction.commit_max_attempts = 100;
+    })
+    .await;
+    let traces = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+    let per_table_rows = generated.rows / 3;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let appended = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (catalog, traces, stop, appended) =
+            (ctx.catalog.clone(), traces.clone(), stop.clone(), appended.clone());
+        tokio::spawn(async move {
+            let columns = signaldb_compactor::generate::schema::columns("traces");
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) || i < 10 {
+                // Into a closed hour that compaction is rewriting right now.
+                let start = fixed_end() - TimeDelta::minutes(150);
+                let spec = signaldb_compactor::generate::batch::FileSpec {
+                    seed: 1000 + i,
+                    rows: 50,
+                    start,
+                    end: start + TimeDelta::minutes(30),
+                };
+                let mut table = catalog.load(&traces).await.unwrap();
+                signaldb_compactor::generate::append_file(&catalog, &mut table, &columns, &spec)
+                    .await
+                    .unwrap();
+                appended.fetch_add(50, Ordering::SeqCst);
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let report = run(&ctx, Mode::Execute).await;
+    stop.store(true, Ordering::SeqCst);
+    writer.await.unwrap();
+
+    let table_report = report.tables.iter().find(|r| r.table == traces.qualified()).unwrap();
+    assert_eq!(table_report.status, TableStatus::Succeeded, "{table_report:#?}");
+    let scan = pyiceberg(dir.path(), &["scan", "--table", &traces.qualified()]);
+    let expected = per_table_rows + appended.load(Ordering::SeqCst) as u64;
+    assert_eq!(scan["rows"], expected, "every appended row present");
+    assert_eq!(scan["distinct_trace_ids"], expected, "and present exactly once");
+}
+
+#[tokio::test]
+async fn a_concurrent_commit_removing_an_input_makes_the_group_abandon() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&options(dir.path(), 6)).await.unwrap();
+    let ctx =
+        context(dir.path(), now(), |c| c.compaction.commit_retry_backoff = Duration::from_millis(5)).await;
+    let traces = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+    let before = pyiceberg(dir.path(), &["scan", "--table", &traces.qualified()]);
+    let target = "timestamp_hour=2026-11-21-08".to_string();
+    let removed_rows = Arc::new(AtomicUsize::new(0));
+
+    // Between the rewrite and its commit, another writer deletes one of the partition's files.
+    let hook = {
+        let (catalog, ident, target, removed_rows) =
+            (ctx.catalog.clone(), traces.ident.clone(), target.clone(), removed_rows.clone());
+        Arc::new(move |partition: String| {
+            let (catalog, ident, target, removed_rows) =
+                (catalog.clone(), ident.clone(), target.clone(), removed_rows.clone());
+            Box::pin(async move {
+                if partition != target || removed_rows.load(Ordering::SeqCst) > 0 {
+                    return;
+                }
+                let table = catalog.iceberg_load(&ident).await.unwrap();
+                let inventory = Inventory::load(&table).await.unwrap();
+                let hour = (fixed_end() - TimeDelta::hours(2)).timestamp() / 3600;
+                let victim = inventory
+                    .data
+                    .iter()
+                    .find(|f| {
+                        f.entry.data_file().partition().fields()[0]
+                            == Some(iceberg::spec::Literal::int(hour as i32))
+                    })
+                    .unwrap();
+                removed_rows.store(victim.records() as usize, Ordering::SeqCst);
+                let path = victim.path().to_string();
+                let policy = RetryPolicy { max_attempts: 3, base_backoff: Duration::from_millis(5) };
+                commit_with_retry(
+                    &catalog,
+                    &ident,
+                    table,
+                    inventory,
+                    policy,
+                    &CancellationToken::new(),
+                    |_, _| {
+                        Ok(Change {
+                            operation: Operation::Delete,
+                            remove: [path.clone()].into(),
+                            add: vec![],
+                            added_data_sequence_number: None,
+                            summary: Default::default(),
+                        })
+                    },
+                )
+                .await
+                .unwrap();
+            }) as futures::future::BoxFuture<'static, ()>
+        })
+    };
+    let job = CompactionJob::new(&ctx).with_before_commit(hook);
+    let request = PassRequest {
+        filter: signaldb_compactor::job::TableFilter::only([traces.qualified()]),
+        ..PassRequest::all(Mode::Execute)
+    };
+    let report = job.run_once(&request, &CancellationToken::new()).await.unwrap();
+
+    let partitions = &report.tables[0].partition_reports;
+    let abandoned = partitions.iter().find(|p| p.partition == target).unwrap();
+    assert!(
+        matches!(&abandoned.status, PartitionStatus::Skipped { reason } if reason.starts_with("abandoned") && reason.contains("no longer live")),
+        "{abandoned:#?}"
+    );
+    assert_eq!(
+        partitions.iter().filter(|p| p.status == PartitionStatus::Succeeded).count(),
+        2,
+        "other hours still compacted"
+    );
+    let after = pyiceberg(dir.path(), &["scan", "--table", &traces.qualified()]);
+    let removed = removed_rows.load(Ordering::SeqCst) as u64;
+    assert!(removed > 0);
+    assert_eq!(
+        after["rows"],
+        before["rows"].as_u64().unwrap() - removed,
+        "the removed file's rows never come back"
+    );
+}
+
+#[tokio::test]
+async fn killed_before_the_swap_leaves_the_table_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&options(dir.path(), 6)).await.unwrap();
+    write_config(dir.path(), "");
+    let catalog = connect(dir.path()).await;
+    let traces = catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+    let location_before = catalog.metadata_location(&traces.ident).await.unwrap();
+    let before = pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"]);
+
+    let killed =
+        run_bin(dir.path(), &["once", "compaction"], &[("SIGNALDB_FAILPOINT", "compaction-before-swap")]);
+    assert_eq!(killed.status.signal(), Some(9), "process was SIGKILLed at the failpoint: {killed:?}");
+    assert_eq!(catalog.metadata_location(&traces.ident).await.unwrap(), location_before, "no swap happened");
+    let after_kill = pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"]);
+    assert_eq!(after_kill["checksum"], before["checksum"]);
+    assert_eq!(after_kill["operation"], "append");
+
+    let rerun = run_bin(dir.path(), &["once", "compaction"], &[]);
+    assert_eq!(rerun.status.code(), Some(0), "{}", String::from_utf8_lossy(&rerun.stderr));
+    let after = pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"]);
+    assert_eq!(after["checksum"], before["checksum"]);
+    assert_eq!(after["operation"], "replace");
+}
+
+#[tokio::test]
+async fn dry_run_changes_no_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&options(dir.path(), 6)).await.unwrap();
+    write_config(dir.path(), "");
+    let before = snapshot_bytes(dir.path());
+    for args in [&["once", "compaction", "--dry-run", "--json"][..], &["plan", "--json"][..]] {
+        let out = run_bin(dir.path(), args, &[]);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let planned = reports[0]["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|t| t["partition_reports"].as_array().unwrap().iter())
+            .filter(|p| p["status"] == "planned")
+            .count();
+        // The binary runs on the wall clock: all four generated hours are long closed.
+        assert_eq!(planned, 12, "{args:?}: three tables × four closed hours planned");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("[DRY-RUN] Would compact partition: tenant=acme dataset=production table=traces partition=timestamp_hour=2026-11-21-07 files=6 -> 1"));
+    }
+    let env_dry = run_bin(dir.path(), &["once", "compaction"], &[("SIGNALDB_COMPACTOR_DRY_RUN", "true")]);
+    assert_eq!(env_dry.status.code(), Some(0));
+    assert!(snapshot_bytes(dir.path()) == before, "dry-run changed bytes under the warehouse or the catalog");
+}
+
+#[tokio::test]
+async fn explicit_partition_and_full_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&options(dir.path(), 6)).await.unwrap();
+    let ctx = context(dir.path(), now(), |_| {}).await;
+    run(&ctx, Mode::Execute).await;
+    // Already compacted: a normal pass leaves the hour alone, --full rewrites just that partition.
+    let request = PassRequest {
+        filter: signaldb_compactor::job::TableFilter::only(["acme.production.logs".to_string()]),
+        partitions: vec!["timestamp_hour=2026-11-21-08".into()],
+        full: true,
+        ..PassRequest::all(Mode::Execute)
+    };
+    let before = pyiceberg(dir.path(), &["scan", "--table", "acme.production.logs"]);
+    let report = CompactionJob::new(&ctx).run_once(&request, &CancellationToken::new()).await.unwrap();
+    let parts = &report.tables[0].partition_reports;
+    assert_eq!(parts.len(), 1, "{parts:#?}");
+    assert_eq!(parts[0].partition, "timestamp_hour=2026-11-21-08");
+    assert_eq!(parts[0].status, PartitionStatus::Succeeded);
+    assert_eq!((parts[0].files_before, parts[0].files_after), (1, 1));
+    assert_eq!(
+        pyiceberg(dir.path(), &["scan", "--table", "acme.production.logs"])["checksum"],
+        before["checksum"]
+    );
+}
+
+#[tokio::test]
+async fn unknown_table_filter_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&options(dir.path(), 2)).await.unwrap();
+    write_config(dir.path(), "");
+    let out = run_bin(dir.path(), &["once", "compaction", "--table", "acme.production.nope"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("table not found"));
+}
+
+#[tokio::test]
+async fn an_append_between_rewrite_and_commit_is_rebased_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&options(dir.path(), 6)).await.unwrap();
+    let ctx =
+        context(dir.path(), now(), |c| c.compaction.commit_retry_backoff = Duration::from_millis(5)).await;
+    let traces = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+    let before = pyiceberg(dir.path(), &["scan", "--table", &traces.qualified()]);
+    let fired = Arc::new(AtomicBool::new(false));
+    let hook = {
+        let (catalog, traces, fired) = (ctx.catalog.clone(), traces.clone(), fired.clone());
+        Arc::new(move |partition: String| {
+            let (catalog, traces, fired) = (catalog.clone(), traces.clone(), fired.clone());
+            Box::pin(async move {
+                if partition != "timestamp_hour=2026-11-21-08" || fired.swap(true, Ordering::SeqCst) {
+                    return;
+                }
+                // The ingest writer lands a file in the very partition being compacted.
+                let start = fixed_end() - TimeDelta::minutes(150);
+                let spec = signaldb_compactor::generate::batch::FileSpec {
+                    seed: 4242,
+                    rows: 70,
+                    start,
+                    end: start + TimeDelta::minutes(10),
+                };
+                let mut table = catalog.load(&traces).await.unwrap();
+                let columns = signaldb_compactor::generate::schema::columns("traces");
+                signaldb_compactor::generate::append_file(&catalog, &mut table, &columns, &spec)
+                    .await
+                    .unwrap();
+            }) as futures::future::BoxFuture<'static, ()>
+        })
+    };
+    let job = CompactionJob::new(&ctx).with_before_commit(hook);
+    let request = PassRequest {
+        filter: signaldb_compactor::job::TableFilter::only([traces.qualified()]),
+        ..PassRequest::all(Mode::Execute)
+    };
+    let report = job.run_once(&request, &CancellationToken::new()).await.unwrap();
+    let hour8 = report.tables[0]
+        .partition_reports
+        .iter()
+        .find(|p| p.partition == "timestamp_hour=2026-11-21-08")
+        .unwrap();
+    assert_eq!(hour8.status, PartitionStatus::Succeeded, "{hour8:#?}");
+    assert_eq!(hour8.attempts, Some(2), "one conflict, one rebased retry");
+    assert!(ctx.metrics.render().contains(
+        "compactor_commit_conflicts_total{dataset=\"production\",signal=\"traces\",tenant=\"acme\"} 1"
+    ));
+    let after = pyiceberg(dir.path(), &["scan", "--table", &traces.qualified()]);
+    assert_eq!(after["rows"], before["rows"].as_u64().unwrap() + 70, "the concurrent append survives");
+    assert_eq!(after["distinct_trace_ids"], after["rows"]);
+    // The appended file is not an input of this group: it stays, next to the compacted file.
+    assert_eq!(files_per_partition(&ctx, &traces.qualified()).await["timestamp_hour=2026-11-21-08"], 2);
+}
