@@ -98,6 +98,12 @@ pub enum Command {
         /// All eight SignalDB tables instead of traces, logs and metrics_gauge.
         #[arg(long)]
         all_signals: bool,
+        /// Only these tables (comma-separated, e.g. traces,logs).
+        #[arg(long, value_delimiter = ',')]
+        tables: Vec<String>,
+        /// Declare no sort order on the generated tables.
+        #[arg(long)]
+        unsorted: bool,
         /// End of the time range (RFC 3339; default now).
         #[arg(long)]
         end: Option<DateTime<Utc>>,
@@ -170,6 +176,8 @@ async fn dispatch(cli: Cli) -> ExitCode {
             rows_per_file,
             seed,
             all_signals,
+            tables,
+            unsorted,
             end,
             concurrency,
             json,
@@ -184,6 +192,8 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 rows_per_file,
                 seed,
                 all_signals,
+                tables,
+                unsorted,
                 end: end.unwrap_or_else(Utc::now),
                 concurrency,
             };

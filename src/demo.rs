@@ -29,6 +29,8 @@ pub async fn run(mut config: Config, dir: &Path, listen: SocketAddr) -> anyhow::
             rows_per_file: 500,
             seed: 42,
             all_signals: false,
+            tables: Vec::new(),
+            unsorted: false,
             end: Utc::now(),
             concurrency: 4,
         })

@@ -40,18 +40,6 @@ struct Partition<'a> {
     files: Vec<&'a LiveFile>,
 }
 
-/// Table-level reasons not to touch a table at all.
-fn unsupported(table: &Table) -> Option<&'static str> {
-    let md = table.metadata();
-    if md.format_version() > FormatVersion::V2 {
-        return Some("unsupported_format_version");
-    }
-    if md.properties().contains_key("encryption.key-id") || md.encryption_keys_iter().len() > 0 {
-        return Some("encrypted");
-    }
-    None
-}
-
 /// Groups live data files by (spec id, partition value), in a stable order.
 fn partitions<'a>(table: &Table, inventory: &'a Inventory) -> Vec<Partition<'a>> {
     let md = table.metadata();
@@ -147,7 +135,7 @@ async fn run(
     cancel: &CancellationToken,
 ) -> Result<TableReport, ExecError> {
     let table = job.catalog.load(t).await?;
-    if let Some(reason) = unsupported(&table) {
+    if let Some(reason) = crate::table::guard::commit_blocker(&table).await? {
         warn!(table = %t, reason, "table skipped");
         job.metrics.tables_skipped_total.with_label_values(&["compaction", reason]).inc();
         return Ok(TableReport::new(t, TableStatus::Skipped { reason: reason.to_string() }));

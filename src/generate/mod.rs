@@ -46,6 +46,10 @@ pub struct GenerateOptions {
     pub rows_per_file: usize,
     pub seed: u64,
     pub all_signals: bool,
+    /// Only these tables (empty: the default set, or all eight with `all_signals`).
+    pub tables: Vec<String>,
+    /// Declare no sort order on the tables.
+    pub unsorted: bool,
     /// The end of the generated time range (exclusive); the last hour is the one containing it.
     pub end: DateTime<Utc>,
     /// Tables generated concurrently.
@@ -108,6 +112,11 @@ pub async fn generate(opts: &GenerateOptions) -> anyhow::Result<GenerateReport> 
     {
         bail!("--tenants, --datasets, --hours, --files-per-hour and --rows-per-file must all be at least 1");
     }
+    if let Some(unknown) = opts.tables.iter().find(|t| !schema::table_names(true).contains(&t.as_str())) {
+        bail!(
+            "--tables: unknown table {unknown:?} (expected SignalDB table names such as traces, logs, metrics_gauge)"
+        );
+    }
     let dir = std::path::absolute(&opts.dir).with_context(|| format!("resolving {}", opts.dir.display()))?;
     if dir.join("catalog.db").exists() {
         bail!("{} already holds a catalog.db; generate into an empty directory", dir.display());
@@ -122,8 +131,10 @@ pub async fn generate(opts: &GenerateOptions) -> anyhow::Result<GenerateReport> 
         for d in 0..opts.datasets {
             let namespace = NamespaceIdent::from_vec(vec![tenant_name(t), dataset_name(d)])?;
             catalog.iceberg().create_namespace(&namespace, Default::default()).await?;
-            for table in schema::table_names(opts.all_signals) {
-                jobs.push(TableJob { namespace: namespace.clone(), table });
+            for table in schema::table_names(opts.all_signals || !opts.tables.is_empty()) {
+                if opts.tables.is_empty() || opts.tables.iter().any(|t| t == table) {
+                    jobs.push(TableJob { namespace: namespace.clone(), table });
+                }
             }
         }
     }
@@ -171,7 +182,7 @@ async fn fill_table(
         .name(job.table.to_string())
         .schema(table_schema.clone())
         .partition_spec(schema::partition_spec(&table_schema)?)
-        .sort_order_opt(schema::sort_order(job.table, &table_schema)?)
+        .sort_order_opt(if opts.unsorted { None } else { schema::sort_order(job.table, &table_schema)? })
         .properties(schema::properties(job.table))
         .build();
     let mut table = catalog

@@ -2,6 +2,7 @@
 //! (`replace`/`delete` snapshots built on iceberg's public API) and the one commit path.
 
 pub mod commit;
+pub mod guard;
 pub mod inventory;
 pub mod partition;
 pub mod producer;

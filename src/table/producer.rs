@@ -1,10 +1,10 @@
 //! The snapshot producer: builds a `replace` or `delete` snapshot from outside iceberg-rust, which has
 //! no such action (ICEBERG_RUST_NOTES §2).
 //!
-//! Given the inventory of the snapshot a change was planned on, it rewrites every manifest holding a
-//! removed file (removed entries become DELETED with their original sequence numbers and snapshot id;
-//! the others EXISTING), reuses untouched manifests as they are, adds one manifest per partition spec for
-//! new files, writes the manifest list, and stages the next table metadata with the snapshot set as
+//! Given the inventory of the snapshot a change was planned on, it rewrites the entries of every
+//! manifest holding a removed file into one new manifest per spec and content type (removed entries
+//! become DELETED with their original sequence numbers and snapshot id; the others EXISTING), reuses
+//! untouched manifests as they are, adds one manifest per partition spec for new files, writes the manifest list, and stages the next table metadata with the snapshot set as
 //! `main` (main's retention settings kept). Nothing here touches the catalog; `commit.rs` does.
 //!
 //! Hazards: a DELETED entry in one manifest does not mask an ADDED entry in another (scans check each
@@ -142,6 +142,9 @@ pub async fn stage(table: &Table, base: &Inventory, change: &Change) -> Result<S
     let mut manifests: Vec<ManifestFile> = Vec::with_capacity(base.manifests.len() + 1);
     let mut entries: Vec<Vec<ManifestEntryRef>> = Vec::with_capacity(base.manifests.len() + 1);
 
+    // All rewritten entries of one spec and content type go into one new manifest: inputs committed by
+    // thousands of fast-appends sit in thousands of one-entry manifests, which must not each be rewritten.
+    let mut rewrites: BTreeMap<(i32, bool), Rewrite> = BTreeMap::new();
     for (manifest, live) in base.manifests.iter().zip(&base.entries) {
         if live.is_empty() {
             // Only DELETED entries: informational for the snapshot that wrote them; not carried.
@@ -152,25 +155,31 @@ pub async fn stage(table: &Table, base: &Inventory, change: &Change) -> Result<S
             entries.push(live.clone());
             continue;
         }
-        let loaded = manifest.load_manifest(table.file_io()).await?;
-        let schema = loaded.metadata().schema().clone();
-        let spec = Arc::new(loaded.metadata().partition_spec().clone());
-        let mut writer = w.new_manifest(manifest.partition_spec_id, schema.clone(), manifest.content)?;
-        let mut kept = Vec::with_capacity(live.len());
+        let key = (manifest.partition_spec_id, manifest.content == ManifestContentType::Deletes);
+        let r = match rewrites.entry(key) {
+            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                let (schema, spec) = writer_schema(table, manifest).await?;
+                let writer = w.new_manifest(manifest.partition_spec_id, schema.clone(), manifest.content)?;
+                v.insert(Rewrite { writer, schema, spec, kept: Vec::new() })
+            }
+        };
         for entry in live {
             let data_seq = entry.sequence_number().unwrap_or(0);
             let file_seq = entry.file_sequence_number.or(Some(data_seq));
             if change.remove.contains(entry.file_path()) {
-                summary.remove_file(entry.data_file(), schema.clone(), spec.clone());
-                writer.add_delete_file(entry.data_file().clone(), data_seq, file_seq)?;
+                summary.remove_file(entry.data_file(), r.schema.clone(), r.spec.clone());
+                r.writer.add_delete_file(entry.data_file().clone(), data_seq, file_seq)?;
             } else {
                 let added_by = entry.snapshot_id().unwrap_or(snapshot_id);
-                writer.add_existing_file(entry.data_file().clone(), added_by, data_seq, file_seq)?;
-                kept.push(Arc::clone(entry));
+                r.writer.add_existing_file(entry.data_file().clone(), added_by, data_seq, file_seq)?;
+                r.kept.push(Arc::clone(entry));
             }
         }
-        manifests.push(writer.write_manifest_file().await?);
-        entries.push(kept);
+    }
+    for (_, r) in rewrites {
+        manifests.push(r.writer.write_manifest_file().await?);
+        entries.push(r.kept);
     }
 
     let mut by_spec: BTreeMap<i32, Vec<&AddedFile>> = BTreeMap::new();
@@ -268,6 +277,33 @@ fn derived_inventory(
     inventory.manifests = manifests;
     inventory.entries = entries;
     inventory
+}
+
+/// One new manifest collecting the rewritten entries of one spec and content type.
+struct Rewrite {
+    writer: ManifestWriter,
+    schema: iceberg::spec::SchemaRef,
+    spec: iceberg::spec::PartitionSpecRef,
+    kept: Vec<ManifestEntryRef>,
+}
+
+/// The schema and spec to write a rewritten manifest with: the table's current schema when the spec
+/// binds to it (no read needed), else the schema the old manifest was written with.
+async fn writer_schema(
+    table: &Table,
+    manifest: &ManifestFile,
+) -> Result<(iceberg::spec::SchemaRef, iceberg::spec::PartitionSpecRef), ProduceError> {
+    let metadata = table.metadata();
+    let spec = metadata
+        .partition_spec_by_id(manifest.partition_spec_id)
+        .ok_or(ProduceError::UnknownSpec(manifest.partition_spec_id))?
+        .clone();
+    let schema = metadata.current_schema().clone();
+    if spec.partition_type(&schema).is_ok() {
+        return Ok((schema, spec));
+    }
+    let loaded = manifest.load_manifest(table.file_io()).await?;
+    Ok((loaded.metadata().schema().clone(), Arc::new(loaded.metadata().partition_spec().clone())))
 }
 
 /// `total-*` = previous total + added − removed, for each total the previous snapshot had (a total the

@@ -63,7 +63,12 @@ def cmd_create(args):
     cat = catalog(args)
     ns = tuple(args.table.split(".")[:-1])
     cat.create_namespace_if_not_exists(ns)
-    table = cat.create_table(args.table, schema=SCHEMA, partition_spec=SPEC)
+    table = cat.create_table(
+        args.table,
+        schema=SCHEMA,
+        partition_spec=SPEC,
+        properties={"format-version": str(args.format_version), "signaldb.wal.committed.writer-1": "42"},
+    )
     for k in range(args.appends):
         table.append(rows(args.rows, k, BASE))
     if args.legacy_schema:
@@ -95,6 +100,14 @@ def drop_iceberg_type(db):
     con.close()
 
 
+def cmd_tag(args):
+    """Tag the current snapshot (a ref the compactor does not own)."""
+    table = catalog(args).load_table(args.table)
+    snapshot_id = table.current_snapshot().snapshot_id
+    table.manage_snapshots().create_tag(snapshot_id, "audit").commit()
+    return {"tagged": snapshot_id}
+
+
 def cmd_append(args):
     table = catalog(args).load_table(args.table)
     table.append(rows(args.rows, args.seed, BASE))
@@ -120,7 +133,7 @@ def cmd_scan(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["create", "scan", "append"])
+    p.add_argument("command", choices=["create", "scan", "append", "tag"])
     p.add_argument("--db", required=True)
     p.add_argument("--warehouse", required=True)
     p.add_argument("--table", required=True)
@@ -128,8 +141,9 @@ def main():
     p.add_argument("--appends", type=int, default=3)
     p.add_argument("--seed", type=int, default=99)
     p.add_argument("--legacy-schema", action="store_true", help="drop the iceberg_type column after creating")
+    p.add_argument("--format-version", type=int, default=2)
     args = p.parse_args()
-    out = {"create": cmd_create, "scan": cmd_scan, "append": cmd_append}[args.command](args)
+    out = {"create": cmd_create, "scan": cmd_scan, "append": cmd_append, "tag": cmd_tag}[args.command](args)
     print(json.dumps(out))
 
 

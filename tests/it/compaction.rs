@@ -32,6 +32,8 @@ fn options(dir: &std::path::Path, files: usize) -> GenerateOptions {
         rows_per_file: 200,
         seed: 11,
         all_signals: false,
+        tables: Vec::new(),
+        unsorted: false,
         end: fixed_end(),
         concurrency: 3,
     }
@@ -501,4 +503,92 @@ async fn an_append_between_rewrite_and_commit_is_rebased_and_kept() {
     assert_eq!(after["distinct_trace_ids"], after["rows"]);
     // The appended file is not an input of this group: it stays, next to the compacted file.
     assert_eq!(files_per_partition(&ctx, &traces.qualified()).await["timestamp_hour=2026-11-21-08"], 2);
+}
+
+#[tokio::test]
+async fn format_v2_table_keeps_its_tag_and_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    pyiceberg(dir.path(), &["create", "--table", "acme.prod.traces", "--rows", "60", "--appends", "6"]);
+    let tagged = pyiceberg(dir.path(), &["tag", "--table", "acme.prod.traces"])["tagged"].as_i64().unwrap();
+    let before = pyiceberg(dir.path(), &["scan", "--table", "acme.prod.traces"]);
+    let ctx = context(dir.path(), chrono::Utc::now(), |_| {}).await;
+    let t = ctx.catalog.discover().await.unwrap().remove(0);
+    let properties_before = ctx.catalog.load(&t).await.unwrap().metadata().properties().clone();
+
+    let report = run(&ctx, Mode::Execute).await;
+    assert_eq!(report.tables[0].status, TableStatus::Succeeded, "{report:#?}");
+    let after = pyiceberg(dir.path(), &["scan", "--table", "acme.prod.traces"]);
+    assert_eq!(after["checksum"], before["checksum"]);
+    assert_eq!(after["operation"], "replace");
+
+    let table = ctx.catalog.load(&t).await.unwrap();
+    let md = table.metadata();
+    assert_eq!(md.format_version(), iceberg::spec::FormatVersion::V2);
+    assert_eq!(md.properties(), &properties_before, "properties we do not own are untouched");
+    assert_eq!(md.properties()["signaldb.wal.committed.writer-1"], "42");
+    let tag = md.snapshot_for_ref("audit").expect("the tag survives");
+    assert_eq!(tag.snapshot_id(), tagged, "and still points at its snapshot");
+    assert_ne!(md.current_snapshot_id(), Some(tagged), "main moved on");
+}
+
+#[tokio::test]
+async fn format_v3_tables_are_skipped_with_a_counted_reason() {
+    use iceberg::Catalog as _;
+    let dir = tempfile::tempdir().unwrap();
+    generate(&options(dir.path(), 2)).await.unwrap();
+    let ctx = context(dir.path(), now(), |_| {}).await;
+    let columns = signaldb_compactor::generate::schema::columns("logs");
+    let schema = signaldb_compactor::generate::schema::schema(&columns).unwrap();
+    let creation = iceberg::TableCreation::builder()
+        .name("logs_v3".to_string())
+        .schema(schema)
+        .format_version(iceberg::spec::FormatVersion::V3)
+        .build();
+    let ns = iceberg::NamespaceIdent::from_vec(vec!["acme".into(), "production".into()]).unwrap();
+    ctx.catalog.iceberg().create_table(&ns, creation).await.unwrap();
+
+    let report = run(&ctx, Mode::Execute).await;
+    let v3 = report.tables.iter().find(|t| t.table == "acme.production.logs_v3").unwrap();
+    assert_eq!(v3.status, TableStatus::Skipped { reason: "unsupported_format_version".into() });
+    assert!(ctx.metrics.render().contains(
+        "compactor_tables_skipped_total{job=\"compaction\",reason=\"unsupported_format_version\"} 1"
+    ));
+    assert_eq!(report.failed_tables(), 0, "a skipped table is not a failure");
+}
+
+#[tokio::test]
+async fn format_v1_tables_are_compacted_unless_they_have_refs_iceberg_rust_would_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    pyiceberg(
+        dir.path(),
+        &["create", "--table", "acme.prod.traces", "--rows", "60", "--appends", "6", "--format-version", "1"],
+    );
+    pyiceberg(
+        dir.path(),
+        &["create", "--table", "acme.prod.logs", "--rows", "60", "--appends", "6", "--format-version", "1"],
+    );
+    let tagged = pyiceberg(dir.path(), &["tag", "--table", "acme.prod.logs"])["tagged"].as_i64().unwrap();
+    let traces_before = pyiceberg(dir.path(), &["scan", "--table", "acme.prod.traces"]);
+    let ctx = context(dir.path(), chrono::Utc::now(), |_| {}).await;
+    let logs = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "logs").unwrap();
+    let logs_location = ctx.catalog.metadata_location(&logs.ident).await.unwrap();
+
+    let report = run(&ctx, Mode::Execute).await;
+    let status = |name: &str| report.tables.iter().find(|t| t.table == name).unwrap().status.clone();
+    assert_eq!(status("acme.prod.traces"), TableStatus::Succeeded, "{report:#?}");
+    let traces_after = pyiceberg(dir.path(), &["scan", "--table", "acme.prod.traces"]);
+    assert_eq!(traces_after["checksum"], traces_before["checksum"]);
+    assert_eq!(traces_after["operation"], "replace");
+    let traces = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+    assert_eq!(
+        ctx.catalog.load(&traces).await.unwrap().metadata().format_version(),
+        iceberg::spec::FormatVersion::V1
+    );
+
+    // The tagged v1 table is refused whole: iceberg-rust would write its metadata without the tag.
+    assert_eq!(status("acme.prod.logs"), TableStatus::Skipped { reason: "v1_refs_unsupported".into() });
+    assert_eq!(ctx.catalog.metadata_location(&logs.ident).await.unwrap(), logs_location, "not committed to");
+    let raw = std::fs::read(logs_location.unwrap().trim_start_matches("file://")).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(json["refs"]["audit"]["snapshot-id"], tagged);
 }

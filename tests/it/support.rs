@@ -43,6 +43,8 @@ pub fn small_options(dir: &Path) -> GenerateOptions {
         rows_per_file: 50,
         seed: 7,
         all_signals: false,
+        tables: Vec::new(),
+        unsorted: false,
         end: fixed_end(),
         concurrency: 2,
     }
