@@ -244,6 +244,11 @@ impl JobError {
     }
 }
 
+/// Called by a job between preparing a commit and committing it, with a description of what is about to
+/// be committed (tests inject concurrent commits at exactly that point).
+pub type BeforeCommitHook =
+    std::sync::Arc<dyn Fn(String) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
 /// A maintenance job. `run_once` must stop at a safe point soon after `cancel` fires.
 #[async_trait]
 pub trait Job: Send + Sync + 'static {

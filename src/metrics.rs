@@ -29,6 +29,18 @@ pub struct Metrics {
     pub partitions_skipped_total: IntCounterVec,
     /// Whole tables a job left alone, by job and reason (unsupported format, encrypted, unreadable).
     pub tables_skipped_total: IntCounterVec,
+    /// Retention: cutoffs computed (once per tenant, dataset, signal per pass).
+    pub retention_cutoffs_computed_total: IntCounterVec,
+    /// Retention: partitions (and partition-less files) evaluated against a cutoff.
+    pub partitions_evaluated_total: IntCounterVec,
+    /// Retention: partitions dropped.
+    pub partitions_dropped_total: IntCounterVec,
+    /// Retention: snapshots expired (tenant, dataset, table).
+    pub snapshots_expired_total: IntCounterVec,
+    /// Retention: wall time per table (tenant, dataset).
+    pub retention_enforcement_duration_seconds: HistogramVec,
+    /// Bytes deleted from storage after snapshot expiry.
+    pub bytes_reclaimed_total: IntCounterVec,
 }
 
 /// Labels of per-table job metrics.
@@ -128,6 +140,42 @@ impl Metrics {
                 "compactor_partitions_skipped_total",
                 "Partitions left alone, by reason",
                 &["tenant", "dataset", "signal", "reason"],
+            ),
+            retention_cutoffs_computed_total: counter(
+                r,
+                "compactor_retention_cutoffs_computed_total",
+                "Retention cutoffs computed",
+                &TABLE_LABELS,
+            ),
+            partitions_evaluated_total: counter(
+                r,
+                "compactor_partitions_evaluated_total",
+                "Partitions evaluated against a retention cutoff",
+                &TABLE_LABELS,
+            ),
+            partitions_dropped_total: counter(
+                r,
+                "compactor_partitions_dropped_total",
+                "Expired partitions dropped",
+                &TABLE_LABELS,
+            ),
+            snapshots_expired_total: counter(
+                r,
+                "compactor_snapshots_expired_total",
+                "Snapshots expired",
+                &["tenant", "dataset", "table"],
+            ),
+            retention_enforcement_duration_seconds: histogram(
+                r,
+                "compactor_retention_enforcement_duration_seconds",
+                "Wall time of enforcing retention on one table",
+                &["tenant", "dataset"],
+            ),
+            bytes_reclaimed_total: counter(
+                r,
+                "compactor_bytes_reclaimed_total",
+                "Bytes deleted from storage after snapshot expiry",
+                &TABLE_LABELS,
             ),
             tables_skipped_total: counter(
                 r,

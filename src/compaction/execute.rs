@@ -22,7 +22,9 @@ use crate::failpoint;
 use crate::job::{PartitionReport, PartitionStatus, PassRequest, TableReport, TableStatus};
 use crate::table::commit::discard_uncommitted;
 use crate::table::partition;
-use crate::table::{Change, CommitError, Committed, Inventory, LiveFile, RetryPolicy, commit_with_retry};
+use crate::table::{
+    Change, CommitError, Committed, Inventory, LiveFile, RetryPolicy, SnapshotChange, commit_with_retry,
+};
 
 #[derive(Debug, thiserror::Error)]
 enum ExecError {
@@ -309,14 +311,14 @@ async fn run_group(
         {
             return Err(format!("delete file {} was committed to the partition meanwhile", d.path()));
         }
-        Ok(Change {
+        Ok(Change::Snapshot(SnapshotChange {
             operation: Operation::Replace,
             remove: inputs.clone(),
             add: rewritten.files.clone(),
             added_data_sequence_number: start.sequence_number,
             summary: [("signaldb.compactor.version".to_string(), env!("CARGO_PKG_VERSION").to_string())]
                 .into(),
-        })
+        }))
     };
     let policy = RetryPolicy {
         max_attempts: job.config.commit_max_attempts,

@@ -25,12 +25,11 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::{CompactionConfig, Mode};
-use crate::job::{Job, JobError, JobKind, PassReport, PassRequest, TableReport, TableStatus};
+use crate::job::{
+    BeforeCommitHook, Job, JobError, JobKind, PassReport, PassRequest, TableReport, TableStatus,
+};
 use crate::metrics::Metrics;
 use crate::service::Context;
-
-/// Called after a group's files are written and before its commit (tests inject concurrent commits).
-pub type BeforeCommitHook = Arc<dyn Fn(String) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// The compaction job: holds only what it needs.
 pub struct CompactionJob {

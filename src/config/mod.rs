@@ -152,6 +152,8 @@ pub struct RetentionConfig {
     #[serde(with = "humantime_serde")]
     pub max_snapshot_age: Duration,
     pub allow_zero_retention: bool,
+    /// Optional cold tier: expired data files are copied here (same relative paths) before a drop.
+    pub archive: Option<Dsn>,
     pub policy: RetentionPolicy,
 }
 

@@ -108,6 +108,7 @@ signal_retention_struct!(
         #[serde(default, with = "humantime_serde")]
         pub max_snapshot_age: Option<Duration>,
         pub allow_zero_retention: Option<bool>,
+        pub archive_dsn: Option<String>,
         #[serde(default)]
         pub tenant_overrides: Vec<RawTenantOverride>,
         #[serde(default)]

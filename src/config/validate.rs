@@ -109,7 +109,7 @@ pub fn validate(raw: RawConfig, cwd: &Path) -> Result<Config> {
         storage: storage(raw.storage, cwd)?,
         service: service(&raw.compactor, global_dry_run)?,
         compaction: compaction(&raw.compactor, global_mode)?,
-        retention: retention(&raw.compactor.retention, global_mode)?,
+        retention: retention(&raw.compactor.retention, global_mode, cwd)?,
         orphans: orphans(&raw.compactor.orphan_cleanup, global_mode)?,
         http: HttpConfig { listen: listen(raw.compactor.http.listen.as_deref())? },
     })
@@ -232,7 +232,7 @@ fn compaction(raw: &RawCompactor, global: Mode) -> Result<CompactionConfig> {
     })
 }
 
-fn retention(raw: &RawRetention, global_mode: Mode) -> Result<RetentionConfig> {
+fn retention(raw: &RawRetention, global_mode: Mode, cwd: &Path) -> Result<RetentionConfig> {
     const P: &str = "compactor.retention";
     let interval = TwoForms {
         int_key: "compactor.retention.retention_check_interval_secs",
@@ -290,6 +290,15 @@ fn retention(raw: &RawRetention, global_mode: Mode) -> Result<RetentionConfig> {
             secs(5 * DAY),
         )?,
         allow_zero_retention: allow_zero,
+        archive: raw
+            .archive_dsn
+            .as_deref()
+            .map(|text| {
+                Dsn::parse(text, cwd).map_err(|why| {
+                    ConfigError::new("compactor.retention.archive_dsn", format!("{text:?}"), why)
+                })
+            })
+            .transpose()?,
         policy: RetentionPolicy { global, tenant_overrides, table_policies },
     })
 }

@@ -28,6 +28,8 @@ pub struct Context {
     pub config: Arc<Config>,
     pub catalog: Catalog,
     pub warehouse: Warehouse,
+    /// Retention's cold tier, when `archive_dsn` is set.
+    pub archive: Option<Warehouse>,
     pub metrics: Metrics,
     pub clock: Arc<dyn Clock>,
 }
@@ -44,10 +46,18 @@ impl Context {
         let catalog = Catalog::connect(&config.catalog, &warehouse, access)
             .await
             .context("connecting to the catalog")?;
+        let archive = match &config.retention.archive {
+            Some(dsn) => {
+                let storage = crate::config::StorageConfig { dsn: dsn.clone(), ..config.storage.clone() };
+                Some(Warehouse::open(&storage, access).context("opening the retention archive storage")?)
+            }
+            None => None,
+        };
         Ok(Context {
             config: Arc::new(config),
             catalog,
             warehouse,
+            archive,
             metrics: Metrics::new(registry),
             clock: Arc::new(SystemClock),
         })
@@ -66,10 +76,10 @@ impl Context {
 
 /// The jobs this build provides, each with whether its configuration enables it.
 pub fn jobs(ctx: &Context) -> Vec<(Arc<dyn Job>, bool)> {
-    vec![(
-        Arc::new(crate::compaction::CompactionJob::new(ctx)) as Arc<dyn Job>,
-        ctx.config.compaction.enabled,
-    )]
+    vec![
+        (Arc::new(crate::compaction::CompactionJob::new(ctx)) as Arc<dyn Job>, ctx.config.compaction.enabled),
+        (Arc::new(crate::retention::RetentionJob::new(ctx)) as Arc<dyn Job>, ctx.config.retention.enabled),
+    ]
 }
 
 /// Runs the daemon until `cancel` fires, then waits up to the shutdown timeout for loops to stop.

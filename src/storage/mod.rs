@@ -6,6 +6,7 @@
 //! `s3://bucket/w/t/f.parquet`); an *object path* is the key inside the store (`w/t/f.parquet`).
 
 mod fileio;
+pub mod gate;
 pub mod path;
 
 use std::path::{Component, Path as FsPath, PathBuf};

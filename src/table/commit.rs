@@ -105,7 +105,7 @@ where
         let staged = stage(&table, &inventory, &change).await?;
         match swap(catalog, ident, &table, &staged).await? {
             Swap::Landed(location) => {
-                let table = confirm(catalog, ident, staged.snapshot_id).await?;
+                let table = confirm(catalog, ident, &staged).await?;
                 return Ok(Committed {
                     snapshot_id: staged.snapshot_id,
                     inventory: staged.inventory,
@@ -217,11 +217,20 @@ async fn swap(
     }
 }
 
-/// Reloads the table and checks that our snapshot is main's head or one of its ancestors (another
-/// writer may have committed on top already). A swap that does not show up is a loud error.
-async fn confirm(catalog: &Catalog, ident: &TableIdent, snapshot_id: i64) -> Result<Table, CommitError> {
+/// Reloads the table and checks the commit shows: a new snapshot is main's head or one of its
+/// ancestors (another writer may have committed on top already); expired snapshots are gone. A swap
+/// that does not show up is a loud error.
+async fn confirm(catalog: &Catalog, ident: &TableIdent, staged: &Staged) -> Result<Table, CommitError> {
     let table = catalog.iceberg_load(ident).await?;
     let metadata = table.metadata();
+    if !staged.expired.is_empty() {
+        if let Some(id) = staged.expired.iter().find(|id| metadata.snapshot_by_id(**id).is_some()) {
+            warn!(table = %ident, snapshot_id = id, "expired snapshot still present after the swap");
+            return Err(CommitError::Lost(*id));
+        }
+        return Ok(table);
+    }
+    let snapshot_id = staged.snapshot_id;
     let mut cursor = metadata.current_snapshot().cloned();
     while let Some(s) = cursor {
         if s.snapshot_id() == snapshot_id {

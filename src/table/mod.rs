@@ -6,7 +6,33 @@ pub mod guard;
 pub mod inventory;
 pub mod partition;
 pub mod producer;
+pub mod reachability;
 
 pub use commit::{CommitError, Committed, RetryPolicy, commit_with_retry};
 pub use inventory::{Inventory, LiveFile};
-pub use producer::{AddedFile, Change, ProduceError, Staged};
+pub use producer::{AddedFile, Change, ProduceError, SnapshotChange, Staged};
+
+use std::collections::BTreeMap;
+
+use iceberg::spec::{SnapshotReference, TableMetadata};
+
+/// Every ref (branches and tags) of the table. iceberg 0.10.1 has no public accessor for them, so they
+/// are read from the metadata's own serialized form; a v1 table (whose refs iceberg-rust drops) yields
+/// `main` only, which is why `guard` refuses v1 tables with other refs.
+pub fn refs(md: &TableMetadata) -> iceberg::Result<BTreeMap<String, SnapshotReference>> {
+    let invalid = |e: serde_json::Error| {
+        iceberg::Error::new(iceberg::ErrorKind::DataInvalid, format!("table refs: {e}"))
+    };
+    let json = serde_json::to_value(md).map_err(invalid)?;
+    match json.get("refs") {
+        Some(refs) => serde_json::from_value(refs.clone()).map_err(invalid),
+        None => Ok(md
+            .current_snapshot_id()
+            .map(|id| {
+                let main =
+                    SnapshotReference::new(id, iceberg::spec::SnapshotRetention::branch(None, None, None));
+                BTreeMap::from([(iceberg::spec::MAIN_BRANCH.to_string(), main)])
+            })
+            .unwrap_or_default()),
+    }
+}

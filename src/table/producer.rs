@@ -33,7 +33,16 @@ pub struct AddedFile {
 
 /// What one commit changes.
 #[derive(Debug, Clone)]
-pub struct Change {
+pub enum Change {
+    /// A new snapshot on `main` (`replace` for compaction, `delete` for retention drops).
+    Snapshot(SnapshotChange),
+    /// Metadata only: remove these snapshots (and their statistics) and these refs.
+    ExpireSnapshots { snapshot_ids: Vec<i64>, refs: Vec<String> },
+}
+
+/// A new snapshot: files removed and added.
+#[derive(Debug, Clone)]
+pub struct SnapshotChange {
     pub operation: Operation,
     /// Paths of live files (data or delete) to remove.
     pub remove: HashSet<String>,
@@ -45,10 +54,13 @@ pub struct Change {
     pub summary: HashMap<String, String>,
 }
 
-/// A snapshot ready to commit: the next metadata and the files written for it.
+/// A change ready to commit: the next metadata and the files written for it.
 #[derive(Debug, Clone)]
 pub struct Staged {
+    /// The new snapshot, or (for an expiry) the unchanged current one.
     pub snapshot_id: i64,
+    /// For an expiry: the snapshots that must be gone once committed.
+    pub expired: Vec<i64>,
     pub metadata: TableMetadata,
     /// Manifests and the manifest list this staging wrote (deleted again if the commit fails).
     pub written: Vec<String>,
@@ -120,6 +132,50 @@ impl Writers<'_> {
 
 /// Stages `change` on top of the snapshot `base` was read from.
 pub async fn stage(table: &Table, base: &Inventory, change: &Change) -> Result<Staged, ProduceError> {
+    match change {
+        Change::Snapshot(c) => stage_snapshot(table, base, c).await,
+        Change::ExpireSnapshots { snapshot_ids, refs } => stage_expiry(table, base, snapshot_ids, refs),
+    }
+}
+
+/// Removes snapshots, their statistics entries and the given refs; writes no file but the metadata.
+fn stage_expiry(
+    table: &Table,
+    base: &Inventory,
+    snapshot_ids: &[i64],
+    refs: &[String],
+) -> Result<Staged, ProduceError> {
+    let metadata = table.metadata();
+    let current = metadata.current_snapshot_id();
+    if let Some(id) = snapshot_ids.iter().find(|id| Some(**id) == current) {
+        return Err(ProduceError::Iceberg(iceberg::Error::new(
+            iceberg::ErrorKind::DataInvalid,
+            format!("refusing to expire the current snapshot {id}"),
+        )));
+    }
+    let mut builder = metadata.clone().into_builder(Some(table.metadata_location_result()?.to_string()));
+    for name in refs.iter().filter(|r| r.as_str() != MAIN_BRANCH) {
+        builder = builder.remove_ref(name);
+    }
+    for id in snapshot_ids {
+        builder = builder.remove_statistics(*id).remove_partition_statistics(*id);
+    }
+    let next = builder.remove_snapshots(snapshot_ids).build()?.metadata;
+    Ok(Staged {
+        snapshot_id: current.unwrap_or_default(),
+        expired: snapshot_ids.to_vec(),
+        metadata: next,
+        written: Vec::new(),
+        summary: HashMap::new(),
+        inventory: base.clone(),
+    })
+}
+
+async fn stage_snapshot(
+    table: &Table,
+    base: &Inventory,
+    change: &SnapshotChange,
+) -> Result<Staged, ProduceError> {
     let metadata = table.metadata();
     if metadata.format_version() > FormatVersion::V2 {
         return Err(ProduceError::UnsupportedFormat(metadata.format_version().to_string()));
@@ -243,7 +299,14 @@ pub async fn stage(table: &Table, base: &Inventory, change: &Change) -> Result<S
         .metadata;
     let new_snapshot = next.snapshot_by_id(snapshot_id).cloned();
     let inventory = derived_inventory(new_snapshot, manifests, entries, snapshot_id, sequence_number);
-    Ok(Staged { snapshot_id, metadata: next, written: w.written, summary: properties, inventory })
+    Ok(Staged {
+        snapshot_id,
+        expired: Vec::new(),
+        metadata: next,
+        written: w.written,
+        summary: properties,
+        inventory,
+    })
 }
 
 /// The inventory of the staged snapshot, with the sequence numbers the manifest-list writer assigns to

@@ -117,15 +117,20 @@ def cmd_append(args):
 def cmd_scan(args):
     table = catalog(args).load_table(args.table)
     data = table.scan().to_arrow()
+    rows_list = data.to_pylist()
+    if args.since:
+        since = dt.datetime.fromisoformat(args.since)
+        rows_list = [r for r in rows_list if r["timestamp"] >= since]
     digest = 0
-    for row in data.to_pylist():
+    for row in rows_list:
         h = hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).digest()
         digest ^= int.from_bytes(h[:8], "big")
-        snapshot = table.current_snapshot()
-    distinct = len(set(data.column("trace_id").to_pylist())) if "trace_id" in data.column_names else None
+    snapshot = table.current_snapshot()
+    has = lambda column: column in data.column_names
     return {
-        "rows": data.num_rows,
-        "distinct_trace_ids": distinct,
+        "rows": len(rows_list),
+        "min_timestamp": min(r["timestamp"] for r in rows_list).isoformat() if rows_list and has("timestamp") else None,
+        "distinct_trace_ids": len({r["trace_id"] for r in rows_list}) if has("trace_id") else None,
         "checksum": "%016x" % digest,
         "operation": snapshot.summary.operation.value if snapshot else None,
     }
@@ -142,6 +147,7 @@ def main():
     p.add_argument("--seed", type=int, default=99)
     p.add_argument("--legacy-schema", action="store_true", help="drop the iceberg_type column after creating")
     p.add_argument("--format-version", type=int, default=2)
+    p.add_argument("--since", help="scan: only rows with timestamp >= this (ISO, naive UTC)")
     args = p.parse_args()
     out = {"create": cmd_create, "scan": cmd_scan, "append": cmd_append, "tag": cmd_tag}[args.command](args)
     print(json.dumps(out))

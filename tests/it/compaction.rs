@@ -16,7 +16,7 @@ use signaldb_compactor::config::Mode;
 use signaldb_compactor::generate::{GenerateOptions, generate};
 use signaldb_compactor::job::{Job, PartitionStatus, PassReport, PassRequest, TableStatus};
 use signaldb_compactor::service::Context;
-use signaldb_compactor::table::{Change, Inventory, RetryPolicy, commit_with_retry};
+use signaldb_compactor::table::{Change, Inventory, RetryPolicy, SnapshotChange, commit_with_retry};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{connect, context, fixed_end, pyiceberg, run_bin, snapshot_bytes, write_config};
@@ -320,13 +320,13 @@ async fn a_concurrent_commit_removing_an_input_makes_the_group_abandon() {
                     policy,
                     &CancellationToken::new(),
                     |_, _| {
-                        Ok(Change {
+                        Ok(Change::Snapshot(SnapshotChange {
                             operation: Operation::Delete,
                             remove: [path.clone()].into(),
                             add: vec![],
                             added_data_sequence_number: None,
                             summary: Default::default(),
-                        })
+                        }))
                     },
                 )
                 .await

@@ -6,5 +6,6 @@ mod compaction;
 mod config_cli;
 mod discovery;
 mod generate;
+mod retention;
 mod serve;
 mod support;

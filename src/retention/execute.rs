@@ -1,0 +1,474 @@
+//! Enforcing retention on one table: cutoff → drop expired partitions (one `delete` commit, chunked
+//! when huge) → expire snapshots → delete what expiry made unreachable, through the deletion gate.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use iceberg::spec::{Datum, Operation, PrimitiveLiteral, PrimitiveType, Type};
+use iceberg::table::Table;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::RetentionJob;
+use super::plan::{self, DropPlan, FileFacts};
+use crate::catalog::TableRef;
+use crate::config::Mode;
+use crate::job::{PartitionReport, PartitionStatus, TableReport, TableStatus};
+use crate::storage::gate::{DeletionGate, human_age};
+use crate::table::{
+    Change, CommitError, Inventory, RetryPolicy, SnapshotChange, commit_with_retry, guard, partition,
+    reachability,
+};
+
+/// Files removed per `delete` commit; larger drops are split into several commits.
+const MAX_REMOVALS_PER_COMMIT: usize = 20_000;
+
+#[derive(Debug, thiserror::Error)]
+enum RetentionError {
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error("reading table metadata: {0}")]
+    Iceberg(#[from] iceberg::Error),
+    #[error("commit: {0}")]
+    Commit(#[from] CommitError),
+    #[error("archive: {0}")]
+    Archive(String),
+}
+
+pub(super) async fn retain_table(
+    job: &RetentionJob,
+    t: &TableRef,
+    mode: Mode,
+    now: DateTime<Utc>,
+    logged: &Mutex<HashSet<(String, String, String)>>,
+    cancel: &CancellationToken,
+) -> TableReport {
+    let started = Instant::now();
+    let report = match run(job, t, mode, now, logged, cancel).await {
+        Ok(report) => report,
+        Err(e) => {
+            error!(table = %t, error = %e, "retention of table failed");
+            TableReport::new(t, TableStatus::Failed { error: e.to_string() })
+        }
+    };
+    job.metrics
+        .retention_enforcement_duration_seconds
+        .with_label_values(&[&t.tenant, &t.dataset])
+        .observe(started.elapsed().as_secs_f64());
+    report
+}
+
+async fn run(
+    job: &RetentionJob,
+    t: &TableRef,
+    mode: Mode,
+    now: DateTime<Utc>,
+    logged: &Mutex<HashSet<(String, String, String)>>,
+    cancel: &CancellationToken,
+) -> Result<TableReport, RetentionError> {
+    let resolved = job.config.policy.resolve(&t.tenant, &t.dataset, &t.table, t.signal);
+    let cutoff = plan::cutoff(now, resolved.value, job.config.grace_period);
+    let key = (t.tenant.clone(), t.dataset.clone(), t.signal.to_string());
+    if logged.lock().unwrap_or_else(|p| p.into_inner()).insert(key) {
+        job.metrics.retention_cutoffs_computed_total.with_label_values(&labels(t)).inc();
+        let shown = cutoff.map(|c| c.to_rfc3339()).unwrap_or_else(|| "none (kept forever)".into());
+        let local = cutoff.map(|c| c.with_timezone(&job.config.timezone).to_rfc3339()).unwrap_or_default();
+        info!(
+            "computed retention cutoff tenant={} dataset={} signal={} cutoff={} local={} retention={} source={}",
+            t.tenant, t.dataset, t.signal, shown, local, resolved.value, resolved.source
+        );
+    }
+    let table = job.catalog.load(t).await?;
+    if let Some(reason) = guard::commit_blocker(&table).await? {
+        warn!(table = %t, reason, "table skipped");
+        job.metrics.tables_skipped_total.with_label_values(&["retention", reason]).inc();
+        return Ok(TableReport::new(t, TableStatus::Skipped { reason: reason.to_string() }));
+    }
+    let mut report = TableReport::new(t, TableStatus::Unchanged);
+    let stats = crate::stats::TableStats::of(&table);
+    (report.files_before, report.bytes_before, report.rows) = (stats.data_files, stats.bytes, stats.rows);
+    let table = match cutoff {
+        Some(cutoff) => drop_expired(job, t, table, cutoff, mode, cancel, &mut report).await?,
+        None => table,
+    };
+    expire_snapshots(job, t, table, mode, now, cancel, &mut report).await?;
+    Ok(report)
+}
+
+fn labels(t: &TableRef) -> [&str; 3] {
+    [&t.tenant, &t.dataset, t.signal.as_str()]
+}
+
+/// Retention's view of every live file: data files first, then delete files.
+fn facts(table: &Table, inventory: &Inventory) -> Vec<FileFacts> {
+    let md = table.metadata();
+    let schema = md.current_schema();
+    let ts_field = schema.field_by_name("timestamp").and_then(|f| match f.field_type.as_ref() {
+        Type::Primitive(p) => Some((f.id, p.clone())),
+        _ => None,
+    });
+    inventory
+        .data
+        .iter()
+        .map(|f| (f, false))
+        .chain(inventory.deletes.iter().map(|f| (f, true)))
+        .map(|(f, is_delete_file)| {
+            let value = f.entry.data_file().partition();
+            let spec = md.partition_spec_by_id(f.spec_id);
+            FileFacts {
+                path: f.path().to_string(),
+                size: f.size(),
+                records: f.records(),
+                is_delete_file,
+                partition: spec
+                    .map(|s| partition::label(s, schema, value))
+                    .unwrap_or_else(|| "unknown".into()),
+                range: spec.and_then(|s| partition::time_range(s, schema, value)),
+                max_timestamp: ts_field.as_ref().and_then(|(id, ty)| {
+                    f.entry.data_file().upper_bounds().get(id).and_then(|d| datum_time(d, ty))
+                }),
+            }
+        })
+        .collect()
+}
+
+fn datum_time(d: &Datum, ty: &PrimitiveType) -> Option<DateTime<Utc>> {
+    let PrimitiveLiteral::Long(v) = d.literal() else {
+        return match (d.literal(), ty) {
+            (PrimitiveLiteral::Int(days), PrimitiveType::Date) => {
+                DateTime::from_timestamp(i64::from(*days) * 86_400 + 86_399, 0)
+            }
+            _ => None,
+        };
+    };
+    match ty {
+        PrimitiveType::Timestamp | PrimitiveType::Timestamptz => DateTime::from_timestamp_micros(*v),
+        PrimitiveType::TimestampNs | PrimitiveType::TimestamptzNs => Some(DateTime::from_timestamp_nanos(*v)),
+        _ => None,
+    }
+}
+
+/// `timestamp_hour=2026-01-15-10` → `hour=2026-01-15-10` (the seed's dry-run form).
+fn short_label(label: &str) -> String {
+    label
+        .split('/')
+        .map(|part| match part.split_once('=') {
+            Some((name, value)) => {
+                let transform = ["hour", "day", "month", "year"].into_iter().find(|t| name.ends_with(t));
+                format!("{}={value}", transform.unwrap_or(name))
+            }
+            None => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drop_expired(
+    job: &RetentionJob,
+    t: &TableRef,
+    table: Table,
+    cutoff: DateTime<Utc>,
+    mode: Mode,
+    cancel: &CancellationToken,
+    report: &mut TableReport,
+) -> Result<Table, RetentionError> {
+    let inventory = Inventory::load(&table).await?;
+    let files = facts(&table, &inventory);
+    let dplan = plan::plan_drops(&files, cutoff);
+    job.metrics.partitions_evaluated_total.with_label_values(&labels(t)).inc_by(dplan.evaluated as u64);
+    if dplan.unclassifiable > 0 {
+        report.details.push(format!(
+            "{} file(s) without a time range or bound kept (unclassifiable)",
+            dplan.unclassifiable
+        ));
+    }
+    if dplan.remove.is_empty() {
+        return Ok(table);
+    }
+    for p in &dplan.partitions {
+        if mode.is_dry_run() {
+            info!(
+                "[DRY-RUN] Would drop partition: tenant={} dataset={} table={} {}",
+                t.tenant,
+                t.dataset,
+                t.table,
+                short_label(&p.partition)
+            );
+        }
+    }
+    for &i in &dplan.file_level {
+        if mode.is_dry_run() {
+            info!(
+                "[DRY-RUN] Would drop file: tenant={} dataset={} table={} path={}",
+                t.tenant, t.dataset, t.table, files[i].path
+            );
+        }
+    }
+    let status = if mode.is_dry_run() { PartitionStatus::Planned } else { PartitionStatus::Succeeded };
+    if mode.is_dry_run() {
+        record_drops(report, &dplan, &files, status, None);
+        return Ok(table);
+    }
+    let allowed: Option<HashSet<String>> = match &job.archive {
+        Some(archive) => Some(archive_files(job, archive, &dplan, &files).await?),
+        None => None,
+    };
+    let policy = RetryPolicy { max_attempts: 5, base_backoff: std::time::Duration::from_millis(200) };
+    if let Some(hook) = &job.before_commit {
+        hook(t.qualified()).await;
+    }
+    let mut current = (table, inventory);
+    let mut last_snapshot = None;
+    let chunks = dplan.remove.len().div_ceil(MAX_REMOVALS_PER_COMMIT) + 2;
+    for _ in 0..chunks {
+        let rebase = |tbl: &Table, inv: &Inventory| -> Result<Change, String> {
+            let replanned = plan::plan_drops(&facts(tbl, inv), cutoff);
+            let all = facts(tbl, inv);
+            let remove: HashSet<String> = replanned
+                .remove
+                .iter()
+                .map(|&i| all[i].path.clone())
+                .filter(|p| allowed.as_ref().is_none_or(|a| a.contains(p)))
+                .take(MAX_REMOVALS_PER_COMMIT)
+                .collect();
+            if remove.is_empty() {
+                return Err("nothing left to drop".into());
+            }
+            Ok(Change::Snapshot(SnapshotChange {
+                operation: Operation::Delete,
+                remove,
+                add: Vec::new(),
+                added_data_sequence_number: None,
+                summary: [("signaldb.compactor.retention-cutoff".to_string(), cutoff.to_rfc3339())].into(),
+            }))
+        };
+        let (tbl, inv) = current;
+        match commit_with_retry(&job.catalog, &t.ident, tbl.clone(), inv, policy, cancel, rebase).await {
+            Ok(committed) => {
+                job.metrics
+                    .commit_conflicts_total
+                    .with_label_values(&labels(t))
+                    .inc_by(u64::from(committed.conflicts));
+                last_snapshot = Some(committed.snapshot_id);
+                current = (committed.table, committed.inventory);
+            }
+            Err(CommitError::Abandoned(reason)) if reason == "nothing left to drop" => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for p in &dplan.partitions {
+        info!(
+            tenant = %t.tenant, dataset = %t.dataset, table = %t.table, partition = %short_label(&p.partition),
+            files = p.data_files + p.delete_files, bytes = p.bytes, rows = p.records, "dropped partition"
+        );
+    }
+    job.metrics.partitions_dropped_total.with_label_values(&labels(t)).inc_by(dplan.partitions.len() as u64);
+    record_drops(report, &dplan, &files, status, last_snapshot);
+    report.snapshot_id = last_snapshot;
+    let table = job.catalog.load(t).await?;
+    let stats = crate::stats::TableStats::of(&table);
+    (report.files_after, report.bytes_after) = (stats.data_files, stats.bytes);
+    Ok(table)
+}
+
+fn record_drops(
+    report: &mut TableReport,
+    dplan: &DropPlan,
+    files: &[FileFacts],
+    status: PartitionStatus,
+    snapshot_id: Option<i64>,
+) {
+    for p in &dplan.partitions {
+        report.partition_reports.push(PartitionReport {
+            partition: p.partition.clone(),
+            status: status.clone(),
+            files_before: (p.data_files + p.delete_files) as u64,
+            files_after: 0,
+            bytes_before: p.bytes,
+            bytes_after: 0,
+            rows: p.records,
+            snapshot_id,
+            attempts: None,
+        });
+    }
+    for &i in &dplan.file_level {
+        report.details.push(format!("file expired by its timestamp bound: {}", files[i].path));
+    }
+    report.partitions += dplan.partitions.len() as u64;
+    report.status = TableStatus::Succeeded;
+}
+
+/// Copies the expired data files to the archive (same path relative to the warehouse root) and checks
+/// each copy's size. Returns the archived locations; any failure aborts this table's drop.
+async fn archive_files(
+    job: &RetentionJob,
+    archive: &crate::storage::Warehouse,
+    dplan: &DropPlan,
+    files: &[FileFacts],
+) -> Result<HashSet<String>, RetentionError> {
+    use object_store::{ObjectStoreExt, PutPayload};
+    let root = crate::storage::path::normalize(job.warehouse.root()).unwrap_or_default();
+    let mut done = HashSet::new();
+    for &i in &dplan.remove {
+        let f = &files[i];
+        let fail = |why: String| RetentionError::Archive(format!("{}: {why}", f.path));
+        let normalized =
+            crate::storage::path::normalize(&f.path).ok_or_else(|| fail("unparseable location".into()))?;
+        let relative = normalized
+            .strip_prefix(&root)
+            .and_then(|r| r.strip_prefix('/'))
+            .ok_or_else(|| fail("outside the warehouse root".into()))?;
+        let target = format!("{}/{relative}", archive.root().trim_end_matches('/'));
+        let src = job.warehouse.object_path(&f.path).map_err(|e| fail(e.to_string()))?;
+        let dst = archive.object_path(&target).map_err(|e| fail(e.to_string()))?;
+        let bytes = job
+            .warehouse
+            .store()
+            .get(&src)
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .bytes()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let size = bytes.len() as u64;
+        archive.store().put(&dst, PutPayload::from_bytes(bytes)).await.map_err(|e| fail(e.to_string()))?;
+        let copied = archive.store().head(&dst).await.map_err(|e| fail(e.to_string()))?;
+        if copied.size != size || size != f.size {
+            return Err(fail(format!(
+                "archived size {} differs from {} (manifest {})",
+                copied.size, size, f.size
+            )));
+        }
+        done.insert(f.path.clone());
+    }
+    Ok(done)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn expire_snapshots(
+    job: &RetentionJob,
+    t: &TableRef,
+    table: Table,
+    mode: Mode,
+    now: DateTime<Utc>,
+    cancel: &CancellationToken,
+    report: &mut TableReport,
+) -> Result<(), RetentionError> {
+    let policy = match plan::expiry_policy(
+        table.metadata(),
+        job.config.snapshots_to_keep,
+        job.config.max_snapshot_age,
+    ) {
+        Ok(p) => p,
+        Err(reason) => {
+            report.details.push(format!("snapshot expiry skipped: {reason}"));
+            job.metrics.tables_skipped_total.with_label_values(&["expiry", &reason]).inc();
+            return Ok(());
+        }
+    };
+    let expiry = plan::plan_expiry(table.metadata(), &crate::table::refs(table.metadata())?, policy, now);
+    if expiry.expire.is_empty() && expiry.remove_refs.is_empty() {
+        return Ok(());
+    }
+    if mode.is_dry_run() {
+        for id in &expiry.expire {
+            let age = table
+                .metadata()
+                .snapshot_by_id(*id)
+                .and_then(|s| (now.timestamp_millis() - s.timestamp_ms()).try_into().ok())
+                .map(|ms: u64| human_age(std::time::Duration::from_millis(ms)))
+                .unwrap_or_default();
+            info!("[DRY-RUN] Would expire snapshot: snapshot_id={id} age={age}");
+            report.details.push(format!("would expire snapshot {id} (age {age})"));
+        }
+        report.status = TableStatus::Succeeded;
+        return Ok(());
+    }
+    // What is reachable now; if this cannot be read completely, expire nothing.
+    let before = reachability::reachable(&table).await?;
+    let ids_before: HashSet<i64> = table.metadata().snapshots().map(|s| s.snapshot_id()).collect();
+    let inventory = Inventory::load(&table).await?;
+    let rebase = |tbl: &Table, _: &Inventory| -> Result<Change, String> {
+        let refs = crate::table::refs(tbl.metadata()).map_err(|e| e.to_string())?;
+        let p = plan::plan_expiry(tbl.metadata(), &refs, policy, now);
+        if p.expire.is_empty() && p.remove_refs.is_empty() {
+            return Err("nothing left to expire".into());
+        }
+        Ok(Change::ExpireSnapshots { snapshot_ids: p.expire, refs: p.remove_refs })
+    };
+    let retry = RetryPolicy { max_attempts: 5, base_backoff: std::time::Duration::from_millis(200) };
+    match commit_with_retry(&job.catalog, &t.ident, table, inventory, retry, cancel, rebase).await {
+        Ok(_) => {}
+        Err(CommitError::Abandoned(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    // Reload: files another writer committed meanwhile must count as reachable too.
+    let after_table = job.catalog.iceberg_load(&t.ident).await?;
+    let ids_after: HashSet<i64> = after_table.metadata().snapshots().map(|s| s.snapshot_id()).collect();
+    let mut expired: Vec<i64> = ids_before.difference(&ids_after).copied().collect();
+    expired.sort_unstable();
+    job.metrics
+        .snapshots_expired_total
+        .with_label_values(&[&t.tenant, &t.dataset, &t.table])
+        .inc_by(expired.len() as u64);
+    for id in &expired {
+        info!(tenant = %t.tenant, dataset = %t.dataset, table = %t.table, snapshot_id = id, "expired snapshot");
+    }
+    report.details.push(format!(
+        "expired {} snapshot(s), removed ref(s) {:?}",
+        expired.len(),
+        expiry.remove_refs
+    ));
+    report.status = TableStatus::Succeeded;
+    let after = match reachability::reachable(&after_table).await {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(table = %t, error = %e, "cannot compute the reachable set after expiry; deleting nothing");
+            return Ok(());
+        }
+    };
+    let keep_metadata = !after_table
+        .metadata()
+        .properties()
+        .get("write.metadata.delete-after-commit.enabled")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let candidates: Vec<String> = before
+        .minus(&after)
+        .into_iter()
+        .filter(|p| !(keep_metadata && p.ends_with(".metadata.json")))
+        .collect();
+    let gate = DeletionGate {
+        warehouse: &job.warehouse,
+        table_location: after_table.metadata().location(),
+        live: &after,
+        grace: job.config.grace_period,
+        now: job.clock.now(),
+        mode,
+    };
+    let outcome = gate.delete(&candidates).await;
+    job.metrics.bytes_reclaimed_total.with_label_values(&labels(t)).inc_by(outcome.bytes_deleted());
+    report.details.push(format!(
+        "unreachable after expiry: {} file(s), deleted {} ({} bytes), kept {}, failed {}",
+        candidates.len(),
+        outcome.deleted.len(),
+        outcome.bytes_deleted(),
+        outcome.refused.len(),
+        outcome.failed.len()
+    ));
+    for (path, error) in &outcome.failed {
+        warn!(table = %t, path, error, "could not delete an unreachable file; retried next pass");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn short_labels_use_the_transform_name() {
+        assert_eq!(super::short_label("timestamp_hour=2026-01-15-10"), "hour=2026-01-15-10");
+        assert_eq!(super::short_label("ts_day=2026-01-15/region=eu"), "day=2026-01-15/region=eu");
+    }
+}

@@ -1,0 +1,107 @@
+//! Every file a table's metadata references: the current metadata file and every metadata-log entry,
+//! statistics and partition-statistics files, and for every snapshot (whatever ref reaches it) its
+//! manifest list, every manifest (data and delete) and every entry's file whatever its status.
+//!
+//! Hazard: deleting on partial knowledge deletes live files. If any manifest list or manifest cannot be
+//! read, the whole computation fails; callers then delete nothing for that table.
+
+use std::collections::HashSet;
+
+use futures::{StreamExt, TryStreamExt};
+use iceberg::spec::ManifestFile;
+use iceberg::table::Table;
+
+use crate::storage::path::normalize;
+
+/// Manifests read concurrently.
+const CONCURRENCY: usize = 16;
+
+/// Normalized locations of every file the table's metadata references.
+#[derive(Debug, Clone, Default)]
+pub struct Reachable {
+    paths: HashSet<String>,
+}
+
+impl Reachable {
+    /// A set from known locations (tests, and callers that add files they know are live).
+    pub fn from_locations<'a>(locations: impl IntoIterator<Item = &'a str>) -> Reachable {
+        let mut out = Reachable::default();
+        for l in locations {
+            out.insert(l);
+        }
+        out
+    }
+
+    pub fn contains(&self, location: &str) -> bool {
+        normalize(location).is_some_and(|n| self.paths.contains(&n))
+    }
+
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Locations in `self` but not in `other` (sorted).
+    pub fn minus(&self, other: &Reachable) -> Vec<String> {
+        let mut out: Vec<String> = self.paths.difference(&other.paths).cloned().collect();
+        out.sort();
+        out
+    }
+
+    fn insert(&mut self, location: &str) {
+        // A location that does not normalize cannot be compared; keep it verbatim so it is never
+        // mistaken for unreferenced.
+        self.paths.insert(normalize(location).unwrap_or_else(|| location.to_string()));
+    }
+}
+
+/// Computes the reachable set of `table` as loaded.
+pub async fn reachable(table: &Table) -> iceberg::Result<Reachable> {
+    let md = table.metadata();
+    let mut out = Reachable::default();
+    if let Some(location) = table.metadata_location() {
+        out.insert(location);
+    }
+    for entry in md.metadata_log() {
+        out.insert(&entry.metadata_file);
+    }
+    for stats in md.statistics_iter() {
+        out.insert(&stats.statistics_path);
+    }
+    for stats in md.partition_statistics_iter() {
+        out.insert(&stats.statistics_path);
+    }
+    let mut manifests: Vec<ManifestFile> = Vec::new();
+    let mut seen_manifests = HashSet::new();
+    for snapshot in md.snapshots() {
+        out.insert(snapshot.manifest_list());
+        let list = table.manifest_list_reader(snapshot).load().await?;
+        for m in list.entries() {
+            if seen_manifests.insert(m.manifest_path.clone()) {
+                out.insert(&m.manifest_path);
+                manifests.push(m.clone());
+            }
+        }
+    }
+    let io = table.file_io().clone();
+    let files: Vec<Vec<String>> = futures::stream::iter(manifests)
+        .map(|m| {
+            let io = io.clone();
+            async move {
+                let manifest = m.load_manifest(&io).await?;
+                Ok::<_, iceberg::Error>(
+                    manifest.entries().iter().map(|e| e.file_path().to_string()).collect(),
+                )
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    for path in files.iter().flatten() {
+        out.insert(path);
+    }
+    Ok(out)
+}

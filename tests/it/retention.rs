@@ -1,0 +1,310 @@
+//! Retention acceptance: partition drops as `delete` snapshots, snapshot expiry that respects tags,
+//! deletion of exactly the files expiry made unreachable, races with appends and compaction, dry-run.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use signaldb_compactor::compaction::CompactionJob;
+use signaldb_compactor::config::{Config, Mode, RetentionValue};
+use signaldb_compactor::generate::{GenerateOptions, generate};
+use signaldb_compactor::job::{
+    BeforeCommitHook, Job, PartitionStatus, PassRequest, TableFilter, TableStatus,
+};
+use signaldb_compactor::retention::RetentionJob;
+use signaldb_compactor::table::reachability::reachable;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{context, fixed_end, pyiceberg, run_bin, snapshot_bytes, write_config};
+
+fn traces_only(dir: &std::path::Path, hours: u32, files: usize, rows: usize) -> GenerateOptions {
+    GenerateOptions {
+        dir: dir.to_path_buf(),
+        tenants: 1,
+        datasets: 1,
+        hours,
+        files_per_hour: files,
+        rows_per_file: rows,
+        seed: 5,
+        all_signals: false,
+        tables: vec!["traces".into()],
+        unsorted: false,
+        end: fixed_end(),
+        concurrency: 1,
+    }
+}
+
+fn days(n: u64) -> RetentionValue {
+    RetentionValue::For(Duration::from_secs(n * 86_400))
+}
+
+fn enable(c: &mut Config, traces: RetentionValue) {
+    c.retention.enabled = true;
+    c.retention.mode = Mode::Execute;
+    c.retention.policy.global.traces = Some(traces);
+}
+
+async fn run_retention(job: &RetentionJob) -> signaldb_compactor::job::PassReport {
+    job.run_once(&PassRequest::all(Mode::Execute), &CancellationToken::new()).await.unwrap()
+}
+
+/// Ten days of hourly traces, seven days kept: 2026-11-21 10:35 − 7 d − 1 h = 2026-11-14 09:35, so
+/// hours up to 08:00–09:00 go and the 09:00–10:00 hour straddling the cutoff stays whole.
+#[tokio::test]
+async fn ten_days_of_traces_with_seven_days_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&traces_only(dir.path(), 240, 1, 20)).await.unwrap();
+    let now = fixed_end() + TimeDelta::minutes(5);
+    let kept_since = "2026-11-14T09:00:00";
+    let kept_before =
+        pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces", "--since", kept_since]);
+    assert_eq!(kept_before["rows"], 170 * 20);
+
+    // Dry-run first: it plans the 70 drops and changes no byte.
+    let bytes = snapshot_bytes(dir.path());
+    let dry_ctx = context(dir.path(), now, |c| {
+        enable(c, days(7));
+        c.retention.mode = Mode::DryRun;
+    })
+    .await;
+    let dry = RetentionJob::new(&dry_ctx)
+        .run_once(&PassRequest::all(Mode::DryRun), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(dry.tables[0].partition_counts().0, 70, "{:#?}", dry.tables[0]);
+    drop(dry_ctx);
+    assert!(snapshot_bytes(dir.path()) == bytes, "dry-run changed bytes");
+
+    let ctx = context(dir.path(), now, |c| enable(c, days(7))).await;
+    let job = RetentionJob::new(&ctx);
+    let report = run_retention(&job).await;
+    let t = &report.tables[0];
+    assert_eq!(t.status, TableStatus::Succeeded, "{t:#?}");
+    assert_eq!(t.partition_counts().1, 70, "70 whole hours dropped");
+    assert_eq!(t.partition_reports.first().unwrap().partition, "timestamp_hour=2026-11-11-11");
+    assert_eq!(t.partition_reports.last().unwrap().partition, "timestamp_hour=2026-11-14-08");
+
+    let after = pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"]);
+    assert_eq!(after["rows"], 170 * 20, "every row of the kept partitions, none of the dropped");
+    assert_eq!(after["checksum"], kept_before["checksum"], "kept rows unchanged");
+    assert_eq!(after["operation"], "delete");
+    assert!(after["min_timestamp"].as_str().unwrap() >= kept_since, "{after}");
+    let metrics = ctx.metrics.render();
+    assert!(metrics.contains(
+        "compactor_partitions_dropped_total{dataset=\"production\",signal=\"traces\",tenant=\"acme\"} 70"
+    ));
+    assert!(metrics.contains("compactor_retention_cutoffs_computed_total{dataset=\"production\",signal=\"traces\",tenant=\"acme\"} 1"));
+
+    // Idempotent: nothing is left to drop.
+    let snapshot = ctx
+        .catalog
+        .load(&ctx.catalog.discover().await.unwrap()[0])
+        .await
+        .unwrap()
+        .metadata()
+        .current_snapshot_id();
+    let again = run_retention(&job).await;
+    assert_eq!(again.tables[0].partition_counts(), (0, 0, 0, 0));
+    let table = ctx.catalog.load(&ctx.catalog.discover().await.unwrap()[0]).await.unwrap();
+    assert_eq!(table.metadata().current_snapshot_id(), snapshot);
+}
+
+#[tokio::test]
+async fn snapshot_expiry_keeps_tags_and_deletes_only_what_became_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&traces_only(dir.path(), 2, 6, 50)).await.unwrap();
+    // S1..S12 are the twelve appends; tag S12, then compaction adds S13 (hour 09 closed, hour 10 open).
+    let tagged =
+        pyiceberg(dir.path(), &["tag", "--table", "acme.production.traces"])["tagged"].as_i64().unwrap();
+    let compaction = context(dir.path(), fixed_end() + TimeDelta::minutes(5), |_| {}).await;
+    let compacted = CompactionJob::new(&compaction)
+        .run_once(&PassRequest::all(Mode::Execute), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(compacted.tables[0].status, TableStatus::Succeeded);
+    let t = compaction.catalog.discover().await.unwrap().remove(0);
+    let table = compaction.catalog.load(&t).await.unwrap();
+    let md = table.metadata();
+    let head = md.current_snapshot_id().unwrap();
+    let mut chain = Vec::new();
+    let mut cursor = Some(head);
+    while let Some(id) = cursor {
+        chain.push(id);
+        cursor = md.snapshot_by_id(id).unwrap().parent_snapshot_id();
+    }
+    assert_eq!(chain.len(), 13);
+    assert_eq!(chain[1], tagged);
+    let reachable_before = reachable(&table).await.unwrap();
+    let rows_before = pyiceberg(dir.path(), &["scan", "--table", &t.qualified()]);
+
+    // Ten days on: every snapshot is older than 5 days. Keep 1 per branch: main's head and the tag.
+    let ctx = context(dir.path(), Utc::now() + TimeDelta::days(10), |c| {
+        enable(c, RetentionValue::Forever);
+        c.retention.snapshots_to_keep = 1;
+    })
+    .await;
+    let report = run_retention(&RetentionJob::new(&ctx)).await;
+    assert_eq!(report.tables[0].status, TableStatus::Succeeded, "{:#?}", report.tables[0]);
+
+    let table = ctx.catalog.load(&t).await.unwrap();
+    let remaining: HashSet<i64> = table.metadata().snapshots().map(|s| s.snapshot_id()).collect();
+    assert_eq!(
+        remaining,
+        HashSet::from([head, tagged]),
+        "exactly main's head and the tagged snapshot remain"
+    );
+    assert_eq!(table.metadata().snapshot_for_ref("audit").unwrap().snapshot_id(), tagged);
+
+    // Every file still reachable exists; the tag keeps the pre-compaction data files alive.
+    let reachable_after = reachable(&table).await.unwrap();
+    let gone = reachable_before.minus(&reachable_after);
+    assert!(!gone.is_empty());
+    for path in &gone {
+        assert!(
+            !std::path::Path::new(path.trim_start_matches("file://")).exists(),
+            "unreachable file not deleted: {path}"
+        );
+        assert!(path.contains("/metadata/"), "only metadata files became unreachable here: {path}");
+    }
+    let deleted_lists = gone.iter().filter(|p| p.contains("/snap-")).count();
+    assert_eq!(deleted_lists, 11, "manifest lists of the eleven expired snapshots: {gone:#?}");
+    for path in reachable_before.minus(&signaldb_compactor::table::reachability::Reachable::default()) {
+        let exists = std::path::Path::new(path.trim_start_matches("file://")).exists();
+        assert_eq!(exists, reachable_after.contains(&path), "{path}");
+    }
+    let inventory = signaldb_compactor::table::Inventory::load_snapshot(
+        &table,
+        table.metadata().snapshot_by_id(tagged).unwrap().clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(inventory.data.len(), 12, "the tag's twelve original files");
+    assert!(
+        inventory.data.iter().all(|f| std::path::Path::new(f.path().trim_start_matches("file://")).exists())
+    );
+    assert_eq!(
+        pyiceberg(dir.path(), &["scan", "--table", &t.qualified()])["checksum"],
+        rows_before["checksum"]
+    );
+    assert!(ctx.metrics.render().contains(
+        "compactor_snapshots_expired_total{dataset=\"production\",table=\"traces\",tenant=\"acme\"} 11"
+    ));
+}
+
+/// A `before_commit` hook that appends one file to a recent hour, once.
+fn append_once(
+    ctx: &signaldb_compactor::service::Context,
+    fired: Arc<AtomicBool>,
+    rows: usize,
+) -> BeforeCommitHook {
+    let catalog = ctx.catalog.clone();
+    Arc::new(move |_| {
+        let (catalog, fired) = (catalog.clone(), fired.clone());
+        Box::pin(async move {
+            if fired.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            let t = catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+            let mut table = catalog.load(&t).await.unwrap();
+            let start = fixed_end() - TimeDelta::minutes(20);
+            let spec =
+                signaldb_compactor::generate::batch::FileSpec { seed: 99, rows, start, end: fixed_end() };
+            let columns = signaldb_compactor::generate::schema::columns("traces");
+            signaldb_compactor::generate::append_file(&catalog, &mut table, &columns, &spec).await.unwrap();
+        }) as futures::future::BoxFuture<'static, ()>
+    })
+}
+
+#[tokio::test]
+async fn an_append_landing_during_a_drop_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&traces_only(dir.path(), 48, 1, 20)).await.unwrap();
+    let ctx = context(dir.path(), fixed_end() + TimeDelta::minutes(5), |c| enable(c, days(1))).await;
+    let fired = Arc::new(AtomicBool::new(false));
+    let job = RetentionJob::new(&ctx).with_before_commit(append_once(&ctx, fired.clone(), 33));
+    let report = run_retention(&job).await;
+    assert!(fired.load(Ordering::SeqCst));
+    assert_eq!(report.tables[0].status, TableStatus::Succeeded, "{:#?}", report.tables[0]);
+    // 48 hours, 1 day + 1 h grace: cutoff 2026-11-20 09:35; hours up to 08:00 dropped, 26 kept.
+    let after = pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"]);
+    assert_eq!(after["rows"], 26 * 20 + 33, "the appended rows survive the rebased drop");
+    assert_eq!(after["operation"], "delete");
+}
+
+#[tokio::test]
+async fn a_drop_racing_a_compaction_of_the_same_partition_stays_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&traces_only(dir.path(), 4, 6, 50)).await.unwrap();
+    let now = fixed_end() + TimeDelta::minutes(5);
+    // traces kept 2 h, no grace: cutoff 08:35, so hour 07 expires while compaction rewrites it.
+    let ctx = context(dir.path(), now, |c| {
+        enable(c, RetentionValue::For(Duration::from_secs(7200)));
+        c.retention.grace_period = Duration::ZERO;
+        c.compaction.commit_retry_backoff = Duration::from_millis(5);
+    })
+    .await;
+    let retention = Arc::new(RetentionJob::new(&ctx));
+    let hook: BeforeCommitHook = {
+        let retention = retention.clone();
+        let fired = Arc::new(AtomicBool::new(false));
+        Arc::new(move |partition: String| {
+            let (retention, fired) = (retention.clone(), fired.clone());
+            Box::pin(async move {
+                if partition == "timestamp_hour=2026-11-21-07" && !fired.swap(true, Ordering::SeqCst) {
+                    let report = retention
+                        .run_once(&PassRequest::all(Mode::Execute), &CancellationToken::new())
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        report.tables[0].partition_counts().1,
+                        1,
+                        "retention dropped hour 07 mid-compaction"
+                    );
+                }
+            }) as futures::future::BoxFuture<'static, ()>
+        })
+    };
+    let compaction = CompactionJob::new(&ctx).with_before_commit(hook);
+    let request = PassRequest {
+        filter: TableFilter::only(["acme.production.traces".to_string()]),
+        ..PassRequest::all(Mode::Execute)
+    };
+    let report = compaction.run_once(&request, &CancellationToken::new()).await.unwrap();
+    let hour7 = report.tables[0].partition_reports.iter().find(|p| p.partition.ends_with("-07")).unwrap();
+    assert!(
+        matches!(&hour7.status, PartitionStatus::Skipped { reason } if reason.starts_with("abandoned")),
+        "{hour7:#?}"
+    );
+    let after = pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"]);
+    assert_eq!(after["rows"], 3 * 6 * 50, "hour 07 is gone and stays gone; the rest intact");
+    assert_eq!(after["distinct_trace_ids"], after["rows"]);
+}
+
+#[tokio::test]
+async fn once_retention_dry_run_logs_the_documented_lines_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&traces_only(dir.path(), 30, 1, 10)).await.unwrap();
+    write_config(
+        dir.path(),
+        "[compactor.retention]\nenabled = true\ntraces_retention_days = 1\nsnapshots_to_keep = 1\nmax_snapshot_age = \"1s\"\n",
+    );
+    let before = snapshot_bytes(dir.path());
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = run_bin(dir.path(), &["once", "retention", "--dry-run"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        logs.contains(
+            "[DRY-RUN] Would drop partition: tenant=acme dataset=production table=traces hour=2026-11-20-05"
+        ),
+        "{logs}"
+    );
+    assert!(logs.contains("[DRY-RUN] Would expire snapshot: snapshot_id="), "{logs}");
+    assert!(
+        logs.contains("computed retention cutoff tenant=acme dataset=production signal=traces cutoff="),
+        "{logs}"
+    );
+    assert!(snapshot_bytes(dir.path()) == before, "dry-run changed bytes");
+}
