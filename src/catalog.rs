@@ -117,6 +117,8 @@ impl fmt::Display for TableRef {
 pub enum CatalogError {
     #[error("catalog {uri}: the database file does not exist (read-only/dry-run access creates nothing)")]
     Missing { uri: String },
+    #[error("catalog {uri}: applying the compactor's migrations: {reason}")]
+    Migrate { uri: String, reason: String },
     #[error("catalog {uri}: {source}")]
     Sql {
         uri: String,
@@ -143,7 +145,7 @@ impl CatalogError {
     pub fn is_retryable(&self) -> bool {
         match self {
             CatalogError::Sql { .. } => true,
-            CatalogError::Missing { .. } => false,
+            CatalogError::Missing { .. } | CatalogError::Migrate { .. } => false,
             CatalogError::Iceberg { source, .. } | CatalogError::Table { source, .. } => source.retryable(),
         }
     }
@@ -229,6 +231,13 @@ impl Catalog {
             .load(&config.name, props)
             .await
             .map_err(|source| CatalogError::Iceberg { uri: shown.clone(), source })?;
+        if access == Access::ReadWrite {
+            // The compactor's own tables (checkpoints); never in read-only (dry-run) mode.
+            sqlx::migrate!("./migrations")
+                .run(&pool)
+                .await
+                .map_err(|e| CatalogError::Migrate { uri: shown.clone(), reason: e.to_string() })?;
+        }
         let file_io = FileIOBuilder::new(warehouse.storage_factory()).build();
         Ok(Catalog {
             inner: Arc::new(inner),

@@ -8,6 +8,7 @@ static ACTIVE: OnceLock<Option<String>> = OnceLock::new();
 
 /// Names the failpoints of this build, for documentation and tests.
 pub const COMPACTION_BEFORE_SWAP: &str = "compaction-before-swap";
+pub const ORPHANS_AFTER_BATCH: &str = "orphans-after-batch";
 
 pub fn hit(name: &str) {
     let active = ACTIVE.get_or_init(|| std::env::var("SIGNALDB_FAILPOINT").ok());

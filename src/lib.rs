@@ -10,6 +10,7 @@ pub mod failpoint;
 pub mod generate;
 pub mod job;
 pub mod metrics;
+pub mod orphans;
 pub mod retention;
 pub mod service;
 pub mod stats;

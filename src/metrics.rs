@@ -41,7 +41,18 @@ pub struct Metrics {
     pub retention_enforcement_duration_seconds: HistogramVec,
     /// Bytes deleted from storage after snapshot expiry.
     pub bytes_reclaimed_total: IntCounterVec,
+    /// Orphan cleanup (labels tenant, dataset, table): passes over a table.
+    pub orphan_cleanup_runs_total: IntCounterVec,
+    pub files_scanned_total: IntCounterVec,
+    pub orphans_identified_total: IntCounterVec,
+    pub files_deleted_total: IntCounterVec,
+    pub deletion_failures_total: IntCounterVec,
+    pub bytes_freed_total: IntCounterVec,
+    pub orphan_cleanup_duration_seconds: HistogramVec,
 }
+
+/// Labels of orphan-cleanup metrics.
+pub const ORPHAN_LABELS: [&str; 3] = ["tenant", "dataset", "table"];
 
 /// Labels of per-table job metrics.
 pub const TABLE_LABELS: [&str; 3] = ["tenant", "dataset", "signal"];
@@ -176,6 +187,48 @@ impl Metrics {
                 "compactor_bytes_reclaimed_total",
                 "Bytes deleted from storage after snapshot expiry",
                 &TABLE_LABELS,
+            ),
+            orphan_cleanup_runs_total: counter(
+                r,
+                "compactor_orphan_cleanup_runs_total",
+                "Orphan cleanup passes over a table",
+                &ORPHAN_LABELS,
+            ),
+            files_scanned_total: counter(
+                r,
+                "compactor_files_scanned_total",
+                "Objects listed under table locations",
+                &ORPHAN_LABELS,
+            ),
+            orphans_identified_total: counter(
+                r,
+                "compactor_orphans_identified_total",
+                "Unreferenced objects older than the grace period",
+                &ORPHAN_LABELS,
+            ),
+            files_deleted_total: counter(
+                r,
+                "compactor_files_deleted_total",
+                "Orphan files deleted",
+                &ORPHAN_LABELS,
+            ),
+            deletion_failures_total: counter(
+                r,
+                "compactor_deletion_failures_total",
+                "Orphan deletions that failed (retried next pass)",
+                &ORPHAN_LABELS,
+            ),
+            bytes_freed_total: counter(
+                r,
+                "compactor_bytes_freed_total",
+                "Bytes freed by orphan cleanup",
+                &ORPHAN_LABELS,
+            ),
+            orphan_cleanup_duration_seconds: histogram(
+                r,
+                "compactor_orphan_cleanup_duration_seconds",
+                "Wall time of cleaning one table",
+                &ORPHAN_LABELS,
             ),
             tables_skipped_total: counter(
                 r,

@@ -37,6 +37,7 @@ pub struct CompactionJob {
     metrics: Metrics,
     clock: Arc<dyn Clock>,
     config: CompactionConfig,
+    locks: crate::service::locks::TableLocks,
     before_commit: Option<BeforeCommitHook>,
 }
 
@@ -47,6 +48,7 @@ impl CompactionJob {
             metrics: ctx.metrics.clone(),
             clock: ctx.clock.clone(),
             config: ctx.config.compaction.clone(),
+            locks: ctx.locks.clone(),
             before_commit: None,
         }
     }
@@ -94,6 +96,7 @@ impl Job for CompactionJob {
             if cancel.is_cancelled() {
                 break;
             }
+            let _guard = self.locks.lock(&table.qualified()).await;
             tables.push(execute::compact_table(self, table, request, cancel).await);
         }
         Ok(PassReport {

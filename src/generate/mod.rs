@@ -218,6 +218,21 @@ pub async fn append_file(
     columns: &[schema::Column],
     spec: &batch::FileSpec,
 ) -> anyhow::Result<(u64, u64)> {
+    let data_files = write_file(table, columns, spec).await?;
+    let rows = data_files.iter().map(|f| f.record_count()).sum();
+    let bytes = data_files.iter().map(|f| f.file_size_in_bytes()).sum();
+    let tx = Transaction::new(table);
+    let tx = tx.fast_append().with_check_duplicate(false).add_data_files(data_files).apply(tx)?;
+    *table = commit_with_retry(catalog, tx).await?;
+    Ok((rows, bytes))
+}
+
+/// Writes one Parquet file into its hour partition without committing it.
+pub async fn write_file(
+    table: &Table,
+    columns: &[schema::Column],
+    spec: &batch::FileSpec,
+) -> anyhow::Result<Vec<iceberg::spec::DataFile>> {
     let metadata = table.metadata();
     let iceberg_schema = metadata.current_schema().clone();
     let arrow_schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(&iceberg_schema)?);
@@ -244,13 +259,7 @@ pub async fn append_file(
     );
     let mut writer = DataFileWriterBuilder::new(rolling).build(Some(key)).await?;
     writer.write(record_batch).await?;
-    let data_files = writer.close().await?;
-    let rows = data_files.iter().map(|f| f.record_count()).sum();
-    let bytes = data_files.iter().map(|f| f.file_size_in_bytes()).sum();
-    let tx = Transaction::new(table);
-    let tx = tx.fast_append().with_check_duplicate(false).add_data_files(data_files).apply(tx)?;
-    *table = commit_with_retry(catalog, tx).await?;
-    Ok((rows, bytes))
+    Ok(writer.close().await?)
 }
 
 /// `Transaction::commit` retries conflicts itself; SQLite "database is locked" under parallel writers

@@ -13,8 +13,9 @@ use tracing::{error, info, warn};
 
 use super::RetentionJob;
 use super::plan::{self, DropPlan, FileFacts};
-use crate::catalog::TableRef;
+use crate::catalog::{Signal, TableRef};
 use crate::config::Mode;
+use crate::config::retention::PolicySource;
 use crate::job::{PartitionReport, PartitionStatus, TableReport, TableStatus};
 use crate::storage::gate::{DeletionGate, human_age};
 use crate::table::{
@@ -79,6 +80,12 @@ async fn run(
             "computed retention cutoff tenant={} dataset={} signal={} cutoff={} local={} retention={} source={}",
             t.tenant, t.dataset, t.signal, shown, local, resolved.value, resolved.source
         );
+    }
+    if resolved.source == PolicySource::Default && t.signal == Signal::Other {
+        // Unknown means keep: no drops, and no snapshot expiry either.
+        let mut report = TableReport::new(t, TableStatus::Unchanged);
+        report.details.push("no retention policy names this table; kept as is".into());
+        return Ok(report);
     }
     let table = job.catalog.load(t).await?;
     if let Some(reason) = guard::commit_blocker(&table).await? {
@@ -225,8 +232,8 @@ async fn drop_expired(
     let chunks = dplan.remove.len().div_ceil(MAX_REMOVALS_PER_COMMIT) + 2;
     for _ in 0..chunks {
         let rebase = |tbl: &Table, inv: &Inventory| -> Result<Change, String> {
-            let replanned = plan::plan_drops(&facts(tbl, inv), cutoff);
             let all = facts(tbl, inv);
+            let replanned = plan::plan_drops(&all, cutoff);
             let remove: HashSet<String> = replanned
                 .remove
                 .iter()

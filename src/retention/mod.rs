@@ -39,6 +39,7 @@ pub struct RetentionJob {
     metrics: Metrics,
     clock: Arc<dyn Clock>,
     config: RetentionConfig,
+    locks: crate::service::locks::TableLocks,
     before_commit: Option<BeforeCommitHook>,
 }
 
@@ -51,6 +52,7 @@ impl RetentionJob {
             metrics: ctx.metrics.clone(),
             clock: ctx.clock.clone(),
             config: ctx.config.retention.clone(),
+            locks: ctx.locks.clone(),
             before_commit: None,
         }
     }
@@ -98,6 +100,7 @@ impl Job for RetentionJob {
             if cancel.is_cancelled() {
                 break;
             }
+            let _guard = self.locks.lock(&table.qualified()).await;
             tables.push(execute::retain_table(self, table, request.mode, started_at, &logged, cancel).await);
         }
         Ok(PassReport {

@@ -2,6 +2,7 @@
 //! and the HTTP server, all stopped by one `CancellationToken`.
 
 pub mod http;
+pub mod locks;
 pub mod periodic;
 pub mod status;
 
@@ -32,6 +33,8 @@ pub struct Context {
     pub archive: Option<Warehouse>,
     pub metrics: Metrics,
     pub clock: Arc<dyn Clock>,
+    /// One job per table at a time.
+    pub locks: locks::TableLocks,
 }
 
 impl Context {
@@ -60,6 +63,7 @@ impl Context {
             archive,
             metrics: Metrics::new(registry),
             clock: Arc::new(SystemClock),
+            locks: locks::TableLocks::default(),
         })
     }
 
@@ -79,6 +83,7 @@ pub fn jobs(ctx: &Context) -> Vec<(Arc<dyn Job>, bool)> {
     vec![
         (Arc::new(crate::compaction::CompactionJob::new(ctx)) as Arc<dyn Job>, ctx.config.compaction.enabled),
         (Arc::new(crate::retention::RetentionJob::new(ctx)) as Arc<dyn Job>, ctx.config.retention.enabled),
+        (Arc::new(crate::orphans::OrphanJob::new(ctx)) as Arc<dyn Job>, ctx.config.orphans.enabled),
     ]
 }
 

@@ -6,6 +6,7 @@ mod compaction;
 mod config_cli;
 mod discovery;
 mod generate;
+mod orphans;
 mod retention;
 mod serve;
 mod support;

@@ -245,7 +245,13 @@ async fn a_drop_racing_a_compaction_of_the_same_partition_stays_consistent() {
         c.compaction.commit_retry_backoff = Duration::from_millis(5);
     })
     .await;
-    let retention = Arc::new(RetentionJob::new(&ctx));
+    // Retention runs as another replica would: its own context, so no in-process table lock is shared.
+    let replica = context(dir.path(), now, |c| {
+        enable(c, RetentionValue::For(Duration::from_secs(7200)));
+        c.retention.grace_period = Duration::ZERO;
+    })
+    .await;
+    let retention = Arc::new(RetentionJob::new(&replica));
     let hook: BeforeCommitHook = {
         let retention = retention.clone();
         let fired = Arc::new(AtomicBool::new(false));
