@@ -94,7 +94,31 @@ pub fn writer_properties(table: &Table) -> Result<WriterProperties, RewriteError
             });
         }
     };
-    Ok(WriterProperties::builder().set_compression(compression).build())
+    Ok(WriterProperties::builder()
+        .set_compression(compression)
+        // Bounded row groups bound the writer's buffered (encoded, not yet flushed) data.
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build())
+}
+
+/// Rows per Parquet row group written (the writer buffers one row group in memory).
+const ROW_GROUP_ROWS: usize = 256 * 1024;
+
+/// Batches read-ahead between the reader task and the writer.
+const PIPELINE_DEPTH: usize = 4;
+
+/// Decodes the input on its own task so reading and writing use both cores; the bounded channel keeps
+/// at most `PIPELINE_DEPTH` batches in flight.
+fn pipelined(mut input: iceberg::scan::ArrowRecordBatchStream) -> iceberg::scan::ArrowRecordBatchStream {
+    let (tx, rx) = tokio::sync::mpsc::channel(PIPELINE_DEPTH);
+    tokio::spawn(async move {
+        while let Some(item) = input.next().await {
+            if tx.send(item).await.is_err() {
+                break; // the writer stopped: stop reading
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
 }
 
 fn scan_task(table: &Table, file: &LiveFile) -> FileScanTask {
@@ -128,7 +152,7 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
         input.files.iter().map(|f| Ok(scan_task(table, f))).collect();
     let reader =
         table.reader_builder().with_batch_size(BATCH_ROWS).with_data_file_concurrency_limit(2).build();
-    let batches = reader.read(futures::stream::iter(tasks).boxed())?.stream();
+    let batches = pipelined(reader.read(futures::stream::iter(tasks).boxed())?.stream());
 
     let sort = SortPlan::for_table(metadata.default_sort_order(), &schema);
     let arrow_schema = Arc::new(schema_to_arrow_schema(&schema)?);

@@ -1,9 +1,11 @@
 //! Sorting a rewrite's rows by the table's sort order within a memory budget: an external merge sort.
 //!
-//! Rows are gathered into chunks of at most a third of the budget (a chunk is briefly held three
-//! times: as read, concatenated, and reordered), each chunk is sorted with arrow's row format; if the
-//! input fits one chunk it is emitted directly, otherwise every sorted chunk is spilled to a temporary
-//! Arrow IPC file and the runs are merged, a batch at a time, on a blocking thread.
+//! Rows are gathered into chunks of at most a quarter of the budget (the rest is headroom for the
+//! decoder, the writer's buffered row group and allocator slack). A chunk is sorted in place: its rows'
+//! keys are encoded with arrow's row format, `(batch, row)` indexes are sorted by them, and the output
+//! is assembled 8k rows at a time with `interleave`, so a chunk is never copied whole. If the input
+//! fits one chunk it is emitted directly, otherwise every sorted chunk is spilled to a temporary Arrow
+//! IPC file and the runs are merged, a batch at a time, on a blocking thread.
 //!
 //! Only sort orders made of identity transforms on top-level primitive columns are handled; for any
 //! other order `SortPlan::for_table` returns `None` and output claims no sort order.
@@ -11,14 +13,12 @@
 use std::fs::File;
 use std::path::PathBuf;
 
-use arrow_array::{RecordBatch, UInt32Array};
+use arrow_array::RecordBatch;
 use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::FileWriter;
 use arrow_row::{RowConverter, Rows, SortField};
 use arrow_schema::{ArrowError, SchemaRef, SortOptions};
-use arrow_select::concat::concat_batches;
 use arrow_select::interleave::interleave_record_batch;
-use arrow_select::take::take_record_batch;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use iceberg::spec::{NullOrder, Schema, SortDirection, SortOrder, Transform, Type};
@@ -80,19 +80,42 @@ fn batch_bytes(b: &RecordBatch) -> u64 {
     b.get_array_memory_size() as u64
 }
 
-/// Sorts one chunk in memory.
-fn sort_chunk(plan: &SortPlan, schema: &SchemaRef, chunk: &[RecordBatch]) -> Result<RecordBatch, ArrowError> {
-    let batch = concat_batches(schema, chunk)?;
+/// The `(batch, row)` order that sorts a chunk.
+fn sorted_order(
+    plan: &SortPlan,
+    schema: &SchemaRef,
+    chunk: &[RecordBatch],
+) -> Result<Vec<(usize, usize)>, ArrowError> {
     let converter = plan.converter(schema)?;
-    let rows = plan.rows(&converter, &batch)?;
-    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
-    order.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
-    take_record_batch(&batch, &UInt32Array::from(order))
+    let rows = chunk.iter().map(|b| plan.rows(&converter, b)).collect::<Result<Vec<Rows>, _>>()?;
+    let mut order: Vec<(usize, usize)> =
+        chunk.iter().enumerate().flat_map(|(b, batch)| (0..batch.num_rows()).map(move |i| (b, i))).collect();
+    order.sort_by(|&(ab, ai), &(bb, bi)| rows[ab].row(ai).cmp(&rows[bb].row(bi)));
+    Ok(order)
 }
 
-fn slices(batch: RecordBatch) -> impl Iterator<Item = RecordBatch> {
-    let n = batch.num_rows();
-    (0..n).step_by(OUT_ROWS).map(move |off| batch.slice(off, OUT_ROWS.min(n - off)))
+/// The chunk's rows in `order` (at most `OUT_ROWS` of them).
+fn sorted_piece(chunk: &[RecordBatch], order: &[(usize, usize)]) -> Result<RecordBatch, ArrowError> {
+    let refs: Vec<&RecordBatch> = chunk.iter().collect();
+    interleave_record_batch(&refs, order)
+}
+
+/// Sorts one in-memory chunk lazily: each poll assembles the next piece.
+fn sorted_stream(
+    plan: &SortPlan,
+    schema: &SchemaRef,
+    chunk: Vec<RecordBatch>,
+) -> Result<BatchStream, ArrowError> {
+    let order = sorted_order(plan, schema, &chunk)?;
+    Ok(futures::stream::unfold((chunk, order, 0usize), |(chunk, order, pos)| async move {
+        if pos >= order.len() {
+            return None;
+        }
+        let end = (pos + OUT_ROWS).min(order.len());
+        let piece = sorted_piece(&chunk, &order[pos..end]);
+        Some((piece, (chunk, order, end)))
+    })
+    .boxed())
 }
 
 /// Sorts `input` by `plan` within `memory_limit` bytes (spilling to a temporary directory beyond it).
@@ -105,7 +128,7 @@ pub async fn sort_batches<E>(
 where
     E: std::fmt::Display,
 {
-    let chunk_budget = (memory_limit / 3).max(1);
+    let chunk_budget = (memory_limit / 4).max(1);
     let mut chunk: Vec<RecordBatch> = Vec::new();
     let mut chunk_bytes = 0u64;
     let mut spill: Option<(tempfile::TempDir, Vec<PathBuf>)> = None;
@@ -128,9 +151,7 @@ where
         }
     }
     let Some((dir, mut runs)) = spill else {
-        let sorted =
-            if chunk.is_empty() { Vec::new() } else { slices(sort_chunk(plan, &schema, &chunk)?).collect() };
-        return Ok(futures::stream::iter(sorted.into_iter().map(Ok)).boxed());
+        return sorted_stream(plan, &schema, chunk);
     };
     if !chunk.is_empty() {
         let path = dir.path().join(format!("run-{}.arrow", runs.len()));
@@ -147,10 +168,10 @@ fn spill_run(
     chunk: &[RecordBatch],
     path: &PathBuf,
 ) -> Result<(), ArrowError> {
-    let sorted = sort_chunk(plan, schema, chunk)?;
+    let order = sorted_order(plan, schema, chunk)?;
     let mut writer = FileWriter::try_new(File::create(path)?, schema)?;
-    for slice in slices(sorted) {
-        writer.write(&slice)?;
+    for piece in order.chunks(OUT_ROWS) {
+        writer.write(&sorted_piece(chunk, piece)?)?;
     }
     writer.finish()
 }

@@ -44,6 +44,9 @@ pub struct OrphanJob {
     clock: Arc<dyn Clock>,
     config: OrphanConfig,
     locks: TableLocks,
+    /// When retention is enabled, a cleanup cycle expires snapshots first, so the files expiry
+    /// unreferences are collected in the same cycle.
+    expiry: Option<crate::retention::RetentionJob>,
     before_batch: Option<crate::job::BeforeCommitHook>,
 }
 
@@ -56,6 +59,7 @@ impl OrphanJob {
             clock: ctx.clock.clone(),
             config: ctx.config.orphans.clone(),
             locks: ctx.locks.clone(),
+            expiry: ctx.config.retention.enabled.then(|| crate::retention::RetentionJob::new(ctx)),
             before_batch: None,
         }
     }
@@ -105,6 +109,12 @@ impl Job for OrphanJob {
             }
             let _guard = self.locks.lock(&t.qualified()).await;
             let started = Instant::now();
+            if let Some(expiry) = &self.expiry {
+                let expired = expiry.expire_table(t, request.mode, cancel).await;
+                if let TableStatus::Failed { error } = &expired.status {
+                    warn!(table = %t, error, "snapshot expiry before orphan cleanup failed; cleaning anyway");
+                }
+            }
             let report = match self.clean_table(t, &locations, request.mode, cancel).await {
                 Ok(r) => r,
                 Err(e) => {

@@ -38,6 +38,32 @@ enum RetentionError {
     Archive(String),
 }
 
+/// Snapshot expiry (and its cleanup) alone, for orphan cleanup's cycle; drops nothing.
+pub(super) async fn expire_table(
+    job: &RetentionJob,
+    t: &TableRef,
+    mode: Mode,
+    cancel: &CancellationToken,
+) -> TableReport {
+    let run = async {
+        let table = job.catalog.load(t).await?;
+        let mut report = TableReport::new(t, TableStatus::Unchanged);
+        if let Some(reason) = guard::commit_blocker(&table).await? {
+            report.status = TableStatus::Skipped { reason: reason.to_string() };
+            return Ok::<_, RetentionError>(report);
+        }
+        expire_snapshots(job, t, table, mode, job.clock.now(), cancel, &mut report).await?;
+        Ok(report)
+    };
+    match run.await {
+        Ok(report) => report,
+        Err(e) => {
+            error!(table = %t, error = %e, "snapshot expiry failed");
+            TableReport::new(t, TableStatus::Failed { error: e.to_string() })
+        }
+    }
+}
+
 pub(super) async fn retain_table(
     job: &RetentionJob,
     t: &TableRef,

@@ -57,6 +57,23 @@ impl RetentionJob {
         }
     }
 
+    /// Expires `t`'s snapshots (and deletes what that made unreachable) without dropping partitions.
+    /// The caller holds the table's lock. Tables no policy names are left alone, as in a full pass.
+    pub async fn expire_table(
+        &self,
+        t: &crate::catalog::TableRef,
+        mode: Mode,
+        cancel: &CancellationToken,
+    ) -> TableReport {
+        let resolved = self.config.policy.resolve(&t.tenant, &t.dataset, &t.table, t.signal);
+        if resolved.source == crate::config::retention::PolicySource::Default
+            && t.signal == crate::catalog::Signal::Other
+        {
+            return TableReport::new(t, TableStatus::Unchanged);
+        }
+        execute::expire_table(self, t, mode.and(self.config.mode), cancel).await
+    }
+
     /// Runs `hook(table)` right before each partition-drop commit.
     pub fn with_before_commit(mut self, hook: BeforeCommitHook) -> Self {
         self.before_commit = Some(hook);

@@ -351,3 +351,30 @@ async fn dry_run_logs_the_documented_lines_and_changes_nothing() {
     assert!(orphan.exists());
     assert!(snapshot_bytes(dir.path()) == before, "dry-run (the default) changed bytes");
 }
+
+#[tokio::test]
+async fn with_retention_enabled_a_cleanup_cycle_expires_snapshots_first() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&options(dir.path(), &["traces"])).await.unwrap();
+    let ctx = context(dir.path(), Utc::now() + TimeDelta::days(10), |c| {
+        enable(c);
+        c.retention.enabled = true;
+        c.retention.mode = Mode::Execute;
+        c.retention.snapshots_to_keep = 1;
+    })
+    .await;
+    let before = pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"]);
+    let report = run(&OrphanJob::new(&ctx), TableFilter::all()).await;
+    assert!(!matches!(report.tables[0].status, TableStatus::Failed { .. }), "{report:#?}");
+    let t = ctx.catalog.discover().await.unwrap().remove(0);
+    let table = ctx.catalog.load(&t).await.unwrap();
+    assert_eq!(table.metadata().snapshots().count(), 1, "expiry ran in the same cycle");
+    assert!(ctx.metrics.render().contains(
+        "compactor_snapshots_expired_total{dataset=\"production\",table=\"traces\",tenant=\"acme\"} 11"
+    ));
+    assert_all_live_exist(&ctx).await;
+    assert_eq!(
+        pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"])["checksum"],
+        before["checksum"]
+    );
+}
