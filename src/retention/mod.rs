@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
@@ -30,6 +31,9 @@ use crate::job::{
 use crate::metrics::Metrics;
 use crate::service::Context;
 use crate::storage::Warehouse;
+
+/// Tables enforced concurrently within a pass.
+const TABLE_CONCURRENCY: usize = 4;
 
 /// The retention job.
 pub struct RetentionJob {
@@ -113,13 +117,24 @@ impl Job for RetentionJob {
         }
         // One cutoff log line and metric per (tenant, dataset, signal) per pass.
         let logged = Mutex::new(HashSet::new());
-        for table in discovered.iter().filter(|t| request.filter.matches(t)) {
-            if cancel.is_cancelled() {
-                break;
-            }
-            let _guard = self.locks.lock(&table.qualified()).await;
-            tables.push(execute::retain_table(self, table, request.mode, started_at, &logged, cancel).await);
-        }
+        let selected: Vec<&crate::catalog::TableRef> =
+            discovered.iter().filter(|t| request.filter.matches(t)).collect();
+        let (logged_ref, selected_ref) = (&logged, &selected);
+        // Tables are independent; a few at a time overlap their manifest reads and commits.
+        let mut done: Vec<TableReport> = futures::stream::iter(0..selected.len())
+            .map(|i| async move {
+                let table = selected_ref[i];
+                if cancel.is_cancelled() {
+                    return None;
+                }
+                let _guard = self.locks.lock(&table.qualified()).await;
+                Some(execute::retain_table(self, table, request.mode, started_at, logged_ref, cancel).await)
+            })
+            .buffered(TABLE_CONCURRENCY)
+            .filter_map(|r| async move { r })
+            .collect()
+            .await;
+        tables.append(&mut done);
         Ok(PassReport {
             job: JobKind::Retention,
             mode: request.mode,

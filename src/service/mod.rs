@@ -52,7 +52,12 @@ impl Context {
         let archive = match &config.retention.archive {
             Some(dsn) => {
                 let storage = crate::config::StorageConfig { dsn: dsn.clone(), ..config.storage.clone() };
-                Some(Warehouse::open(&storage, access).context("opening the retention archive storage")?)
+                // Created lazily by the first copy: an unusable archive fails that table's drop, not
+                // the whole daemon's startup.
+                Some(
+                    Warehouse::open(&storage, Access::ReadOnly)
+                        .context("opening the retention archive storage")?,
+                )
             }
             None => None,
         };

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
 
@@ -47,6 +48,16 @@ impl GateOutcome {
     }
 }
 
+/// Candidates checked and deleted at once.
+const CONCURRENCY: usize = 16;
+
+enum Verdict {
+    Deleted(u64),
+    WouldDelete(u64, Duration),
+    Refused(Refusal),
+    Failed(String),
+}
+
 /// The checks' parameters for one table.
 pub struct DeletionGate<'a> {
     pub warehouse: &'a Warehouse,
@@ -58,53 +69,55 @@ pub struct DeletionGate<'a> {
 }
 
 impl DeletionGate<'_> {
-    /// Deletes those `candidates` that pass every check.
+    /// Deletes those `candidates` that pass every check. Candidates are independent: up to
+    /// `CONCURRENCY` are checked and deleted at once; the outcome lists them in input order.
     pub async fn delete(&self, candidates: &[String]) -> GateOutcome {
+        // Indexes, not `candidates.iter()`: a closure over borrowed items trips async_trait's Send check.
+        let verdicts: Vec<Verdict> = futures::stream::iter(0..candidates.len())
+            .map(|i| self.decide(&candidates[i]))
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
         let mut out = GateOutcome::default();
-        for location in candidates {
-            if !is_within(self.table_location, location) {
-                out.refused.push((location.clone(), Refusal::OutsideTableLocation));
-                continue;
-            }
-            if self.live.contains(location) {
-                out.refused.push((location.clone(), Refusal::StillReferenced));
-                continue;
-            }
-            let path = match self.warehouse.object_path(location) {
-                Ok(p) => p,
-                Err(e) => {
-                    out.failed.push((location.clone(), e.to_string()));
-                    continue;
-                }
-            };
-            let meta = match self.warehouse.store().head(&path).await {
-                Ok(meta) => meta,
-                Err(object_store::Error::NotFound { .. }) => {
-                    out.deleted.push((location.clone(), 0));
-                    continue;
-                }
-                Err(e) => {
-                    out.failed.push((location.clone(), e.to_string()));
-                    continue;
-                }
-            };
-            let age = (self.now - meta.last_modified).to_std().unwrap_or_default();
-            if age < self.grace {
-                out.refused.push((location.clone(), Refusal::YoungerThanGracePeriod));
-                continue;
-            }
-            if self.mode.is_dry_run() {
-                out.would_delete.push((location.clone(), meta.size, age));
-                continue;
-            }
-            match self.warehouse.store().delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
-                    out.deleted.push((location.clone(), meta.size))
-                }
-                Err(e) => out.failed.push((location.clone(), e.to_string())),
+        for (location, verdict) in candidates.iter().zip(verdicts) {
+            match verdict {
+                Verdict::Deleted(bytes) => out.deleted.push((location.clone(), bytes)),
+                Verdict::WouldDelete(bytes, age) => out.would_delete.push((location.clone(), bytes, age)),
+                Verdict::Refused(why) => out.refused.push((location.clone(), why)),
+                Verdict::Failed(error) => out.failed.push((location.clone(), error)),
             }
         }
         out
+    }
+
+    /// Every check, then the deletion, for one candidate.
+    async fn decide(&self, location: &str) -> Verdict {
+        if !is_within(self.table_location, location) {
+            return Verdict::Refused(Refusal::OutsideTableLocation);
+        }
+        if self.live.contains(location) {
+            return Verdict::Refused(Refusal::StillReferenced);
+        }
+        let path = match self.warehouse.object_path(location) {
+            Ok(p) => p,
+            Err(e) => return Verdict::Failed(e.to_string()),
+        };
+        let meta = match self.warehouse.store().head(&path).await {
+            Ok(meta) => meta,
+            Err(object_store::Error::NotFound { .. }) => return Verdict::Deleted(0),
+            Err(e) => return Verdict::Failed(e.to_string()),
+        };
+        let age = (self.now - meta.last_modified).to_std().unwrap_or_default();
+        if age < self.grace {
+            return Verdict::Refused(Refusal::YoungerThanGracePeriod);
+        }
+        if self.mode.is_dry_run() {
+            return Verdict::WouldDelete(meta.size, age);
+        }
+        match self.warehouse.store().delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Verdict::Deleted(meta.size),
+            Err(e) => Verdict::Failed(e.to_string()),
+        }
     }
 }
 

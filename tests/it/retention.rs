@@ -314,3 +314,62 @@ async fn once_retention_dry_run_logs_the_documented_lines_and_changes_nothing() 
     );
     assert!(snapshot_bytes(dir.path()) == before, "dry-run changed bytes");
 }
+
+#[tokio::test]
+async fn expired_files_are_archived_before_the_drop_and_a_failed_archive_aborts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&traces_only(dir.path(), 30, 1, 10)).await.unwrap();
+    let now = fixed_end() + TimeDelta::minutes(5);
+    let warehouse = dir.path().join("warehouse");
+
+    // An archive location that cannot be written (a file where its directory would be) aborts the drop.
+    let blocked = dir.path().join("blocked-archive");
+    std::fs::write(&blocked, b"a file, not a directory").unwrap();
+    let ctx = context(dir.path(), now, |c| {
+        enable(c, days(1));
+        c.retention.archive = Some(signaldb_compactor::storage::Dsn::Local { root: blocked.join("cold") });
+    })
+    .await;
+    let before = pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"]);
+    let report = run_retention(&RetentionJob::new(&ctx)).await;
+    assert!(
+        matches!(&report.tables[0].status, TableStatus::Failed { error } if error.contains("archive")),
+        "{report:#?}"
+    );
+    assert_eq!(
+        pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"])["checksum"],
+        before["checksum"],
+        "nothing dropped"
+    );
+
+    // A working archive: every dropped data file is there at the same relative path with the same size.
+    let archive = dir.path().join("archive");
+    let ctx = context(dir.path(), now, |c| {
+        enable(c, days(1));
+        c.retention.archive = Some(signaldb_compactor::storage::Dsn::Local { root: archive.clone() });
+    })
+    .await;
+    let t = ctx.catalog.discover().await.unwrap().remove(0);
+    let table = ctx.catalog.load(&t).await.unwrap();
+    let inventory = signaldb_compactor::table::Inventory::load(&table).await.unwrap();
+    let report = run_retention(&RetentionJob::new(&ctx)).await;
+    // Cutoff 2026-11-20 09:35: hours 05, 06, 07 and 08 of the 20th have expired.
+    assert_eq!(report.tables[0].partition_counts().1, 4, "{report:#?}");
+    let table = ctx.catalog.load(&t).await.unwrap();
+    let live: HashSet<String> = signaldb_compactor::table::Inventory::load(&table)
+        .await
+        .unwrap()
+        .data
+        .iter()
+        .map(|f| f.path().to_string())
+        .collect();
+    let dropped: Vec<_> = inventory.data.iter().filter(|f| !live.contains(f.path())).collect();
+    assert_eq!(dropped.len(), 4);
+    for f in dropped {
+        let source = std::path::PathBuf::from(f.path().trim_start_matches("file://"));
+        let relative = source.strip_prefix(&warehouse).unwrap();
+        let copy = archive.join(relative);
+        assert_eq!(std::fs::metadata(&copy).unwrap().len(), f.size(), "{}", copy.display());
+        assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&source).unwrap(), "byte-identical copy");
+    }
+}
