@@ -67,11 +67,30 @@ pub async fn run(mut config: Config, dir: &Path, listen: SocketAddr) -> anyhow::
     Ok(())
 }
 
-async fn snapshot_stats(ctx: &Context) -> anyhow::Result<BTreeMap<String, TableStats>> {
+/// A table's figures plus its number of partitions with live data files.
+#[derive(Debug, Clone, Copy, Default)]
+struct Row {
+    stats: TableStats,
+    partitions: u64,
+}
+
+impl Row {
+    fn files_per_partition(&self) -> f64 {
+        self.stats.data_files as f64 / self.partitions.max(1) as f64
+    }
+}
+
+async fn snapshot_stats(ctx: &Context) -> anyhow::Result<BTreeMap<String, Row>> {
     let mut out = BTreeMap::new();
     for t in ctx.catalog.discover().await? {
         let table = ctx.catalog.load(&t).await?;
-        out.insert(t.qualified(), TableStats::of(&table));
+        let inventory = crate::table::Inventory::load(&table).await?;
+        let partitions: std::collections::HashSet<_> = inventory
+            .data
+            .iter()
+            .map(|f| (f.spec_id, format!("{:?}", f.entry.data_file().partition())))
+            .collect();
+        out.insert(t.qualified(), Row { stats: TableStats::of(&table), partitions: partitions.len() as u64 });
     }
     Ok(out)
 }
@@ -80,7 +99,7 @@ async fn snapshot_stats(ctx: &Context) -> anyhow::Result<BTreeMap<String, TableS
 async fn print_after_passes(
     ctx: Context,
     status: Arc<StatusBoard>,
-    before: BTreeMap<String, TableStats>,
+    before: BTreeMap<String, Row>,
     cancel: CancellationToken,
 ) {
     let mut seen: u64 = 0;
@@ -100,32 +119,38 @@ async fn print_after_passes(
     }
 }
 
-fn render(before: &BTreeMap<String, TableStats>, after: &BTreeMap<String, TableStats>) -> String {
-    let mut out =
-        format!("{:<36} {:>17} {:>25} {:>19} {:>13}\n", "table", "data files", "bytes", "rows", "snapshots");
-    let mut total_before = TableStats::default();
-    let mut total_after = TableStats::default();
+fn render(before: &BTreeMap<String, Row>, after: &BTreeMap<String, Row>) -> String {
+    let mut out = format!(
+        "{:<36} {:>17} {:>15} {:>25} {:>19} {:>13}\n",
+        "table", "data files", "files/partition", "bytes", "rows", "snapshots"
+    );
+    let mut total_before = Row::default();
+    let mut total_after = Row::default();
     for (name, a) in after {
         let b = before.get(name).copied().unwrap_or_default();
-        total_before = total_before + b;
-        total_after = total_after + *a;
+        for (total, row) in [(&mut total_before, b), (&mut total_after, *a)] {
+            total.stats = total.stats + row.stats;
+            total.partitions += row.partitions;
+        }
         out.push_str(&row(name, &b, a));
     }
     out.push_str(&row("TOTAL", &total_before, &total_after));
     out
 }
 
-fn row(name: &str, b: &TableStats, a: &TableStats) -> String {
+fn row(name: &str, b: &Row, a: &Row) -> String {
     format!(
-        "{:<36} {:>7} -> {:<7} {:>11} -> {:<11} {:>8} -> {:<8} {:>5} -> {:<5}\n",
+        "{:<36} {:>7} -> {:<7} {:>6.1} -> {:<6.1} {:>11} -> {:<11} {:>8} -> {:<8} {:>5} -> {:<5}\n",
         name,
-        b.data_files,
-        a.data_files,
-        human_bytes(b.bytes),
-        human_bytes(a.bytes),
-        b.rows,
-        a.rows,
-        b.snapshots,
-        a.snapshots
+        b.stats.data_files,
+        a.stats.data_files,
+        b.files_per_partition(),
+        a.files_per_partition(),
+        human_bytes(b.stats.bytes),
+        human_bytes(a.stats.bytes),
+        b.stats.rows,
+        a.stats.rows,
+        b.stats.snapshots,
+        a.stats.snapshots
     )
 }

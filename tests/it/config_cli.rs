@@ -137,3 +137,33 @@ fn environment_forms_round_trip_into_effective_config() {
         v["sources"]["env"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
     assert_eq!(env_sources.len(), env.len());
 }
+
+#[tokio::test]
+async fn check_config_prints_each_tables_resolved_retention_and_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = crate::support::small_options(dir.path());
+    opts.tenants = 2;
+    signaldb_compactor::generate::generate(&opts).await.unwrap();
+    crate::support::write_config(
+        dir.path(),
+        "[compactor.retention]\ntraces_retention_days = 7\n[[compactor.retention.tenant_overrides]]\ntenant_id = \"acme\"\ntraces_retention_days = 14\n[[compactor.retention.tenant_overrides.dataset_overrides]]\ndataset_id = \"production\"\nlogs = \"forever\"\n",
+    );
+    let before = crate::support::snapshot_bytes(dir.path());
+    let out = run_bin(dir.path(), &["check-config"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = |tenant: &str, table: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().take(3).collect::<Vec<_>>() == [tenant, "production", table])
+            .unwrap_or_else(|| panic!("no line for {tenant} {table} in:\n{stdout}"))
+            .split_whitespace()
+            .skip(3)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(line("acme", "traces"), ["traces", "14days", "tenant"]);
+    assert_eq!(line("acme", "logs"), ["logs", "forever", "dataset"]);
+    assert_eq!(line("globex", "traces"), ["traces", "7days", "global"]);
+    assert_eq!(line("globex", "metrics_gauge"), ["metrics", "30days", "global"]);
+    assert!(crate::support::snapshot_bytes(dir.path()) == before, "check-config changes nothing");
+}
