@@ -163,6 +163,10 @@ pub struct TableReport {
     pub rows: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<i64>,
+    /// Files this pass rewrote, dropped or deleted (for the audit trail).
+    pub files_processed: u64,
+    /// Bytes this pass removed from storage or from the table (for the audit trail).
+    pub bytes_reclaimed: u64,
     /// Per-partition outcomes (planned, succeeded, skipped with a reason, failed).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub partition_reports: Vec<PartitionReport>,
@@ -188,6 +192,8 @@ impl TableReport {
             bytes_after: 0,
             rows: 0,
             snapshot_id: None,
+            files_processed: 0,
+            bytes_reclaimed: 0,
             partition_reports: Vec::new(),
             details: Vec::new(),
         }

@@ -436,6 +436,8 @@ fn merge_results(
                 entry.snapshot_id = Some(done.committed.snapshot_id);
                 entry.attempts = Some(entry.attempts.unwrap_or(0).max(done.committed.attempts));
                 report.snapshot_id = Some(done.committed.snapshot_id);
+                report.files_processed += done.inputs as u64;
+                report.bytes_reclaimed += done.input_bytes.saturating_sub(done.rewritten.bytes_written);
             }
             Err(failure) => {
                 let group_files: usize =

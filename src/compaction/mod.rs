@@ -38,6 +38,7 @@ pub struct CompactionJob {
     clock: Arc<dyn Clock>,
     config: CompactionConfig,
     locks: crate::service::locks::TableLocks,
+    audit: crate::audit::Audit,
     before_commit: Option<BeforeCommitHook>,
 }
 
@@ -49,6 +50,7 @@ impl CompactionJob {
             clock: ctx.clock.clone(),
             config: ctx.config.compaction.clone(),
             locks: ctx.locks.clone(),
+            audit: ctx.audit.clone(),
             before_commit: None,
         }
     }
@@ -97,7 +99,10 @@ impl Job for CompactionJob {
                 break;
             }
             let _guard = self.locks.lock(&table.qualified()).await;
-            tables.push(execute::compact_table(self, table, request, cancel).await);
+            let record = self.audit.start(crate::audit::RunType::Compaction, table, self.clock.now()).await;
+            let report = execute::compact_table(self, table, request, cancel).await;
+            self.audit.finish(record, request.mode, &report, self.clock.now()).await;
+            tables.push(report);
         }
         Ok(PassReport {
             job: JobKind::Compaction,

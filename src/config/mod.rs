@@ -117,6 +117,9 @@ pub struct ServiceConfig {
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
+    /// `compactor_runs` rows older than this are deleted.
+    #[serde(with = "humantime_serde")]
+    pub audit_retention: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]

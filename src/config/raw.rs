@@ -63,6 +63,7 @@ pub struct RawCompactor {
     #[serde(default, with = "humantime_serde")]
     pub shutdown_timeout: Option<Duration>,
     pub log_format: Option<String>,
+    pub audit_retention_days: Option<u64>,
     #[serde(default)]
     pub retention: RawRetention,
     #[serde(default)]

@@ -184,6 +184,9 @@ fn service(raw: &RawCompactor, dry_run: bool) -> Result<ServiceConfig> {
         dry_run,
         shutdown_timeout: positive_duration("compactor.shutdown_timeout", raw.shutdown_timeout, secs(30))?,
         log_format,
+        audit_retention: secs(
+            at_least("compactor.audit_retention_days", raw.audit_retention_days, 30, 1)? * DAY,
+        ),
     })
 }
 

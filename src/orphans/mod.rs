@@ -44,6 +44,7 @@ pub struct OrphanJob {
     clock: Arc<dyn Clock>,
     config: OrphanConfig,
     locks: TableLocks,
+    audit: crate::audit::Audit,
     /// When retention is enabled, a cleanup cycle expires snapshots first, so the files expiry
     /// unreferences are collected in the same cycle.
     expiry: Option<crate::retention::RetentionJob>,
@@ -59,6 +60,7 @@ impl OrphanJob {
             clock: ctx.clock.clone(),
             config: ctx.config.orphans.clone(),
             locks: ctx.locks.clone(),
+            audit: ctx.audit.clone(),
             expiry: ctx.config.retention.enabled.then(|| crate::retention::RetentionJob::new(ctx)),
             before_batch: None,
         }
@@ -115,6 +117,7 @@ impl Job for OrphanJob {
                     warn!(table = %t, error, "snapshot expiry before orphan cleanup failed; cleaning anyway");
                 }
             }
+            let record = self.audit.start(crate::audit::RunType::Orphans, t, self.clock.now()).await;
             let report = match self.clean_table(t, &locations, request.mode, cancel).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -122,6 +125,7 @@ impl Job for OrphanJob {
                     TableReport::new(t, TableStatus::Failed { error: e })
                 }
             };
+            self.audit.finish(record, request.mode, &report, self.clock.now()).await;
             self.metrics
                 .orphan_cleanup_duration_seconds
                 .with_label_values(&[&t.tenant, &t.dataset, &t.table])
@@ -309,6 +313,8 @@ impl OrphanJob {
             }
             report.files_after += outcome.deleted.len() as u64;
             report.bytes_after += freed;
+            report.files_processed += outcome.deleted.len() as u64;
+            report.bytes_reclaimed += freed;
             if !outcome.deleted.is_empty() {
                 report.status = TableStatus::Succeeded;
             }

@@ -301,6 +301,7 @@ async fn drop_expired(
     job.metrics.partitions_dropped_total.with_label_values(&labels(t)).inc_by(dplan.partitions.len() as u64);
     record_drops(report, &dplan, &files, status, last_snapshot);
     report.snapshot_id = last_snapshot;
+    report.files_processed += dplan.remove.len() as u64;
     let table = job.catalog.load(t).await?;
     let stats = crate::stats::TableStats::of(&table);
     (report.files_after, report.bytes_after) = (stats.data_files, stats.bytes);
@@ -483,6 +484,7 @@ async fn expire_snapshots(
     };
     let outcome = gate.delete(&candidates).await;
     job.metrics.bytes_reclaimed_total.with_label_values(&labels(t)).inc_by(outcome.bytes_deleted());
+    report.bytes_reclaimed += outcome.bytes_deleted();
     report.details.push(format!(
         "unreachable after expiry: {} file(s), deleted {} ({} bytes), kept {}, failed {}",
         candidates.len(),

@@ -44,6 +44,7 @@ pub struct RetentionJob {
     clock: Arc<dyn Clock>,
     config: RetentionConfig,
     locks: crate::service::locks::TableLocks,
+    audit: crate::audit::Audit,
     before_commit: Option<BeforeCommitHook>,
 }
 
@@ -57,6 +58,7 @@ impl RetentionJob {
             clock: ctx.clock.clone(),
             config: ctx.config.retention.clone(),
             locks: ctx.locks.clone(),
+            audit: ctx.audit.clone(),
             before_commit: None,
         }
     }
@@ -75,7 +77,11 @@ impl RetentionJob {
         {
             return TableReport::new(t, TableStatus::Unchanged);
         }
-        execute::expire_table(self, t, mode.and(self.config.mode), cancel).await
+        let mode = mode.and(self.config.mode);
+        let record = self.audit.start(crate::audit::RunType::Expiry, t, self.clock.now()).await;
+        let report = execute::expire_table(self, t, mode, cancel).await;
+        self.audit.finish(record, mode, &report, self.clock.now()).await;
+        report
     }
 
     /// Runs `hook(table)` right before each partition-drop commit.
@@ -128,7 +134,12 @@ impl Job for RetentionJob {
                     return None;
                 }
                 let _guard = self.locks.lock(&table.qualified()).await;
-                Some(execute::retain_table(self, table, request.mode, started_at, logged_ref, cancel).await)
+                let record =
+                    self.audit.start(crate::audit::RunType::Retention, table, self.clock.now()).await;
+                let report =
+                    execute::retain_table(self, table, request.mode, started_at, logged_ref, cancel).await;
+                self.audit.finish(record, request.mode, &report, self.clock.now()).await;
+                Some(report)
             })
             .buffered(TABLE_CONCURRENCY)
             .filter_map(|r| async move { r })

@@ -35,6 +35,8 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     /// One job per table at a time.
     pub locks: locks::TableLocks,
+    /// The audit trail (a no-op without write access).
+    pub audit: crate::audit::Audit,
 }
 
 impl Context {
@@ -49,6 +51,17 @@ impl Context {
         let catalog = Catalog::connect(&config.catalog, &warehouse, access)
             .await
             .context("connecting to the catalog")?;
+        let audit = match access {
+            Access::ReadWrite => crate::audit::Audit::new(Some(catalog.pool().clone())),
+            Access::ReadOnly => crate::audit::Audit::disabled(),
+        };
+        let recovered = audit
+            .recover(chrono::Utc::now(), config.service.audit_retention)
+            .await
+            .context("recovering the audit trail")?;
+        if recovered > 0 {
+            warn!(runs = recovered, "audit rows left running by a stopped process marked failed");
+        }
         let archive = match &config.retention.archive {
             Some(dsn) => {
                 let storage = crate::config::StorageConfig { dsn: dsn.clone(), ..config.storage.clone() };
@@ -69,6 +82,7 @@ impl Context {
             metrics: Metrics::new(registry),
             clock: Arc::new(SystemClock),
             locks: locks::TableLocks::default(),
+            audit,
         })
     }
 

@@ -64,10 +64,16 @@ async fn ten_days_of_traces_with_seven_days_retention() {
 
     // Dry-run first: it plans the 70 drops and changes no byte.
     let bytes = snapshot_bytes(dir.path());
-    let dry_ctx = context(dir.path(), now, |c| {
-        enable(c, days(7));
-        c.retention.mode = Mode::DryRun;
-    })
+    // Opened as a dry-run-only process opens: read-only.
+    let dry_ctx = crate::support::context_with_access(
+        dir.path(),
+        now,
+        signaldb_compactor::catalog::Access::ReadOnly,
+        |c| {
+            enable(c, days(7));
+            c.retention.mode = Mode::DryRun;
+        },
+    )
     .await;
     let dry = RetentionJob::new(&dry_ctx)
         .run_once(&PassRequest::all(Mode::DryRun), &CancellationToken::new())

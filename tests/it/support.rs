@@ -106,16 +106,25 @@ pub async fn context(
     now: DateTime<Utc>,
     tweak: impl FnOnce(&mut signaldb_compactor::config::Config),
 ) -> signaldb_compactor::service::Context {
+    context_with_access(dir, now, Access::ReadWrite, tweak).await
+}
+
+/// Like [`context`], with the access a real process would open with (read-only when all is dry-run).
+pub async fn context_with_access(
+    dir: &Path,
+    now: DateTime<Utc>,
+    access: Access,
+    tweak: impl FnOnce(&mut signaldb_compactor::config::Config),
+) -> signaldb_compactor::service::Context {
     let (mut config, _) =
         signaldb_compactor::config::Config::load(None, std::iter::empty(), dir).expect("default config");
     let (catalog, storage) = dir_config(dir);
     config.catalog = catalog;
     config.storage = storage;
     tweak(&mut config);
-    let mut ctx =
-        signaldb_compactor::service::Context::build(config, prometheus::Registry::new(), Access::ReadWrite)
-            .await
-            .expect("context builds");
+    let mut ctx = signaldb_compactor::service::Context::build(config, prometheus::Registry::new(), access)
+        .await
+        .expect("context builds");
     ctx.clock = std::sync::Arc::new(signaldb_compactor::clock::FixedClock(now));
     ctx
 }

@@ -1,0 +1,149 @@
+//! The audit trail: a `compactor_runs` row for every job pass over every table, inserted as `running`
+//! when the table's work starts and finished with its outcome and figures.
+//!
+//! Written only by a process with write access: a process whose every job is in dry-run opens the
+//! catalog database read-only and records nothing, because dry-run changes no byte. Dry-run passes of a
+//! writing process (e.g. retention in dry-run next to executing compaction) are recorded as `dry_run`.
+//! Rows left `running` by a process that died are marked `failed` at the next startup.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::AnyPool;
+use tracing::warn;
+
+use crate::catalog::TableRef;
+use crate::config::Mode;
+use crate::job::{TableReport, TableStatus};
+
+/// Fixed-width UTC timestamps, so that stored values order correctly as strings.
+pub fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Kinds of audited work (`run_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunType {
+    Compaction,
+    Retention,
+    Orphans,
+    Expiry,
+}
+
+impl RunType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunType::Compaction => "compaction",
+            RunType::Retention => "retention",
+            RunType::Orphans => "orphans",
+            RunType::Expiry => "expiry",
+        }
+    }
+}
+
+/// Records audit rows; a no-op when the process has no write access.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    pool: Option<AnyPool>,
+}
+
+/// An audit row that was started and must be finished.
+#[derive(Debug)]
+pub struct RunRecord {
+    run_id: String,
+}
+
+impl Audit {
+    pub fn new(pool: Option<AnyPool>) -> Audit {
+        Audit { pool }
+    }
+
+    pub fn disabled() -> Audit {
+        Audit { pool: None }
+    }
+
+    /// Inserts a `running` row. Audit failures are logged, never fail the work itself.
+    pub async fn start(&self, run_type: RunType, t: &TableRef, now: DateTime<Utc>) -> Option<RunRecord> {
+        let pool = self.pool.as_ref()?;
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let stamp = stamp(now);
+        let inserted = sqlx::query(
+            "INSERT INTO compactor_runs (run_id, run_type, tenant_id, dataset_id, table_name, started_at, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'running', $7)",
+        )
+        .bind(&run_id)
+        .bind(run_type.as_str())
+        .bind(&t.tenant)
+        .bind(&t.dataset)
+        .bind(&t.table)
+        .bind(&stamp)
+        .bind(&stamp)
+        .execute(pool)
+        .await;
+        match inserted {
+            Ok(_) => Some(RunRecord { run_id }),
+            Err(e) => {
+                warn!(table = %t, error = %e, "could not write the audit row");
+                None
+            }
+        }
+    }
+
+    /// Completes a started row from the table's report.
+    pub async fn finish(
+        &self,
+        record: Option<RunRecord>,
+        mode: Mode,
+        report: &TableReport,
+        now: DateTime<Utc>,
+    ) {
+        let (Some(pool), Some(record)) = (self.pool.as_ref(), record) else { return };
+        let (status, error) = match &report.status {
+            TableStatus::Failed { error } => ("failed", Some(error.clone())),
+            _ if mode.is_dry_run() => ("dry_run", None),
+            _ => ("completed", None),
+        };
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let updated = sqlx::query(
+            "UPDATE compactor_runs SET completed_at = $1, status = $2, partitions_affected = $3, files_processed = $4, \
+             bytes_reclaimed = $5, snapshot_id = $6, error_message = $7 WHERE run_id = $8",
+        )
+        .bind(stamp(now))
+        .bind(status)
+        .bind(clamp(report.partitions))
+        .bind(clamp(report.files_processed))
+        .bind(clamp(report.bytes_reclaimed))
+        .bind(report.snapshot_id)
+        .bind(error)
+        .bind(&record.run_id)
+        .execute(pool)
+        .await;
+        if let Err(e) = updated {
+            warn!(run_id = record.run_id, error = %e, "could not complete the audit row");
+        }
+    }
+
+    /// At startup: rows a dead process left `running` become `failed`; rows older than `keep` go.
+    pub async fn recover(&self, now: DateTime<Utc>, keep: std::time::Duration) -> Result<u64, sqlx::Error> {
+        let Some(pool) = self.pool.as_ref() else { return Ok(0) };
+        let marked = sqlx::query(
+            "UPDATE compactor_runs SET status = 'failed', completed_at = $1, \
+             error_message = 'the process stopped before this run finished' WHERE status = 'running'",
+        )
+        .bind(stamp(now))
+        .execute(pool)
+        .await?
+        .rows_affected();
+        self.prune(now, keep).await?;
+        Ok(marked)
+    }
+
+    /// Deletes audit rows that started before `now - keep`.
+    pub async fn prune(&self, now: DateTime<Utc>, keep: std::time::Duration) -> Result<(), sqlx::Error> {
+        let Some(pool) = self.pool.as_ref() else { return Ok(()) };
+        let cutoff = now - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
+        sqlx::query("DELETE FROM compactor_runs WHERE started_at < $1")
+            .bind(stamp(cutoff))
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+}
