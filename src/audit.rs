@@ -60,6 +60,11 @@ impl Audit {
         Audit { pool: None }
     }
 
+    /// Whether rows are written (and so can be read back).
+    pub fn is_enabled(&self) -> bool {
+        self.pool.is_some()
+    }
+
     /// Inserts a `running` row. Audit failures are logged, never fail the work itself.
     pub async fn start(&self, run_type: RunType, t: &TableRef, now: DateTime<Utc>) -> Option<RunRecord> {
         let pool = self.pool.as_ref()?;

@@ -42,10 +42,13 @@ impl fmt::Display for JobKind {
     }
 }
 
-/// Restricts a pass to some tables (`--table TENANT.DATASET.TABLE`, repeatable). Empty: every table.
+/// Restricts a pass to some tables (`--table TENANT.DATASET.TABLE`, repeatable) and/or to one tenant or
+/// dataset (admin API). Empty: every table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TableFilter {
     tables: Vec<String>,
+    tenant: Option<String>,
+    dataset: Option<String>,
 }
 
 impl TableFilter {
@@ -54,15 +57,22 @@ impl TableFilter {
     }
 
     pub fn only(tables: impl IntoIterator<Item = String>) -> Self {
-        Self { tables: tables.into_iter().collect() }
+        Self { tables: tables.into_iter().collect(), ..Self::default() }
+    }
+
+    /// Tables of one tenant, optionally one dataset of it.
+    pub fn scoped(tenant: Option<String>, dataset: Option<String>) -> Self {
+        Self { tenant, dataset, ..Self::default() }
     }
 
     pub fn matches(&self, table: &TableRef) -> bool {
-        self.tables.is_empty() || self.tables.iter().any(|t| *t == table.qualified())
+        (self.tables.is_empty() || self.tables.iter().any(|t| *t == table.qualified()))
+            && self.tenant.as_ref().is_none_or(|t| *t == table.tenant)
+            && self.dataset.as_ref().is_none_or(|d| *d == table.dataset)
     }
 
     pub fn is_all(&self) -> bool {
-        self.tables.is_empty()
+        self.tables.is_empty() && self.tenant.is_none() && self.dataset.is_none()
     }
 
     pub fn tables(&self) -> &[String] {
@@ -79,7 +89,7 @@ impl FromStr for TableFilter {
         if parts.len() < 3 || parts.iter().any(|p| p.is_empty()) {
             return Err(format!("{s:?} is not TENANT.DATASET.TABLE"));
         }
-        Ok(Self { tables: vec![s.to_string()] })
+        Ok(Self::only([s.to_string()]))
     }
 }
 

@@ -183,6 +183,26 @@ pub struct OrphanConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Admin API tokens; none configured means the admin API is disabled (404).
+    pub admin_tokens: Vec<AdminToken>,
+}
+
+/// Who an admin token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum AdminRole {
+    /// Every tenant.
+    OpsAdmin,
+    /// Only these tenants.
+    TenantOperator { tenants: Vec<String> },
+}
+
+/// An admin token: the lowercase hex SHA-256 of the bearer token, and its role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AdminToken {
+    #[serde(skip)]
+    pub sha256: [u8; 32],
+    pub role: AdminRole,
 }
 
 /// Where the configuration came from, for `check-config`.

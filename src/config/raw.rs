@@ -167,4 +167,16 @@ pub struct RawOrphanCleanup {
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
     pub listen: Option<String>,
+    #[serde(default)]
+    pub admin_tokens: Vec<RawAdminToken>,
+}
+
+/// `[[compactor.http.admin_tokens]]`: a bearer token, stored as its SHA-256.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdminToken {
+    pub sha256: Option<String>,
+    pub role: Option<String>,
+    #[serde(default)]
+    pub tenants: Vec<String>,
 }

@@ -111,7 +111,10 @@ pub fn validate(raw: RawConfig, cwd: &Path) -> Result<Config> {
         compaction: compaction(&raw.compactor, global_mode)?,
         retention: retention(&raw.compactor.retention, global_mode, cwd)?,
         orphans: orphans(&raw.compactor.orphan_cleanup, global_mode)?,
-        http: HttpConfig { listen: listen(raw.compactor.http.listen.as_deref())? },
+        http: HttpConfig {
+            listen: listen(raw.compactor.http.listen.as_deref())?,
+            admin_tokens: admin_tokens(&raw.compactor.http.admin_tokens)?,
+        },
     })
 }
 
@@ -497,6 +500,59 @@ fn orphans(raw: &RawOrphanCleanup, global: Mode) -> Result<OrphanConfig> {
         revalidate_before_delete: raw.revalidate_before_delete.unwrap_or(true),
         max_snapshot_age: secs(max_age_hours * HOUR),
     })
+}
+
+fn admin_tokens(raw: &[super::raw::RawAdminToken]) -> Result<Vec<super::AdminToken>> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, t) in raw.iter().enumerate() {
+        let key = |k: &str| format!("compactor.http.admin_tokens[{i}].{k}");
+        let hex_text = t.sha256.as_deref().unwrap_or("").trim().to_ascii_lowercase();
+        let mut sha256 = [0u8; 32];
+        let valid = hex_text.len() == 64
+            && hex_text.as_bytes().chunks(2).zip(sha256.iter_mut()).all(|(pair, byte)| {
+                std::str::from_utf8(pair)
+                    .ok()
+                    .and_then(|p| u8::from_str_radix(p, 16).ok())
+                    .map(|b| *byte = b)
+                    .is_some()
+            });
+        if !valid {
+            return Err(ConfigError::new(
+                key("sha256"),
+                "…",
+                "expected the 64-hex-digit SHA-256 of the token (e.g. `printf %s TOKEN | sha256sum`)",
+            ));
+        }
+        let role = match t.role.as_deref() {
+            Some("ops_admin") if t.tenants.is_empty() => super::AdminRole::OpsAdmin,
+            Some("ops_admin") => {
+                return Err(ConfigError::new(
+                    key("tenants"),
+                    "[...]",
+                    "ops_admin tokens act for every tenant; remove tenants",
+                ));
+            }
+            Some("tenant_operator") if !t.tenants.is_empty() => {
+                super::AdminRole::TenantOperator { tenants: t.tenants.clone() }
+            }
+            Some("tenant_operator") => {
+                return Err(ConfigError::new(
+                    key("tenants"),
+                    "[]",
+                    "a tenant_operator token needs at least one tenant",
+                ));
+            }
+            other => {
+                return Err(ConfigError::new(
+                    key("role"),
+                    format!("{other:?}"),
+                    "expected \"ops_admin\" or \"tenant_operator\"",
+                ));
+            }
+        };
+        out.push(super::AdminToken { sha256, role });
+    }
+    Ok(out)
 }
 
 fn listen(text: Option<&str>) -> Result<SocketAddr> {

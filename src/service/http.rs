@@ -33,13 +33,9 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .with_state(state)
 }
 
-/// Serves until `cancel` fires; in-flight requests finish first.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<HttpState>,
-    cancel: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(async move { cancel.cancelled().await }).await
+/// Serves `app` until `cancel` fires; in-flight requests finish first.
+pub async fn serve(listener: TcpListener, app: Router, cancel: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await
 }
 
 async fn metrics(State(state): State<Arc<HttpState>>) -> Response {

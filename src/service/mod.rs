@@ -1,6 +1,7 @@
 //! The daemon: the shared context (config, catalog, store, metrics, clock), every enabled job's loop
 //! and the HTTP server, all stopped by one `CancellationToken`.
 
+pub mod admin;
 pub mod http;
 pub mod locks;
 pub mod periodic;
@@ -158,7 +159,15 @@ pub async fn run_jobs(
     });
     let addr = listener.local_addr()?;
     info!(%addr, "http server listening");
-    tracker.spawn(http::serve(listener, state, cancel.clone()));
+    let admin = Arc::new(admin::AdminState::new(
+        ctx.config.http.admin_tokens.clone(),
+        jobs.iter().map(|(j, _)| j.clone()).collect(),
+        ctx.catalog.clone(),
+        ctx.audit.is_enabled(),
+        cancel.clone(),
+    ));
+    let app = http::router(state).merge(admin::router(admin));
+    tracker.spawn(http::serve(listener, app, cancel.clone()));
     for (job, enabled) in jobs {
         if enabled {
             tracker.spawn(run_periodic(job, cancel.clone(), status.clone(), ctx.metrics.clone()));

@@ -65,6 +65,17 @@ const BAD: &[(&str, Env, &str)] = &[
     ),
     ("", &[("SIGNALDB_COMPACTOR_RETENTION_TRACE_DAYS", "3")], "SIGNALDB_COMPACTOR_RETENTION_TRACE_DAYS"),
     ("[compactor\nbroken", &[], "signaldb.toml"),
+    (
+        "[[compactor.http.admin_tokens]]\nsha256 = \"nothex\"\nrole = \"ops_admin\"\n",
+        &[],
+        "compactor.http.admin_tokens[0].sha256",
+    ),
+    (
+        "[[compactor.http.admin_tokens]]\nsha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\nrole = \"tenant_operator\"\n",
+        &[],
+        "compactor.http.admin_tokens[0].tenants",
+    ),
+    ("[compactor]\naudit_retention_days = 0\n", &[], "compactor.audit_retention_days"),
 ];
 
 #[test]

@@ -2,6 +2,7 @@
 //! components: SQLite catalog files, the local filesystem, real Parquet and Iceberg metadata, the
 //! compiled binary, and PyIceberg as an independent Iceberg implementation.
 
+mod admin;
 mod audit;
 mod compaction;
 mod config_cli;
