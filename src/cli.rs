@@ -74,6 +74,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check that every file every retained snapshot references exists with its recorded size.
+    Verify {
+        /// Only this table (TENANT.DATASET.TABLE); repeatable.
+        #[arg(long = "table", value_name = "TENANT.DATASET.TABLE")]
+        tables: Vec<TableFilter>,
+        /// Also parse every Parquet footer and compare row counts with the manifests.
+        #[arg(long)]
+        deep: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the configuration and print the effective values (secrets redacted).
     CheckConfig {
         #[arg(long)]
@@ -248,6 +259,10 @@ async fn dispatch(cli: Cli) -> ExitCode {
                     once(ctx, job, request, json).await
                 }
                 Command::Plan { json } => once(ctx, OnceJob::All, PassRequest::all(Mode::DryRun), json).await,
+                Command::Verify { tables, deep, json } => {
+                    let filter = TableFilter::only(tables.into_iter().flat_map(|t| t.tables().to_vec()));
+                    verify(ctx, filter, deep, json).await
+                }
                 _ => unreachable!("handled above"),
             }
         }
@@ -271,6 +286,31 @@ fn command_access(command: &Command, config: &Config) -> Access {
         _ => false,
     };
     if writes { Access::ReadWrite } else { Access::ReadOnly }
+}
+
+/// `verify`: exit 1 when any table has a problem.
+async fn verify(ctx: Context, filter: TableFilter, deep: bool, json: bool) -> ExitCode {
+    let results = match crate::verify::verify(&ctx, &filter, deep).await {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let problems: usize = results.iter().map(|r| r.problems.len()).sum();
+    if json {
+        print_json(&results);
+    } else {
+        for r in &results {
+            let verdict = if r.problems.is_empty() {
+                "ok".to_string()
+            } else {
+                format!("{} problem(s)", r.problems.len())
+            };
+            println!("{:<40} snapshots={} files={} {verdict}", r.table, r.snapshots, r.files_checked);
+            for p in &r.problems {
+                println!("    {}", serde_json::to_string(p).unwrap_or_default());
+            }
+        }
+    }
+    if problems > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {

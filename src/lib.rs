@@ -17,3 +17,4 @@ pub mod service;
 pub mod stats;
 pub mod storage;
 pub mod table;
+pub mod verify;

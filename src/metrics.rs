@@ -49,6 +49,8 @@ pub struct Metrics {
     pub deletion_failures_total: IntCounterVec,
     pub bytes_freed_total: IntCounterVec,
     pub orphan_cleanup_duration_seconds: HistogramVec,
+    /// Integrity problems found by the last `verify` of a table (tenant, dataset, table).
+    pub integrity_problems: IntGaugeVec,
 }
 
 /// Labels of orphan-cleanup metrics.
@@ -228,6 +230,12 @@ impl Metrics {
                 r,
                 "compactor_orphan_cleanup_duration_seconds",
                 "Wall time of cleaning one table",
+                &ORPHAN_LABELS,
+            ),
+            integrity_problems: gauge(
+                r,
+                "compactor_integrity_problems",
+                "Missing, truncated or corrupt files found by the last verify of a table",
                 &ORPHAN_LABELS,
             ),
             tables_skipped_total: counter(

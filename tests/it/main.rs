@@ -12,3 +12,4 @@ mod orphans;
 mod retention;
 mod serve;
 mod support;
+mod verify;
