@@ -53,6 +53,8 @@ pub async fn run_pass(
     let kind = job.kind();
     let job_label = kind.as_str();
     status.pass_started(kind);
+    // Failure series exist (at 0) from the first pass, so `increase()` alerts see them.
+    metrics.pass_failures_total.with_label_values(&[job_label]);
     let started = Instant::now();
     let outcome = job.run_once(request, cancel).await;
     let elapsed = started.elapsed();

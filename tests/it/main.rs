@@ -8,6 +8,7 @@ mod compaction;
 mod config_cli;
 mod discovery;
 mod generate;
+mod observability;
 mod orphans;
 mod retention;
 mod serve;

@@ -1,0 +1,94 @@
+//! Every metric the Grafana dashboard and the Prometheus alert rules query exists in a real scrape taken
+//! after real passes of every job; both files parse (JSON-style YAML).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use signaldb_compactor::config::{Mode, RetentionValue};
+use signaldb_compactor::job::{Job, PassRequest};
+use signaldb_compactor::service::{StatusBoard, run_pass};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{context, fixed_end, generate_small};
+
+fn read_json(relative: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(format!("{}/{relative}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let json: String =
+        text.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{relative} does not parse: {e}"))
+}
+
+/// `compactor_*` metric names in a PromQL expression, histogram suffixes removed.
+fn metric_names(expr: &str, into: &mut BTreeSet<String>) {
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while let Some(pos) = expr[i..].find("compactor_") {
+        let start = i + pos;
+        let mut end = start;
+        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+            end += 1;
+        }
+        let name = &expr[start..end];
+        let base = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+        into.insert(base.to_string());
+        i = end;
+    }
+}
+
+#[tokio::test]
+async fn dashboard_and_alert_metrics_exist_in_a_real_scrape() {
+    let dashboard = read_json("deploy/grafana/signaldb-compactor.json");
+    let alerts = read_json("deploy/prometheus/alerts.yaml");
+    let mut names = BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            metric_names(target["expr"].as_str().unwrap(), &mut names);
+        }
+    }
+    let mut alert_names = BTreeSet::new();
+    for rule in alerts["groups"][0]["rules"].as_array().unwrap() {
+        assert!(rule["alert"].is_string() && rule["annotations"]["summary"].is_string());
+        metric_names(rule["expr"].as_str().unwrap(), &mut alert_names);
+    }
+    assert_eq!(alert_names.len(), 5, "{alert_names:?}");
+    names.extend(alert_names);
+
+    // A real scenario: compaction (one hour still open), retention ten days later (drops and expiry),
+    // orphan cleanup (one planted orphan), verify.
+    let dir = tempfile::tempdir().unwrap();
+    generate_small(dir.path()).await;
+    let mut ctx = context(dir.path(), fixed_end() + TimeDelta::minutes(5), |c| {
+        c.compaction.min_input_files = 2;
+        c.retention.enabled = true;
+        c.retention.mode = Mode::Execute;
+        c.retention.snapshots_to_keep = 1;
+        c.retention.policy.global.traces = Some(RetentionValue::For(std::time::Duration::from_secs(86_400)));
+        c.orphans.enabled = true;
+        c.orphans.mode = Mode::Execute;
+    })
+    .await;
+    ctx.discover().await.unwrap();
+    let status = StatusBoard::new(&[]);
+    let cancel = CancellationToken::new();
+    let compaction: Arc<dyn Job> = Arc::new(signaldb_compactor::compaction::CompactionJob::new(&ctx));
+    run_pass(compaction.as_ref(), &PassRequest::all(Mode::Execute), &cancel, &status, &ctx.metrics).await;
+    ctx.clock = Arc::new(signaldb_compactor::clock::FixedClock(chrono::Utc::now() + TimeDelta::days(10)));
+    let retention: Arc<dyn Job> = Arc::new(signaldb_compactor::retention::RetentionJob::new(&ctx));
+    run_pass(retention.as_ref(), &PassRequest::all(Mode::Execute), &cancel, &status, &ctx.metrics).await;
+    std::fs::write(dir.path().join("warehouse/acme/production/logs/data/orphan.parquet"), b"x").unwrap();
+    let orphans: Arc<dyn Job> = Arc::new(signaldb_compactor::orphans::OrphanJob::new(&ctx));
+    run_pass(orphans.as_ref(), &PassRequest::all(Mode::Execute), &cancel, &status, &ctx.metrics).await;
+    signaldb_compactor::verify::verify(&ctx, &Default::default(), false).await.unwrap();
+
+    let scrape = ctx.metrics.render();
+    let exported: BTreeSet<&str> = scrape
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(|n| ["_bucket", "_sum", "_count"].iter().find_map(|s| n.strip_suffix(s)).unwrap_or(n))
+        .collect();
+    let missing: Vec<&String> = names.iter().filter(|n| !exported.contains(n.as_str())).collect();
+    assert!(missing.is_empty(), "queried but not exported: {missing:?}\n{scrape}");
+    assert!(names.len() >= 20, "{names:?}");
+}
