@@ -273,6 +273,10 @@ pub trait Job: Send + Sync + 'static {
     fn interval(&self) -> Duration;
     /// The mode the job's configuration asks for (dry-run wins over execute).
     fn mode(&self) -> Mode;
+    /// The maintenance window the loop waits for, if configured.
+    fn window(&self) -> Option<crate::window::Window> {
+        None
+    }
     async fn run_once(
         &self,
         request: &PassRequest,

@@ -18,3 +18,4 @@ pub mod stats;
 pub mod storage;
 pub mod table;
 pub mod verify;
+pub mod window;

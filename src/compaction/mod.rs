@@ -76,6 +76,10 @@ impl Job for CompactionJob {
         self.config.mode
     }
 
+    fn window(&self) -> Option<crate::window::Window> {
+        self.config.window
+    }
+
     async fn run_once(
         &self,
         request: &PassRequest,

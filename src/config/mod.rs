@@ -139,6 +139,18 @@ pub struct CompactionConfig {
     pub commit_max_attempts: u32,
     #[serde(with = "humantime_serde")]
     pub commit_retry_backoff: Duration,
+    #[serde(serialize_with = "serialize_window")]
+    pub window: Option<crate::window::Window>,
+}
+
+fn serialize_window<S: serde::Serializer>(
+    w: &Option<crate::window::Window>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match w {
+        Some(w) => s.serialize_some(&w.to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -157,6 +169,8 @@ pub struct RetentionConfig {
     pub allow_zero_retention: bool,
     /// Optional cold tier: expired data files are copied here (same relative paths) before a drop.
     pub archive: Option<Dsn>,
+    #[serde(serialize_with = "serialize_window")]
+    pub window: Option<crate::window::Window>,
     pub policy: RetentionPolicy,
 }
 
@@ -178,6 +192,8 @@ pub struct OrphanConfig {
     /// Accepted for compatibility with SignalDB's config; it never shrinks the live set.
     #[serde(with = "humantime_serde")]
     pub max_snapshot_age: Duration,
+    #[serde(serialize_with = "serialize_window")]
+    pub window: Option<crate::window::Window>,
 }
 
 #[derive(Debug, Clone, Serialize)]

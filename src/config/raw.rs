@@ -64,6 +64,10 @@ pub struct RawCompactor {
     pub shutdown_timeout: Option<Duration>,
     pub log_format: Option<String>,
     pub audit_retention_days: Option<u64>,
+    /// Compaction's maintenance window, e.g. "01:00-05:00".
+    pub window: Option<String>,
+    /// Timezone of compaction's window (default: [compactor.retention] timezone).
+    pub timezone: Option<String>,
     #[serde(default)]
     pub retention: RawRetention,
     #[serde(default)]
@@ -110,6 +114,7 @@ signal_retention_struct!(
         pub max_snapshot_age: Option<Duration>,
         pub allow_zero_retention: Option<bool>,
         pub archive_dsn: Option<String>,
+        pub window: Option<String>,
         #[serde(default)]
         pub tenant_overrides: Vec<RawTenantOverride>,
         #[serde(default)]
@@ -160,6 +165,8 @@ pub struct RawOrphanCleanup {
     pub batch_size: Option<u64>,
     pub revalidate_before_delete: Option<bool>,
     pub max_snapshot_age_hours: Option<u64>,
+    pub window: Option<String>,
+    pub timezone: Option<String>,
 }
 
 /// `[compactor.http]`.

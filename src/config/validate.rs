@@ -104,7 +104,7 @@ fn positive_duration(key: &str, value: Option<Duration>, default: Duration) -> R
 pub fn validate(raw: RawConfig, cwd: &Path) -> Result<Config> {
     let global_dry_run = raw.compactor.dry_run.unwrap_or(false);
     let global_mode = Mode::from_dry_run(global_dry_run);
-    Ok(Config {
+    let mut config = Config {
         catalog: catalog(&raw)?,
         storage: storage(raw.storage, cwd)?,
         service: service(&raw.compactor, global_dry_run)?,
@@ -115,7 +115,37 @@ pub fn validate(raw: RawConfig, cwd: &Path) -> Result<Config> {
             listen: listen(raw.compactor.http.listen.as_deref())?,
             admin_tokens: admin_tokens(&raw.compactor.http.admin_tokens)?,
         },
-    })
+    };
+    // Windows: each job's own timezone where it has one, else retention's.
+    let tz = config.retention.timezone;
+    config.compaction.window = window("compactor", &raw.compactor.window, &raw.compactor.timezone, tz)?;
+    config.retention.window = window("compactor.retention", &raw.compactor.retention.window, &None, tz)?;
+    config.orphans.window = window(
+        "compactor.orphan_cleanup",
+        &raw.compactor.orphan_cleanup.window,
+        &raw.compactor.orphan_cleanup.timezone,
+        tz,
+    )?;
+    Ok(config)
+}
+
+fn window(
+    section: &str,
+    text: &Option<String>,
+    timezone: &Option<String>,
+    default_tz: chrono_tz::Tz,
+) -> Result<Option<crate::window::Window>> {
+    let Some(text) = text else { return Ok(None) };
+    let spec: crate::window::WindowSpec = text
+        .parse()
+        .map_err(|why: String| ConfigError::new(format!("{section}.window"), format!("{text:?}"), why))?;
+    let tz = match timezone {
+        Some(name) => name.parse().map_err(|_| {
+            ConfigError::new(format!("{section}.timezone"), format!("{name:?}"), "unknown IANA timezone")
+        })?,
+        None => default_tz,
+    };
+    Ok(Some(crate::window::Window::new(spec, tz)))
 }
 
 fn catalog(raw: &RawConfig) -> Result<CatalogConfig> {
@@ -235,6 +265,7 @@ fn compaction(raw: &RawCompactor, global: Mode) -> Result<CompactionConfig> {
             raw.commit_retry_backoff,
             Duration::from_millis(200),
         )?,
+        window: None,
     })
 }
 
@@ -296,6 +327,7 @@ fn retention(raw: &RawRetention, global_mode: Mode, cwd: &Path) -> Result<Retent
             secs(5 * DAY),
         )?,
         allow_zero_retention: allow_zero,
+        window: None,
         archive: raw
             .archive_dsn
             .as_deref()
@@ -499,6 +531,7 @@ fn orphans(raw: &RawOrphanCleanup, global: Mode) -> Result<OrphanConfig> {
         batch_size: at_least("compactor.orphan_cleanup.batch_size", raw.batch_size, 1000, 1)? as usize,
         revalidate_before_delete: raw.revalidate_before_delete.unwrap_or(true),
         max_snapshot_age: secs(max_age_hours * HOUR),
+        window: None,
     })
 }
 

@@ -87,6 +87,10 @@ impl Job for OrphanJob {
         self.config.mode
     }
 
+    fn window(&self) -> Option<crate::window::Window> {
+        self.config.window
+    }
+
     async fn run_once(
         &self,
         request: &PassRequest,

@@ -105,6 +105,10 @@ impl Job for RetentionJob {
         self.config.mode
     }
 
+    fn window(&self) -> Option<crate::window::Window> {
+        self.config.window
+    }
+
     async fn run_once(
         &self,
         request: &PassRequest,

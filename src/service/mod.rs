@@ -170,7 +170,13 @@ pub async fn run_jobs(
     tracker.spawn(http::serve(listener, app, cancel.clone()));
     for (job, enabled) in jobs {
         if enabled {
-            tracker.spawn(run_periodic(job, cancel.clone(), status.clone(), ctx.metrics.clone()));
+            tracker.spawn(run_periodic(
+                job,
+                cancel.clone(),
+                status.clone(),
+                ctx.metrics.clone(),
+                ctx.clock.clone(),
+            ));
         } else {
             info!(job = %job.kind(), "loop disabled by configuration");
         }

@@ -13,15 +13,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::status::StatusBoard;
+use crate::clock::Clock;
 use crate::job::{Job, PassRequest};
 use crate::metrics::Metrics;
 
-/// Runs `job` every `job.interval()` until `cancel` fires.
+/// Runs `job` every `job.interval()` until `cancel` fires, only inside its maintenance window if it
+/// has one (outside it, the loop sleeps until the window opens).
 pub async fn run_periodic(
     job: Arc<dyn Job>,
     cancel: CancellationToken,
     status: Arc<StatusBoard>,
     metrics: Metrics,
+    clock: Arc<dyn Clock>,
 ) {
     let kind = job.kind();
     let interval = job.interval();
@@ -33,6 +36,23 @@ pub async fn run_periodic(
             biased;
             _ = cancel.cancelled() => break,
             _ = ticker.tick() => {}
+        }
+        if let Some(window) = job.window() {
+            let now = clock.now();
+            if !window.contains(now) {
+                let opens = window.next_open(now);
+                status.set_next_window(kind, opens);
+                info!(job = %kind, window = %window, opens = %opens, "outside the maintenance window; waiting");
+                let wait = (opens - now).to_std().unwrap_or_default();
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                // The interval counts from the window's opening, not from before the wait (which would
+                // fire an overdue tick right after this pass).
+                ticker.reset();
+            }
         }
         let request = PassRequest::all(job.mode());
         let span = info_span!("pass", job = %kind, mode = ?request.mode);
@@ -108,6 +128,25 @@ mod tests {
     struct CountingJob {
         passes: AtomicUsize,
         fail_every: usize,
+        window: Option<crate::window::Window>,
+        interval: Duration,
+    }
+
+    fn system() -> Arc<dyn Clock> {
+        Arc::new(crate::clock::SystemClock)
+    }
+
+    /// Wall time that follows tokio's (paused) clock from a fixed start.
+    #[derive(Debug)]
+    struct TokioClock {
+        base: chrono::DateTime<Utc>,
+        start: tokio::time::Instant,
+    }
+
+    impl Clock for TokioClock {
+        fn now(&self) -> chrono::DateTime<Utc> {
+            self.base + chrono::Duration::from_std(self.start.elapsed()).unwrap()
+        }
     }
 
     #[async_trait]
@@ -116,10 +155,13 @@ mod tests {
             JobKind::Compaction
         }
         fn interval(&self) -> Duration {
-            Duration::from_secs(60)
+            self.interval
         }
         fn mode(&self) -> Mode {
             Mode::DryRun
+        }
+        fn window(&self) -> Option<crate::window::Window> {
+            self.window
         }
         async fn run_once(
             &self,
@@ -141,7 +183,12 @@ mod tests {
     }
 
     fn setup(fail_every: usize) -> (Arc<CountingJob>, Arc<StatusBoard>, Metrics) {
-        let job = Arc::new(CountingJob { passes: AtomicUsize::new(0), fail_every });
+        let job = Arc::new(CountingJob {
+            passes: AtomicUsize::new(0),
+            fail_every,
+            window: None,
+            interval: Duration::from_secs(60),
+        });
         let status = Arc::new(StatusBoard::new(&[(JobKind::Compaction, true)]));
         (job, status, Metrics::new(prometheus::Registry::new()))
     }
@@ -157,7 +204,8 @@ mod tests {
     async fn runs_at_start_and_every_interval() {
         let (job, status, metrics) = setup(usize::MAX);
         let cancel = CancellationToken::new();
-        let handle = tokio::spawn(run_periodic(job.clone(), cancel.clone(), status, metrics.clone()));
+        let handle =
+            tokio::spawn(run_periodic(job.clone(), cancel.clone(), status, metrics.clone(), system()));
         settle().await;
         assert_eq!(job.passes.load(Ordering::SeqCst), 1);
         tokio::time::advance(Duration::from_secs(59)).await;
@@ -187,7 +235,13 @@ mod tests {
     async fn failing_pass_is_counted_and_loop_continues() {
         let (job, status, metrics) = setup(2);
         let cancel = CancellationToken::new();
-        let handle = tokio::spawn(run_periodic(job.clone(), cancel.clone(), status.clone(), metrics.clone()));
+        let handle = tokio::spawn(run_periodic(
+            job.clone(),
+            cancel.clone(),
+            status.clone(),
+            metrics.clone(),
+            system(),
+        ));
         settle().await;
         for _ in 0..3 {
             tokio::time::advance(Duration::from_secs(60)).await;
@@ -209,11 +263,59 @@ mod tests {
     async fn cancellation_stops_the_loop_promptly() {
         let (job, status, metrics) = setup(usize::MAX);
         let cancel = CancellationToken::new();
-        let handle = tokio::spawn(run_periodic(job.clone(), cancel.clone(), status, metrics));
+        let handle = tokio::spawn(run_periodic(job.clone(), cancel.clone(), status, metrics, system()));
         settle().await;
         cancel.cancel();
         // No time passes: the loop must end without waiting for its next tick.
         tokio::time::timeout(Duration::from_millis(1), handle).await.unwrap().unwrap();
         assert_eq!(job.passes.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_for_its_window_across_a_dst_change() {
+        use chrono::TimeZone;
+        // 2026-03-28 12:00 UTC; window 02:30-04:00 Europe/Berlin. That night clocks spring forward at
+        // 02:00 CET, so 02:30 does not exist: the window opens at 03:00 CEST = 01:00 UTC (+13 h) and
+        // closes at 04:00 CEST = 02:00 UTC. The next night it opens at 02:30 CEST = 00:30 UTC (+36.5 h).
+        let base = Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap();
+        let window =
+            crate::window::Window::new("02:30-04:00".parse().unwrap(), "Europe/Berlin".parse().unwrap());
+        let job = Arc::new(CountingJob {
+            passes: AtomicUsize::new(0),
+            fail_every: usize::MAX,
+            window: Some(window),
+            interval: Duration::from_secs(3600),
+        });
+        let status = Arc::new(StatusBoard::new(&[(JobKind::Compaction, true)]));
+        let metrics = Metrics::new(prometheus::Registry::new());
+        let clock = Arc::new(TokioClock { base, start: tokio::time::Instant::now() });
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(run_periodic(job.clone(), cancel.clone(), status.clone(), metrics, clock));
+        settle().await;
+        assert_eq!(job.passes.load(Ordering::SeqCst), 0, "outside the window: no pass at start");
+        assert_eq!(
+            status.snapshot()[0].next_window,
+            Some(Utc.with_ymd_and_hms(2026, 3, 29, 1, 0, 0).unwrap())
+        );
+        let step = |secs: u64| async move {
+            tokio::time::advance(Duration::from_secs(secs)).await;
+            settle().await;
+        };
+        step(13 * 3600 - 60).await;
+        assert_eq!(job.passes.load(Ordering::SeqCst), 0, "still one minute before the window");
+        step(60).await;
+        assert_eq!(job.passes.load(Ordering::SeqCst), 1, "first pass when the window opens");
+        step(3600).await; // 02:00 UTC: the window has closed; the loop waits for the next night
+        assert_eq!(job.passes.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            status.snapshot()[0].next_window,
+            Some(Utc.with_ymd_and_hms(2026, 3, 30, 0, 30, 0).unwrap())
+        );
+        step(22 * 3600 + 29 * 60).await;
+        assert_eq!(job.passes.load(Ordering::SeqCst), 1, "one minute before the second night's window");
+        step(60).await;
+        assert_eq!(job.passes.load(Ordering::SeqCst), 2);
+        cancel.cancel();
+        handle.await.unwrap();
     }
 }

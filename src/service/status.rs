@@ -19,6 +19,8 @@ pub struct LoopStatus {
     pub last_result: Option<String>,
     pub last_error: Option<String>,
     pub next_run: Option<DateTime<Utc>>,
+    /// When the loop is waiting for its maintenance window: when it opens.
+    pub next_window: Option<DateTime<Utc>>,
     pub passes: u64,
     pub failures: u64,
 }
@@ -45,6 +47,7 @@ impl StatusBoard {
                         last_result: None,
                         last_error: None,
                         next_run: None,
+                        next_window: None,
                         passes: 0,
                         failures: 0,
                     },
@@ -66,6 +69,7 @@ impl StatusBoard {
             s.running = true;
             s.last_pass_start = Some(Utc::now());
             s.next_run = None;
+            s.next_window = None;
         });
     }
 
@@ -90,6 +94,10 @@ impl StatusBoard {
 
     pub fn set_next_run(&self, job: JobKind, at: DateTime<Utc>) {
         self.update(job, |s| s.next_run = Some(at));
+    }
+
+    pub fn set_next_window(&self, job: JobKind, at: DateTime<Utc>) {
+        self.update(job, |s| s.next_window = Some(at));
     }
 
     pub fn snapshot(&self) -> Vec<LoopStatus> {

@@ -76,6 +76,12 @@ const BAD: &[(&str, Env, &str)] = &[
         "compactor.http.admin_tokens[0].tenants",
     ),
     ("[compactor]\naudit_retention_days = 0\n", &[], "compactor.audit_retention_days"),
+    ("[compactor]\nwindow = \"later\"\n", &[], "compactor.window"),
+    (
+        "[compactor.orphan_cleanup]\nwindow = \"01:00-02:00\"\ntimezone = \"Moon/Base\"\n",
+        &[],
+        "compactor.orphan_cleanup.timezone",
+    ),
 ];
 
 #[test]
