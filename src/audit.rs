@@ -45,10 +45,17 @@ pub struct Audit {
     pool: Option<AnyPool>,
 }
 
-/// An audit row that was started and must be finished.
+/// A started run: its id (used in log spans whether or not it is persisted) and whether a row exists.
 #[derive(Debug)]
 pub struct RunRecord {
     run_id: String,
+    persisted: bool,
+}
+
+impl RunRecord {
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
 }
 
 impl Audit {
@@ -65,10 +72,11 @@ impl Audit {
         self.pool.is_some()
     }
 
-    /// Inserts a `running` row. Audit failures are logged, never fail the work itself.
-    pub async fn start(&self, run_type: RunType, t: &TableRef, now: DateTime<Utc>) -> Option<RunRecord> {
-        let pool = self.pool.as_ref()?;
+    /// Starts a run: inserts a `running` row when enabled. Audit failures are logged, never fail the
+    /// work itself.
+    pub async fn start(&self, run_type: RunType, t: &TableRef, now: DateTime<Utc>) -> RunRecord {
         let run_id = uuid::Uuid::now_v7().to_string();
+        let Some(pool) = self.pool.as_ref() else { return RunRecord { run_id, persisted: false } };
         let stamp = stamp(now);
         let inserted = sqlx::query(
             "INSERT INTO compactor_runs (run_id, run_type, tenant_id, dataset_id, table_name, started_at, status, created_at) \
@@ -83,24 +91,19 @@ impl Audit {
         .bind(&stamp)
         .execute(pool)
         .await;
-        match inserted {
-            Ok(_) => Some(RunRecord { run_id }),
+        let persisted = match inserted {
+            Ok(_) => true,
             Err(e) => {
                 warn!(table = %t, error = %e, "could not write the audit row");
-                None
+                false
             }
-        }
+        };
+        RunRecord { run_id, persisted }
     }
 
     /// Completes a started row from the table's report.
-    pub async fn finish(
-        &self,
-        record: Option<RunRecord>,
-        mode: Mode,
-        report: &TableReport,
-        now: DateTime<Utc>,
-    ) {
-        let (Some(pool), Some(record)) = (self.pool.as_ref(), record) else { return };
+    pub async fn finish(&self, record: RunRecord, mode: Mode, report: &TableReport, now: DateTime<Utc>) {
+        let Some(pool) = self.pool.as_ref().filter(|_| record.persisted) else { return };
         let (status, error) = match &report.status {
             TableStatus::Failed { error } => ("failed", Some(error.clone())),
             _ if mode.is_dry_run() => ("dry_run", None),
@@ -151,4 +154,9 @@ impl Audit {
             .await?;
         Ok(())
     }
+}
+
+/// The span every job's work on one table runs in: run id, job, tenant, dataset, table.
+pub fn table_span(job: &'static str, run_id: &str, t: &TableRef) -> tracing::Span {
+    tracing::info_span!("table", run_id = %run_id, job, tenant = %t.tenant, dataset = %t.dataset, table = %t.table)
 }

@@ -104,7 +104,10 @@ impl Job for CompactionJob {
             }
             let _guard = self.locks.lock(&table.qualified()).await;
             let record = self.audit.start(crate::audit::RunType::Compaction, table, self.clock.now()).await;
-            let report = execute::compact_table(self, table, request, cancel).await;
+            let span = crate::audit::table_span("compaction", record.run_id(), table);
+            let report =
+                tracing::Instrument::instrument(execute::compact_table(self, table, request, cancel), span)
+                    .await;
             self.audit.finish(record, request.mode, &report, self.clock.now()).await;
             tables.push(report);
         }

@@ -122,7 +122,9 @@ impl Job for OrphanJob {
                 }
             }
             let record = self.audit.start(crate::audit::RunType::Orphans, t, self.clock.now()).await;
-            let report = match self.clean_table(t, &locations, request.mode, cancel).await {
+            let span = crate::audit::table_span("orphans", record.run_id(), t);
+            let work = self.clean_table(t, &locations, request.mode, cancel);
+            let report = match tracing::Instrument::instrument(work, span).await {
                 Ok(r) => r,
                 Err(e) => {
                     error!(table = %t, error = %e, "orphan cleanup of table failed");

@@ -79,7 +79,9 @@ impl RetentionJob {
         }
         let mode = mode.and(self.config.mode);
         let record = self.audit.start(crate::audit::RunType::Expiry, t, self.clock.now()).await;
-        let report = execute::expire_table(self, t, mode, cancel).await;
+        let span = crate::audit::table_span("expiry", record.run_id(), t);
+        let report =
+            tracing::Instrument::instrument(execute::expire_table(self, t, mode, cancel), span).await;
         self.audit.finish(record, mode, &report, self.clock.now()).await;
         report
     }
@@ -140,8 +142,9 @@ impl Job for RetentionJob {
                 let _guard = self.locks.lock(&table.qualified()).await;
                 let record =
                     self.audit.start(crate::audit::RunType::Retention, table, self.clock.now()).await;
-                let report =
-                    execute::retain_table(self, table, request.mode, started_at, logged_ref, cancel).await;
+                let span = crate::audit::table_span("retention", record.run_id(), table);
+                let work = execute::retain_table(self, table, request.mode, started_at, logged_ref, cancel);
+                let report = tracing::Instrument::instrument(work, span).await;
                 self.audit.finish(record, request.mode, &report, self.clock.now()).await;
                 Some(report)
             })

@@ -92,3 +92,43 @@ async fn dashboard_and_alert_metrics_exist_in_a_real_scrape() {
     assert!(missing.is_empty(), "queried but not exported: {missing:?}\n{scrape}");
     assert!(names.len() >= 20, "{names:?}");
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_dry_run_lines_verbatim_inside_a_table_span() {
+    let dir = tempfile::tempdir().unwrap();
+    generate_small(dir.path()).await;
+    crate::support::write_config(dir.path(), "[compactor]\nmin_input_files = 2\n");
+    let out = crate::support::run_bin(
+        dir.path(),
+        &["once", "compaction", "--dry-run", "--table", "acme.production.traces"],
+        &[("SIGNALDB_COMPACTOR_LOG_FORMAT", "json")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect();
+    let dry: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("[DRY-RUN] Would compact partition: "))
+        })
+        .collect();
+    assert_eq!(dry.len(), 3, "three closed hours of four files");
+    let first = dry[0];
+    assert_eq!(
+        first["fields"]["message"],
+        "[DRY-RUN] Would compact partition: tenant=acme dataset=production table=traces partition=timestamp_hour=2026-11-21-08 files=4 -> 1 bytes="
+            .to_string()
+            + &first["fields"]["message"].as_str().unwrap().rsplit_once("bytes=").unwrap().1
+    );
+    let span = &first["span"];
+    assert_eq!((span["name"].as_str(), span["job"].as_str()), (Some("table"), Some("compaction")));
+    assert_eq!(
+        (span["tenant"].as_str(), span["dataset"].as_str(), span["table"].as_str()),
+        (Some("acme"), Some("production"), Some("traces"))
+    );
+    assert_eq!(span["run_id"].as_str().map(str::len), Some(36), "a uuid run id");
+}
