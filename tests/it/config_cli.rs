@@ -184,3 +184,13 @@ async fn check_config_prints_each_tables_resolved_retention_and_its_source() {
     assert_eq!(line("globex", "metrics_gauge"), ["metrics", "30days", "global"]);
     assert!(crate::support::snapshot_bytes(dir.path()) == before, "check-config changes nothing");
 }
+
+#[test]
+fn the_kubernetes_configmap_carries_the_dist_config_verbatim() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dist = std::fs::read_to_string(format!("{root}/signaldb.dist.toml")).unwrap();
+    let configmap = std::fs::read_to_string(format!("{root}/deploy/kubernetes/configmap.yaml")).unwrap();
+    let (_, block) = configmap.split_once("signaldb.toml: |\n").unwrap();
+    let embedded: String = block.lines().map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l))).collect();
+    assert_eq!(embedded, dist, "regenerate deploy/kubernetes/configmap.yaml from signaldb.dist.toml");
+}
