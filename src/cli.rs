@@ -40,7 +40,7 @@ impl OnceJob {
             OnceJob::Compaction => vec![JobKind::Compaction],
             OnceJob::Retention => vec![JobKind::Retention],
             OnceJob::Orphans => vec![JobKind::Orphans],
-            OnceJob::All => JobKind::ALL.to_vec(),
+            OnceJob::All => JobKind::MAINTENANCE.to_vec(),
         }
     }
 }
@@ -275,6 +275,7 @@ fn command_access(command: &Command, config: &Config) -> Access {
         JobKind::Compaction => config.compaction.mode == Mode::Execute,
         JobKind::Retention => config.retention.mode == Mode::Execute,
         JobKind::Orphans => config.orphans.mode == Mode::Execute,
+        JobKind::Verify => false,
     };
     let writes = match command {
         Command::Run => {

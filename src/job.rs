@@ -22,16 +22,22 @@ pub enum JobKind {
     Compaction,
     Retention,
     Orphans,
+    /// The optional integrity-check loop (read-only).
+    Verify,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [JobKind::Compaction, JobKind::Retention, JobKind::Orphans];
+    pub const ALL: [JobKind; 4] =
+        [JobKind::Compaction, JobKind::Retention, JobKind::Orphans, JobKind::Verify];
+    /// The jobs that change tables (what `once all` and `plan` run).
+    pub const MAINTENANCE: [JobKind; 3] = [JobKind::Compaction, JobKind::Retention, JobKind::Orphans];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Compaction => "compaction",
             JobKind::Retention => "retention",
             JobKind::Orphans => "orphans",
+            JobKind::Verify => "verify",
         }
     }
 }

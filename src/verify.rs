@@ -147,3 +147,64 @@ async fn check_file(ctx: &Context, path: &str, size: u64, rows: u64, deep: bool)
         Err(e) => Some(Problem::Corrupt { path: path.into(), error: e.to_string() }),
     }
 }
+
+/// `verify` as an optional loop (`[compactor.verify] enabled`): read-only, reports problems as failed
+/// tables so `compactor_pass_failures_total{job="verify"}` and `/status` show them.
+pub struct VerifyJob {
+    ctx: Context,
+}
+
+impl VerifyJob {
+    pub fn new(ctx: &Context) -> Self {
+        VerifyJob { ctx: ctx.clone() }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::job::Job for VerifyJob {
+    fn kind(&self) -> crate::job::JobKind {
+        crate::job::JobKind::Verify
+    }
+
+    fn interval(&self) -> std::time::Duration {
+        self.ctx.config.verify.interval
+    }
+
+    fn mode(&self) -> crate::config::Mode {
+        crate::config::Mode::DryRun // reads only
+    }
+
+    async fn run_once(
+        &self,
+        request: &crate::job::PassRequest,
+        _cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<crate::job::PassReport, crate::job::JobError> {
+        use crate::job::{TableReport, TableStatus};
+        let started_at = self.ctx.clock.now();
+        let results = verify(&self.ctx, &request.filter, self.ctx.config.verify.deep)
+            .await
+            .map_err(|e| crate::job::JobError::Other(e.to_string()))?;
+        let tables = results
+            .into_iter()
+            .map(|v| {
+                let status = if v.problems.is_empty() {
+                    TableStatus::Succeeded
+                } else {
+                    TableStatus::Failed { error: format!("{} integrity problem(s)", v.problems.len()) }
+                };
+                let mut report = TableReport::new_named(&v.table, status);
+                report.files_before = v.files_checked as u64;
+                report.details =
+                    v.problems.iter().map(|p| serde_json::to_string(p).unwrap_or_default()).collect();
+                report
+            })
+            .collect();
+        Ok(crate::job::PassReport {
+            job: crate::job::JobKind::Verify,
+            mode: crate::config::Mode::DryRun,
+            started_at,
+            finished_at: self.ctx.clock.now(),
+            tables,
+        })
+    }
+}

@@ -14,7 +14,7 @@ use figment::value::Value;
 use serde::Serialize;
 
 use super::ConfigError;
-use super::raw::{RawCompactor, RawHttp, RawOrphanCleanup, RawRetention, RawSchema, RawStorage};
+use super::raw::{RawCompactor, RawHttp, RawOrphanCleanup, RawRetention, RawSchema, RawStorage, RawVerify};
 
 /// Keys whose values are strings even when they look like numbers or booleans.
 const STRING_KEYS: &[&str] = &[
@@ -71,6 +71,12 @@ fn sections() -> Vec<Section> {
             var_prefix: "compactor_orphan_cleanup_",
             key_prefix: "compactor.orphan_cleanup.",
             keys: scalar_keys::<RawOrphanCleanup>(),
+            strict: true,
+        },
+        Section {
+            var_prefix: "compactor_verify_",
+            key_prefix: "compactor.verify.",
+            keys: scalar_keys::<RawVerify>(),
             strict: true,
         },
         Section {

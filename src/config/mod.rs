@@ -82,6 +82,16 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub orphans: OrphanConfig,
     pub http: HttpConfig,
+    pub verify: VerifyConfig,
+}
+
+/// `[compactor.verify]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyConfig {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    pub deep: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

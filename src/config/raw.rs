@@ -74,6 +74,18 @@ pub struct RawCompactor {
     pub orphan_cleanup: RawOrphanCleanup,
     #[serde(default)]
     pub http: RawHttp,
+    #[serde(default)]
+    pub verify: RawVerify,
+}
+
+/// `[compactor.verify]`: the optional integrity-check loop.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    pub enabled: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    pub deep: Option<bool>,
 }
 
 /// Declares a struct holding the per-signal retention keys of one policy level plus `$extra` fields.

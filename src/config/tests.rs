@@ -155,6 +155,7 @@ fn dist_file_loads_to_the_defaults_and_documents_every_key() {
         env::scalar_keys::<RawRetention>(),
         env::scalar_keys::<RawOrphanCleanup>(),
         env::scalar_keys::<RawHttp>(),
+        env::scalar_keys::<RawVerify>(),
     ];
     for key in keys.iter().flatten() {
         assert!(dist.contains(&format!("{key} =")), "signaldb.dist.toml does not document {key}");

@@ -115,6 +115,15 @@ pub fn validate(raw: RawConfig, cwd: &Path) -> Result<Config> {
             listen: listen(raw.compactor.http.listen.as_deref())?,
             admin_tokens: admin_tokens(&raw.compactor.http.admin_tokens)?,
         },
+        verify: super::VerifyConfig {
+            enabled: raw.compactor.verify.enabled.unwrap_or(false),
+            interval: positive_duration(
+                "compactor.verify.interval",
+                raw.compactor.verify.interval,
+                secs(DAY),
+            )?,
+            deep: raw.compactor.verify.deep.unwrap_or(false),
+        },
     };
     // Windows: each job's own timezone where it has one, else retention's.
     let tz = config.retention.timezone;

@@ -104,6 +104,7 @@ pub fn jobs(ctx: &Context) -> Vec<(Arc<dyn Job>, bool)> {
         (Arc::new(crate::compaction::CompactionJob::new(ctx)) as Arc<dyn Job>, ctx.config.compaction.enabled),
         (Arc::new(crate::retention::RetentionJob::new(ctx)) as Arc<dyn Job>, ctx.config.retention.enabled),
         (Arc::new(crate::orphans::OrphanJob::new(ctx)) as Arc<dyn Job>, ctx.config.orphans.enabled),
+        (Arc::new(crate::verify::VerifyJob::new(ctx)) as Arc<dyn Job>, ctx.config.verify.enabled),
     ]
 }
 

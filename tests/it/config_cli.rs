@@ -191,6 +191,7 @@ fn the_kubernetes_configmap_carries_the_dist_config_verbatim() {
     let dist = std::fs::read_to_string(format!("{root}/signaldb.dist.toml")).unwrap();
     let configmap = std::fs::read_to_string(format!("{root}/deploy/kubernetes/configmap.yaml")).unwrap();
     let (_, block) = configmap.split_once("signaldb.toml: |\n").unwrap();
-    let embedded: String = block.lines().map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l))).collect();
+    let embedded: String =
+        block.lines().map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l))).collect();
     assert_eq!(embedded, dist, "regenerate deploy/kubernetes/configmap.yaml from signaldb.dist.toml");
 }

@@ -49,7 +49,7 @@ fn run_serves_endpoints_and_stops_on_sigterm() {
     let status: serde_json::Value = serde_json::from_str(&body).unwrap();
     let jobs: Vec<&str> =
         status["loops"].as_array().unwrap().iter().map(|l| l["job"].as_str().unwrap()).collect();
-    assert_eq!(jobs, ["compaction", "retention", "orphans"]);
+    assert_eq!(jobs, ["compaction", "retention", "orphans", "verify"]);
     assert_eq!(status["dry_run"], false);
 
     let (code, body) = http_get(&addr, "/metrics").unwrap();

@@ -53,3 +53,39 @@ async fn verify_finds_missing_truncated_and_corrupt_files() {
     assert_eq!(kinds.len(), 3, "{kinds:?}");
     assert!(kinds.contains(&"corrupt".to_string()), "{kinds:?}");
 }
+
+#[tokio::test]
+async fn the_verify_loop_reports_problems_as_failed_passes_and_a_gauge() {
+    use signaldb_compactor::job::{Job, PassRequest};
+    let dir = tempfile::tempdir().unwrap();
+    generate_small(dir.path()).await;
+    let ctx =
+        crate::support::context(dir.path(), crate::support::fixed_end(), |c| c.verify.enabled = true).await;
+    let data = crate::support::snapshot_bytes(&dir.path().join("warehouse/globex/production/logs/data"));
+    std::fs::remove_file(&data[0].0).unwrap();
+    let job = signaldb_compactor::verify::VerifyJob::new(&ctx);
+    let status =
+        signaldb_compactor::service::StatusBoard::new(&[(signaldb_compactor::job::JobKind::Verify, true)]);
+    let request = PassRequest::all(job.mode());
+    signaldb_compactor::service::run_pass(
+        &job,
+        &request,
+        &tokio_util::sync::CancellationToken::new(),
+        &status,
+        &ctx.metrics,
+    )
+    .await;
+    let scrape = ctx.metrics.render();
+    assert!(scrape.contains("compactor_pass_failures_total{job=\"verify\"} 1"), "{scrape}");
+    assert!(
+        scrape.contains(
+            "compactor_integrity_problems{dataset=\"production\",table=\"logs\",tenant=\"globex\"} 1"
+        )
+    );
+    assert!(
+        scrape.contains(
+            "compactor_integrity_problems{dataset=\"production\",table=\"traces\",tenant=\"acme\"} 0"
+        )
+    );
+    assert_eq!(status.snapshot()[0].last_error.as_deref(), Some("1 table(s) failed"));
+}
