@@ -104,6 +104,14 @@ struct TableJob {
 }
 
 pub async fn generate(opts: &GenerateOptions) -> anyhow::Result<GenerateReport> {
+    generate_with_catalog(opts, None).await
+}
+
+/// [`generate`] into another catalog database (e.g. PostgreSQL) than `DIR/catalog.db`.
+pub async fn generate_with_catalog(
+    opts: &GenerateOptions,
+    catalog_uri: Option<&str>,
+) -> anyhow::Result<GenerateReport> {
     if opts.tenants == 0
         || opts.datasets == 0
         || opts.hours == 0
@@ -122,7 +130,10 @@ pub async fn generate(opts: &GenerateOptions) -> anyhow::Result<GenerateReport> 
         bail!("{} already holds a catalog.db; generate into an empty directory", dir.display());
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let (catalog_config, storage_config) = dir_config(&dir);
+    let (mut catalog_config, storage_config) = dir_config(&dir);
+    if let Some(uri) = catalog_uri {
+        catalog_config.uri = uri.to_string();
+    }
     let warehouse = Warehouse::open(&storage_config, Access::ReadWrite)?;
     let catalog = Catalog::connect(&catalog_config, &warehouse, Access::ReadWrite).await?;
 

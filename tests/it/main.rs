@@ -10,6 +10,7 @@ mod discovery;
 mod generate;
 mod observability;
 mod orphans;
+mod postgres;
 mod retention;
 mod serve;
 mod support;

@@ -187,3 +187,78 @@ pub fn http_request(
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (code, body)
 }
+
+/// A throwaway PostgreSQL server (Debian's binaries: initdb + pg_ctl in a temp dir, on a free loopback
+/// port, as the `postgres` user when the tests run as root). Stopped on drop.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    port: u16,
+    as_postgres: bool,
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    let candidates = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin").join(name)).collect::<Vec<_>>())
+        .unwrap_or_default();
+    candidates.into_iter().find(|p| p.exists()).unwrap_or_else(|| PathBuf::from(name))
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let dir = tempfile::tempdir().unwrap();
+        let as_postgres =
+            std::process::Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+        if as_postgres {
+            assert!(Command::new("chown").args(["postgres"]).arg(dir.path()).status().unwrap().success());
+        }
+        let pg = Postgres { dir, port: free_port(), as_postgres };
+        let data = pg.dir.path().join("data");
+        pg.run(
+            pg_bin("initdb"),
+            &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync"],
+        );
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            pg.port,
+            pg.dir.path().display()
+        );
+        let log = pg.dir.path().join("log");
+        pg.run(
+            pg_bin("pg_ctl"),
+            &["-D", data.to_str().unwrap(), "-o", &opts, "-l", log.to_str().unwrap(), "-w", "start"],
+        );
+        pg
+    }
+
+    fn run(&self, bin: PathBuf, args: &[&str]) {
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&bin);
+            c
+        } else {
+            Command::new(&bin)
+        };
+        let out = cmd
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{} ({e}): install Debian's postgresql", bin.display()));
+        assert!(out.status.success(), "{} {args:?}: {}", bin.display(), String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A fresh database on this server.
+    pub async fn database(&self, name: &str) -> String {
+        let admin = format!("postgres://postgres@127.0.0.1:{}/postgres", self.port);
+        let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.unwrap();
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = std::panic::catch_unwind(|| {
+            self.run(pg_bin("pg_ctl"), &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
+        });
+    }
+}

@@ -1,0 +1,146 @@
+//! The jobs on a PostgreSQL catalog (a real server started by the fixture): compaction with a forced
+//! compare-and-swap conflict, retention with snapshot expiry, orphan cleanup with checkpoints, audit rows.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arrow_array::Array;
+use chrono::TimeDelta;
+use futures::TryStreamExt;
+use signaldb_compactor::compaction::CompactionJob;
+use signaldb_compactor::config::{Mode, RetentionValue};
+use signaldb_compactor::generate::generate_with_catalog;
+use signaldb_compactor::job::{BeforeCommitHook, Job, PartitionStatus, PassRequest, TableStatus};
+use signaldb_compactor::orphans::OrphanJob;
+use signaldb_compactor::retention::RetentionJob;
+use signaldb_compactor::service::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{Postgres, context, fixed_end, small_options};
+
+/// Every row's trace id, sorted: a table's row multiset for traces-shaped tables.
+async fn trace_ids(ctx: &Context, table: &str) -> Vec<String> {
+    let t = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.qualified() == table).unwrap();
+    let table = ctx.catalog.load(&t).await.unwrap();
+    let batches: Vec<arrow_array::RecordBatch> =
+        table.scan().select_all().build().unwrap().to_arrow().await.unwrap().try_collect().await.unwrap();
+    let mut ids = Vec::new();
+    for b in batches {
+        let col = b
+            .column_by_name("trace_id")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
+        ids.extend((0..col.len()).map(|i| col.value(i).to_string()));
+    }
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn every_job_on_a_postgresql_catalog() {
+    let pg = Postgres::start();
+    let uri = pg.database("signaldb").await;
+    let dir = tempfile::tempdir().unwrap();
+    generate_with_catalog(&small_options(dir.path()), Some(&uri)).await.unwrap();
+    assert!(!dir.path().join("catalog.db").exists(), "the catalog lives in PostgreSQL");
+    let mut ctx = context(dir.path(), fixed_end() + TimeDelta::minutes(5), |c| {
+        c.catalog.uri = uri.clone();
+        c.compaction.min_input_files = 2;
+        c.compaction.commit_retry_backoff = std::time::Duration::from_millis(5);
+        c.retention.enabled = true;
+        c.retention.mode = Mode::Execute;
+        c.retention.snapshots_to_keep = 1;
+        c.retention.policy.global.traces = Some(RetentionValue::For(std::time::Duration::from_secs(86_400)));
+        c.orphans.enabled = true;
+        c.orphans.mode = Mode::Execute;
+    })
+    .await;
+    let traces = "acme.production.traces";
+    let before = trace_ids(&ctx, traces).await;
+    assert_eq!(before.len(), 3 * 4 * 50);
+
+    // Compaction, with an append landing between rewrite and commit: one CAS conflict on PostgreSQL.
+    let fired = Arc::new(AtomicBool::new(false));
+    let hook: BeforeCommitHook = {
+        let (catalog, fired) = (ctx.catalog.clone(), fired.clone());
+        Arc::new(move |partition: String| {
+            let (catalog, fired) = (catalog.clone(), fired.clone());
+            Box::pin(async move {
+                if partition != "timestamp_hour=2026-11-21-08" || fired.swap(true, Ordering::SeqCst) {
+                    return;
+                }
+                let t = catalog
+                    .discover()
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|t| t.qualified() == "acme.production.traces")
+                    .unwrap();
+                let mut table = catalog.load(&t).await.unwrap();
+                let start = fixed_end() - TimeDelta::minutes(150);
+                let spec = signaldb_compactor::generate::batch::FileSpec {
+                    seed: 77,
+                    rows: 30,
+                    start,
+                    end: start + TimeDelta::minutes(5),
+                };
+                let columns = signaldb_compactor::generate::schema::columns("traces");
+                signaldb_compactor::generate::append_file(&catalog, &mut table, &columns, &spec)
+                    .await
+                    .unwrap();
+            }) as futures::future::BoxFuture<'static, ()>
+        })
+    };
+    let request = PassRequest {
+        filter: signaldb_compactor::job::TableFilter::only([traces.to_string()]),
+        ..PassRequest::all(Mode::Execute)
+    };
+    let report = CompactionJob::new(&ctx)
+        .with_before_commit(hook)
+        .run_once(&request, &CancellationToken::new())
+        .await
+        .unwrap();
+    let hour8 = report.tables[0].partition_reports.iter().find(|p| p.partition.ends_with("-08")).unwrap();
+    assert_eq!((hour8.status.clone(), hour8.attempts), (PartitionStatus::Succeeded, Some(2)), "{report:#?}");
+    let after = trace_ids(&ctx, traces).await;
+    assert_eq!(after.len(), before.len() + 30, "every row kept, the concurrent append too");
+    assert!(before.iter().all(|id| after.binary_search(id).is_ok()));
+
+    // Ten days later: retention drops every hour and expires snapshots; orphan cleanup collects a planted
+    // file and checkpoints in PostgreSQL.
+    ctx.clock = Arc::new(signaldb_compactor::clock::FixedClock(chrono::Utc::now() + TimeDelta::days(10)));
+    let retention = RetentionJob::new(&ctx)
+        .run_once(&PassRequest::all(Mode::Execute), &CancellationToken::new())
+        .await
+        .unwrap();
+    let t = retention.tables.iter().find(|t| t.table == traces).unwrap();
+    assert_eq!(t.status, TableStatus::Succeeded, "{t:#?}");
+    assert!(trace_ids(&ctx, traces).await.is_empty(), "every hour expired");
+    let orphan = dir.path().join("warehouse/acme/production/logs/data/orphan.parquet");
+    std::fs::write(&orphan, b"x").unwrap();
+    let orphans = OrphanJob::new(&ctx)
+        .run_once(&PassRequest::all(Mode::Execute), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(orphans.tables.iter().all(|t| !matches!(t.status, TableStatus::Failed { .. })), "{orphans:#?}");
+    assert!(!orphan.exists());
+
+    // Audit and checkpoint rows live in PostgreSQL.
+    let pool = sqlx::PgPool::connect(&uri).await.unwrap();
+    let runs: Vec<(String, String)> =
+        sqlx::query_as("SELECT DISTINCT run_type, status FROM compactor_runs ORDER BY 1, 2")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(runs.contains(&("compaction".into(), "completed".into())), "{runs:?}");
+    assert!(runs.contains(&("retention".into(), "completed".into())), "{runs:?}");
+    assert!(runs.contains(&("orphans".into(), "completed".into())), "{runs:?}");
+    let checkpoints: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM cleanup_progress WHERE status = 'completed'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(checkpoints, 6, "one completed checkpoint per table");
+}
