@@ -4,6 +4,7 @@
 
 mod admin;
 mod audit;
+mod chaos;
 mod compaction;
 mod config_cli;
 mod discovery;

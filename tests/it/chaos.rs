@@ -1,0 +1,198 @@
+//! Crash chaos: passes of every job run as child processes and are SIGKILLed at random moments; after
+//! every kill the warehouse must verify clean and its rows must be the original rows from some whole
+//! hour on (compaction changes no row; retention removes whole expired hours, atomically).
+//! `SIGNALDB_CHAOS_ITERATIONS` (default 60) sets the number of kills.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use arrow_array::{Array, StringArray, TimestampMicrosecondArray};
+use chrono::{DurationRound, TimeDelta, Utc};
+use futures::TryStreamExt;
+use rand::{Rng, SeedableRng};
+use signaldb_compactor::generate::{GenerateOptions, generate};
+
+use crate::support::{bin, context, write_config};
+
+/// (timestamp µs, trace id) of every row of every table, sorted.
+async fn rows(ctx: &signaldb_compactor::service::Context) -> BTreeMap<String, Vec<(i64, String)>> {
+    let mut out = BTreeMap::new();
+    for t in ctx.catalog.discover().await.unwrap() {
+        let table = ctx.catalog.load(&t).await.unwrap_or_else(|e| panic!("{t} does not load: {e}"));
+        let batches: Vec<arrow_array::RecordBatch> =
+            table.scan().select_all().build().unwrap().to_arrow().await.unwrap().try_collect().await.unwrap();
+        let mut rows = Vec::new();
+        for b in batches {
+            let ts = b
+                .column_by_name("timestamp")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap();
+            let id = b.column_by_name("trace_id").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+            rows.extend(
+                (0..b.num_rows()).map(|i| {
+                    (ts.value(i), if id.is_null(i) { String::new() } else { id.value(i).to_string() })
+                }),
+            );
+        }
+        rows.sort();
+        out.insert(t.qualified(), rows);
+    }
+    out
+}
+
+/// Whether `now` is `original` restricted to rows from some whole hour on.
+fn is_hour_suffix(original: &[(i64, String)], now: &[(i64, String)]) -> bool {
+    let Some(first) = now.first() else { return true };
+    let hour = first.0 - first.0.rem_euclid(3_600_000_000);
+    let expected: Vec<&(i64, String)> = original.iter().filter(|r| r.0 >= hour).collect();
+    expected.len() == now.len() && expected.iter().zip(now).all(|(a, b)| *a == b)
+}
+
+#[tokio::test]
+async fn sigkill_at_random_points_never_loses_duplicates_or_resurrects_a_row() {
+    let iterations: usize =
+        std::env::var("SIGNALDB_CHAOS_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    let dir = tempfile::tempdir().unwrap();
+    // Eight hours ending two days ago plus three hours: with traces and logs kept 2 days (+1 h grace),
+    // the oldest hours expire and the newest stay.
+    let end =
+        (Utc::now() - TimeDelta::days(2) + TimeDelta::hours(3)).duration_trunc(TimeDelta::hours(1)).unwrap()
+            + TimeDelta::minutes(30);
+    generate(&GenerateOptions {
+        dir: dir.path().to_path_buf(),
+        tenants: 1,
+        datasets: 1,
+        hours: 8,
+        files_per_hour: 6,
+        rows_per_file: 40,
+        seed: 21,
+        all_signals: false,
+        tables: vec!["traces".into(), "logs".into()],
+        unsorted: false,
+        end,
+        concurrency: 2,
+    })
+    .await
+    .unwrap();
+    write_config(
+        dir.path(),
+        "[compactor]\nmin_input_files = 2\ncommit_retry_backoff = \"5ms\"\n\
+         [compactor.retention]\nenabled = true\ntraces_retention_days = 2\nlogs_retention_days = 2\nsnapshots_to_keep = 2\nmax_snapshot_age = \"1s\"\n\
+         [compactor.orphan_cleanup]\nenabled = true\ndry_run = false\ngrace_period = \"1s\"\nallow_short_grace_period = true\nbatch_size = 3\n",
+    );
+    let ctx = context(dir.path(), Utc::now(), |_| {}).await;
+    let original = rows(&ctx).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xC4A05);
+    let jobs = ["compaction", "retention", "orphans"];
+    let (mut killed, mut finished, mut changed) = (0, 0, 0);
+    let started = Instant::now();
+    let traces = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+    let columns = signaldb_compactor::generate::schema::columns("traces");
+    let newest_hour = end.duration_trunc(TimeDelta::hours(1)).unwrap();
+    for i in 0..iterations {
+        let job = jobs[i % jobs.len()];
+        // Keep every job busy, as in production: ingest appends to the newest (kept) hour, and
+        // leftovers of earlier kills plus planted files are orphans.
+        for k in 0..3 {
+            let mut table = ctx.catalog.load(&traces).await.unwrap();
+            let start = newest_hour + TimeDelta::minutes(k * 10);
+            let spec = signaldb_compactor::generate::batch::FileSpec {
+                seed: (i * 10) as u64 + k as u64,
+                rows: 20,
+                start,
+                end: start + TimeDelta::minutes(10),
+            };
+            signaldb_compactor::generate::append_file(&ctx.catalog, &mut table, &columns, &spec)
+                .await
+                .unwrap();
+        }
+        let planted =
+            dir.path().join(format!("warehouse/acme/production/logs/data/chaos-orphan-{i}.parquet"));
+        std::fs::write(&planted, b"x").unwrap();
+        assert!(
+            std::process::Command::new("touch")
+                .args(["-d", "1 hour ago"])
+                .arg(&planted)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let pre = rows(&ctx).await;
+        let before = crate::support::snapshot_bytes(&dir.path().join("warehouse")).len();
+        let mut child = bin()
+            .current_dir(dir.path())
+            .args(["once", job])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let delay = Duration::from_millis(rng.random_range(5..250));
+        std::thread::sleep(delay);
+        let _ = std::process::Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
+        let status = child.wait().unwrap();
+        if status.signal() == Some(9) {
+            killed += 1;
+        } else {
+            finished += 1;
+        }
+        if crate::support::snapshot_bytes(&dir.path().join("warehouse")).len() != before {
+            changed += 1;
+        }
+        // The invariants, after every kill.
+        let problems = signaldb_compactor::verify::verify(&ctx, &Default::default(), false).await.unwrap();
+        assert!(
+            problems.iter().all(|t| t.problems.is_empty()),
+            "iteration {i} ({job}, {delay:?}): {problems:#?}"
+        );
+        let now = rows(&ctx).await;
+        for (table, rows) in &now {
+            let mut dedup = rows.clone();
+            dedup.dedup();
+            assert_eq!(dedup.len(), rows.len(), "iteration {i} ({job}): duplicated rows in {table}");
+            assert!(
+                is_hour_suffix(&pre[table], rows),
+                "iteration {i} ({job}, {delay:?}): {table} lost or resurrected rows"
+            );
+        }
+    }
+    // Uninterrupted passes finish the work; the invariants still hold.
+    for job in jobs {
+        let out = crate::support::run_bin(dir.path(), &["once", job], &[]);
+        assert_eq!(out.status.code(), Some(0), "{job}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let problems = signaldb_compactor::verify::verify(&ctx, &Default::default(), true).await.unwrap();
+    assert!(problems.iter().all(|t| t.problems.is_empty()), "{problems:#?}");
+    let last = rows(&ctx).await;
+    for (table, rows) in &last {
+        let first_kept = rows.first().unwrap().0;
+        let expected_from_original: Vec<&(i64, String)> =
+            original[table].iter().filter(|r| r.0 >= first_kept).collect();
+        assert!(
+            expected_from_original.iter().all(|r| rows.binary_search(r).is_ok()),
+            "{table}: a row of a kept hour is missing"
+        );
+        assert!(rows.len() < original[table].len() + 3 * 20 * iterations, "{table}: expired hours dropped");
+    }
+    assert_eq!(
+        last["acme.production.traces"].len()
+            - original["acme.production.traces"]
+                .iter()
+                .filter(|r| r.0 >= last["acme.production.traces"][0].0)
+                .count(),
+        3 * 20 * iterations,
+        "every appended row kept exactly once"
+    );
+    println!(
+        "chaos: {iterations} iterations in {:.1}s: {killed} killed mid-pass, {finished} finished first, \
+         {changed} changed storage, 0 invariant violations",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        killed * 2 >= iterations,
+        "most iterations must really be killed mid-pass ({killed}/{iterations})"
+    );
+}
