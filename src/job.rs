@@ -289,3 +289,73 @@ pub trait Job: Send + Sync + 'static {
         cancel: &CancellationToken,
     ) -> Result<PassReport, JobError>;
 }
+
+/// What every job's pass over tables shares: selecting tables, and running one table's work under its
+/// lock, an audit row and a log span. Jobs hold one and keep only their per-table work.
+#[derive(Clone)]
+pub struct TablePass {
+    pub catalog: crate::catalog::Catalog,
+    pub locks: crate::service::locks::TableLocks,
+    pub audit: crate::audit::Audit,
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
+}
+
+impl TablePass {
+    pub fn new(ctx: &crate::service::Context) -> TablePass {
+        TablePass {
+            catalog: ctx.catalog.clone(),
+            locks: ctx.locks.clone(),
+            audit: ctx.audit.clone(),
+            clock: ctx.clock.clone(),
+        }
+    }
+
+    /// The tables `request` selects, and a failed report for each named table that does not exist.
+    pub async fn select(&self, request: &PassRequest) -> Result<(Vec<TableRef>, Vec<TableReport>), JobError> {
+        let discovered = self.catalog.discover().await?;
+        let missing = request
+            .filter
+            .tables()
+            .iter()
+            .filter(|wanted| !discovered.iter().any(|t| t.qualified() == **wanted))
+            .map(|wanted| {
+                let mut report = TableReport::new_named(
+                    wanted,
+                    TableStatus::Failed { error: "table not found in the catalog".into() },
+                );
+                report.details.push("check the TENANT.DATASET.TABLE spelling (see `check-config`)".into());
+                report
+            })
+            .collect();
+        let selected = discovered.into_iter().filter(|t| request.filter.matches(t)).collect();
+        Ok((selected, missing))
+    }
+
+    /// Runs `work` (one table's work) holding the table's lock, recorded as [`record`](Self::record) does.
+    pub async fn run(
+        &self,
+        run_type: crate::audit::RunType,
+        mode: Mode,
+        table: &TableRef,
+        work: impl std::future::Future<Output = TableReport>,
+    ) -> TableReport {
+        let _guard = self.locks.lock(&table.qualified()).await;
+        self.record(run_type, mode, table, work).await
+    }
+
+    /// Runs `work` inside an audit row and a `table` span (run id, job, tenant, dataset, table); the
+    /// caller already holds the table's lock.
+    pub async fn record(
+        &self,
+        run_type: crate::audit::RunType,
+        mode: Mode,
+        table: &TableRef,
+        work: impl std::future::Future<Output = TableReport>,
+    ) -> TableReport {
+        let record = self.audit.start(run_type, table, self.clock.now()).await;
+        let span = crate::audit::table_span(run_type.as_str(), record.run_id(), table);
+        let report = tracing::Instrument::instrument(work, span).await;
+        self.audit.finish(record, mode, &report, self.clock.now()).await;
+        report
+    }
+}

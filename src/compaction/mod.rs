@@ -22,12 +22,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::RunType;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::{CompactionConfig, Mode};
-use crate::job::{
-    BeforeCommitHook, Job, JobError, JobKind, PassReport, PassRequest, TableReport, TableStatus,
-};
+use crate::job::TablePass;
+use crate::job::{BeforeCommitHook, Job, JobError, JobKind, PassReport, PassRequest};
 use crate::metrics::Metrics;
 use crate::service::Context;
 
@@ -37,8 +37,7 @@ pub struct CompactionJob {
     metrics: Metrics,
     clock: Arc<dyn Clock>,
     config: CompactionConfig,
-    locks: crate::service::locks::TableLocks,
-    audit: crate::audit::Audit,
+    pass: TablePass,
     before_commit: Option<BeforeCommitHook>,
 }
 
@@ -49,8 +48,7 @@ impl CompactionJob {
             metrics: ctx.metrics.clone(),
             clock: ctx.clock.clone(),
             config: ctx.config.compaction.clone(),
-            locks: ctx.locks.clone(),
-            audit: ctx.audit.clone(),
+            pass: TablePass::new(ctx),
             before_commit: None,
         }
     }
@@ -85,37 +83,20 @@ impl Job for CompactionJob {
         request: &PassRequest,
         cancel: &CancellationToken,
     ) -> Result<PassReport, JobError> {
-        let started_at = self.clock.now();
-        let discovered = self.catalog.discover().await?;
-        let mut tables = Vec::new();
-        for wanted in request.filter.tables() {
-            if !discovered.iter().any(|t| t.qualified() == *wanted) {
-                let mut report = TableReport::new_named(
-                    wanted,
-                    TableStatus::Failed { error: "table not found in the catalog".into() },
-                );
-                report.details.push("check the TENANT.DATASET.TABLE spelling (see `check-config`)".into());
-                tables.push(report);
-            }
-        }
-        for table in discovered.iter().filter(|t| request.filter.matches(t)) {
+        let started_at = self.pass.clock.now();
+        let (selected, mut tables) = self.pass.select(request).await?;
+        for table in &selected {
             if cancel.is_cancelled() {
                 break;
             }
-            let _guard = self.locks.lock(&table.qualified()).await;
-            let record = self.audit.start(crate::audit::RunType::Compaction, table, self.clock.now()).await;
-            let span = crate::audit::table_span("compaction", record.run_id(), table);
-            let report =
-                tracing::Instrument::instrument(execute::compact_table(self, table, request, cancel), span)
-                    .await;
-            self.audit.finish(record, request.mode, &report, self.clock.now()).await;
-            tables.push(report);
+            let work = execute::compact_table(self, table, request, cancel);
+            tables.push(self.pass.run(RunType::Compaction, request.mode, table, work).await);
         }
         Ok(PassReport {
             job: JobKind::Compaction,
             mode: request.mode,
             started_at,
-            finished_at: self.clock.now(),
+            finished_at: self.pass.clock.now(),
             tables,
         })
     }

@@ -23,13 +23,14 @@ use futures::TryStreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::audit::RunType;
 use crate::catalog::{Catalog, TableRef};
 use crate::clock::Clock;
 use crate::config::{Mode, OrphanConfig};
+use crate::job::TablePass;
 use crate::job::{Job, JobError, JobKind, PassReport, PassRequest, TableReport, TableStatus};
 use crate::metrics::Metrics;
 use crate::service::Context;
-use crate::service::locks::TableLocks;
 use crate::storage::Warehouse;
 use crate::storage::gate::{DeletionGate, human_age};
 use crate::storage::path::{is_within, normalize};
@@ -43,8 +44,7 @@ pub struct OrphanJob {
     metrics: Metrics,
     clock: Arc<dyn Clock>,
     config: OrphanConfig,
-    locks: TableLocks,
-    audit: crate::audit::Audit,
+    pass: TablePass,
     /// When retention is enabled, a cleanup cycle expires snapshots first, so the files expiry
     /// unreferences are collected in the same cycle.
     expiry: Option<crate::retention::RetentionJob>,
@@ -59,8 +59,7 @@ impl OrphanJob {
             metrics: ctx.metrics.clone(),
             clock: ctx.clock.clone(),
             config: ctx.config.orphans.clone(),
-            locks: ctx.locks.clone(),
-            audit: ctx.audit.clone(),
+            pass: TablePass::new(ctx),
             expiry: ctx.config.retention.enabled.then(|| crate::retention::RetentionJob::new(ctx)),
             before_batch: None,
         }
@@ -97,46 +96,43 @@ impl Job for OrphanJob {
         cancel: &CancellationToken,
     ) -> Result<PassReport, JobError> {
         let started_at = self.clock.now();
-        let discovered = self.catalog.discover().await?;
+        let (selected, mut tables) = self.pass.select(request).await?;
         // Every table's location, to keep a table's cleaner out of tables nested inside it.
-        let mut locations = Vec::with_capacity(discovered.len());
-        for t in &discovered {
-            match self.catalog.load(t).await {
+        let mut locations = Vec::new();
+        for t in self.catalog.discover().await? {
+            match self.catalog.load(&t).await {
                 Ok(table) => locations.push((t.qualified(), table.metadata().location().to_string())),
                 Err(e) => {
                     warn!(table = %t, error = %e, "cannot read table metadata; its location is unknown")
                 }
             }
         }
-        let mut tables = Vec::new();
-        for t in discovered.iter().filter(|t| request.filter.matches(t)) {
+        for t in &selected {
             if cancel.is_cancelled() {
                 break;
             }
-            let _guard = self.locks.lock(&t.qualified()).await;
-            let started = Instant::now();
-            if let Some(expiry) = &self.expiry {
-                let expired = expiry.expire_table(t, request.mode, cancel).await;
-                if let TableStatus::Failed { error } = &expired.status {
-                    warn!(table = %t, error, "snapshot expiry before orphan cleanup failed; cleaning anyway");
+            let work = async {
+                if let Some(expiry) = &self.expiry {
+                    let expired = expiry.expire_table(t, request.mode, cancel).await;
+                    if let TableStatus::Failed { error } = &expired.status {
+                        warn!(table = %t, error, "snapshot expiry before orphan cleanup failed; cleaning anyway");
+                    }
                 }
-            }
-            let record = self.audit.start(crate::audit::RunType::Orphans, t, self.clock.now()).await;
-            let span = crate::audit::table_span("orphans", record.run_id(), t);
-            let work = self.clean_table(t, &locations, request.mode, cancel);
-            let report = match tracing::Instrument::instrument(work, span).await {
-                Ok(r) => r,
-                Err(e) => {
-                    error!(table = %t, error = %e, "orphan cleanup of table failed");
-                    TableReport::new(t, TableStatus::Failed { error: e })
-                }
+                let started = Instant::now();
+                let report =
+                    self.clean_table(t, &locations, request.mode, cancel).await.unwrap_or_else(|e| {
+                        error!(table = %t, error = %e, "orphan cleanup of table failed");
+                        TableReport::new(t, TableStatus::Failed { error: e })
+                    });
+                self.metrics
+                    .orphan_cleanup_duration_seconds
+                    .with_label_values(&[&t.tenant, &t.dataset, &t.table])
+                    .observe(started.elapsed().as_secs_f64());
+                report
             };
-            self.audit.finish(record, request.mode, &report, self.clock.now()).await;
-            self.metrics
-                .orphan_cleanup_duration_seconds
-                .with_label_values(&[&t.tenant, &t.dataset, &t.table])
-                .observe(started.elapsed().as_secs_f64());
-            tables.push(report);
+            // The lock is taken once for expiry and cleanup; expiry records its own audit row inside it.
+            let _guard = self.pass.locks.lock(&t.qualified()).await;
+            tables.push(self.pass.record(RunType::Orphans, request.mode, t, work).await);
         }
         Ok(PassReport {
             job: JobKind::Orphans,

@@ -22,9 +22,11 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::RunType;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::{Mode, RetentionConfig};
+use crate::job::TablePass;
 use crate::job::{
     BeforeCommitHook, Job, JobError, JobKind, PassReport, PassRequest, TableReport, TableStatus,
 };
@@ -43,8 +45,7 @@ pub struct RetentionJob {
     metrics: Metrics,
     clock: Arc<dyn Clock>,
     config: RetentionConfig,
-    locks: crate::service::locks::TableLocks,
-    audit: crate::audit::Audit,
+    pass: TablePass,
     before_commit: Option<BeforeCommitHook>,
 }
 
@@ -57,8 +58,7 @@ impl RetentionJob {
             metrics: ctx.metrics.clone(),
             clock: ctx.clock.clone(),
             config: ctx.config.retention.clone(),
-            locks: ctx.locks.clone(),
-            audit: ctx.audit.clone(),
+            pass: TablePass::new(ctx),
             before_commit: None,
         }
     }
@@ -78,12 +78,7 @@ impl RetentionJob {
             return TableReport::new(t, TableStatus::Unchanged);
         }
         let mode = mode.and(self.config.mode);
-        let record = self.audit.start(crate::audit::RunType::Expiry, t, self.clock.now()).await;
-        let span = crate::audit::table_span("expiry", record.run_id(), t);
-        let report =
-            tracing::Instrument::instrument(execute::expire_table(self, t, mode, cancel), span).await;
-        self.audit.finish(record, mode, &report, self.clock.now()).await;
-        report
+        self.pass.record(RunType::Expiry, mode, t, execute::expire_table(self, t, mode, cancel)).await
     }
 
     /// Runs `hook(table)` right before each partition-drop commit.
@@ -116,37 +111,20 @@ impl Job for RetentionJob {
         request: &PassRequest,
         cancel: &CancellationToken,
     ) -> Result<PassReport, JobError> {
-        let started_at = self.clock.now();
-        let discovered = self.catalog.discover().await?;
-        let mut tables = Vec::new();
-        for wanted in request.filter.tables() {
-            if !discovered.iter().any(|t| t.qualified() == *wanted) {
-                tables.push(TableReport::new_named(
-                    wanted,
-                    TableStatus::Failed { error: "table not found in the catalog".into() },
-                ));
-            }
-        }
+        let started_at = self.pass.clock.now();
+        let (selected, mut tables) = self.pass.select(request).await?;
         // One cutoff log line and metric per (tenant, dataset, signal) per pass.
         let logged = Mutex::new(HashSet::new());
-        let selected: Vec<&crate::catalog::TableRef> =
-            discovered.iter().filter(|t| request.filter.matches(t)).collect();
         let (logged_ref, selected_ref) = (&logged, &selected);
         // Tables are independent; a few at a time overlap their manifest reads and commits.
         let mut done: Vec<TableReport> = futures::stream::iter(0..selected.len())
             .map(|i| async move {
-                let table = selected_ref[i];
+                let table = &selected_ref[i];
                 if cancel.is_cancelled() {
                     return None;
                 }
-                let _guard = self.locks.lock(&table.qualified()).await;
-                let record =
-                    self.audit.start(crate::audit::RunType::Retention, table, self.clock.now()).await;
-                let span = crate::audit::table_span("retention", record.run_id(), table);
                 let work = execute::retain_table(self, table, request.mode, started_at, logged_ref, cancel);
-                let report = tracing::Instrument::instrument(work, span).await;
-                self.audit.finish(record, request.mode, &report, self.clock.now()).await;
-                Some(report)
+                Some(self.pass.run(RunType::Retention, request.mode, table, work).await)
             })
             .buffered(TABLE_CONCURRENCY)
             .filter_map(|r| async move { r })
@@ -157,7 +135,7 @@ impl Job for RetentionJob {
             job: JobKind::Retention,
             mode: request.mode,
             started_at,
-            finished_at: self.clock.now(),
+            finished_at: self.pass.clock.now(),
             tables,
         })
     }

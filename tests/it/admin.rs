@@ -82,12 +82,14 @@ async fn auth_scope_validation_conflicts_dry_runs_and_audited_runs() {
     })
     .await;
     // The real run blocks before its first commit until released: a second request must get 409.
-    let release = Arc::new(tokio::sync::Notify::new());
+    // A semaphore, not a Notify: releases must be counted exactly even if they come before the waits.
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
     let hook: BeforeCommitHook = {
         let release = release.clone();
         Arc::new(move |_| {
             let release = release.clone();
-            Box::pin(async move { release.notified().await }) as futures::future::BoxFuture<'static, ()>
+            Box::pin(async move { release.acquire().await.unwrap().forget() })
+                as futures::future::BoxFuture<'static, ()>
         })
     };
     let blocking = Arc::new(CompactionJob::new(&ctx).with_before_commit(hook)) as Arc<dyn Job>;
@@ -142,9 +144,7 @@ async fn auth_scope_validation_conflicts_dry_runs_and_audited_runs() {
     assert_eq!(body["tables"], serde_json::json!(["acme.production.traces"]));
     let (code, body) = call(&addr, "POST", "/v1/compaction/run", Some(ACME), Some(traces)).await;
     assert_eq!(code, 409, "{body}");
-    release.notify_one();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    release.notify_one(); // two closed hours: two groups, two commits
+    release.add_permits(2); // two closed hours: two groups, two commits
 
     // The run's audit row shows up in /v1/runs.
     let started = Instant::now();
