@@ -112,6 +112,15 @@ pub async fn generate_with_catalog(
     opts: &GenerateOptions,
     catalog_uri: Option<&str>,
 ) -> anyhow::Result<GenerateReport> {
+    generate_into(opts, catalog_uri, None).await
+}
+
+/// [`generate`] into another catalog database and/or another warehouse (e.g. S3) than DIR's.
+pub async fn generate_into(
+    opts: &GenerateOptions,
+    catalog_uri: Option<&str>,
+    storage: Option<StorageConfig>,
+) -> anyhow::Result<GenerateReport> {
     if opts.tenants == 0
         || opts.datasets == 0
         || opts.hours == 0
@@ -130,9 +139,12 @@ pub async fn generate_with_catalog(
         bail!("{} already holds a catalog.db; generate into an empty directory", dir.display());
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let (mut catalog_config, storage_config) = dir_config(&dir);
+    let (mut catalog_config, mut storage_config) = dir_config(&dir);
     if let Some(uri) = catalog_uri {
         catalog_config.uri = uri.to_string();
+    }
+    if let Some(storage) = storage {
+        storage_config = storage;
     }
     let warehouse = Warehouse::open(&storage_config, Access::ReadWrite)?;
     let catalog = Catalog::connect(&catalog_config, &warehouse, Access::ReadWrite).await?;

@@ -181,10 +181,31 @@ impl Warehouse {
                 }
                 Ok(Warehouse { root, store: Arc::new(LocalFileSystem::new()), mapper: PathMapper::Local })
             }
-            Dsn::S3 { .. } => Err(StorageError::Unsupported {
-                root,
-                reason: "S3 storage is not available in this build yet; use a file:// dsn".into(),
-            }),
+            Dsn::S3 { bucket, .. } => {
+                // Standard AWS environment first (AWS_ACCESS_KEY_ID, AWS_REGION, AWS_ENDPOINT, …), then
+                // the configuration's explicit settings.
+                let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_allow_http(config.allow_http)
+                    .with_virtual_hosted_style_request(!config.path_style);
+                if let Some(region) = &config.region {
+                    builder = builder.with_region(region);
+                }
+                if let Some(endpoint) = &config.endpoint {
+                    builder = builder.with_endpoint(endpoint);
+                }
+                if let (Some(key), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
+                    builder = builder.with_access_key_id(key).with_secret_access_key(secret);
+                }
+                let store = builder
+                    .build()
+                    .map_err(|e| StorageError::Unsupported { root: root.clone(), reason: e.to_string() })?;
+                Ok(Warehouse {
+                    root,
+                    store: Arc::new(store),
+                    mapper: PathMapper::S3 { bucket: bucket.clone() },
+                })
+            }
         }
     }
 

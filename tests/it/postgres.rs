@@ -9,7 +9,6 @@ use chrono::TimeDelta;
 use futures::TryStreamExt;
 use signaldb_compactor::compaction::CompactionJob;
 use signaldb_compactor::config::{Mode, RetentionValue};
-use signaldb_compactor::generate::generate_with_catalog;
 use signaldb_compactor::job::{BeforeCommitHook, Job, PartitionStatus, PassRequest, TableStatus};
 use signaldb_compactor::orphans::OrphanJob;
 use signaldb_compactor::retention::RetentionJob;
@@ -39,13 +38,33 @@ async fn trace_ids(ctx: &Context, table: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn every_job_on_a_postgresql_catalog() {
+async fn every_job_on_postgresql_and_local_files() {
     let pg = Postgres::start();
     let uri = pg.database("signaldb").await;
+    scenario(&uri, None).await;
+}
+
+#[tokio::test]
+async fn every_job_on_postgresql_and_s3() {
+    let pg = Postgres::start();
+    let uri = pg.database("signaldb").await;
+    let s3 = crate::support::S3Server::start();
+    scenario(&uri, Some(s3.bucket("signaldb-lake", "warehouse"))).await;
+}
+
+/// Generate, compact with a forced conflict, retain, clean orphans and audit, on the given catalog and
+/// storage (`None`: the temp dir's local warehouse).
+async fn scenario(uri: &str, storage: Option<signaldb_compactor::config::StorageConfig>) {
     let dir = tempfile::tempdir().unwrap();
-    generate_with_catalog(&small_options(dir.path()), Some(&uri)).await.unwrap();
+    signaldb_compactor::generate::generate_into(&small_options(dir.path()), Some(uri), storage.clone())
+        .await
+        .unwrap();
     assert!(!dir.path().join("catalog.db").exists(), "the catalog lives in PostgreSQL");
+    let uri = uri.to_string();
     let mut ctx = context(dir.path(), fixed_end() + TimeDelta::minutes(5), |c| {
+        if let Some(storage) = storage {
+            c.storage = storage;
+        }
         c.catalog.uri = uri.clone();
         c.compaction.min_input_files = 2;
         c.compaction.commit_retry_backoff = std::time::Duration::from_millis(5);
@@ -118,14 +137,21 @@ async fn every_job_on_a_postgresql_catalog() {
     let t = retention.tables.iter().find(|t| t.table == traces).unwrap();
     assert_eq!(t.status, TableStatus::Succeeded, "{t:#?}");
     assert!(trace_ids(&ctx, traces).await.is_empty(), "every hour expired");
-    let orphan = dir.path().join("warehouse/acme/production/logs/data/orphan.parquet");
-    std::fs::write(&orphan, b"x").unwrap();
+    // Plant the orphan through the warehouse's own store (local directory or S3 bucket alike).
+    let logs = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "logs").unwrap();
+    let location =
+        format!("{}/data/orphan.parquet", ctx.catalog.load(&logs).await.unwrap().metadata().location());
+    let orphan = ctx.warehouse.object_path(&location).unwrap();
+    use object_store::ObjectStoreExt;
+    ctx.warehouse.store().put(&orphan, object_store::PutPayload::from_static(b"x")).await.unwrap();
     let orphans = OrphanJob::new(&ctx)
         .run_once(&PassRequest::all(Mode::Execute), &CancellationToken::new())
         .await
         .unwrap();
     assert!(orphans.tables.iter().all(|t| !matches!(t.status, TableStatus::Failed { .. })), "{orphans:#?}");
-    assert!(!orphan.exists());
+    assert!(ctx.warehouse.store().head(&orphan).await.is_err(), "the orphan was deleted");
+    let problems = signaldb_compactor::verify::verify(&ctx, &Default::default(), true).await.unwrap();
+    assert!(problems.iter().all(|t| t.problems.is_empty()), "{problems:#?}");
 
     // Audit and checkpoint rows live in PostgreSQL.
     let pool = sqlx::PgPool::connect(&uri).await.unwrap();

@@ -262,3 +262,51 @@ impl Drop for Postgres {
         });
     }
 }
+
+/// A throwaway S3-compatible server (PyPI's `moto[server]`, a local process on a free loopback port).
+pub struct S3Server {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 -m moto.server (pip install 'moto[server]', see .ci/run)");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let started = std::time::Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(30), "moto server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        S3Server { child, endpoint }
+    }
+
+    /// Creates `bucket` and returns storage settings for `s3://bucket/prefix` on this server.
+    pub fn bucket(&self, bucket: &str, prefix: &str) -> signaldb_compactor::config::StorageConfig {
+        let addr = self.endpoint.trim_start_matches("http://");
+        let (code, body) = http_request(addr, "PUT", &format!("/{bucket}"), &[], None);
+        assert!(code == 200, "create bucket: {code} {body}");
+        signaldb_compactor::config::StorageConfig {
+            dsn: signaldb_compactor::storage::Dsn::S3 { bucket: bucket.into(), prefix: prefix.into() },
+            endpoint: Some(self.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("testing".into()),
+            secret_access_key: Some("testing".into()),
+            allow_http: true,
+            path_style: true,
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
