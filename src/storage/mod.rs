@@ -5,6 +5,7 @@
 //! Terms: a *location* is a URL-like string as Iceberg metadata stores it (`file:///w/t/f.parquet`,
 //! `s3://bucket/w/t/f.parquet`); an *object path* is the key inside the store (`w/t/f.parquet`).
 
+pub mod faults;
 mod fileio;
 pub mod gate;
 pub mod path;

@@ -8,6 +8,7 @@ mod chaos;
 mod compaction;
 mod config_cli;
 mod discovery;
+mod faults;
 mod generate;
 mod observability;
 mod orphans;

@@ -1,0 +1,154 @@
+//! Failure injection: an object store that fails writes, deletes or listings makes a pass fail cleanly
+//! (nothing half-committed, no row changed), and the next pass succeeds; leftovers are only unreferenced
+//! files that orphan cleanup removes.
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use signaldb_compactor::catalog::{Access, Catalog};
+use signaldb_compactor::compaction::CompactionJob;
+use signaldb_compactor::config::Mode;
+use signaldb_compactor::job::{Job, PassRequest, TableStatus};
+use signaldb_compactor::orphans::OrphanJob;
+use signaldb_compactor::service::Context;
+use signaldb_compactor::storage::Warehouse;
+use signaldb_compactor::storage::faults::FaultyStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{context, fixed_end, generate_small};
+
+/// Every table's row timestamps, sorted (a row multiset fingerprint that fits every signal).
+async fn fingerprint(ctx: &Context) -> Vec<(String, Vec<i64>)> {
+    let mut out = Vec::new();
+    for t in ctx.catalog.discover().await.unwrap() {
+        let table = ctx.catalog.load(&t).await.unwrap();
+        let batches: Vec<arrow_array::RecordBatch> =
+            table.scan().select_all().build().unwrap().to_arrow().await.unwrap().try_collect().await.unwrap();
+        let mut ts: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                let col = b.column_by_name("timestamp").unwrap();
+                let col = col.as_any().downcast_ref::<arrow_array::TimestampMicrosecondArray>().unwrap();
+                col.values().to_vec()
+            })
+            .collect();
+        ts.sort_unstable();
+        out.push((t.qualified(), ts));
+    }
+    out
+}
+
+async fn assert_consistent(ctx: &Context, rows: &[(String, Vec<i64>)], step: &str) {
+    let problems = signaldb_compactor::verify::verify(ctx, &Default::default(), false).await.unwrap();
+    assert!(problems.iter().all(|t| t.problems.is_empty()), "{step}: {problems:#?}");
+    assert_eq!(&fingerprint(ctx).await, rows, "{step}: rows changed");
+}
+
+#[tokio::test]
+async fn failing_store_operations_fail_passes_cleanly_and_the_next_pass_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    generate_small(dir.path()).await;
+    let mut ctx = context(dir.path(), fixed_end() + TimeDelta::minutes(5), |c| {
+        c.compaction.min_input_files = 2;
+        c.compaction.commit_retry_backoff = std::time::Duration::from_millis(5);
+        c.orphans.enabled = true;
+        c.orphans.mode = Mode::Execute;
+    })
+    .await;
+    let faulty = Arc::new(FaultyStore::new(Arc::new(object_store::local::LocalFileSystem::new()), 11));
+    let warehouse = Warehouse::with_store(ctx.warehouse.root().to_string(), faulty.clone());
+    ctx.catalog = Catalog::connect(&ctx.config.catalog, &warehouse, Access::ReadWrite).await.unwrap();
+    ctx.warehouse = warehouse;
+    let rows = fingerprint(&ctx).await;
+    let run = |ctx: &Context| {
+        let job = CompactionJob::new(ctx);
+        async move { job.run_once(&PassRequest::all(Mode::Execute), &CancellationToken::new()).await.unwrap() }
+    };
+    let locations = |ctx: &Context| {
+        let catalog = ctx.catalog.clone();
+        async move {
+            let mut out = Vec::new();
+            for t in catalog.discover().await.unwrap() {
+                out.push(catalog.metadata_location(&t.ident).await.unwrap());
+            }
+            out
+        }
+    };
+
+    // Every write fails: every table's compaction fails, nothing is committed.
+    let before = locations(&ctx).await;
+    faulty.faults.set(1000, 0, 0, 0);
+    let report = run(&ctx).await;
+    faulty.faults.set(0, 0, 0, 0);
+    assert_eq!(report.failed_tables(), 6, "{report:#?}");
+    assert_eq!(locations(&ctx).await, before, "no catalog pointer moved");
+    assert_consistent(&ctx, &rows, "all writes failing").await;
+
+    // Half the writes fail: some groups commit, others fail; every state is consistent.
+    faulty.faults.set(500, 0, 0, 0);
+    let partial = run(&ctx).await;
+    faulty.faults.set(0, 0, 0, 0);
+    assert_consistent(&ctx, &rows, "half the writes failing").await;
+    assert!(partial.failed_tables() > 0, "the fault rate must really bite: {partial:#?}");
+
+    // The next pass without faults finishes the job.
+    let report = run(&ctx).await;
+    assert_eq!(report.failed_tables(), 0, "{report:#?}");
+    assert!(
+        report.tables.iter().all(|t| t.partition_reports.iter().all(|p| !p.partition.ends_with("-10")
+            || p.status != signaldb_compactor::job::PartitionStatus::Succeeded)),
+        "the open hour stays untouched"
+    );
+    assert_consistent(&ctx, &rows, "after recovery").await;
+
+    // Orphan cleanup ten days later: a planted orphan (and any leftovers of failed writes).
+    ctx.clock = Arc::new(signaldb_compactor::clock::FixedClock(chrono::Utc::now() + TimeDelta::days(10)));
+    let traces = ctx
+        .catalog
+        .discover()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.qualified() == "acme.production.traces")
+        .unwrap();
+    let location = format!(
+        "{}/data/planted-orphan.parquet",
+        ctx.catalog.load(&traces).await.unwrap().metadata().location()
+    );
+    let planted = ctx.warehouse.object_path(&location).unwrap();
+    ctx.warehouse.store().put(&planted, object_store::PutPayload::from_static(b"x")).await.unwrap();
+    let cleanup = |ctx: &Context| {
+        let job = OrphanJob::new(ctx);
+        async move { job.run_once(&PassRequest::all(Mode::Execute), &CancellationToken::new()).await.unwrap() }
+    };
+
+    // Deletes fail: counted, retried next pass, nothing else harmed.
+    faulty.faults.set(0, 0, 0, 1000);
+    cleanup(&ctx).await;
+    faulty.faults.set(0, 0, 0, 0);
+    assert!(ctx.warehouse.store().head(&planted).await.is_ok(), "the failed delete left the orphan");
+    let failures: u64 = ctx
+        .metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("compactor_deletion_failures_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(failures >= 1, "deletion failures counted");
+    assert_consistent(&ctx, &rows, "deletes failing").await;
+
+    // Listing fails: the table's cleanup fails, nothing is deleted.
+    faulty.faults.set(0, 0, 1000, 0);
+    let listing = cleanup(&ctx).await;
+    faulty.faults.set(0, 0, 0, 0);
+    assert!(listing.tables.iter().all(|t| matches!(t.status, TableStatus::Failed { .. })), "{listing:#?}");
+    assert!(ctx.warehouse.store().head(&planted).await.is_ok());
+
+    // No faults: the orphan (and any leftover of the failed writes) goes; every live file stays.
+    let done = cleanup(&ctx).await;
+    assert!(done.tables.iter().all(|t| !matches!(t.status, TableStatus::Failed { .. })), "{done:#?}");
+    assert!(ctx.warehouse.store().head(&planted).await.is_err(), "the orphan was collected");
+    assert_consistent(&ctx, &rows, "after cleanup").await;
+}
