@@ -320,10 +320,7 @@ async fn run_group(
                 .into(),
         }))
     };
-    let policy = RetryPolicy {
-        max_attempts: job.config.commit_max_attempts,
-        base_backoff: job.config.commit_retry_backoff,
-    };
+    let policy = RetryPolicy::configured(&job.config);
     let mut guard = latest.lock().await;
     let (base_table, base_inventory) = guard.clone();
     let outcome =

@@ -19,8 +19,7 @@ use crate::config::retention::PolicySource;
 use crate::job::{PartitionReport, PartitionStatus, TableReport, TableStatus};
 use crate::storage::gate::{DeletionGate, human_age};
 use crate::table::{
-    Change, CommitError, Inventory, RetryPolicy, SnapshotChange, commit_with_retry, guard, partition,
-    reachability,
+    Change, CommitError, Inventory, SnapshotChange, commit_with_retry, guard, partition, reachability,
 };
 
 /// Files removed per `delete` commit; larger drops are split into several commits.
@@ -249,10 +248,11 @@ async fn drop_expired(
         Some(archive) => Some(archive_files(job, archive, &dplan, &files).await?),
         None => None,
     };
-    let policy = RetryPolicy { max_attempts: 5, base_backoff: std::time::Duration::from_millis(200) };
+    let policy = job.commit_retry;
     if let Some(hook) = &job.before_commit {
         hook(t.qualified()).await;
     }
+    let mut latest = table.clone();
     let mut current = (table, inventory);
     let mut last_snapshot = None;
     let chunks = dplan.remove.len().div_ceil(MAX_REMOVALS_PER_COMMIT) + 2;
@@ -286,6 +286,7 @@ async fn drop_expired(
                     .with_label_values(&labels(t))
                     .inc_by(u64::from(committed.conflicts));
                 last_snapshot = Some(committed.snapshot_id);
+                latest = committed.table.clone();
                 current = (committed.table, committed.inventory);
             }
             Err(CommitError::Abandoned(reason)) if reason == "nothing left to drop" => break,
@@ -302,7 +303,8 @@ async fn drop_expired(
     record_drops(report, &dplan, &files, status, last_snapshot);
     report.snapshot_id = last_snapshot;
     report.files_processed += dplan.remove.len() as u64;
-    let table = job.catalog.load(t).await?;
+    // The last confirmed commit's table (or the planned one when nothing was left to drop).
+    let table = latest;
     let stats = crate::stats::TableStats::of(&table);
     (report.files_after, report.bytes_after) = (stats.data_files, stats.bytes);
     Ok(table)
@@ -433,8 +435,8 @@ async fn expire_snapshots(
         }
         Ok(Change::ExpireSnapshots { snapshot_ids: p.expire, refs: p.remove_refs })
     };
-    let retry = RetryPolicy { max_attempts: 5, base_backoff: std::time::Duration::from_millis(200) };
-    match commit_with_retry(&job.catalog, &t.ident, table, inventory, retry, cancel, rebase).await {
+    match commit_with_retry(&job.catalog, &t.ident, table, inventory, job.commit_retry, cancel, rebase).await
+    {
         Ok(_) => {}
         Err(CommitError::Abandoned(_)) => return Ok(()),
         Err(e) => return Err(e.into()),

@@ -45,6 +45,7 @@ pub struct RetentionJob {
     metrics: Metrics,
     clock: Arc<dyn Clock>,
     config: RetentionConfig,
+    commit_retry: crate::table::RetryPolicy,
     pass: TablePass,
     before_commit: Option<BeforeCommitHook>,
 }
@@ -58,6 +59,7 @@ impl RetentionJob {
             metrics: ctx.metrics.clone(),
             clock: ctx.clock.clone(),
             config: ctx.config.retention.clone(),
+            commit_retry: crate::table::RetryPolicy::configured(&ctx.config.compaction),
             pass: TablePass::new(ctx),
             before_commit: None,
         }

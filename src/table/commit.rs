@@ -58,6 +58,12 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The configured bounds (`[compactor] commit_max_attempts`, `commit_retry_backoff`), shared by
+    /// every job that commits.
+    pub fn configured(config: &crate::config::CompactionConfig) -> Self {
+        RetryPolicy { max_attempts: config.commit_max_attempts, base_backoff: config.commit_retry_backoff }
+    }
+
     /// Exponential backoff with ±50 % jitter, capped at 30 s.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let exp = self.base_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
