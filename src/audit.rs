@@ -43,6 +43,10 @@ impl RunType {
 #[derive(Debug, Clone)]
 pub struct Audit {
     pool: Option<AnyPool>,
+    /// This process's lease holder id, written into every row.
+    holder: String,
+    /// The database clock's "now" in milliseconds (see [`crate::service::leases::now_ms_sql`]).
+    now_ms: &'static str,
 }
 
 /// A started run: its id (used in log spans whether or not it is persisted) and whether a row exists.
@@ -59,12 +63,12 @@ impl RunRecord {
 }
 
 impl Audit {
-    pub fn new(pool: Option<AnyPool>) -> Audit {
-        Audit { pool }
+    pub fn new(pool: Option<AnyPool>, holder: String, postgres: bool) -> Audit {
+        Audit { pool, holder, now_ms: crate::service::leases::now_ms_sql(postgres) }
     }
 
     pub fn disabled() -> Audit {
-        Audit { pool: None }
+        Audit { pool: None, holder: String::new(), now_ms: crate::service::leases::now_ms_sql(false) }
     }
 
     /// Whether rows are written (and so can be read back).
@@ -79,8 +83,8 @@ impl Audit {
         let Some(pool) = self.pool.as_ref() else { return RunRecord { run_id, persisted: false } };
         let stamp = stamp(now);
         let inserted = sqlx::query(
-            "INSERT INTO compactor_runs (run_id, run_type, tenant_id, dataset_id, table_name, started_at, status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'running', $7)",
+            "INSERT INTO compactor_runs (run_id, run_type, tenant_id, dataset_id, table_name, started_at, status, \
+             created_at, holder_id) VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, $8)",
         )
         .bind(&run_id)
         .bind(run_type.as_str())
@@ -89,6 +93,7 @@ impl Audit {
         .bind(&t.table)
         .bind(&stamp)
         .bind(&stamp)
+        .bind(&self.holder)
         .execute(pool)
         .await;
         let persisted = match inserted {
@@ -129,17 +134,49 @@ impl Audit {
         }
     }
 
-    /// At startup: rows a dead process left `running` become `failed`; rows older than `keep` go.
+    /// At startup: rows a dead process left `running` become `failed`; rows older than `keep` go. A
+    /// row another replica is still writing is left alone: a real pass holds its table's lease, so a
+    /// `running` row whose holder has a live lease belongs to a live process (unless that holder is a
+    /// process on this host that has exited).
     pub async fn recover(&self, now: DateTime<Utc>, keep: std::time::Duration) -> Result<u64, sqlx::Error> {
         let Some(pool) = self.pool.as_ref() else { return Ok(0) };
-        let marked = sqlx::query(
-            "UPDATE compactor_runs SET status = 'failed', completed_at = $1, \
-             error_message = 'the process stopped before this run finished' WHERE status = 'running'",
-        )
-        .bind(stamp(now))
-        .execute(pool)
-        .await?
-        .rows_affected();
+        // Holders of `running` rows that are gone: no live lease, or an exited process on this host.
+        let holders: Vec<Option<String>> =
+            sqlx::query_scalar("SELECT DISTINCT holder_id FROM compactor_runs WHERE status = 'running'")
+                .fetch_all(pool)
+                .await?;
+        let live_statement = format!(
+            "SELECT COUNT(*) FROM compactor_leases WHERE holder_id = $1 AND expires_at > {}",
+            self.now_ms
+        );
+        let mut marked = 0;
+        for holder in holders {
+            let dead = match &holder {
+                None => true,
+                Some(h) if crate::service::leases::is_dead_local_process(h) => true,
+                Some(h) => {
+                    let live: i64 = sqlx::query_scalar(&live_statement).bind(h).fetch_one(pool).await?;
+                    live == 0
+                }
+            };
+            if !dead {
+                continue;
+            }
+            let failed = "UPDATE compactor_runs SET status = 'failed', completed_at = $1, \
+                          error_message = 'the process stopped before this run finished' \
+                          WHERE status = 'running' AND ";
+            let done = match holder {
+                None => {
+                    let statement = format!("{failed}holder_id IS NULL");
+                    sqlx::query(&statement).bind(stamp(now)).execute(pool).await?
+                }
+                Some(h) => {
+                    let statement = format!("{failed}holder_id = $2");
+                    sqlx::query(&statement).bind(stamp(now)).bind(h).execute(pool).await?
+                }
+            };
+            marked += done.rows_affected();
+        }
         self.prune(now, keep).await?;
         Ok(marked)
     }

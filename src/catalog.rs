@@ -272,6 +272,12 @@ impl Catalog {
         &self.name
     }
 
+    /// Whether the catalog database is PostgreSQL (else SQLite): the few non-portable SQL expressions
+    /// (the database clock) depend on it.
+    pub fn is_postgres(&self) -> bool {
+        self.uri.starts_with("postgres:") || self.uri.starts_with("postgresql:")
+    }
+
     /// `SELECT 1` on the catalog database, for `/ready`.
     pub async fn ping(&self) -> Result<(), CatalogError> {
         sqlx::query("SELECT 1")

@@ -291,13 +291,16 @@ pub trait Job: Send + Sync + 'static {
 }
 
 /// What every job's pass over tables shares: selecting tables, and running one table's work under its
-/// lock, an audit row and a log span. Jobs hold one and keep only their per-table work.
+/// in-process lock, the table's replica lease, an audit row and a log span. Jobs hold one and keep only
+/// their per-table work.
 #[derive(Clone)]
 pub struct TablePass {
     pub catalog: crate::catalog::Catalog,
     pub locks: crate::service::locks::TableLocks,
+    pub leases: crate::service::leases::Leases,
     pub audit: crate::audit::Audit,
     pub clock: std::sync::Arc<dyn crate::clock::Clock>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl TablePass {
@@ -305,8 +308,10 @@ impl TablePass {
         TablePass {
             catalog: ctx.catalog.clone(),
             locks: ctx.locks.clone(),
+            leases: ctx.leases.clone(),
             audit: ctx.audit.clone(),
             clock: ctx.clock.clone(),
+            metrics: ctx.metrics.clone(),
         }
     }
 
@@ -331,7 +336,9 @@ impl TablePass {
         Ok((selected, missing))
     }
 
-    /// Runs `work` (one table's work) holding the table's lock, recorded as [`record`](Self::record) does.
+    /// Runs `work` (one table's work) holding the table's lock and, for a real (not dry-run) pass, its
+    /// replica lease, recorded as [`record`](Self::record) does. A table another replica holds is
+    /// skipped (`leased_elsewhere`) without an audit row; the lease is released when the work ends.
     pub async fn run(
         &self,
         run_type: crate::audit::RunType,
@@ -339,8 +346,37 @@ impl TablePass {
         table: &TableRef,
         work: impl std::future::Future<Output = TableReport>,
     ) -> TableReport {
+        use crate::service::leases::Acquired;
         let _guard = self.locks.lock(&table.qualified()).await;
-        self.record(run_type, mode, table, work).await
+        if mode.is_dry_run() {
+            return self.record(run_type, mode, table, work).await;
+        }
+        let job = run_type.as_str();
+        let lease = match self.leases.acquire(table).await {
+            Ok(None) => return self.record(run_type, mode, table, work).await,
+            Ok(Some(Acquired::Held(lease))) => lease,
+            Ok(Some(Acquired::Busy { holder })) => {
+                tracing::info!(job, table = %table, holder, "table leased by another replica; skipped");
+                self.metrics.tables_skipped_total.with_label_values(&[job, "leased_elsewhere"]).inc();
+                return TableReport::new(
+                    table,
+                    TableStatus::Skipped { reason: format!("leased_elsewhere: held by {holder}") },
+                );
+            }
+            Err(e) => {
+                tracing::warn!(job, table = %table, error = %e, "could not take the table's lease");
+                return TableReport::new(
+                    table,
+                    TableStatus::Failed { error: format!("could not take the table's lease: {e}") },
+                );
+            }
+        };
+        let report = lease.scope(self.record(run_type, mode, table, work)).await;
+        if lease.is_lost() {
+            self.metrics.leases_lost_total.with_label_values(&[job]).inc();
+        }
+        lease.release().await;
+        report
     }
 
     /// Runs `work` inside an audit row and a `table` span (run id, job, tenant, dataset, table); the

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub partitions_skipped_total: IntCounterVec,
     /// Whole tables a job left alone, by job and reason (unsupported format, encrypted, unreadable).
     pub tables_skipped_total: IntCounterVec,
+    /// Table leases lost mid-work, by job.
+    pub leases_lost_total: IntCounterVec,
     /// Retention: cutoffs computed (once per tenant, dataset, signal per pass).
     pub retention_cutoffs_computed_total: IntCounterVec,
     /// Retention: partitions (and partition-less files) evaluated against a cutoff.
@@ -243,6 +245,12 @@ impl Metrics {
                 "compactor_tables_skipped_total",
                 "Tables a job left alone, by job and reason",
                 &["job", "reason"],
+            ),
+            leases_lost_total: counter(
+                r,
+                "compactor_leases_lost_total",
+                "Table leases lost while the work ran (another replica took it over, or renewals failed)",
+                &["job"],
             ),
             registry,
         }

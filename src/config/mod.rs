@@ -130,6 +130,9 @@ pub struct ServiceConfig {
     /// `compactor_runs` rows older than this are deleted.
     #[serde(with = "humantime_serde")]
     pub audit_retention: Duration,
+    /// `lease_ttl_seconds`: a table lease not renewed for this long may be taken by another replica.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]

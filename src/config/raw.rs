@@ -64,6 +64,8 @@ pub struct RawCompactor {
     pub shutdown_timeout: Option<Duration>,
     pub log_format: Option<String>,
     pub audit_retention_days: Option<u64>,
+    /// Replicas: how long a table lease lasts without renewal.
+    pub lease_ttl_seconds: Option<u64>,
     /// Compaction's maintenance window, e.g. "01:00-05:00".
     pub window: Option<String>,
     /// Timezone of compaction's window (default: [compactor.retention] timezone).

@@ -229,6 +229,8 @@ fn service(raw: &RawCompactor, dry_run: bool) -> Result<ServiceConfig> {
         audit_retention: secs(
             at_least("compactor.audit_retention_days", raw.audit_retention_days, 30, 1)? * DAY,
         ),
+        // Renewed every ttl/3: below 3 s the renewals would hammer the catalog database.
+        lease_ttl: secs(at_least("compactor.lease_ttl_seconds", raw.lease_ttl_seconds, 300, 3)?),
     })
 }
 

@@ -130,9 +130,9 @@ impl Job for OrphanJob {
                     .observe(started.elapsed().as_secs_f64());
                 report
             };
-            // The lock is taken once for expiry and cleanup; expiry records its own audit row inside it.
-            let _guard = self.pass.locks.lock(&t.qualified()).await;
-            tables.push(self.pass.record(RunType::Orphans, request.mode, t, work).await);
+            // The lock and lease are taken once for expiry and cleanup; expiry records its own audit row
+            // inside them.
+            tables.push(self.pass.run(RunType::Orphans, request.mode, t, work).await);
         }
         Ok(PassReport {
             job: JobKind::Orphans,
@@ -281,6 +281,8 @@ impl OrphanJob {
             if let Some(hook) = &self.before_batch {
                 hook(t.qualified()).await;
             }
+            // Another replica may own the table now: stop (its checkpoint lets that replica resume).
+            crate::service::leases::check()?;
             if self.config.revalidate_before_delete {
                 let current = self.catalog.metadata_location(&t.ident).await.map_err(|e| e.to_string())?;
                 if current != metadata_location {

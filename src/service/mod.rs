@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod http;
+pub mod leases;
 pub mod locks;
 pub mod periodic;
 pub mod status;
@@ -38,6 +39,8 @@ pub struct Context {
     pub locks: locks::TableLocks,
     /// The audit trail (a no-op without write access).
     pub audit: crate::audit::Audit,
+    /// Table leases shared with other replicas (none without write access).
+    pub leases: leases::Leases,
 }
 
 impl Context {
@@ -52,9 +55,21 @@ impl Context {
         let catalog = Catalog::connect(&config.catalog, &warehouse, access)
             .await
             .context("connecting to the catalog")?;
-        let audit = match access {
-            Access::ReadWrite => crate::audit::Audit::new(Some(catalog.pool().clone())),
-            Access::ReadOnly => crate::audit::Audit::disabled(),
+        let (audit, leases) = match access {
+            Access::ReadWrite => {
+                let holder = leases::holder_id();
+                let leases = leases::Leases::new(
+                    catalog.pool().clone(),
+                    catalog.is_postgres(),
+                    holder.clone(),
+                    config.service.lease_ttl,
+                );
+                (
+                    crate::audit::Audit::new(Some(catalog.pool().clone()), holder, catalog.is_postgres()),
+                    leases,
+                )
+            }
+            Access::ReadOnly => (crate::audit::Audit::disabled(), leases::Leases::disabled()),
         };
         let recovered = audit
             .recover(chrono::Utc::now(), config.service.audit_retention)
@@ -84,6 +99,7 @@ impl Context {
             clock: Arc::new(SystemClock),
             locks: locks::TableLocks::default(),
             audit,
+            leases,
         })
     }
 

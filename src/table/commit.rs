@@ -184,6 +184,21 @@ async fn swap(
             return Err(e.into());
         }
     };
+    // A replica that lost the table's lease must not commit; holding the lease row until the
+    // transaction ends keeps another replica from taking it meanwhile.
+    match crate::service::leases::fence(&mut tx).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let _ = tx.rollback().await;
+            discard_uncommitted(table, &own_files).await;
+            return Err(CommitError::Abandoned("the table's lease was lost to another replica".into()));
+        }
+        Err(e) => {
+            drop(tx);
+            discard_uncommitted(table, &own_files).await;
+            return Err(e.into());
+        }
+    }
     let statement = format!(
         "UPDATE iceberg_tables SET metadata_location = $1, previous_metadata_location = $2 \
          WHERE catalog_name = $3 AND table_namespace = $4 AND table_name = $5 AND metadata_location = $6{}",

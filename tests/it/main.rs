@@ -10,6 +10,7 @@ mod config_cli;
 mod discovery;
 mod faults;
 mod generate;
+mod leases;
 mod observability;
 mod orphans;
 mod postgres;

@@ -1,0 +1,380 @@
+//! Leases that divide tables between replicas sharing one catalog database.
+//!
+//! Before a job works on a table it takes the table's row in `compactor_leases` with one statement,
+//! `INSERT … ON CONFLICT … DO UPDATE … WHERE expires_at < now` (or the row is already its own): a row
+//! another live holder owns is never taken, an expired one is. While the work runs the lease is
+//! renewed every `ttl / 3`; on completion it is released. Every time is the catalog database's clock
+//! (milliseconds since the epoch), so replicas' clocks never decide whether a lease expired.
+//!
+//! A holder that loses its lease (another replica took it after it expired, or renewals failed for
+//! two thirds of the ttl) abandons before committing: the commit path [`fence`]s inside the catalog
+//! transaction that swaps the table's pointer, extending the lease only if the row still names this
+//! holder, and rolls back otherwise; orphan cleanup [`check`]s before each deletion batch. The lease
+//! divides work; the catalog compare-and-swap alone already keeps every commit atomic.
+//!
+//! The lease of the table a task works on travels with that work as a task-local, so the commit path
+//! deep inside a job needs no extra argument.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sqlx::AnyPool;
+use tracing::{debug, info, warn};
+
+use crate::catalog::TableRef;
+
+/// The `partition_id` of a lease on a whole table.
+pub const WHOLE_TABLE: &str = "*";
+
+/// The replicas' lease table, or nothing (a read-only process writes no lease).
+#[derive(Clone)]
+pub struct Leases {
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    pool: AnyPool,
+    /// SQL for "now" in milliseconds on the database's clock.
+    now: &'static str,
+    holder: String,
+    ttl: Duration,
+}
+
+/// Whether a table could be leased.
+pub enum Acquired {
+    Held(Lease),
+    /// Another live holder has the table.
+    Busy {
+        holder: String,
+    },
+}
+
+/// A held lease, renewed in the background until released or dropped.
+pub struct Lease {
+    state: Arc<LeaseState>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+struct LeaseState {
+    inner: Arc<Inner>,
+    tenant: String,
+    dataset: String,
+    table: String,
+    /// Set once the lease is known lost; never cleared.
+    lost: AtomicBool,
+    /// When the last acquire or renewal succeeded (the local deadline runs from it).
+    renewed: std::sync::Mutex<Instant>,
+}
+
+tokio::task_local! {
+    static CURRENT: Arc<LeaseState>;
+}
+
+impl Leases {
+    pub fn disabled() -> Leases {
+        Leases { inner: None }
+    }
+
+    /// Leases on the catalog database. `postgres` selects that dialect's clock function.
+    pub fn new(pool: AnyPool, postgres: bool, holder: String, ttl: Duration) -> Leases {
+        Leases { inner: Some(Arc::new(Inner { pool, now: now_ms_sql(postgres), holder, ttl })) }
+    }
+
+    /// This process's holder id, when leases are in use.
+    pub fn holder(&self) -> Option<&str> {
+        self.inner.as_ref().map(|i| i.holder.as_str())
+    }
+
+    /// Takes the lease of a whole table, or reports who holds it. `None`: leases are disabled.
+    pub async fn acquire(&self, t: &TableRef) -> Result<Option<Acquired>, sqlx::Error> {
+        let Some(inner) = &self.inner else { return Ok(None) };
+        let ttl_ms = i64::try_from(inner.ttl.as_millis()).unwrap_or(i64::MAX);
+        let now = inner.now;
+        let statement = format!(
+            "INSERT INTO compactor_leases \
+               (tenant_id, dataset_id, table_name, partition_id, holder_id, acquired_at, expires_at, renewed_at) \
+             VALUES ($1, $2, $3, $4, $5, {now}, {now} + $6, {now}) \
+             ON CONFLICT (tenant_id, dataset_id, table_name, partition_id) DO UPDATE SET \
+               holder_id = excluded.holder_id, acquired_at = excluded.acquired_at, \
+               expires_at = excluded.expires_at, renewed_at = excluded.renewed_at \
+             WHERE compactor_leases.expires_at < excluded.acquired_at \
+                OR compactor_leases.holder_id = excluded.holder_id"
+        );
+        let started = Instant::now();
+        let taken = sqlx::query(&statement)
+            .bind(&t.tenant)
+            .bind(&t.dataset)
+            .bind(&t.table)
+            .bind(WHOLE_TABLE)
+            .bind(&inner.holder)
+            .bind(ttl_ms)
+            .execute(&inner.pool)
+            .await?
+            .rows_affected();
+        if taken == 0 {
+            let holder: Option<String> = sqlx::query_scalar(
+                "SELECT holder_id FROM compactor_leases \
+                 WHERE tenant_id = $1 AND dataset_id = $2 AND table_name = $3 AND partition_id = $4",
+            )
+            .bind(&t.tenant)
+            .bind(&t.dataset)
+            .bind(&t.table)
+            .bind(WHOLE_TABLE)
+            .fetch_optional(&inner.pool)
+            .await?;
+            let holder = holder.unwrap_or_else(|| "unknown".into());
+            if !is_dead_local_process(&holder) || !self.take_over(t, &holder).await? {
+                return Ok(Some(Acquired::Busy { holder }));
+            }
+            info!(table = %t, dead_holder = holder, "took over the lease of a process on this host that has exited");
+        }
+        let state = Arc::new(LeaseState {
+            inner: inner.clone(),
+            tenant: t.tenant.clone(),
+            dataset: t.dataset.clone(),
+            table: t.table.clone(),
+            lost: AtomicBool::new(false),
+            renewed: std::sync::Mutex::new(started),
+        });
+        debug!(table = %t, holder = inner.holder, "lease acquired");
+        let renewer = tokio::spawn(renew_until_lost(state.clone()));
+        Ok(Some(Acquired::Held(Lease { state, renewer })))
+    }
+}
+
+impl Leases {
+    /// Takes the lease from `dead` (a holder known to have exited) if the row still names it.
+    async fn take_over(&self, t: &TableRef, dead: &str) -> Result<bool, sqlx::Error> {
+        let Some(inner) = &self.inner else { return Ok(false) };
+        let now = inner.now;
+        let ttl_ms = i64::try_from(inner.ttl.as_millis()).unwrap_or(i64::MAX);
+        let statement = format!(
+            "UPDATE compactor_leases SET holder_id = $1, acquired_at = {now}, expires_at = {now} + $2, \
+             renewed_at = {now} WHERE tenant_id = $3 AND dataset_id = $4 AND table_name = $5 \
+             AND partition_id = $6 AND holder_id = $7"
+        );
+        let updated = sqlx::query(&statement)
+            .bind(&inner.holder)
+            .bind(ttl_ms)
+            .bind(&t.tenant)
+            .bind(&t.dataset)
+            .bind(&t.table)
+            .bind(WHOLE_TABLE)
+            .bind(dead)
+            .execute(&inner.pool)
+            .await?;
+        Ok(updated.rows_affected() > 0)
+    }
+}
+
+impl Lease {
+    /// Runs `work` with this lease as the task's current lease (seen by [`fence`] and [`check`]).
+    pub async fn scope<F: std::future::Future>(&self, work: F) -> F::Output {
+        CURRENT.scope(self.state.clone(), work).await
+    }
+
+    /// Whether the lease was lost while held.
+    pub fn is_lost(&self) -> bool {
+        self.state.is_lost()
+    }
+
+    /// Stops renewing and deletes the row if it is still ours. A failed release only delays the next
+    /// holder until the lease expires.
+    pub async fn release(self) {
+        self.renewer.abort();
+        let s = &self.state;
+        let released = sqlx::query(
+            "DELETE FROM compactor_leases WHERE tenant_id = $1 AND dataset_id = $2 AND table_name = $3 \
+             AND partition_id = $4 AND holder_id = $5",
+        )
+        .bind(&s.tenant)
+        .bind(&s.dataset)
+        .bind(&s.table)
+        .bind(WHOLE_TABLE)
+        .bind(&s.inner.holder)
+        .execute(&s.inner.pool)
+        .await;
+        if let Err(e) = released {
+            warn!(table = s.table, error = %e, "could not release the table's lease; it expires by itself");
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+impl LeaseState {
+    fn is_lost(&self) -> bool {
+        if self.lost.load(Ordering::SeqCst) {
+            return true;
+        }
+        // Renewals may be failing (or starved): past two thirds of the ttl the row may expire soon.
+        let renewed = *self.renewed.lock().unwrap_or_else(|p| p.into_inner());
+        renewed.elapsed() >= self.inner.ttl * 2 / 3
+    }
+
+    fn mark_lost(&self, why: &str) {
+        if !self.lost.swap(true, Ordering::SeqCst) {
+            warn!(
+                tenant = self.tenant,
+                dataset = self.dataset,
+                table = self.table,
+                holder = self.inner.holder,
+                why,
+                "table lease lost; the work on this table abandons before committing"
+            );
+        }
+    }
+
+    fn touched(&self, at: Instant) {
+        *self.renewed.lock().unwrap_or_else(|p| p.into_inner()) = at;
+    }
+
+    /// Extends the lease if the row still names this holder: `Ok(false)` when another holder has it.
+    async fn extend<'c, E>(&self, executor: E) -> Result<bool, sqlx::Error>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        let now = self.inner.now;
+        let ttl_ms = i64::try_from(self.inner.ttl.as_millis()).unwrap_or(i64::MAX);
+        let statement = format!(
+            "UPDATE compactor_leases SET expires_at = {now} + $1, renewed_at = {now} \
+             WHERE tenant_id = $2 AND dataset_id = $3 AND table_name = $4 AND partition_id = $5 \
+             AND holder_id = $6"
+        );
+        let updated = sqlx::query(&statement)
+            .bind(ttl_ms)
+            .bind(&self.tenant)
+            .bind(&self.dataset)
+            .bind(&self.table)
+            .bind(WHOLE_TABLE)
+            .bind(&self.inner.holder)
+            .execute(executor)
+            .await?;
+        Ok(updated.rows_affected() > 0)
+    }
+}
+
+async fn renew_until_lost(state: Arc<LeaseState>) {
+    let every = (state.inner.ttl / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        let started = Instant::now();
+        match state.extend(&state.inner.pool).await {
+            Ok(true) => state.touched(started),
+            Ok(false) => {
+                state.mark_lost("another holder took the lease over");
+                return;
+            }
+            Err(e) => {
+                warn!(table = state.table, error = %e, "could not renew the table's lease; retrying");
+                if state.is_lost() {
+                    state.mark_lost("renewals failed for two thirds of the lease ttl");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// SQL for the database clock's "now" in milliseconds since the epoch.
+pub fn now_ms_sql(postgres: bool) -> &'static str {
+    if postgres {
+        "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+    } else {
+        "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+    }
+}
+
+/// Fails if the current task works under a lease that was lost. No lease (leases disabled, or a
+/// caller outside a table pass): nothing to check.
+pub fn check() -> Result<(), String> {
+    match CURRENT.try_with(|s| s.is_lost()) {
+        Ok(true) => Err("the table's lease was lost to another replica".into()),
+        _ => Ok(()),
+    }
+}
+
+/// Inside the transaction that commits to a table: extends the current task's lease if this holder
+/// still has it. `Ok(false)`: the lease is lost and the transaction must not commit. Holding the
+/// updated row until the transaction ends keeps another replica from taking the lease meanwhile.
+pub async fn fence(conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
+    let Ok(state) = CURRENT.try_with(|s| s.clone()) else { return Ok(true) };
+    if state.lost.load(Ordering::SeqCst) {
+        return Ok(false);
+    }
+    let started = Instant::now();
+    let held = state.extend(conn).await?;
+    if held {
+        state.touched(started);
+    } else {
+        state.mark_lost("another holder took the lease over");
+    }
+    Ok(held)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// This process's holder id: `host:pid:random` (the suffix keeps it unique across restarts).
+pub fn holder_id() -> String {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let id =
+        OWN_HOLDER.get_or_init(|| format!("{}:{}:{}", host_name(), std::process::id(), &suffix[..8])).clone();
+    info!(holder = id, "replica holder id");
+    id
+}
+
+/// Whether `holder` names a process on this host that no longer exists (killed, crashed): its leases
+/// need not wait for their expiry, and its `running` audit rows are dead. Conservative: another host,
+/// an unparsable id, or any process with that pid (even a reused one) counts as alive.
+pub fn is_dead_local_process(holder: &str) -> bool {
+    let mut parts = holder.rsplitn(3, ':');
+    let (Some(_suffix), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else { return false };
+    if host != host_name() || holder == own_holder() {
+        return false;
+    }
+    // Our own pid under another suffix is an earlier incarnation (a restarted container is pid 1 again).
+    pid == std::process::id() || !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// This process's holder id once [`holder_id`] made it.
+static OWN_HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn own_holder() -> &'static str {
+    OWN_HOLDER.get().map(String::as_str).unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_exited_processes_on_this_host_are_dead() {
+        let me = holder_id();
+        assert!(!is_dead_local_process(&me), "this process");
+        let host = host_name();
+        assert!(is_dead_local_process(&format!("{host}:999999999:0badcafe")), "no such pid here");
+        assert!(
+            is_dead_local_process(&format!("{host}:{}:0badcafe", std::process::id())),
+            "an earlier incarnation with this pid"
+        );
+        assert!(!is_dead_local_process(&format!("{host}:1:0badcafe")), "a live pid");
+        assert!(!is_dead_local_process("elsewhere.example:999999999:0badcafe"), "another host");
+        assert!(!is_dead_local_process("replica-b"), "not a holder id this binary makes");
+        assert!(!is_dead_local_process(&format!("{host}:x:0badcafe")));
+    }
+}
