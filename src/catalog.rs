@@ -151,6 +151,19 @@ impl CatalogError {
     }
 }
 
+/// Whether a database error means the catalog database cannot be reached at all (rather than a
+/// problem with one statement): then every table would fail the same way.
+pub fn is_unreachable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed
+    )
+}
+
 /// Whether this process may write to the catalog database and the warehouse at all. Read-only (every
 /// job in dry-run) creates nothing: not the SQLite file, not the warehouse directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,6 +228,9 @@ impl Catalog {
         let sql = |source| CatalogError::Sql { uri: shown.clone(), source };
         let pool = AnyPoolOptions::new()
             .max_connections(config.pool_max_connections)
+            // While the database is down a statement fails after this, not sqlx's default 30 s: a pass
+            // then ends sooner (see `is_unreachable`) and the next tick tries again.
+            .acquire_timeout(std::time::Duration::from_secs(10))
             .connect(&uri)
             .await
             .map_err(sql)?;
@@ -254,7 +270,7 @@ impl Catalog {
         if self.has_iceberg_type { " AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL)" } else { "" }
     }
 
-    fn sql_error(&self, source: sqlx::Error) -> CatalogError {
+    pub(crate) fn sql_error(&self, source: sqlx::Error) -> CatalogError {
         CatalogError::Sql { uri: redact_uri(&self.uri), source }
     }
 

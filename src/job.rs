@@ -339,36 +339,44 @@ impl TablePass {
     /// Runs `work` (one table's work) holding the table's lock and, for a real (not dry-run) pass, its
     /// replica lease, recorded as [`record`](Self::record) does. A table another replica holds is
     /// skipped (`leased_elsewhere`) without an audit row; the lease is released when the work ends.
+    /// `Err`: the catalog database cannot be reached, so the rest of the pass would fail the same way
+    /// table after table; the caller ends the pass (retried at the next tick).
     pub async fn run(
         &self,
         run_type: crate::audit::RunType,
         mode: Mode,
         table: &TableRef,
         work: impl std::future::Future<Output = TableReport>,
-    ) -> TableReport {
+    ) -> Result<TableReport, JobError> {
         use crate::service::leases::Acquired;
         let _guard = self.locks.lock(&table.qualified()).await;
-        if mode.is_dry_run() {
-            return self.record(run_type, mode, table, work).await;
-        }
+        let acquired = if mode.is_dry_run() { Ok(None) } else { self.leases.acquire(table).await };
         let job = run_type.as_str();
-        let lease = match self.leases.acquire(table).await {
-            Ok(None) => return self.record(run_type, mode, table, work).await,
+        let lease = match acquired {
+            Ok(None) => {
+                if let Err(e) = self.catalog.ping().await
+                    && matches!(&e, crate::catalog::CatalogError::Sql { source, .. } if crate::catalog::is_unreachable(source))
+                {
+                    return Err(e.into());
+                }
+                return Ok(self.record(run_type, mode, table, work).await);
+            }
             Ok(Some(Acquired::Held(lease))) => lease,
             Ok(Some(Acquired::Busy { holder })) => {
                 tracing::info!(job, table = %table, holder, "table leased by another replica; skipped");
                 self.metrics.tables_skipped_total.with_label_values(&[job, "leased_elsewhere"]).inc();
-                return TableReport::new(
+                return Ok(TableReport::new(
                     table,
                     TableStatus::Skipped { reason: format!("leased_elsewhere: held by {holder}") },
-                );
+                ));
+            }
+            Err(e) if crate::catalog::is_unreachable(&e) => {
+                return Err(JobError::Catalog(self.catalog.sql_error(e)));
             }
             Err(e) => {
                 tracing::warn!(job, table = %table, error = %e, "could not take the table's lease");
-                return TableReport::new(
-                    table,
-                    TableStatus::Failed { error: format!("could not take the table's lease: {e}") },
-                );
+                let error = format!("could not take the table's lease: {e}");
+                return Ok(TableReport::new(table, TableStatus::Failed { error }));
             }
         };
         let report = lease.scope(self.record(run_type, mode, table, work)).await;
@@ -376,7 +384,7 @@ impl TablePass {
             self.metrics.leases_lost_total.with_label_values(&[job]).inc();
         }
         lease.release().await;
-        report
+        Ok(report)
     }
 
     /// Runs `work` inside an audit row and a `table` span (run id, job, tenant, dataset, table); the

@@ -90,7 +90,7 @@ impl Job for CompactionJob {
                 break;
             }
             let work = execute::compact_table(self, table, request, cancel);
-            tables.push(self.pass.run(RunType::Compaction, request.mode, table, work).await);
+            tables.push(self.pass.run(RunType::Compaction, request.mode, table, work).await?);
         }
         Ok(PassReport {
             job: JobKind::Compaction,

@@ -132,7 +132,7 @@ impl Job for OrphanJob {
             };
             // The lock and lease are taken once for expiry and cleanup; expiry records its own audit row
             // inside them.
-            tables.push(self.pass.run(RunType::Orphans, request.mode, t, work).await);
+            tables.push(self.pass.run(RunType::Orphans, request.mode, t, work).await?);
         }
         Ok(PassReport {
             job: JobKind::Orphans,

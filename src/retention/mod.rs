@@ -119,7 +119,7 @@ impl Job for RetentionJob {
         let logged = Mutex::new(HashSet::new());
         let (logged_ref, selected_ref) = (&logged, &selected);
         // Tables are independent; a few at a time overlap their manifest reads and commits.
-        let mut done: Vec<TableReport> = futures::stream::iter(0..selected.len())
+        let mut done = futures::stream::iter(0..selected.len())
             .map(|i| async move {
                 let table = &selected_ref[i];
                 if cancel.is_cancelled() {
@@ -128,11 +128,13 @@ impl Job for RetentionJob {
                 let work = execute::retain_table(self, table, request.mode, started_at, logged_ref, cancel);
                 Some(self.pass.run(RunType::Retention, request.mode, table, work).await)
             })
-            .buffered(TABLE_CONCURRENCY)
-            .filter_map(|r| async move { r })
-            .collect()
-            .await;
-        tables.append(&mut done);
+            .buffered(TABLE_CONCURRENCY);
+        // An unreachable catalog ends the pass; the tables still in flight stop where they are.
+        while let Some(report) = done.next().await {
+            if let Some(report) = report {
+                tables.push(report?);
+            }
+        }
         Ok(PassReport {
             job: JobKind::Retention,
             mode: request.mode,

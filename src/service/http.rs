@@ -54,14 +54,24 @@ struct Readiness {
     storage: String,
 }
 
+/// How long `/ready` waits for each backend: a database that is down may otherwise hold a pooled
+/// connection attempt for the pool's whole acquire timeout, far beyond a probe's timeout.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Ready only when the catalog database and the object store answer right now.
 async fn ready(State(state): State<Arc<HttpState>>) -> Response {
-    let (catalog, storage) = tokio::join!(state.catalog.ping(), state.warehouse.ping());
+    let bounded = |what: &'static str| move |_| format!("{what} did not answer within {READY_TIMEOUT:?}");
+    let (catalog, storage) = tokio::join!(
+        tokio::time::timeout(READY_TIMEOUT, state.catalog.ping()),
+        tokio::time::timeout(READY_TIMEOUT, state.warehouse.ping())
+    );
+    let catalog = catalog.map_err(bounded("the catalog database")).and_then(|r| r.map_err(|e| e.to_string()));
+    let storage = storage.map_err(bounded("the object store")).and_then(|r| r.map_err(|e| e.to_string()));
     let describe = |r: Result<(), String>| r.err().unwrap_or_else(|| "ok".to_string());
     let body = Readiness {
         ready: catalog.is_ok() && storage.is_ok(),
-        catalog: describe(catalog.map_err(|e| e.to_string())),
-        storage: describe(storage.map_err(|e| e.to_string())),
+        catalog: describe(catalog),
+        storage: describe(storage),
     };
     let code = if body.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body)).into_response()

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrow_array::Array;
 use chrono::TimeDelta;
-use futures::TryStreamExt;
+use futures::{FutureExt, TryStreamExt};
 use signaldb_compactor::compaction::CompactionJob;
 use signaldb_compactor::config::{Mode, RetentionValue};
 use signaldb_compactor::job::{BeforeCommitHook, Job, PartitionStatus, PassRequest, TableStatus};
@@ -169,4 +169,154 @@ async fn scenario(uri: &str, storage: Option<signaldb_compactor::config::Storage
             .await
             .unwrap();
     assert_eq!(checkpoints, 6, "one completed checkpoint per table");
+}
+
+/// Data files of `table` now, read through a fresh connection.
+async fn data_files(dir: &std::path::Path, uri: &str, table: &str) -> usize {
+    let uri = uri.to_string();
+    let ctx = context(dir, fixed_end(), move |c| c.catalog.uri = uri).await;
+    let t = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.qualified() == table).unwrap();
+    let table = ctx.catalog.load(&t).await.unwrap();
+    signaldb_compactor::table::inventory::Inventory::load(&table).await.unwrap().data.len()
+}
+
+/// Polls `check` every 200 ms until it holds or `limit` passes.
+async fn eventually<F, Fut>(limit: std::time::Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The catalog database restarts under a running daemon: `/ready` turns not-ready while it is down
+/// (`/health` stays ok, the process keeps running and counts failed passes), and once it is back the
+/// daemon reconnects by itself, turns ready and compacts new files, with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_rides_out_a_catalog_database_restart() {
+    use crate::support::http_get;
+
+    let pg = Postgres::start();
+    let uri = pg.database("signaldb").await;
+    let dir = tempfile::tempdir().unwrap();
+    signaldb_compactor::generate::generate_into(&small_options(dir.path()), Some(&uri), None).await.unwrap();
+    let addr = format!("127.0.0.1:{}", crate::support::free_port());
+    std::fs::write(
+        dir.path().join("signaldb.toml"),
+        format!(
+            "[schema]\ncatalog_uri = \"{uri}\"\n[storage]\ndsn = \"file://{d}/warehouse\"\n\
+             [compactor]\ninterval = \"1s\"\nmin_input_files = 2\n[compactor.http]\nlisten = \"{addr}\"\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut daemon = KillOnDrop(
+        crate::support::bin()
+            .current_dir(dir.path())
+            .arg("run")
+            .env_remove("SIGNALDB_COMPACTOR_DRY_RUN")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let secs = std::time::Duration::from_secs;
+    let traces = "acme.production.traces";
+    let ready = |want: u16| {
+        let addr = addr.clone();
+        move || {
+            let addr = addr.clone();
+            async move {
+                tokio::task::spawn_blocking(move || http_get(&addr, "/ready").map(|(c, _)| c).unwrap_or(0))
+                    .await
+                    .unwrap()
+                    == want
+            }
+        }
+    };
+    eventually(secs(60), "the daemon to be ready", ready(200)).await;
+    // 3 hours x 4 files: compacted to one file per hour.
+    eventually(secs(60), "the first compaction", || data_files(dir.path(), &uri, traces).map(|n| n == 3))
+        .await;
+    let scrape_has = |needle: &'static str| {
+        let addr = addr.clone();
+        move || {
+            let addr = addr.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    http_get(&addr, "/metrics").map(|(_, b)| b).unwrap_or_default()
+                })
+                .await
+                .unwrap()
+                .contains(needle)
+            }
+        }
+    };
+    // Stop the database between passes, most likely: a pass over these tables takes a fraction of the
+    // 1 s interval.
+    let ok_pass = "compactor_passes_total{job=\"compaction\",result=\"ok\"}";
+    eventually(secs(60), "a whole successful pass", scrape_has(ok_pass)).await;
+
+    pg.stop();
+    eventually(secs(20), "/ready to report the catalog down", ready(503)).await;
+    let (code, body) = http_get(&addr, "/ready").unwrap();
+    assert_eq!(code, 503);
+    assert!(body.contains("\"ready\":false"), "{body}");
+    assert_eq!(http_get(&addr, "/health").unwrap().0, 200, "alive while the catalog is down");
+    // A pass waits for a connection up to the pool's acquire timeout (10 s), then ends as failed; a
+    // pass caught mid-table first fails that table's statements the same way.
+    let failed_pass = "compactor_passes_total{job=\"compaction\",result=\"failed\"}";
+    eventually(secs(120), "a failed pass while the catalog is down", scrape_has(failed_pass)).await;
+    assert!(
+        daemon.0.try_wait().unwrap().is_none(),
+        "the daemon keeps running: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+
+    pg.start_again();
+    eventually(secs(60), "/ready after the catalog is back", ready(200)).await;
+    // New small files land in a closed hour; the same daemon compacts them.
+    {
+        let uri = uri.clone();
+        let ctx = context(dir.path(), fixed_end(), move |c| c.catalog.uri = uri).await;
+        let t = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.qualified() == traces).unwrap();
+        let columns = signaldb_compactor::generate::schema::columns("traces");
+        for seed in [501, 502] {
+            let mut table = ctx.catalog.load(&t).await.unwrap();
+            let spec = signaldb_compactor::generate::batch::FileSpec {
+                seed,
+                rows: 40,
+                start: fixed_end() - TimeDelta::minutes(140),
+                end: fixed_end() - TimeDelta::minutes(100),
+            };
+            signaldb_compactor::generate::append_file(&ctx.catalog, &mut table, &columns, &spec)
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(data_files(dir.path(), &uri, traces).await, 5);
+    eventually(secs(60), "compaction after the restart", || {
+        data_files(dir.path(), &uri, traces).map(|n| n == 3)
+    })
+    .await;
+
+    let pid = daemon.0.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = daemon.0.wait().unwrap();
+    assert!(status.success(), "clean shutdown: {}", std::fs::read_to_string(&log).unwrap());
+}
+
+/// A child process killed when the test ends, passing or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -217,17 +217,29 @@ impl Postgres {
             pg_bin("initdb"),
             &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync"],
         );
+        pg.start_again();
+        pg
+    }
+
+    /// Starts the (stopped) server again on the same port and data directory.
+    pub fn start_again(&self) {
+        let data = self.dir.path().join("data");
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            pg.port,
-            pg.dir.path().display()
+            self.port,
+            self.dir.path().display()
         );
-        let log = pg.dir.path().join("log");
-        pg.run(
+        let log = self.dir.path().join("log");
+        self.run(
             pg_bin("pg_ctl"),
             &["-D", data.to_str().unwrap(), "-o", &opts, "-l", log.to_str().unwrap(), "-w", "start"],
         );
-        pg
+    }
+
+    /// Stops the server (fast shutdown: open connections are closed), as a database restart would.
+    pub fn stop(&self) {
+        let data = self.dir.path().join("data");
+        self.run(pg_bin("pg_ctl"), &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"]);
     }
 
     fn run(&self, bin: PathBuf, args: &[&str]) {
