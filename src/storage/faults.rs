@@ -28,6 +28,8 @@ pub struct Faults {
     pub list: AtomicU32,
     pub delete: AtomicU32,
     pub latency_ms: AtomicU64,
+    /// Calls of `delete_stream` (every delete goes through it): how many delete requests callers made.
+    pub delete_calls: AtomicU64,
 }
 
 impl Faults {
@@ -112,6 +114,7 @@ impl ObjectStore for FaultyStore {
     }
 
     fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+        self.faults.delete_calls.fetch_add(1, Ordering::SeqCst);
         let faults = self.faults.clone();
         let seed = self.rng.lock().unwrap_or_else(|p| p.into_inner()).random::<u64>();
         let rng = Arc::new(Mutex::new(StdRng::seed_from_u64(seed)));

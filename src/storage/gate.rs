@@ -8,6 +8,11 @@
 //!
 //! `NotFound` on delete (or on the age check) is success: the object is gone either way, which makes
 //! every caller idempotent and safe to rerun after a kill.
+//!
+//! Candidates are checked independently (up to 16 at once), and those that pass every check are deleted
+//! together through the store's batch delete (`delete_stream`: S3 `DeleteObjects`, up to 1,000 keys per
+//! request). A candidate the batch does not confirm is looked at again: gone counts as deleted, still
+//! there as failed (retried next pass).
 
 use std::time::Duration;
 
@@ -48,11 +53,13 @@ impl GateOutcome {
     }
 }
 
-/// Candidates checked and deleted at once.
+/// Candidates checked at once.
 const CONCURRENCY: usize = 16;
 
 enum Verdict {
-    Deleted(u64),
+    /// Passed every check: delete it (path, bytes).
+    Delete(object_store::path::Path, u64),
+    Gone,
     WouldDelete(u64, Duration),
     Refused(Refusal),
     Failed(String),
@@ -69,19 +76,43 @@ pub struct DeletionGate<'a> {
 }
 
 impl DeletionGate<'_> {
-    /// Deletes those `candidates` that pass every check. Candidates are independent: up to
-    /// `CONCURRENCY` are checked and deleted at once; the outcome lists them in input order.
+    /// Deletes those `candidates` that pass every check; the outcome lists them in input order.
     pub async fn delete(&self, candidates: &[String]) -> GateOutcome {
         // Indexes, not `candidates.iter()`: a closure over borrowed items trips async_trait's Send check.
         let verdicts: Vec<Verdict> = futures::stream::iter(0..candidates.len())
-            .map(|i| self.decide(&candidates[i]))
+            .map(|i| self.check(&candidates[i]))
             .buffered(CONCURRENCY)
             .collect()
             .await;
+        let batch: Vec<object_store::path::Path> = verdicts
+            .iter()
+            .filter_map(|v| match v {
+                Verdict::Delete(path, _) => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        let (confirmed, batch_error) = self.delete_batch(batch).await;
         let mut out = GateOutcome::default();
         for (location, verdict) in candidates.iter().zip(verdicts) {
             match verdict {
-                Verdict::Deleted(bytes) => out.deleted.push((location.clone(), bytes)),
+                Verdict::Delete(path, bytes) => {
+                    if confirmed.contains(&path) {
+                        out.deleted.push((location.clone(), bytes));
+                        continue;
+                    }
+                    match self.warehouse.store().head(&path).await {
+                        Err(object_store::Error::NotFound { .. }) => {
+                            out.deleted.push((location.clone(), bytes))
+                        }
+                        _ => out.failed.push((
+                            location.clone(),
+                            batch_error
+                                .clone()
+                                .unwrap_or_else(|| "the batch delete did not confirm it".into()),
+                        )),
+                    }
+                }
+                Verdict::Gone => out.deleted.push((location.clone(), 0)),
                 Verdict::WouldDelete(bytes, age) => out.would_delete.push((location.clone(), bytes, age)),
                 Verdict::Refused(why) => out.refused.push((location.clone(), why)),
                 Verdict::Failed(error) => out.failed.push((location.clone(), error)),
@@ -90,8 +121,8 @@ impl DeletionGate<'_> {
         out
     }
 
-    /// Every check, then the deletion, for one candidate.
-    async fn decide(&self, location: &str) -> Verdict {
+    /// Every check for one candidate.
+    async fn check(&self, location: &str) -> Verdict {
         if !is_within(self.table_location, location) {
             return Verdict::Refused(Refusal::OutsideTableLocation);
         }
@@ -104,7 +135,7 @@ impl DeletionGate<'_> {
         };
         let meta = match self.warehouse.store().head(&path).await {
             Ok(meta) => meta,
-            Err(object_store::Error::NotFound { .. }) => return Verdict::Deleted(0),
+            Err(object_store::Error::NotFound { .. }) => return Verdict::Gone,
             Err(e) => return Verdict::Failed(e.to_string()),
         };
         let age = (self.now - meta.last_modified).to_std().unwrap_or_default();
@@ -114,10 +145,35 @@ impl DeletionGate<'_> {
         if self.mode.is_dry_run() {
             return Verdict::WouldDelete(meta.size, age);
         }
-        match self.warehouse.store().delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Verdict::Deleted(meta.size),
-            Err(e) => Verdict::Failed(e.to_string()),
+        Verdict::Delete(path, meta.size)
+    }
+
+    /// Deletes `paths` through the store's batch delete: the paths it confirmed (a missing object counts
+    /// as confirmed) and the first error it reported.
+    async fn delete_batch(
+        &self,
+        paths: Vec<object_store::path::Path>,
+    ) -> (std::collections::HashSet<object_store::path::Path>, Option<String>) {
+        let mut confirmed = std::collections::HashSet::new();
+        let mut first_error = None;
+        if paths.is_empty() {
+            return (confirmed, first_error);
         }
+        let input = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
+        let mut results = self.warehouse.store().delete_stream(input);
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(path) => {
+                    confirmed.insert(path);
+                }
+                // Which path a NotFound names is store-specific: such candidates are looked at again.
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    first_error.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+        (confirmed, first_error)
     }
 }
 
@@ -199,6 +255,47 @@ mod tests {
         let again = gate(later, Mode::Execute).delete(&files[..1]).await;
         assert_eq!(again.deleted, vec![(files[0].clone(), 0)]);
         assert!(again.failed.is_empty());
+    }
+
+    #[tokio::test]
+    async fn deletions_go_out_as_one_batch_and_unconfirmed_ones_fail() {
+        let faulty = Arc::new(crate::storage::faults::FaultyStore::new(Arc::new(InMemory::new()), 7));
+        let w = Warehouse::with_store("s3://bucket/w".into(), faulty.clone());
+        let table = "s3://bucket/w/acme.prod/traces";
+        let files: Vec<String> = (0..40).map(|i| format!("{table}/data/orphan-{i:02}.parquet")).collect();
+        for f in &files {
+            put(&w, f).await;
+        }
+        let live = Reachable::from_locations(std::iter::empty::<&str>());
+        let gate = DeletionGate {
+            warehouse: &w,
+            table_location: table,
+            live: &live,
+            grace: Duration::from_secs(3600),
+            now: Utc::now() + chrono::Duration::hours(2),
+            mode: Mode::Execute,
+        };
+        let calls = || faulty.faults.delete_calls.load(std::sync::atomic::Ordering::SeqCst);
+
+        // Every delete fails: nothing is reported deleted, each names the store's error, all stay.
+        faulty.faults.set(0, 0, 0, 1000);
+        let failing = gate.delete(&files[..10]).await;
+        assert_eq!(calls(), 1, "one batch delete for the whole batch");
+        assert!(failing.deleted.is_empty());
+        assert_eq!(failing.failed.len(), 10);
+        assert!(failing.failed[0].1.contains("injected delete failure"), "{:?}", failing.failed[0]);
+        for f in &files[..10] {
+            assert!(exists(&w, f).await);
+        }
+
+        faulty.faults.set(0, 0, 0, 0);
+        let done = gate.delete(&files).await;
+        assert_eq!(calls(), 2, "40 deletions, one batch delete");
+        assert_eq!(done.deleted.len(), 40);
+        assert!(done.failed.is_empty());
+        for f in &files {
+            assert!(!exists(&w, f).await);
+        }
     }
 
     #[test]

@@ -152,3 +152,80 @@ async fn failing_store_operations_fail_passes_cleanly_and_the_next_pass_succeeds
     assert!(ctx.warehouse.store().head(&planted).await.is_err(), "the orphan was collected");
     assert_consistent(&ctx, &rows, "after cleanup").await;
 }
+
+/// Benchmark (run by hand, prints numbers): deleting orphans on a real S3-compatible server through the
+/// deletion gate's batch delete, against one DELETE request per object at the gate's concurrency.
+/// `cargo test --release --test it s3_batch_delete_benchmark -- --ignored --nocapture` (N=2000 default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run by hand"]
+async fn s3_batch_delete_benchmark() {
+    use futures::StreamExt;
+    use object_store::ObjectStoreExt;
+    use signaldb_compactor::storage::gate::DeletionGate;
+
+    let n: usize = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let s3 = crate::support::S3Server::start();
+    let storage = s3.bucket("bench", "w");
+    let w = signaldb_compactor::storage::Warehouse::open(
+        &storage,
+        signaldb_compactor::catalog::Access::ReadWrite,
+    )
+    .unwrap();
+    let table = format!("{}/acme.prod/traces", w.root().trim_end_matches('/'));
+    let put_all = |prefix: &'static str| {
+        let (w, table) = (w.clone(), table.clone());
+        async move {
+            let files: Vec<String> =
+                (0..n).map(|i| format!("{table}/{prefix}/orphan-{i:06}.parquet")).collect();
+            futures::stream::iter(files.clone())
+                .for_each_concurrent(32, |f| {
+                    let w = w.clone();
+                    async move {
+                        let p = w.object_path(&f).unwrap();
+                        w.store().put(&p, object_store::PutPayload::from_static(b"x")).await.unwrap();
+                    }
+                })
+                .await;
+            files
+        }
+    };
+    let live = signaldb_compactor::table::reachability::Reachable::from_locations(std::iter::empty::<&str>());
+    let later = chrono::Utc::now() + chrono::Duration::hours(2);
+
+    let files = put_all("batch").await;
+    let gate = DeletionGate {
+        warehouse: &w,
+        table_location: &table,
+        live: &live,
+        grace: std::time::Duration::from_secs(3600),
+        now: later,
+        mode: signaldb_compactor::config::Mode::Execute,
+    };
+    let started = std::time::Instant::now();
+    let outcome = gate.delete(&files).await;
+    let batch = started.elapsed();
+    assert_eq!(outcome.deleted.len(), n);
+
+    // The peer: the same age check, then one DELETE per object, 16 at a time (the gate before batching).
+    let files = put_all("single").await;
+    let started = std::time::Instant::now();
+    futures::stream::iter(files)
+        .for_each_concurrent(16, |f| {
+            let w = w.clone();
+            async move {
+                let p = w.object_path(&f).unwrap();
+                w.store().head(&p).await.unwrap();
+                w.store().delete(&p).await.unwrap();
+            }
+        })
+        .await;
+    let single = started.elapsed();
+    println!(
+        "s3 deletes (moto, {n} objects): batch gate {:.2}s ({:.0}/s), one request per object {:.2}s ({:.0}/s), speed-up {:.2}x",
+        batch.as_secs_f64(),
+        n as f64 / batch.as_secs_f64(),
+        single.as_secs_f64(),
+        n as f64 / single.as_secs_f64(),
+        single.as_secs_f64() / batch.as_secs_f64()
+    );
+}
