@@ -52,6 +52,55 @@ async fn every_job_on_postgresql_and_s3() {
     scenario(&uri, Some(s3.bucket("signaldb-lake", "warehouse"))).await;
 }
 
+/// The same scenario over TLS: the server accepts TCP clients only over TLS, the catalog URI verifies
+/// its certificate and host name (`sslmode=verify-full`, `sslrootcert`). A plain connection is refused,
+/// and a certificate from another CA fails the connection with an error naming the catalog.
+#[tokio::test]
+async fn every_job_on_postgresql_over_tls() {
+    let pg = Postgres::start_tls();
+    let uri = pg.database("signaldb").await;
+    assert!(uri.contains("sslmode=verify-full"), "{uri}");
+    scenario(&uri, None).await;
+
+    let plain = uri.split('?').next().unwrap().replace("localhost", "127.0.0.1") + "?sslmode=disable";
+    let Err(refused) = sqlx::PgPool::connect(&plain).await else { panic!("plain TCP refused") };
+    let refused = refused.to_string();
+    assert!(refused.contains("no encryption") || refused.contains("pg_hba"), "{refused}");
+
+    let other = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("openssl")
+        .current_dir(other.path())
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=other-ca"])
+        .args(["-keyout", "other.key", "-out", "other.crt"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let wrong_ca = uri.replace(
+        &pg.tls_ca().unwrap().display().to_string(),
+        &other.path().join("other.crt").display().to_string(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (catalog, storage) = signaldb_compactor::generate::dir_config(dir.path());
+    let catalog = signaldb_compactor::config::CatalogConfig { uri: wrong_ca, ..catalog };
+    let warehouse = signaldb_compactor::storage::Warehouse::open(
+        &storage,
+        signaldb_compactor::catalog::Access::ReadWrite,
+    )
+    .unwrap();
+    let Err(error) = signaldb_compactor::catalog::Catalog::connect(
+        &catalog,
+        &warehouse,
+        signaldb_compactor::catalog::Access::ReadWrite,
+    )
+    .await
+    else {
+        panic!("an untrusted certificate fails the connection")
+    };
+    let error = error.to_string();
+    assert!(error.contains("postgres://postgres@localhost"), "names the catalog: {error}");
+    assert!(error.to_lowercase().contains("certificate") || error.contains("UnknownIssuer"), "{error}");
+}
+
 /// Generate, compact with a forced conflict, retain, clean orphans and audit, on the given catalog and
 /// storage (`None`: the temp dir's local warehouse).
 async fn scenario(uri: &str, storage: Option<signaldb_compactor::config::StorageConfig>) {

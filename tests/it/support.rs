@@ -194,6 +194,8 @@ pub struct Postgres {
     dir: tempfile::TempDir,
     port: u16,
     as_postgres: bool,
+    /// With TLS: the CA certificate clients verify the server with (TLS-only connections over TCP).
+    tls_ca: Option<PathBuf>,
 }
 
 fn pg_bin(name: &str) -> PathBuf {
@@ -205,20 +207,122 @@ fn pg_bin(name: &str) -> PathBuf {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Postgres::start_with(false)
+    }
+
+    /// A server that accepts only TLS connections over TCP, with a certificate for `localhost` and
+    /// `127.0.0.1` issued by a throwaway CA (`openssl`); [`Postgres::tls_ca`] is that CA.
+    pub fn start_tls() -> Postgres {
+        Postgres::start_with(true)
+    }
+
+    pub fn tls_ca(&self) -> Option<&Path> {
+        self.tls_ca.as_deref()
+    }
+
+    fn start_with(tls: bool) -> Postgres {
         let dir = tempfile::tempdir().unwrap();
         let as_postgres =
             std::process::Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
         if as_postgres {
             assert!(Command::new("chown").args(["postgres"]).arg(dir.path()).status().unwrap().success());
         }
-        let pg = Postgres { dir, port: free_port(), as_postgres };
+        let mut pg = Postgres { dir, port: free_port(), as_postgres, tls_ca: None };
         let data = pg.dir.path().join("data");
         pg.run(
             pg_bin("initdb"),
             &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync"],
         );
+        if tls {
+            pg.tls_ca = Some(pg.enable_tls(&data));
+        }
         pg.start_again();
         pg
+    }
+
+    /// Issues a server certificate from a new CA, turns `ssl` on and allows TCP clients only over TLS.
+    fn enable_tls(&self, data: &Path) -> PathBuf {
+        let d = self.dir.path();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").current_dir(d).args(args).output().expect("openssl runs");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=signaldb-test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(d.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            "server.crt",
+            "-extfile",
+            "san.ext",
+        ]);
+        for f in ["server.crt", "server.key"] {
+            std::fs::copy(d.join(f), data.join(f)).unwrap();
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        if self.as_postgres {
+            let files = [data.join("server.crt"), data.join("server.key")];
+            assert!(Command::new("chown").arg("postgres").args(files).status().unwrap().success());
+        }
+        let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        conf.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(data.join("postgresql.conf"), conf).unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+        )
+        .unwrap();
+        d.join("ca.crt")
+    }
+
+    /// The URI of database `name`: over TLS verifying the server's certificate and host name when the
+    /// server was started with TLS.
+    pub fn uri(&self, name: &str) -> String {
+        match &self.tls_ca {
+            Some(ca) => format!(
+                "postgres://postgres@localhost:{}/{name}?sslmode=verify-full&sslrootcert={}",
+                self.port,
+                ca.display()
+            ),
+            None => format!("postgres://postgres@127.0.0.1:{}/{name}", self.port),
+        }
     }
 
     /// Starts the (stopped) server again on the same port and data directory.
@@ -259,10 +363,9 @@ impl Postgres {
 
     /// A fresh database on this server.
     pub async fn database(&self, name: &str) -> String {
-        let admin = format!("postgres://postgres@127.0.0.1:{}/postgres", self.port);
-        let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+        let pool = sqlx::PgPool::connect(&self.uri("postgres")).await.unwrap();
         sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.unwrap();
-        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+        self.uri(name)
     }
 }
 
