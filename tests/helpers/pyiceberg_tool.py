@@ -2,6 +2,7 @@
 """PyIceberg as an independent Iceberg implementation for the integration tests.
 
 Subcommands print one JSON object on stdout:
+  (every subcommand: --db PATH or --uri SQLALCHEMY_URL, --warehouse DIR|URI, optional --s3-endpoint URL)
   create   --db PATH --warehouse DIR --table NS1.NS2.T [--rows N --appends K]
            Create a SqlCatalog (PyIceberg's schema: no iceberg_type column) with an hour-partitioned
            table and K appends of N rows each.
@@ -24,11 +25,20 @@ from pyiceberg.types import LongType, NestedField, StringType, TimestampType
 
 
 def catalog(args):
-    return SqlCatalog(
-        "signaldb",
-        uri=f"sqlite:///{args.db}",
-        warehouse=f"file://{args.warehouse}",
-    )
+    props = {
+        "uri": args.uri or f"sqlite:///{args.db}",
+        "warehouse": args.warehouse if "://" in args.warehouse else f"file://{args.warehouse}",
+    }
+    if args.s3_endpoint:
+        props.update(
+            {
+                "s3.endpoint": args.s3_endpoint,
+                "s3.access-key-id": "testing",
+                "s3.secret-access-key": "testing",
+                "s3.region": "us-east-1",
+            }
+        )
+    return SqlCatalog("signaldb", **props)
 
 
 SCHEMA = Schema(
@@ -139,8 +149,10 @@ def cmd_scan(args):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("command", choices=["create", "scan", "append", "tag"])
-    p.add_argument("--db", required=True)
-    p.add_argument("--warehouse", required=True)
+    p.add_argument("--db", help="SQLite catalog file (or --uri)")
+    p.add_argument("--uri", help="SQLAlchemy URL of the catalog database, e.g. postgresql+psycopg2://...")
+    p.add_argument("--warehouse", required=True, help="a directory, or a URI such as s3://bucket/prefix")
+    p.add_argument("--s3-endpoint", help="S3-compatible endpoint (test credentials)")
     p.add_argument("--table", required=True)
     p.add_argument("--rows", type=int, default=100)
     p.add_argument("--appends", type=int, default=3)
@@ -149,6 +161,8 @@ def main():
     p.add_argument("--format-version", type=int, default=2)
     p.add_argument("--since", help="scan: only rows with timestamp >= this (ISO, naive UTC)")
     args = p.parse_args()
+    if not (args.db or args.uri):
+        p.error("one of --db or --uri is required")
     out = {"create": cmd_create, "scan": cmd_scan, "append": cmd_append, "tag": cmd_tag}[args.command](args)
     print(json.dumps(out))
 

@@ -11,6 +11,7 @@ mod discovery;
 mod faults;
 mod generate;
 mod leases;
+mod matrix;
 mod observability;
 mod orphans;
 mod postgres;
