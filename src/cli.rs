@@ -134,6 +134,11 @@ pub enum Command {
     },
 }
 
+/// The runtime's cap on blocking threads (tokio's default is 512). Local-filesystem object-store calls
+/// each run on one; bursts of them otherwise grow the pool to hundreds of idle threads whose per-thread
+/// allocator heaps cost ~150 MiB of RSS in the orphan benchmark (see docs/BENCHMARKS.md).
+pub const MAX_BLOCKING_THREADS: usize = 64;
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -142,7 +147,11 @@ pub fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the tokio runtime: {e}");

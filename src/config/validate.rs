@@ -93,6 +93,17 @@ fn at_least(key: &str, value: Option<u64>, default: u64, min: u64) -> Result<u64
     Ok(v)
 }
 
+/// A sorted rewrite's merge holds one of the runtime's blocking threads while it waits for its writer;
+/// the runtime caps those at [`crate::cli::MAX_BLOCKING_THREADS`], so rewrites in flight stay well below.
+const MAX_CONCURRENT_REWRITES: u64 = 16;
+
+fn at_most(key: &str, value: u64, max: u64) -> Result<u64> {
+    if value > max {
+        return Err(ConfigError::new(key, value, format!("must be at most {max}")));
+    }
+    Ok(value)
+}
+
 fn positive_duration(key: &str, value: Option<Duration>, default: Duration) -> Result<Duration> {
     let d = value.unwrap_or(default);
     if d.is_zero() {
@@ -263,11 +274,10 @@ fn compaction(raw: &RawCompactor, global: Mode) -> Result<CompactionConfig> {
         min_input_files: at_least("compactor.min_input_files", raw.min_input_files, 5, 2)? as usize,
         partition_lateness: raw.partition_lateness.unwrap_or(secs(600)),
         compact_open_partitions: raw.compact_open_partitions.unwrap_or(false),
-        max_concurrent_rewrites: at_least(
+        max_concurrent_rewrites: at_most(
             "compactor.max_concurrent_rewrites",
-            raw.max_concurrent_rewrites,
-            1,
-            1,
+            at_least("compactor.max_concurrent_rewrites", raw.max_concurrent_rewrites, 1, 1)?,
+            MAX_CONCURRENT_REWRITES,
         )? as usize,
         memory_limit_bytes: memory_mb * MIB,
         commit_max_attempts: at_least("compactor.commit_max_attempts", raw.commit_max_attempts, 5, 1)? as u32,

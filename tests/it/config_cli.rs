@@ -57,6 +57,7 @@ const BAD: &[(&str, Env, &str)] = &[
     ("[compactor]\nsmall_file_threshold_percent = 150\n", &[], "compactor.small_file_threshold_percent"),
     ("[compactor]\nshutdown_timeout = \"0s\"\n", &[], "compactor.shutdown_timeout"),
     ("[compactor.orphan_cleanup]\nbatch_size = 0\n", &[], "compactor.orphan_cleanup.batch_size"),
+    ("[compactor]\nmax_concurrent_rewrites = 17\n", &[], "compactor.max_concurrent_rewrites"),
     ("", &[("SIGNALDB_COMPACTOR_RETENTION_ENABLED", "perhaps")], "compactor.retention.enabled"),
     (
         "",
