@@ -1,7 +1,6 @@
 //! Compaction acceptance on real components: SQLite catalog files, local Parquet files, Iceberg
 //! metadata, the binary itself for crash and dry-run checks, and PyIceberg as the independent reader.
 
-use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,7 +18,9 @@ use signaldb_compactor::service::Context;
 use signaldb_compactor::table::{Change, Inventory, RetryPolicy, SnapshotChange, commit_with_retry};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{connect, context, fixed_end, pyiceberg, run_bin, snapshot_bytes, write_config};
+use crate::support::{
+    connect, context, files_per_partition, fixed_end, pyiceberg, run_bin, snapshot_bytes, write_config,
+};
 
 /// 1 tenant × 1 dataset × 3 tables, hours 07–10 ending 10:30, `files` files per hour.
 fn options(dir: &std::path::Path, files: usize) -> GenerateOptions {
@@ -46,25 +47,6 @@ fn now() -> chrono::DateTime<chrono::Utc> {
 
 async fn run(ctx: &Context, mode: Mode) -> PassReport {
     CompactionJob::new(ctx).run_once(&PassRequest::all(mode), &CancellationToken::new()).await.unwrap()
-}
-
-/// Live data files per partition label of a table.
-async fn files_per_partition(ctx: &Context, qualified: &str) -> HashMap<String, usize> {
-    let t = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.qualified() == qualified).unwrap();
-    let table = ctx.catalog.load(&t).await.unwrap();
-    let inventory = Inventory::load(&table).await.unwrap();
-    let md = table.metadata();
-    let mut out = HashMap::new();
-    for f in &inventory.data {
-        let spec = md.partition_spec_by_id(f.spec_id).unwrap();
-        let label = signaldb_compactor::table::partition::label(
-            spec,
-            md.current_schema(),
-            f.entry.data_file().partition(),
-        );
-        *out.entry(label).or_insert(0) += 1;
-    }
-    out
 }
 
 fn local(path: &str) -> &str {

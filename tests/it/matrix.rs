@@ -30,7 +30,9 @@ use signaldb_compactor::service::Context;
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Postgres, S3Server, context_with_access, fixed_end, small_options};
+use crate::support::{
+    Postgres, S3Server, context_with_access, files_per_partition, fixed_end, small_options,
+};
 
 /// One catalog database and one warehouse, with the servers behind them.
 pub struct Backend {
@@ -160,25 +162,6 @@ pub async fn trace_ids(ctx: &Context, table: &str) -> Vec<String> {
     }
     ids.sort();
     ids
-}
-
-/// Data files per partition label of `table` now.
-async fn files_per_partition(ctx: &Context, table: &str) -> BTreeMap<String, usize> {
-    let t = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.qualified() == table).unwrap();
-    let table = ctx.catalog.load(&t).await.unwrap();
-    let inventory = signaldb_compactor::table::inventory::Inventory::load(&table).await.unwrap();
-    let md = table.metadata();
-    let mut out = BTreeMap::new();
-    for f in &inventory.data {
-        let spec = md.partition_spec_by_id(f.spec_id).unwrap();
-        let label = signaldb_compactor::table::partition::label(
-            spec,
-            md.current_schema(),
-            f.entry.data_file().partition(),
-        );
-        *out.entry(label).or_insert(0) += 1;
-    }
-    out
 }
 
 fn configure(c: &mut Config) {

@@ -425,3 +425,25 @@ impl Drop for S3Server {
         let _ = self.child.wait();
     }
 }
+
+/// Live data files per partition label of a table (`tenant.dataset.table`).
+pub async fn files_per_partition(
+    ctx: &signaldb_compactor::service::Context,
+    qualified: &str,
+) -> std::collections::BTreeMap<String, usize> {
+    let t = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.qualified() == qualified).unwrap();
+    let table = ctx.catalog.load(&t).await.unwrap();
+    let inventory = signaldb_compactor::table::Inventory::load(&table).await.unwrap();
+    let md = table.metadata();
+    let mut out = std::collections::BTreeMap::new();
+    for f in &inventory.data {
+        let spec = md.partition_spec_by_id(f.spec_id).unwrap();
+        let label = signaldb_compactor::table::partition::label(
+            spec,
+            md.current_schema(),
+            f.entry.data_file().partition(),
+        );
+        *out.entry(label).or_insert(0) += 1;
+    }
+    out
+}
