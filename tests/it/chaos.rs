@@ -12,7 +12,7 @@ use arrow_array::{Array, StringArray, TimestampMicrosecondArray};
 use chrono::{DurationRound, TimeDelta, Utc};
 use futures::TryStreamExt;
 use rand::{Rng, SeedableRng};
-use signaldb_compactor::generate::{GenerateOptions, generate};
+use signaldb_compactor::generate::GenerateOptions;
 
 use crate::support::{bin, context, write_config};
 
@@ -68,26 +68,47 @@ fn is_hour_suffix(original: &[(i64, String)], now: &[(i64, String)]) -> bool {
 async fn sigkill_at_random_points_never_loses_duplicates_or_resurrects_a_row() {
     let iterations: usize =
         std::env::var("SIGNALDB_CHAOS_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    chaos(None, iterations).await;
+}
+
+/// The same harness on a PostgreSQL catalog, where each killed process also leaves its table leases
+/// behind (the next process on this host takes them over). `SIGNALDB_CHAOS_PG_ITERATIONS` (default 60).
+#[tokio::test]
+async fn sigkill_at_random_points_on_postgresql() {
+    let iterations: usize =
+        std::env::var("SIGNALDB_CHAOS_PG_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    let pg = crate::support::Postgres::start();
+    let uri = pg.database("signaldb").await;
+    chaos(Some(uri), iterations).await;
+}
+
+/// Kills `once <job>` processes at random points `iterations` times on a catalog at `uri` (None: the
+/// temp dir's SQLite file), checking the invariants after every kill.
+async fn chaos(uri: Option<String>, iterations: usize) {
     let dir = tempfile::tempdir().unwrap();
     // Eight hours ending two days ago plus three hours: with traces and logs kept 2 days (+1 h grace),
     // the oldest hours expire and the newest stay.
     let end =
         (Utc::now() - TimeDelta::days(2) + TimeDelta::hours(3)).duration_trunc(TimeDelta::hours(1)).unwrap()
             + TimeDelta::minutes(30);
-    generate(&GenerateOptions {
-        dir: dir.path().to_path_buf(),
-        tenants: 1,
-        datasets: 1,
-        hours: 8,
-        files_per_hour: 6,
-        rows_per_file: 40,
-        seed: 21,
-        all_signals: false,
-        tables: vec!["traces".into(), "logs".into()],
-        unsorted: false,
-        end,
-        concurrency: 2,
-    })
+    signaldb_compactor::generate::generate_into(
+        &GenerateOptions {
+            dir: dir.path().to_path_buf(),
+            tenants: 1,
+            datasets: 1,
+            hours: 8,
+            files_per_hour: 6,
+            rows_per_file: 40,
+            seed: 21,
+            all_signals: false,
+            tables: vec!["traces".into(), "logs".into()],
+            unsorted: false,
+            end,
+            concurrency: 2,
+        },
+        uri.as_deref(),
+        None,
+    )
     .await
     .unwrap();
     write_config(
@@ -96,7 +117,20 @@ async fn sigkill_at_random_points_never_loses_duplicates_or_resurrects_a_row() {
          [compactor.retention]\nenabled = true\ntraces_retention_days = 2\nlogs_retention_days = 2\nsnapshots_to_keep = 2\nmax_snapshot_age = \"1s\"\n\
          [compactor.orphan_cleanup]\nenabled = true\ndry_run = false\ngrace_period = \"1s\"\nallow_short_grace_period = true\nbatch_size = 3\n",
     );
-    let ctx = context(dir.path(), Utc::now(), |_| {}).await;
+    if let Some(uri) = &uri {
+        // The same configuration with the catalog in PostgreSQL.
+        let path = dir.path().join("signaldb.toml");
+        let config = std::fs::read_to_string(&path).unwrap();
+        let sqlite = config.lines().find(|l| l.starts_with("catalog_uri")).unwrap().to_string();
+        std::fs::write(&path, config.replace(&sqlite, &format!("catalog_uri = \"{uri}\""))).unwrap();
+    }
+    let catalog_uri = uri.clone();
+    let ctx = context(dir.path(), Utc::now(), move |c| {
+        if let Some(uri) = catalog_uri {
+            c.catalog.uri = uri;
+        }
+    })
+    .await;
     let original = rows(&ctx).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xC4A05);
     let jobs = ["compaction", "retention", "orphans"];
@@ -199,8 +233,9 @@ async fn sigkill_at_random_points_never_loses_duplicates_or_resurrects_a_row() {
         "every appended row kept exactly once"
     );
     println!(
-        "chaos: {iterations} iterations in {:.1}s: {killed} killed mid-pass, {finished} finished first, \
+        "chaos ({}): {iterations} iterations in {:.1}s: {killed} killed mid-pass, {finished} finished first, \
          {changed} changed storage, 0 invariant violations",
+        if uri.is_some() { "postgresql" } else { "sqlite" },
         started.elapsed().as_secs_f64()
     );
     assert!(
