@@ -45,8 +45,8 @@ pub struct Audit {
     pool: Option<AnyPool>,
     /// This process's lease holder id, written into every row.
     holder: String,
-    /// The database clock's "now" in milliseconds (see [`crate::service::leases::now_ms_sql`]).
-    now_ms: &'static str,
+    /// Whether the catalog database is PostgreSQL (its clock function differs).
+    postgres: bool,
 }
 
 /// A started run: its id (used in log spans whether or not it is persisted) and whether a row exists.
@@ -64,11 +64,11 @@ impl RunRecord {
 
 impl Audit {
     pub fn new(pool: Option<AnyPool>, holder: String, postgres: bool) -> Audit {
-        Audit { pool, holder, now_ms: crate::service::leases::now_ms_sql(postgres) }
+        Audit { pool, holder, postgres }
     }
 
     pub fn disabled() -> Audit {
-        Audit { pool: None, holder: String::new(), now_ms: crate::service::leases::now_ms_sql(false) }
+        Audit { pool: None, holder: String::new(), postgres: false }
     }
 
     /// Whether rows are written (and so can be read back).
@@ -140,41 +140,30 @@ impl Audit {
     /// process on this host that has exited).
     pub async fn recover(&self, now: DateTime<Utc>, keep: std::time::Duration) -> Result<u64, sqlx::Error> {
         let Some(pool) = self.pool.as_ref() else { return Ok(0) };
-        // Holders of `running` rows that are gone: no live lease, or an exited process on this host.
+        // Holders of `running` rows that are gone (see `leases::holder_is_live`).
         let holders: Vec<Option<String>> =
             sqlx::query_scalar("SELECT DISTINCT holder_id FROM compactor_runs WHERE status = 'running'")
                 .fetch_all(pool)
                 .await?;
-        let live_statement = format!(
-            "SELECT COUNT(*) FROM compactor_leases WHERE holder_id = $1 AND expires_at > {}",
-            self.now_ms
-        );
         let mut marked = 0;
         for holder in holders {
             let dead = match &holder {
                 None => true,
-                Some(h) if crate::service::leases::is_dead_local_process(h) => true,
-                Some(h) => {
-                    let live: i64 = sqlx::query_scalar(&live_statement).bind(h).fetch_one(pool).await?;
-                    live == 0
-                }
+                Some(h) => !crate::service::leases::holder_is_live(pool, self.postgres, h).await?,
             };
             if !dead {
                 continue;
             }
-            let failed = "UPDATE compactor_runs SET status = 'failed', completed_at = $1, \
-                          error_message = 'the process stopped before this run finished' \
-                          WHERE status = 'running' AND ";
-            let done = match holder {
-                None => {
-                    let statement = format!("{failed}holder_id IS NULL");
-                    sqlx::query(&statement).bind(stamp(now)).execute(pool).await?
-                }
-                Some(h) => {
-                    let statement = format!("{failed}holder_id = $2");
-                    sqlx::query(&statement).bind(stamp(now)).bind(h).execute(pool).await?
-                }
-            };
+            // Rows written before holders were recorded have none: '' stands for it.
+            let done = sqlx::query(
+                "UPDATE compactor_runs SET status = 'failed', completed_at = $1, \
+                 error_message = 'the process stopped before this run finished' \
+                 WHERE status = 'running' AND COALESCE(holder_id, '') = $2",
+            )
+            .bind(stamp(now))
+            .bind(holder.unwrap_or_default())
+            .execute(pool)
+            .await?;
             marked += done.rows_affected();
         }
         self.prune(now, keep).await?;

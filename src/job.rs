@@ -339,8 +339,9 @@ impl TablePass {
     /// Runs `work` (one table's work) holding the table's lock and, for a real (not dry-run) pass, its
     /// replica lease, recorded as [`record`](Self::record) does. A table another replica holds is
     /// skipped (`leased_elsewhere`) without an audit row; the lease is released when the work ends.
-    /// `Err`: the catalog database cannot be reached, so the rest of the pass would fail the same way
-    /// table after table; the caller ends the pass (retried at the next tick).
+    /// `Err`: the lease could not be taken, or the table failed, because the catalog database cannot be
+    /// reached; the rest of the pass would fail the same way table after table, so the caller ends the
+    /// pass (retried at the next tick).
     pub async fn run(
         &self,
         run_type: crate::audit::RunType,
@@ -353,14 +354,7 @@ impl TablePass {
         let acquired = if mode.is_dry_run() { Ok(None) } else { self.leases.acquire(table).await };
         let job = run_type.as_str();
         let lease = match acquired {
-            Ok(None) => {
-                if let Err(e) = self.catalog.ping().await
-                    && matches!(&e, crate::catalog::CatalogError::Sql { source, .. } if crate::catalog::is_unreachable(source))
-                {
-                    return Err(e.into());
-                }
-                return Ok(self.record(run_type, mode, table, work).await);
-            }
+            Ok(None) => return self.unless_unreachable(self.record(run_type, mode, table, work).await).await,
             Ok(Some(Acquired::Held(lease))) => lease,
             Ok(Some(Acquired::Busy { holder })) => {
                 tracing::info!(job, table = %table, holder, "table leased by another replica; skipped");
@@ -384,6 +378,18 @@ impl TablePass {
             self.metrics.leases_lost_total.with_label_values(&[job]).inc();
         }
         lease.release().await;
+        self.unless_unreachable(report).await
+    }
+
+    /// A table that failed while the catalog database cannot be reached: every next table would fail
+    /// the same way, so the pass ends here (`Err`). Costs a query only after a failure.
+    async fn unless_unreachable(&self, report: TableReport) -> Result<TableReport, JobError> {
+        if matches!(report.status, TableStatus::Failed { .. })
+            && let Err(e) = self.catalog.ping().await
+            && matches!(&e, crate::catalog::CatalogError::Sql { source, .. } if crate::catalog::is_unreachable(source))
+        {
+            return Err(e.into());
+        }
         Ok(report)
     }
 

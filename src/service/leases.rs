@@ -81,11 +81,6 @@ impl Leases {
         Leases { inner: Some(Arc::new(Inner { pool, now: now_ms_sql(postgres), holder, ttl })) }
     }
 
-    /// This process's holder id, when leases are in use.
-    pub fn holder(&self) -> Option<&str> {
-        self.inner.as_ref().map(|i| i.holder.as_str())
-    }
-
     /// Takes the lease of a whole table, or reports who holds it. `None`: leases are disabled.
     pub async fn acquire(&self, t: &TableRef) -> Result<Option<Acquired>, sqlx::Error> {
         let Some(inner) = &self.inner else { return Ok(None) };
@@ -279,6 +274,20 @@ async fn renew_until_lost(state: Arc<LeaseState>) {
             }
         }
     }
+}
+
+/// Whether `holder` may still be working: it holds an unexpired lease and is not an exited process on
+/// this host. (Every real table pass holds its table's lease, so a holder without one is gone.)
+pub async fn holder_is_live(pool: &AnyPool, postgres: bool, holder: &str) -> Result<bool, sqlx::Error> {
+    if is_dead_local_process(holder) {
+        return Ok(false);
+    }
+    let statement = format!(
+        "SELECT COUNT(*) FROM compactor_leases WHERE holder_id = $1 AND expires_at > {}",
+        now_ms_sql(postgres)
+    );
+    let live: i64 = sqlx::query_scalar(&statement).bind(holder).fetch_one(pool).await?;
+    Ok(live > 0)
 }
 
 /// SQL for the database clock's "now" in milliseconds since the epoch.
