@@ -30,6 +30,8 @@ pub struct Faults {
     pub latency_ms: AtomicU64,
     /// Calls of `delete_stream` (every delete goes through it): how many delete requests callers made.
     pub delete_calls: AtomicU64,
+    /// Failures injected so far, all operations.
+    pub injected: AtomicU64,
 }
 
 impl Faults {
@@ -68,6 +70,7 @@ impl FaultyStore {
             tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
         }
         if self.fails(rate) {
+            self.faults.injected.fetch_add(1, Ordering::SeqCst);
             return Err(injected(op, path));
         }
         Ok(())
@@ -127,6 +130,7 @@ impl ObjectStore for FaultyStore {
                         && rng.lock().unwrap_or_else(|p| p.into_inner()).random_range(0..1000)
                             < per_mille =>
                 {
+                    faults.injected.fetch_add(1, Ordering::SeqCst);
                     Err(injected("delete", &path))
                 }
                 other => other,
