@@ -338,19 +338,51 @@ impl Catalog {
 
     /// Loads a table: its row's metadata location, then that metadata file.
     pub async fn iceberg_load(&self, ident: &TableIdent) -> Result<Table, CatalogError> {
-        let table_error = |source| CatalogError::Table { table: ident.to_string(), source };
-        let location = self.metadata_location(ident).await?.ok_or_else(|| {
-            table_error(iceberg::Error::new(
-                iceberg::ErrorKind::TableNotFound,
-                "no such table in the catalog",
-            ))
+        let location = self.metadata_location(ident).await?.ok_or_else(|| CatalogError::Table {
+            table: ident.to_string(),
+            source: iceberg::Error::new(iceberg::ErrorKind::TableNotFound, "no such table in the catalog"),
         })?;
-        let metadata = TableMetadata::read_from(&self.file_io, &location).await.map_err(table_error)?;
+        self.load_pointer(ident, &location).await
+    }
+
+    /// Every table row of this catalog with its metadata pointer, including rows discovery does not
+    /// map to SignalDB's layout: (identifier as `namespace.table`, namespace levels, table, pointer).
+    /// The deletion gate must know every table's location, not only the ones it maintains.
+    pub async fn table_pointers(&self) -> Result<Vec<(String, TableIdent, Option<String>)>, CatalogError> {
+        let query = format!(
+            "SELECT table_namespace, table_name, metadata_location FROM iceberg_tables \
+             WHERE catalog_name = $1{}",
+            self.table_type_filter()
+        );
+        let rows = sqlx::query(&query)
+            .bind(&self.name)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.sql_error(e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let namespace: String = row.try_get(0).unwrap_or_default();
+            let name: String = row.try_get(1).unwrap_or_default();
+            let pointer: Option<String> = row.try_get(2).ok().flatten();
+            let levels: Vec<String> = namespace.split('.').map(str::to_string).collect();
+            let ident = NamespaceIdent::from_vec(levels)
+                .map(|ns| TableIdent::new(ns, name.clone()))
+                .unwrap_or_else(|_| TableIdent::new(NamespaceIdent::new(namespace.clone()), name.clone()));
+            out.push((format!("{namespace}.{name}"), ident, pointer));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Reads a metadata file through the catalog's FileIO and builds the table (`ident` names it).
+    pub async fn load_pointer(&self, ident: &TableIdent, location: &str) -> Result<Table, CatalogError> {
+        let table_error = |source| CatalogError::Table { table: ident.to_string(), source };
+        let metadata = TableMetadata::read_from(&self.file_io, location).await.map_err(table_error)?;
         let runtime = Runtime::try_current().map_err(table_error)?;
         Table::builder()
             .file_io(self.file_io.clone())
             .identifier(ident.clone())
-            .metadata_location(location)
+            .metadata_location(location.to_string())
             .metadata(metadata)
             .runtime(runtime)
             .build()

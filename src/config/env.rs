@@ -28,6 +28,7 @@ const STRING_KEYS: &[&str] = &[
     "timezone",
     "log_format",
     "listen",
+    "unreadable_neighbours",
 ];
 
 /// One environment variable mapped onto a config key.

@@ -104,6 +104,9 @@ pub struct CatalogConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct StorageConfig {
     pub dsn: Dsn,
+    /// `[storage] extra_roots`: locations outside the warehouse root deletion may also happen in
+    /// (canonical; same store as `dsn`).
+    pub extra_roots: Vec<String>,
     pub endpoint: Option<String>,
     pub region: Option<String>,
     pub access_key_id: Option<String>,
@@ -207,6 +210,8 @@ pub struct OrphanConfig {
     pub max_snapshot_age: Duration,
     #[serde(serialize_with = "serialize_window")]
     pub window: Option<crate::window::Window>,
+    /// What a table whose references cannot be read completely means for every other table.
+    pub unreadable_neighbours: crate::storage::deletable::UnreadableNeighbours,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -32,6 +32,7 @@ pub struct RawSchema {
 #[derive(Debug, Default, Deserialize, Serialize)]
 pub struct RawStorage {
     pub dsn: Option<String>,
+    pub extra_roots: Option<Vec<String>>,
     pub endpoint: Option<String>,
     pub region: Option<String>,
     pub access_key_id: Option<String>,
@@ -181,6 +182,7 @@ pub struct RawOrphanCleanup {
     pub max_snapshot_age_hours: Option<u64>,
     pub window: Option<String>,
     pub timezone: Option<String>,
+    pub unreadable_neighbours: Option<String>,
 }
 
 /// `[compactor.http]`.

@@ -14,6 +14,7 @@ use super::{
     RetentionConfig, ServiceConfig, StorageConfig,
 };
 use crate::storage::Dsn;
+use crate::storage::deletable::UnreadableNeighbours;
 
 const HOUR: u64 = 3600;
 const DAY: u64 = 24 * HOUR;
@@ -210,8 +211,27 @@ fn storage(raw: RawStorage, cwd: &Path) -> Result<StorageConfig> {
             "access_key_id and secret_access_key must be set together",
         ));
     }
+    let mut extra_roots = Vec::new();
+    for (i, text) in raw.extra_roots.unwrap_or_default().iter().enumerate() {
+        let key = format!("storage.extra_roots[{i}]");
+        let root = Dsn::parse(text, cwd).map_err(|why| ConfigError::new(&key, format!("{text:?}"), why))?;
+        let same_store = match (&dsn, &root) {
+            (Dsn::Local { .. }, Dsn::Local { root }) => root.parent().is_some(),
+            (Dsn::S3 { bucket, .. }, Dsn::S3 { bucket: b, .. }) => bucket == b,
+            _ => false,
+        };
+        if !same_store {
+            return Err(ConfigError::new(
+                &key,
+                format!("{text:?}"),
+                "must be a directory below / in the same store as storage.dsn (local path, or the same S3 bucket)",
+            ));
+        }
+        extra_roots.push(root.root_location());
+    }
     Ok(StorageConfig {
         dsn,
+        extra_roots,
         endpoint: raw.endpoint,
         region: raw.region,
         access_key_id: raw.access_key_id,
@@ -553,6 +573,17 @@ fn orphans(raw: &RawOrphanCleanup, global: Mode) -> Result<OrphanConfig> {
         revalidate_before_delete: raw.revalidate_before_delete.unwrap_or(true),
         max_snapshot_age: secs(max_age_hours * HOUR),
         window: None,
+        unreadable_neighbours: match raw.unreadable_neighbours.as_deref().unwrap_or("block") {
+            "block" => UnreadableNeighbours::Block,
+            "protect_location" => UnreadableNeighbours::ProtectLocation,
+            other => {
+                return Err(ConfigError::new(
+                    "compactor.orphan_cleanup.unreadable_neighbours",
+                    format!("{other:?}"),
+                    "expected \"block\" (the default) or \"protect_location\"",
+                ));
+            }
+        },
     })
 }
 

@@ -78,6 +78,7 @@ pub fn dir_config(dir: &Path) -> (CatalogConfig, StorageConfig) {
     };
     let storage = StorageConfig {
         dsn: Dsn::Local { root: dir.join("warehouse") },
+        extra_roots: Vec::new(),
         endpoint: None,
         region: None,
         access_key_id: None,

@@ -1,18 +1,25 @@
 //! Orphan cleanup: delete files under a table's location that no metadata references, older than the
 //! grace period, revalidated before every batch, in checkpointed batches.
 //!
+//! Plan → execute: what may be deleted is decided by the pure rules of [`crate::storage::deletable`]
+//! (`Layout::scope` per table, `Scope::classify` per listed object) over this pass's
+//! [`Census`] of the whole catalog (every table read once: its location and everything it
+//! references); the execute half lists, classifies, and deletes in checkpointed batches through the
+//! deletion gate, which applies the same rules again with fresh facts.
+//!
 //! Terms: the *live set* is [`crate::table::reachability`]'s reachable set (every snapshot, ref,
 //! manifest, entry whatever its status, metadata-log entry and statistics file) plus any
-//! `version-hint.text`. A *candidate* is a listed object inside the table's location, not live, not
-//! inside another catalog table's location, and older than the grace period.
+//! `version-hint.text`. A *candidate* is a listed object the rules find deletable.
 //!
-//! Hazards this module exists to avoid (all seen in the wild): comparing `s3a://` with `s3://` or
-//! `file:/x` with `file:///x` (every location is normalized first); treating `…/t2` as inside `…/t`
-//! (containment is per path segment); deciding liveness by snapshot age (only reachability counts);
-//! forgetting statistics files or metadata-log entries (both are in the live set); cleaning a table
-//! whose metadata could not be read completely (the table is skipped, nothing deleted); deleting a
-//! file a concurrent commit just referenced (each batch is revalidated against the table's current
-//! metadata, and the gate refuses anything young).
+//! Hazards this module exists to avoid (all seen in the wild): comparing `s3a://` with `s3://`,
+//! `file:/x` with `file:///x` or `…/./f` with `…/f` (every location is normalized first); treating
+//! `…/t2` as inside `…/t` (containment is per path segment); a table whose location is outside the
+//! warehouse, is the warehouse root, or is shared with a backup entry (nothing deleted); a neighbour
+//! whose location is unknown (nothing deleted anywhere); files another table references (kept);
+//! symlinks (never followed to a deletion); deciding liveness by snapshot age (only reachability
+//! counts); cleaning a table whose metadata could not be read completely (skipped); deleting a file a
+//! concurrent commit just referenced (each batch is revalidated against the table's current metadata,
+//! and the gate refuses anything young).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,9 +38,10 @@ use crate::job::TablePass;
 use crate::job::{Job, JobError, JobKind, PassReport, PassRequest, TableReport, TableStatus};
 use crate::metrics::Metrics;
 use crate::service::Context;
-use crate::storage::Warehouse;
+use crate::storage::deletable::{Keep, Object};
 use crate::storage::gate::{DeletionGate, human_age};
-use crate::storage::path::{is_within, normalize};
+use crate::storage::{LinkCache, Warehouse};
+use crate::table::census::Census;
 use crate::table::reachability::{Reachable, reachable};
 
 mod checkpoint;
@@ -97,15 +105,18 @@ impl Job for OrphanJob {
     ) -> Result<PassReport, JobError> {
         let started_at = self.clock.now();
         let (selected, mut tables) = self.pass.select(request).await?;
-        // Every table's location, to keep a table's cleaner out of tables nested inside it.
-        let mut locations = Vec::new();
-        for t in self.catalog.discover().await? {
-            match self.catalog.load(&t).await {
-                Ok(table) => locations.push((t.qualified(), table.metadata().location().to_string())),
-                Err(e) => {
-                    warn!(table = %t, error = %e, "cannot read table metadata; its location is unknown")
-                }
-            }
+        // Every catalog table read once: its location and everything it references.
+        let census =
+            Census::build(&self.catalog, self.warehouse.roots(), self.config.unreadable_neighbours).await?;
+        for (neighbour, error) in census.unreadable() {
+            warn!(
+                neighbour,
+                error,
+                "the references of a catalog table are unknown this pass; its location stays protected"
+            );
+        }
+        if let Some(expiry) = &self.expiry {
+            expiry.use_census(census.clone()).await;
         }
         for t in &selected {
             if cancel.is_cancelled() {
@@ -119,11 +130,10 @@ impl Job for OrphanJob {
                     }
                 }
                 let started = Instant::now();
-                let report =
-                    self.clean_table(t, &locations, request.mode, cancel).await.unwrap_or_else(|e| {
-                        error!(table = %t, error = %e, "orphan cleanup of table failed");
-                        TableReport::new(t, TableStatus::Failed { error: e })
-                    });
+                let report = self.clean_table(t, &census, request.mode, cancel).await.unwrap_or_else(|e| {
+                    error!(table = %t, error = %e, "orphan cleanup of table failed");
+                    TableReport::new(t, TableStatus::Failed { error: e })
+                });
                 self.metrics
                     .orphan_cleanup_duration_seconds
                     .with_label_values(&[&t.tenant, &t.dataset, &t.table])
@@ -144,6 +154,15 @@ impl Job for OrphanJob {
     }
 }
 
+/// What the batch loop needs of the table: the census, the table's index in it, the table as read,
+/// and its live set (refreshed when the table moves).
+struct Batches<'a> {
+    census: &'a Census,
+    index: usize,
+    table: &'a iceberg::table::Table,
+    live: Reachable,
+}
+
 /// A listed object that is an orphan candidate.
 struct Candidate {
     location: String,
@@ -159,40 +178,53 @@ impl OrphanJob {
     async fn clean_table(
         &self,
         t: &TableRef,
-        locations: &[(String, String)],
+        census: &Census,
         mode: Mode,
         cancel: &CancellationToken,
     ) -> Result<TableReport, String> {
         let labels = self.labels(t);
         self.metrics.orphan_cleanup_runs_total.with_label_values(&labels).inc();
-        let table = self.catalog.load(t).await.map_err(|e| e.to_string())?;
-        let location = table.metadata().location().to_string();
-        let live = match reachable(&table).await {
-            Ok(live) => live,
-            Err(e) => {
-                warn!(table = %t, error = %e, "metadata not fully readable: table skipped, nothing deleted");
-                self.metrics
-                    .tables_skipped_total
-                    .with_label_values(&["orphans", "unreadable_metadata"])
-                    .inc();
-                return Ok(TableReport::new(
-                    t,
-                    TableStatus::Skipped { reason: format!("unreadable_metadata: {e}") },
-                ));
+        let (Some(index), Some(entry)) = (census.index(&t.ident), census.entry(&t.ident)) else {
+            return Err("the table appeared after this pass read the catalog; cleaned next pass".into());
+        };
+        // The census' reading, unless the table moved since (e.g. the expiry that just ran).
+        let current = self.catalog.metadata_location(&t.ident).await.map_err(|e| e.to_string())?;
+        let census_current = entry.table.as_ref().and_then(|tb| tb.metadata_location()) == current.as_deref();
+        let (table, live) = match (&entry.table, &entry.live) {
+            (Some(table), Ok(live)) if census_current => (table.clone(), live.clone()),
+            _ => {
+                let read = async {
+                    let table = self.catalog.load(t).await.map_err(|e| e.to_string())?;
+                    let live = reachable(&table).await.map_err(|e| e.to_string())?;
+                    Ok::<_, String>((table, live))
+                };
+                match read.await {
+                    Ok(read) => read,
+                    Err(e) => return Ok(self.skip(t, "unreadable_metadata", &e)),
+                }
             }
         };
-        let nested: Vec<&str> = locations
-            .iter()
-            .filter(|(name, loc)| *name != t.qualified() && is_within(&location, loc))
-            .map(|(_, loc)| loc.as_str())
-            .collect();
+        let scope = match census.layout.scope(index, &live) {
+            Ok(scope) => scope,
+            Err(skip) => return Ok(self.skip(t, skip.reason(), &skip.to_string())),
+        };
         let now = self.clock.now();
-        let (scanned, mut candidates) = self.list_candidates(&location, &live, &nested, now).await?;
+        let (scanned, kept, mut candidates) = self.list_candidates(t, &scope, now).await?;
         self.metrics.files_scanned_total.with_label_values(&labels).inc_by(scanned);
         self.metrics.orphans_identified_total.with_label_values(&labels).inc_by(candidates.len() as u64);
         candidates.sort_by(|a, b| a.location.cmp(&b.location));
         let mut report = TableReport::new(t, TableStatus::Unchanged);
         report.files_before = scanned;
+        for (keep, n) in &kept {
+            if matches!(
+                keep,
+                Keep::Symlink | Keep::InsideOtherTable | Keep::ReferencedByOtherTable | Keep::NotCanonical
+            ) {
+                report
+                    .details
+                    .push(format!("kept {n} file(s): {}", serde_json::to_value(keep).unwrap_or_default()));
+            }
+        }
         if mode.is_dry_run() {
             info!(
                 "[DRY-RUN] Identified {} orphan files for tenant={} dataset={} table={}",
@@ -216,53 +248,75 @@ impl OrphanJob {
             return Ok(report);
         }
         info!(table = %t, orphans = candidates.len(), scanned, "identified orphan files");
-        self.delete_in_batches(t, &table, live, candidates, now, cancel, &mut report).await?;
+        let batches = Batches { census, index, table: &table, live };
+        self.delete_in_batches(t, batches, candidates, now, cancel, &mut report).await?;
         Ok(report)
     }
 
-    /// Streams the table location's listing; returns (objects scanned, candidates).
+    /// A table this pass deletes nothing in: logged with the reason, counted, reported as skipped.
+    fn skip(&self, t: &TableRef, reason: &str, detail: &str) -> TableReport {
+        warn!(table = %t, reason, detail, "orphan cleanup skipped the table: nothing deleted");
+        self.metrics.tables_skipped_total.with_label_values(&["orphans", reason]).inc();
+        let reason =
+            if detail.starts_with(reason) { detail.to_string() } else { format!("{reason}: {detail}") };
+        TableReport::new(t, TableStatus::Skipped { reason })
+    }
+
+    /// Streams the table location's listing and classifies every object: (objects scanned, how many
+    /// each rule kept, candidates).
     async fn list_candidates(
         &self,
-        location: &str,
-        live: &Reachable,
-        nested: &[&str],
+        t: &TableRef,
+        scope: &crate::storage::deletable::Scope<'_>,
         now: DateTime<Utc>,
-    ) -> Result<(u64, Vec<Candidate>), String> {
+    ) -> Result<(u64, Vec<(Keep, u64)>, Vec<Candidate>), String> {
+        let location = scope.location();
         let prefix = self.warehouse.object_path(location).map_err(|e| e.to_string())?;
         let mut listing = self.warehouse.store().list(Some(&prefix));
         let (mut scanned, mut out) = (0u64, Vec::new());
+        let mut kept: std::collections::BTreeMap<String, (Keep, u64)> = Default::default();
+        let mut links = LinkCache::default();
         while let Some(meta) = listing.try_next().await.map_err(|e| format!("listing {location}: {e}"))? {
             scanned += 1;
             let object = self.warehouse.location(&meta.location);
-            if normalize(&object).is_none() || !is_within(location, &object) {
-                continue; // never a candidate: not provably inside this table
-            }
-            if live.contains(&object) || object.ends_with("/version-hint.text") {
+            if object.ends_with("/version-hint.text") {
                 continue;
             }
-            if nested.iter().any(|n| is_within(n, &object)) {
-                continue; // another table's file
-            }
+            let through_link = match self.warehouse.through_link(&object, &mut links) {
+                Ok(linked) => linked,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    warn!(table = %t, path = object, error = %e, "cannot tell whether a listed object is reached through a symlink; kept");
+                    true
+                }
+            };
             let age = (now - meta.last_modified).to_std().unwrap_or_default();
-            if age < self.config.grace_period {
-                continue;
+            let verdict =
+                scope.classify(&Object { location: &object, age, through_link }, self.config.grace_period);
+            match verdict {
+                Ok(canonical) => out.push(Candidate { location: canonical, size: meta.size, age }),
+                Err(keep) => {
+                    if matches!(keep, Keep::Symlink) {
+                        info!(table = %t, path = object, "a symlink (or a path through one) inside the table is never deleted");
+                    }
+                    let entry = kept.entry(format!("{keep:?}")).or_insert((keep, 0));
+                    entry.1 += 1;
+                }
             }
-            out.push(Candidate { location: object, size: meta.size, age });
         }
-        Ok((scanned, out))
+        Ok((scanned, kept.into_values().collect(), out))
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn delete_in_batches(
         &self,
         t: &TableRef,
-        table: &iceberg::table::Table,
-        mut live: Reachable,
+        batches: Batches<'_>,
         candidates: Vec<Candidate>,
         now: DateTime<Utc>,
         cancel: &CancellationToken,
         report: &mut TableReport,
     ) -> Result<(), String> {
+        let Batches { census, index, table, mut live } = batches;
         let labels = self.labels(t);
         let mut checkpoint =
             checkpoint::Checkpoint::resume(&self.catalog, t, now).await.map_err(|e| e.to_string())?;
@@ -293,10 +347,11 @@ impl OrphanJob {
                 }
             }
             let paths: Vec<String> = batch.iter().map(|c| c.location.clone()).collect();
+            // The same rules, established again over the (possibly refreshed) live set.
+            let scope = census.layout.scope(index, &live).map_err(|skip| skip.to_string())?;
             let gate = DeletionGate {
                 warehouse: &self.warehouse,
-                table_location: table.metadata().location(),
-                live: &live,
+                scope: &scope,
                 grace: self.config.grace_period,
                 now: self.clock.now(),
                 mode: Mode::Execute,

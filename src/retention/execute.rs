@@ -476,10 +476,30 @@ async fn expire_snapshots(
         .into_iter()
         .filter(|p| !(keep_metadata && p.ends_with(".metadata.json")))
         .collect();
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    // Every other table's location and references: a file another catalog entry (a backup registered
+    // from older metadata, a table that imported it) still references is not deleted.
+    let census = job.census().await?;
+    let scope = match census.index(&t.ident).map(|i| census.layout.scope(i, &after)) {
+        Some(Ok(scope)) => scope.after_change(),
+        Some(Err(skip)) => {
+            warn!(table = %t, reason = %skip, "files unreachable after expiry kept: the table may not delete this pass");
+            job.metrics.tables_skipped_total.with_label_values(&["expiry_cleanup", skip.reason()]).inc();
+            report
+                .details
+                .push(format!("unreachable after expiry: {} file(s) kept ({skip})", candidates.len()));
+            return Ok(());
+        }
+        None => {
+            warn!(table = %t, "the table is not in this pass's census; files unreachable after expiry kept");
+            return Ok(());
+        }
+    };
     let gate = DeletionGate {
         warehouse: &job.warehouse,
-        table_location: after_table.metadata().location(),
-        live: &after,
+        scope: &scope,
         grace: job.config.grace_period,
         now: job.clock.now(),
         mode,

@@ -33,6 +33,7 @@ use crate::job::{
 use crate::metrics::Metrics;
 use crate::service::Context;
 use crate::storage::Warehouse;
+use crate::table::census::Census;
 
 /// Tables enforced concurrently within a pass.
 const TABLE_CONCURRENCY: usize = 4;
@@ -48,6 +49,9 @@ pub struct RetentionJob {
     commit_retry: crate::table::RetryPolicy,
     pass: TablePass,
     before_commit: Option<BeforeCommitHook>,
+    /// This pass's census of the catalog, built the first time expiry has files to delete.
+    census: Arc<tokio::sync::Mutex<Option<Arc<Census>>>>,
+    unreadable_neighbours: crate::storage::deletable::UnreadableNeighbours,
 }
 
 impl RetentionJob {
@@ -62,7 +66,25 @@ impl RetentionJob {
             commit_retry: crate::table::RetryPolicy::configured(&ctx.config.compaction),
             pass: TablePass::new(ctx),
             before_commit: None,
+            census: Arc::default(),
+            unreadable_neighbours: ctx.config.orphans.unreadable_neighbours,
         }
+    }
+
+    /// Makes expiry cleanup use `census` (orphan cleanup's, built at the start of its pass).
+    pub async fn use_census(&self, census: Arc<Census>) {
+        *self.census.lock().await = Some(census);
+    }
+
+    /// This pass's census, built on first use.
+    async fn census(&self) -> Result<Arc<Census>, crate::catalog::CatalogError> {
+        let mut slot = self.census.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let built = Census::build(&self.catalog, self.warehouse.roots(), self.unreadable_neighbours).await?;
+        *slot = Some(built.clone());
+        Ok(built)
     }
 
     /// Expires `t`'s snapshots (and deletes what that made unreachable) without dropping partitions.
@@ -114,6 +136,8 @@ impl Job for RetentionJob {
         cancel: &CancellationToken,
     ) -> Result<PassReport, JobError> {
         let started_at = self.pass.clock.now();
+        // The catalog as it is during this pass, read again when there is something to delete.
+        *self.census.lock().await = None;
         let (selected, mut tables) = self.pass.select(request).await?;
         // One cutoff log line and metric per (tenant, dataset, signal) per pass.
         let logged = Mutex::new(HashSet::new());

@@ -80,7 +80,11 @@ impl Context {
         }
         let archive = match &config.retention.archive {
             Some(dsn) => {
-                let storage = crate::config::StorageConfig { dsn: dsn.clone(), ..config.storage.clone() };
+                let storage = crate::config::StorageConfig {
+                    dsn: dsn.clone(),
+                    extra_roots: Vec::new(),
+                    ..config.storage.clone()
+                };
                 // Created lazily by the first copy: an unusable archive fails that table's drop, not
                 // the whole daemon's startup.
                 Some(

@@ -1,10 +1,15 @@
 //! The deletion gate: the one way this daemon deletes objects that metadata once referenced (snapshot
-//! expiry cleanup, orphan cleanup). Every candidate is checked, in this order:
+//! expiry cleanup, orphan cleanup). Every candidate is checked against the one definition of
+//! deletable ([`super::deletable`]), freshly, right before deletion:
 //!
-//! 1. it lies inside the table's own location (normalized; `…/t` does not contain `…/t2`);
-//! 2. it is not in the table's reachable set as computed after the change that unreferenced it;
-//! 3. its last-modified time is older than the grace period;
-//! 4. the mode is not dry-run.
+//! 1. the table's [`Scope`] was established this pass (its location lies inside a root, is shared with
+//!    no other table, is not a root, and every neighbour's location is known);
+//! 2. the object lies inside a root and the table's own location, inside no other table's location;
+//! 3. no table of the catalog references it (the table's own current references, the census' record
+//!    of every other table's);
+//! 4. it is not a symlink and not reached through one (local stores; looked at now, not at listing);
+//! 5. its last-modified time is older than the grace period;
+//! 6. the mode is not dry-run.
 //!
 //! `NotFound` on delete (or on the age check) is success: the object is gone either way, which makes
 //! every caller idempotent and safe to rerun after a kill.
@@ -21,19 +26,12 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
 
-use super::Warehouse;
-use super::path::is_within;
+use super::deletable::{Keep, Scope};
+use super::{LinkCache, Warehouse};
 use crate::config::Mode;
-use crate::table::reachability::Reachable;
 
-/// Why the gate kept a candidate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Refusal {
-    OutsideTableLocation,
-    StillReferenced,
-    YoungerThanGracePeriod,
-}
+/// Why the gate kept a candidate: the rule of [`super::deletable`] that keeps it.
+pub type Refusal = Keep;
 
 /// What the gate did with each candidate.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -68,8 +66,7 @@ enum Verdict {
 /// The checks' parameters for one table.
 pub struct DeletionGate<'a> {
     pub warehouse: &'a Warehouse,
-    pub table_location: &'a str,
-    pub live: &'a Reachable,
+    pub scope: &'a Scope<'a>,
     pub grace: Duration,
     pub now: DateTime<Utc>,
     pub mode: Mode,
@@ -123,13 +120,17 @@ impl DeletionGate<'_> {
 
     /// Every check for one candidate.
     async fn check(&self, location: &str) -> Verdict {
-        if !is_within(self.table_location, location) {
-            return Verdict::Refused(Refusal::OutsideTableLocation);
+        let canonical = match self.scope.precheck(location) {
+            Ok(c) => c,
+            Err(keep) => return Verdict::Refused(keep),
+        };
+        match self.warehouse.through_link(&canonical, &mut LinkCache::default()) {
+            Ok(false) => {}
+            Ok(true) => return Verdict::Refused(Keep::Symlink),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Verdict::Gone,
+            Err(e) => return Verdict::Failed(format!("{location}: {e}")),
         }
-        if self.live.contains(location) {
-            return Verdict::Refused(Refusal::StillReferenced);
-        }
-        let path = match self.warehouse.object_path(location) {
+        let path = match self.warehouse.object_path(&canonical) {
             Ok(p) => p,
             Err(e) => return Verdict::Failed(e.to_string()),
         };
@@ -140,7 +141,7 @@ impl DeletionGate<'_> {
         };
         let age = (self.now - meta.last_modified).to_std().unwrap_or_default();
         if age < self.grace {
-            return Verdict::Refused(Refusal::YoungerThanGracePeriod);
+            return Verdict::Refused(Keep::YoungerThanGracePeriod);
         }
         if self.mode.is_dry_run() {
             return Verdict::WouldDelete(meta.size, age);
@@ -196,6 +197,17 @@ mod tests {
     use object_store::memory::InMemory;
 
     use super::*;
+    use crate::storage::deletable::Layout;
+    use crate::table::reachability::Reachable;
+
+    fn layout(tables: &[&str]) -> Layout {
+        let mut l = Layout::new(["s3://bucket/w".to_string()]);
+        for t in tables {
+            let i = l.add_table(t, Some(t));
+            l.add_references(i, &Reachable::default());
+        }
+        l
+    }
 
     fn warehouse() -> Warehouse {
         Warehouse::with_store("s3://bucket/w".into(), Arc::new(InMemory::new()))
@@ -222,10 +234,11 @@ mod tests {
             put(&w, f).await;
         }
         let live = Reachable::from_locations([files[1].as_str()]);
+        let layout = layout(&[table, "s3://bucket/w/acme.prod/traces_v2"]);
+        let scope = layout.scope(0, &live).unwrap();
         let gate = |now, mode| DeletionGate {
             warehouse: &w,
-            table_location: table,
-            live: &live,
+            scope: &scope,
             grace: Duration::from_secs(3600),
             now,
             mode,
@@ -235,9 +248,9 @@ mod tests {
         assert_eq!(
             young.refused,
             vec![
-                (files[0].clone(), Refusal::YoungerThanGracePeriod),
-                (files[1].clone(), Refusal::StillReferenced),
-                (files[2].clone(), Refusal::OutsideTableLocation),
+                (files[0].clone(), Keep::YoungerThanGracePeriod),
+                (files[1].clone(), Keep::StillReferenced),
+                (files[2].clone(), Keep::OutsideTableLocation),
             ]
         );
 
@@ -267,10 +280,11 @@ mod tests {
             put(&w, f).await;
         }
         let live = Reachable::from_locations(std::iter::empty::<&str>());
+        let layout = layout(&[table]);
+        let scope = layout.scope(0, &live).unwrap();
         let gate = DeletionGate {
             warehouse: &w,
-            table_location: table,
-            live: &live,
+            scope: &scope,
             grace: Duration::from_secs(3600),
             now: Utc::now() + chrono::Duration::hours(2),
             mode: Mode::Execute,

@@ -5,6 +5,7 @@
 //! Terms: a *location* is a URL-like string as Iceberg metadata stores it (`file:///w/t/f.parquet`,
 //! `s3://bucket/w/t/f.parquet`); an *object path* is the key inside the store (`w/t/f.parquet`).
 
+pub mod deletable;
 pub mod faults;
 mod fileio;
 pub mod gate;
@@ -102,6 +103,10 @@ fn lexical_normalize(path: &FsPath) -> PathBuf {
     out
 }
 
+/// Directories already looked at by [`Warehouse::through_link`] (one listing's worth).
+#[derive(Debug, Default)]
+pub struct LinkCache(std::collections::HashMap<PathBuf, bool>);
+
 /// Storage errors carry the location they concern.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -163,6 +168,8 @@ impl PathMapper {
 #[derive(Debug, Clone)]
 pub struct Warehouse {
     root: String,
+    /// `[storage] extra_roots`: further locations deletion may happen in (canonical).
+    extra_roots: Vec<String>,
     store: Arc<dyn ObjectStore>,
     mapper: PathMapper,
 }
@@ -180,7 +187,12 @@ impl Warehouse {
                         reason: format!("cannot create warehouse directory: {e}"),
                     })?;
                 }
-                Ok(Warehouse { root, store: Arc::new(LocalFileSystem::new()), mapper: PathMapper::Local })
+                Ok(Warehouse {
+                    root,
+                    extra_roots: config.extra_roots.clone(),
+                    store: Arc::new(LocalFileSystem::new()),
+                    mapper: PathMapper::Local,
+                })
             }
             Dsn::S3 { bucket, .. } => {
                 // Standard AWS environment first (AWS_ACCESS_KEY_ID, AWS_REGION, AWS_ENDPOINT, …), then
@@ -203,6 +215,7 @@ impl Warehouse {
                     .map_err(|e| StorageError::Unsupported { root: root.clone(), reason: e.to_string() })?;
                 Ok(Warehouse {
                     root,
+                    extra_roots: config.extra_roots.clone(),
                     store: Arc::new(store),
                     mapper: PathMapper::S3 { bucket: bucket.clone() },
                 })
@@ -216,7 +229,59 @@ impl Warehouse {
             Some(rest) => PathMapper::S3 { bucket: rest.split('/').next().unwrap_or("").to_string() },
             None => PathMapper::Local,
         };
-        Warehouse { root, store, mapper }
+        Warehouse { root, extra_roots: Vec::new(), store, mapper }
+    }
+
+    /// The same warehouse with further roots deletion may happen in (tests; config sets them at open).
+    pub fn with_extra_roots(mut self, roots: Vec<String>) -> Warehouse {
+        self.extra_roots = roots;
+        self
+    }
+
+    /// Every root deletion may happen in: the warehouse root and the configured extra roots.
+    pub fn roots(&self) -> Vec<String> {
+        std::iter::once(self.root.clone()).chain(self.extra_roots.iter().cloned()).collect()
+    }
+
+    /// Whether `location` is a symlink or lies below one, looking at every path component below the
+    /// root that contains it (a root that is itself reached through a link is the operator's choice).
+    /// Always `Ok(false)` on object stores, which have no links; `Err(NotFound)` when it is gone.
+    pub fn through_link(&self, location: &str, cache: &mut LinkCache) -> std::io::Result<bool> {
+        if !matches!(self.mapper, PathMapper::Local) {
+            return Ok(false);
+        }
+        let local = |l: &str| path::normalize(l).and_then(|n| n.strip_prefix("file://").map(PathBuf::from));
+        let target = local(location).ok_or_else(|| std::io::Error::other("not a local location"))?;
+        let root = self
+            .roots()
+            .iter()
+            .filter_map(|r| local(r))
+            .filter(|r| target.starts_with(r) && target != *r)
+            .max_by_key(|r| r.components().count())
+            .ok_or_else(|| std::io::Error::other("outside every root"))?;
+        // The object itself: a fresh look every time.
+        if std::fs::symlink_metadata(&target)?.file_type().is_symlink() {
+            return Ok(true);
+        }
+        let mut dir = target.parent();
+        while let Some(d) = dir {
+            if d == root || !d.starts_with(&root) {
+                break;
+            }
+            let linked = match cache.0.get(d) {
+                Some(known) => *known,
+                None => {
+                    let known = std::fs::symlink_metadata(d)?.file_type().is_symlink();
+                    cache.0.insert(d.to_path_buf(), known);
+                    known
+                }
+            };
+            if linked {
+                return Ok(true);
+            }
+            dir = d.parent();
+        }
+        Ok(false)
     }
 
     /// The warehouse root as a location.

@@ -1,12 +1,18 @@
 //! Location normalization: the one way two spellings of the same object compare equal.
 //!
 //! Hazard: orphan cleaners have deleted live files because metadata said `s3a://b/t/f` while listing
-//! said `s3://b/t/f`, or `file:/x` against `file:///x`, or because `…/t2/f` was taken to be inside
-//! `…/t`. Every comparison of locations in this crate goes through [`normalize`] and [`is_within`].
+//! said `s3://b/t/f`, or `file:/x` against `file:///x`, or `…/data/./f` against `…/data/f`, or because
+//! `…/t2/f` was taken to be inside `…/t`. Every comparison of locations in this crate goes through
+//! [`normalize`] and [`is_within`] (references, listings and the deletion gate alike).
+//!
+//! Percent-encoding is ambiguous between engines (one reads `a%20b` as the object `a%20b`, another as
+//! `a b`), so [`normalize`] keeps it verbatim and [`percent_decoded`] gives the other reading; the live
+//! set holds both, so neither object can be taken for an orphan.
 
 /// Canonical form of a location: scheme aliases folded (`s3a`/`s3n` → `s3`), local paths as
-/// `file:///abs/path`, repeated slashes collapsed, no trailing slash. `None` for a location that is not
-/// absolute (a relative path names nothing reliably).
+/// `file:///abs/path`, repeated slashes collapsed, `.` segments dropped and `..` resolved, no trailing
+/// slash. `None` for a location that is not absolute (a relative path names nothing reliably), or whose
+/// `..` climbs above its root.
 pub fn normalize(location: &str) -> Option<String> {
     let location = location.trim();
     let (scheme, rest) = match location.split_once("://") {
@@ -24,7 +30,7 @@ pub fn normalize(location: &str) -> Option<String> {
             // `file://x/y` as `/x/y`, so the same object is named here.
             let rest = rest.strip_prefix("localhost/").map(|r| format!("/{r}"));
             let rest = rest.as_deref().unwrap_or_else(|| location_rest(location));
-            let path = collapse(rest);
+            let path = collapse(rest)?;
             Some(format!("file:///{}", path.trim_start_matches('/')))
         }
         "s3" | "s3a" | "s3n" | "gs" | "gcs" | "abfs" | "abfss" | "memory" => {
@@ -37,7 +43,7 @@ pub fn normalize(location: &str) -> Option<String> {
             if authority.is_empty() {
                 return None;
             }
-            let path = collapse(path);
+            let path = collapse(path)?;
             let path = path.trim_start_matches('/');
             if path.is_empty() {
                 Some(format!("{scheme}://{authority}"))
@@ -54,19 +60,49 @@ fn location_rest(location: &str) -> &str {
     location.strip_prefix("file://").or_else(|| location.strip_prefix("file:")).unwrap_or(location)
 }
 
-/// Collapses repeated slashes and drops a trailing slash.
-fn collapse(path: &str) -> String {
-    let mut out = String::with_capacity(path.len() + 1);
-    if path.starts_with('/') {
-        out.push('/');
-    }
-    for (i, segment) in path.split('/').filter(|s| !s.is_empty()).enumerate() {
-        if i > 0 {
-            out.push('/');
+/// Collapses repeated slashes, drops `.` segments and a trailing slash, resolves `..` lexically.
+/// `None` when `..` would climb above the root.
+fn collapse(path: &str) -> Option<String> {
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop()?;
+            }
+            other => segments.push(other),
         }
-        out.push_str(segment);
     }
-    out
+    let joined = segments.join("/");
+    Some(if path.starts_with('/') { format!("/{joined}") } else { joined })
+}
+
+/// The other reading of a location that contains percent-escapes: decoded, then normalized. `None`
+/// when there is nothing to decode, the escapes are not UTF-8, or the result does not normalize.
+pub fn percent_decoded(location: &str) -> Option<String> {
+    if !location.contains('%') {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(location).decode_utf8().ok()?;
+    let normalized = normalize(&decoded)?;
+    (normalized != location).then_some(normalized)
+}
+
+/// Whether two locations name the same object or directory.
+pub fn same_location(a: &str, b: &str) -> bool {
+    matches!((normalize(a), normalize(b)), (Some(a), Some(b)) if a == b)
+}
+
+/// The table location a metadata file implies: `…/t/metadata/00001-x.metadata.json` → `…/t`. `None` when
+/// the file does not sit in a `metadata` directory (the table's location is then unknown).
+pub fn table_location_of_metadata(metadata_location: &str) -> Option<String> {
+    let normalized = normalize(metadata_location)?;
+    let (dir, _file) = normalized.rsplit_once('/')?;
+    let (table, last) = dir.rsplit_once('/')?;
+    if last != "metadata" {
+        return None;
+    }
+    normalize(table)
 }
 
 /// Whether `location` lies inside the directory `dir` (both normalized here). A directory does not
@@ -103,6 +139,42 @@ mod tests {
         assert_eq!(normalize("S3://bucket/w//t/f.parquet"), want);
         assert_eq!(normalize("s3://bucket/w/t/f.parquet/"), want);
         assert_eq!(normalize("s3://bucket/"), Some("s3://bucket".to_string()));
+    }
+
+    #[test]
+    fn dot_segments_resolve_and_cannot_climb_above_the_root() {
+        let want = Some("file:///w/t/data/f.parquet".to_string());
+        assert_eq!(normalize("file:///w/t/data/./f.parquet"), want);
+        assert_eq!(normalize("file:///w/t/a/../data/f.parquet"), want);
+        assert_eq!(normalize("/w/t/./data//x/../f.parquet"), want);
+        assert_eq!(normalize("s3://b/w/./t/../t/f"), Some("s3://b/w/t/f".to_string()));
+        assert_eq!(normalize("file:///../etc/passwd"), None);
+        assert_eq!(normalize("s3://b/../other/k"), None);
+        assert!(!is_within("file:///w/t", "file:///w/t/../u/f"));
+        assert!(is_within("file:///w/t", "file:///w/u/../t/f"));
+    }
+
+    #[test]
+    fn percent_escapes_have_a_second_reading() {
+        assert_eq!(percent_decoded("file:///w/t/a%20b.parquet"), Some("file:///w/t/a b.parquet".into()));
+        assert_eq!(percent_decoded("s3://b/t/a%2Fb"), Some("s3://b/t/a/b".into()));
+        assert_eq!(percent_decoded("file:///w/t/plain.parquet"), None);
+        assert_eq!(percent_decoded("file:///w/t/bad%FF.parquet"), None);
+    }
+
+    #[test]
+    fn metadata_files_imply_their_table_location() {
+        assert_eq!(
+            table_location_of_metadata("file:///w/acme/t/metadata/00001-x.metadata.json"),
+            Some("file:///w/acme/t".into())
+        );
+        assert_eq!(
+            table_location_of_metadata("s3a://b/w/t/metadata/v1.metadata.json"),
+            Some("s3://b/w/t".into())
+        );
+        assert_eq!(table_location_of_metadata("file:///w/t/00001-x.metadata.json"), None);
+        assert!(same_location("file:/w/t/", "file:///w//t"));
+        assert!(!same_location("file:///w/t", "file:///w/t2"));
     }
 
     #[test]

@@ -201,10 +201,13 @@ async fn s3_batch_delete_benchmark() {
     let later = chrono::Utc::now() + chrono::Duration::hours(2);
 
     let files = put_all("batch").await;
+    let mut layout = signaldb_compactor::storage::deletable::Layout::new(w.roots());
+    let index = layout.add_table("acme.prod.traces", Some(&table));
+    layout.add_references(index, &live);
+    let scope = layout.scope(index, &live).unwrap();
     let gate = DeletionGate {
         warehouse: &w,
-        table_location: &table,
-        live: &live,
+        scope: &scope,
         grace: std::time::Duration::from_secs(3600),
         now: later,
         mode: signaldb_compactor::config::Mode::Execute,

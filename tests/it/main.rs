@@ -7,6 +7,8 @@ mod audit;
 mod chaos;
 mod compaction;
 mod config_cli;
+mod deletion_props;
+mod deletion_safety;
 mod discovery;
 mod faults;
 mod generate;

@@ -409,6 +409,7 @@ impl S3Server {
         assert!(code == 200, "create bucket: {code} {body}");
         signaldb_compactor::config::StorageConfig {
             dsn: signaldb_compactor::storage::Dsn::S3 { bucket: bucket.into(), prefix: prefix.into() },
+            extra_roots: Vec::new(),
             endpoint: Some(self.endpoint.clone()),
             region: Some("us-east-1".into()),
             access_key_id: Some("testing".into()),

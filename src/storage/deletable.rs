@@ -1,0 +1,420 @@
+//! The one definition of "deletable", as pure functions over plain values (no IO): the deletion gate
+//! applies it to every candidate of every deletion path (orphan cleanup, snapshot-expiry cleanup), and
+//! orphan cleanup classifies its listing with it before the gate checks again.
+//!
+//! Terms: a *root* is the configured warehouse location or an extra root an operator listed in
+//! `[storage] extra_roots`. The *layout* is what a pass knows of every catalog table: its location (from
+//! its metadata, or implied by the catalog row's metadata pointer) and who references which file. A
+//! *scope* is one table's right to delete, established once per pass by [`Layout::scope`].
+//!
+//! An object is deletable only when (a) it lies inside a root; (b) it lies inside the table's own
+//! location and inside no other catalog table's location; (c) no table of the catalog references it;
+//! (d) it is older than the grace period; (e) it is not a symlink and not reached through one.
+//!
+//! Fail closed: a table whose location equals another table's, equals a root or lies outside every
+//! root deletes nothing; so does every table while some table's location is unknown (it could lie
+//! anywhere, including inside the table being cleaned); so does a table one of whose own references
+//! cannot be put in canonical form.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::path::{is_within, normalize, percent_decoded, same_location};
+use crate::table::reachability::Reachable;
+
+/// Why a table deletes nothing this pass. `reason()` is the metric label and the report's reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableSkip {
+    /// Its own metadata could not be read (and no location could be implied).
+    UnreadableMetadata,
+    LocationOutsideWarehouse {
+        location: String,
+    },
+    LocationIsRoot {
+        location: String,
+    },
+    SharedLocation {
+        location: String,
+        with: String,
+    },
+    UnknownNeighbour {
+        neighbour: String,
+    },
+    UncanonicalReference {
+        reference: String,
+    },
+}
+
+impl TableSkip {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TableSkip::UnreadableMetadata => "unreadable_metadata",
+            TableSkip::LocationOutsideWarehouse { .. } => "location_outside_warehouse",
+            TableSkip::LocationIsRoot { .. } => "location_is_root",
+            TableSkip::SharedLocation { .. } => "shared_location",
+            TableSkip::UnknownNeighbour { .. } => "unknown_neighbour",
+            TableSkip::UncanonicalReference { .. } => "uncanonical_reference",
+        }
+    }
+}
+
+impl std::fmt::Display for TableSkip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TableSkip::UnreadableMetadata => write!(f, "unreadable_metadata"),
+            TableSkip::LocationOutsideWarehouse { location } => {
+                write!(f, "location_outside_warehouse: {location} lies outside every allowed root")
+            }
+            TableSkip::LocationIsRoot { location } => {
+                write!(f, "location_is_root: {location} is a warehouse root")
+            }
+            TableSkip::SharedLocation { location, with } => {
+                write!(f, "shared_location: {location} is also the location of {with}")
+            }
+            TableSkip::UnknownNeighbour { neighbour } => {
+                write!(f, "unknown_neighbour: the location of {neighbour} cannot be established this pass")
+            }
+            TableSkip::UncanonicalReference { reference } => {
+                write!(f, "uncanonical_reference: metadata references {reference:?}")
+            }
+        }
+    }
+}
+
+/// Why an object is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Keep {
+    NotCanonical,
+    OutsideWarehouse,
+    OutsideTableLocation,
+    InsideOtherTable,
+    StillReferenced,
+    ReferencedByOtherTable,
+    Symlink,
+    YoungerThanGracePeriod,
+    /// The table is skipped this pass (see [`TableSkip`]).
+    TableSkipped,
+}
+
+/// What a table whose references cannot be read completely (a corrupt manifest, metadata iceberg-rust
+/// cannot parse) means for the other tables. Its own location is protected either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnreadableNeighbours {
+    /// No table deletes anything while some table's references are unknown: any file could be one of
+    /// them (the default; `unknown_neighbour`).
+    #[default]
+    Block,
+    /// Other tables go on deleting; a file the unreadable table references outside its own location
+    /// could then be deleted. For operators who know no table references another's files.
+    ProtectLocation,
+}
+
+/// Which tables reference a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owners {
+    One(usize),
+    Many,
+}
+
+/// One catalog table as the layout knows it.
+#[derive(Debug, Clone)]
+pub struct TableFacts {
+    /// `tenant.dataset.table` (or the catalog row's identifier).
+    pub name: String,
+    /// Canonical location; `None` when neither the metadata nor the catalog row tells it.
+    pub location: Option<String>,
+    /// Whether every file it references is known (recorded through [`Layout::add_references`]).
+    pub references_known: bool,
+}
+
+/// What one pass knows of the whole catalog.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    roots: Vec<String>,
+    unreadable: UnreadableNeighbours,
+    tables: Vec<TableFacts>,
+    references: HashMap<String, Owners>,
+}
+
+impl Layout {
+    /// A layout over `roots` (locations; any that does not normalize is dropped, which only narrows).
+    pub fn new(roots: impl IntoIterator<Item = String>) -> Layout {
+        let roots = roots.into_iter().filter_map(|r| normalize(&r)).collect();
+        Layout { roots, ..Layout::default() }
+    }
+
+    /// Sets what an unreadable neighbour means (default [`UnreadableNeighbours::Block`]).
+    pub fn with_unreadable(mut self, policy: UnreadableNeighbours) -> Layout {
+        self.unreadable = policy;
+        self
+    }
+
+    /// Adds a table with its location (any spelling; `None` = unknown) and returns its index.
+    pub fn add_table(&mut self, name: &str, location: Option<&str>) -> usize {
+        let location = location.and_then(normalize);
+        self.tables.push(TableFacts { name: name.to_string(), location, references_known: false });
+        self.tables.len() - 1
+    }
+
+    /// Records every reference of table `index`.
+    pub fn add_references(&mut self, index: usize, refs: &Reachable) {
+        for path in refs.iter() {
+            self.add_reference(index, path);
+        }
+        self.tables[index].references_known = true;
+    }
+
+    /// Records one reference (any spelling) of table `index`, with its percent-decoded reading.
+    pub fn add_reference(&mut self, index: usize, location: &str) {
+        let canonical = normalize(location).unwrap_or_else(|| location.to_string());
+        let decoded = percent_decoded(&canonical);
+        for path in std::iter::once(canonical).chain(decoded) {
+            self.references
+                .entry(path)
+                .and_modify(|o| {
+                    if *o != Owners::One(index) {
+                        *o = Owners::Many
+                    }
+                })
+                .or_insert(Owners::One(index));
+        }
+    }
+
+    pub fn tables(&self) -> &[TableFacts] {
+        &self.tables
+    }
+
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.tables.iter().position(|t| t.name == name)
+    }
+
+    /// Table `index`'s right to delete this pass, given its own current references.
+    pub fn scope<'a>(&'a self, index: usize, own: &'a Reachable) -> Result<Scope<'a>, TableSkip> {
+        let facts = &self.tables[index];
+        let location = facts.location.clone().ok_or(TableSkip::UnreadableMetadata)?;
+        if !facts.references_known {
+            return Err(TableSkip::UnreadableMetadata);
+        }
+        if self.roots.iter().any(|r| same_location(r, &location)) {
+            return Err(TableSkip::LocationIsRoot { location });
+        }
+        if !self.roots.iter().any(|r| is_within(r, &location)) {
+            return Err(TableSkip::LocationOutsideWarehouse { location });
+        }
+        for (i, other) in self.tables.iter().enumerate() {
+            if i == index {
+                continue;
+            }
+            match &other.location {
+                None => return Err(TableSkip::UnknownNeighbour { neighbour: other.name.clone() }),
+                Some(l) if same_location(l, &location) => {
+                    return Err(TableSkip::SharedLocation { location, with: other.name.clone() });
+                }
+                Some(_) if !other.references_known && self.unreadable == UnreadableNeighbours::Block => {
+                    return Err(TableSkip::UnknownNeighbour { neighbour: other.name.clone() });
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(reference) = own.uncanonical().first() {
+            return Err(TableSkip::UncanonicalReference { reference: reference.clone() });
+        }
+        Ok(Scope { layout: self, index, location, own, census_self_is_live: true })
+    }
+}
+
+/// One listed (or about-to-be-deleted) object's facts.
+#[derive(Debug, Clone)]
+pub struct Object<'a> {
+    pub location: &'a str,
+    pub age: Duration,
+    /// A symlink itself, or reached through a symlinked directory below its root.
+    pub through_link: bool,
+}
+
+/// A table's established right to delete inside its own location.
+#[derive(Debug, Clone)]
+pub struct Scope<'a> {
+    layout: &'a Layout,
+    index: usize,
+    location: String,
+    own: &'a Reachable,
+    /// Whether the layout's record of this table's own references still counts as live. True for orphan
+    /// cleanup (those references may be newer than `own`); false for expiry cleanup, whose candidates
+    /// are exactly the table's references the layout recorded before the expiry.
+    census_self_is_live: bool,
+}
+
+impl Scope<'_> {
+    /// The table's canonical location.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// For expiry cleanup: the layout predates the change, so only other tables' references and
+    /// `own` (the table's references after the change) count.
+    pub fn after_change(mut self) -> Self {
+        self.census_self_is_live = false;
+        self
+    }
+
+    /// Whether `location` could be deletable, on the facts that need no IO (everything but age and
+    /// links). `Err` names the first rule that keeps it.
+    pub fn precheck(&self, location: &str) -> Result<String, Keep> {
+        let canonical = normalize(location).ok_or(Keep::NotCanonical)?;
+        if !self.layout.roots.iter().any(|r| is_within(r, &canonical)) {
+            return Err(Keep::OutsideWarehouse);
+        }
+        if !is_within(&self.location, &canonical) {
+            return Err(Keep::OutsideTableLocation);
+        }
+        // Another table nested inside this one owns its subtree (a table enclosing this one does not
+        // make every file of this one foreign).
+        let inside_other = self.layout.tables.iter().enumerate().any(|(i, t)| {
+            i != self.index
+                && t.location.as_deref().is_none_or(|l| {
+                    is_within(&self.location, l) && (same_location(l, &canonical) || is_within(l, &canonical))
+                })
+        });
+        if inside_other {
+            return Err(Keep::InsideOtherTable);
+        }
+        if self.own.contains(&canonical) {
+            return Err(Keep::StillReferenced);
+        }
+        match self.layout.references.get(&canonical) {
+            Some(Owners::One(i)) if *i == self.index && self.census_self_is_live => {
+                return Err(Keep::StillReferenced);
+            }
+            Some(Owners::One(i)) if *i == self.index => {}
+            Some(_) => return Err(Keep::ReferencedByOtherTable),
+            None => {}
+        }
+        Ok(canonical)
+    }
+
+    /// The whole rule for one object.
+    pub fn classify(&self, object: &Object<'_>, grace: Duration) -> Result<String, Keep> {
+        let canonical = self.precheck(object.location)?;
+        if object.through_link {
+            return Err(Keep::Symlink);
+        }
+        if object.age < grace {
+            return Err(Keep::YoungerThanGracePeriod);
+        }
+        Ok(canonical)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn old(location: &str) -> Object<'_> {
+        Object { location, age: 2 * HOUR, through_link: false }
+    }
+
+    fn layout(tables: &[(&str, Option<&str>)]) -> Layout {
+        let mut l = Layout::new(["file:///w".to_string()]);
+        for (name, loc) in tables {
+            let i = l.add_table(name, *loc);
+            if loc.is_some() {
+                l.add_references(i, &Reachable::default());
+            }
+        }
+        l
+    }
+
+    #[test]
+    fn an_old_unreferenced_file_inside_the_table_is_deletable() {
+        let l = layout(&[("a", Some("file:///w/a")), ("b", Some("file:///w/b"))]);
+        let own = Reachable::from_locations(["file:///w/a/data/live.parquet"]);
+        let s = l.scope(0, &own).unwrap();
+        assert_eq!(
+            s.classify(&old("file:///w/a/data/x.parquet"), HOUR),
+            Ok("file:///w/a/data/x.parquet".into())
+        );
+        assert_eq!(s.classify(&old("file:///w/a/data/./live.parquet"), HOUR), Err(Keep::StillReferenced));
+        assert_eq!(s.classify(&old("file:///w/b/data/x.parquet"), HOUR), Err(Keep::OutsideTableLocation));
+        assert_eq!(s.classify(&old("file:///etc/passwd"), HOUR), Err(Keep::OutsideWarehouse));
+        let young = Object { location: "file:///w/a/data/y", age: HOUR / 2, through_link: false };
+        assert_eq!(s.classify(&young, HOUR), Err(Keep::YoungerThanGracePeriod));
+        let link = Object { location: "file:///w/a/data/l", age: 2 * HOUR, through_link: true };
+        assert_eq!(s.classify(&link, HOUR), Err(Keep::Symlink));
+    }
+
+    #[test]
+    fn tables_that_cannot_be_placed_safely_delete_nothing() {
+        let none = Reachable::default();
+        let outside = layout(&[("a", Some("file:///srv"))]);
+        assert_eq!(outside.scope(0, &none).unwrap_err().reason(), "location_outside_warehouse");
+        let root = layout(&[("a", Some("file:///w/"))]);
+        assert_eq!(root.scope(0, &none).unwrap_err().reason(), "location_is_root");
+        let shared = layout(&[("a", Some("file:///w/t")), ("backup", Some("file:/w//t/"))]);
+        assert_eq!(shared.scope(0, &none).unwrap_err().reason(), "shared_location");
+        assert_eq!(shared.scope(1, &none).unwrap_err().reason(), "shared_location");
+        let unknown = layout(&[("a", Some("file:///w/a")), ("lost", None)]);
+        assert_eq!(
+            unknown.scope(0, &none).unwrap_err(),
+            TableSkip::UnknownNeighbour { neighbour: "lost".into() }
+        );
+        assert_eq!(unknown.scope(1, &none).unwrap_err().reason(), "unreadable_metadata");
+        let odd = Reachable::from_locations(["data/relative.parquet"]);
+        let fine = layout(&[("a", Some("file:///w/a"))]);
+        assert_eq!(fine.scope(0, &odd).unwrap_err().reason(), "uncanonical_reference");
+    }
+
+    #[test]
+    fn a_neighbour_whose_references_are_unknown_blocks_unless_the_operator_chose_otherwise() {
+        let mut l = layout(&[("a", Some("file:///w/a"))]);
+        l.add_table("corrupt", Some("file:///w/c"));
+        let none = Reachable::default();
+        assert_eq!(
+            l.scope(0, &none).unwrap_err(),
+            TableSkip::UnknownNeighbour { neighbour: "corrupt".into() }
+        );
+        let l = l.with_unreadable(UnreadableNeighbours::ProtectLocation);
+        let s = l.scope(0, &none).unwrap();
+        assert!(s.classify(&old("file:///w/a/data/x"), HOUR).is_ok());
+        // Its location stays protected even then.
+        let nested = {
+            let mut l =
+                layout(&[("a", Some("file:///w/a"))]).with_unreadable(UnreadableNeighbours::ProtectLocation);
+            l.add_table("corrupt", Some("file:///w/a/inner"));
+            l
+        };
+        let s = nested.scope(0, &none).unwrap();
+        assert_eq!(s.classify(&old("file:///w/a/inner/data/f"), HOUR), Err(Keep::InsideOtherTable));
+    }
+
+    #[test]
+    fn nested_tables_and_foreign_references_are_kept() {
+        let mut l = layout(&[("outer", Some("file:///w/o")), ("inner", Some("file:///w/o/nested/i"))]);
+        l.add_reference(1, "file:///w/o/data/borrowed.parquet");
+        l.add_reference(0, "file:///w/o/data/own%20file.parquet");
+        let none = Reachable::default();
+        let s = l.scope(0, &none).unwrap();
+        assert_eq!(s.classify(&old("file:///w/o/nested/i/data/f"), HOUR), Err(Keep::InsideOtherTable));
+        // The inner table may clean itself: the enclosing table does not own its files.
+        let inner = l.scope(1, &none).unwrap();
+        assert!(inner.classify(&old("file:///w/o/nested/i/data/orphan"), HOUR).is_ok());
+        assert_eq!(
+            s.classify(&old("file:///w/o/data/borrowed.parquet"), HOUR),
+            Err(Keep::ReferencedByOtherTable)
+        );
+        // The census' record of the table's own references counts for orphans, not after expiry.
+        assert_eq!(s.classify(&old("file:///w/o/data/own file.parquet"), HOUR), Err(Keep::StillReferenced));
+        let after = l.scope(0, &none).unwrap().after_change();
+        assert!(after.classify(&old("file:///w/o/data/own%20file.parquet"), HOUR).is_ok());
+        assert_eq!(
+            after.classify(&old("file:///w/o/data/borrowed.parquet"), HOUR),
+            Err(Keep::ReferencedByOtherTable)
+        );
+    }
+}

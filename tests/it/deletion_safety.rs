@@ -1,0 +1,418 @@
+//! Deletion safety under hostile layouts: one named test per case that deleted data before the one
+//! definition of "deletable" (issue: "Deletion safety that fails closed"). Each builds the layout on a
+//! real SQLite catalog and local files, ages everything past the grace period, runs orphan cleanup (and
+//! snapshot expiry where it matters) for real, and checks on disk that nothing it must never touch went.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{TimeDelta, Utc};
+use iceberg::Catalog as _;
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use signaldb_compactor::config::Mode;
+use signaldb_compactor::generate::{GenerateOptions, generate};
+use signaldb_compactor::job::{Job, PassReport, PassRequest, TableFilter, TableStatus};
+use signaldb_compactor::orphans::OrphanJob;
+use signaldb_compactor::service::Context;
+use signaldb_compactor::storage::deletable::UnreadableNeighbours;
+use signaldb_compactor::table::reachability::reachable;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{context, fixed_end, pyiceberg};
+
+fn options(dir: &Path) -> GenerateOptions {
+    GenerateOptions {
+        dir: dir.to_path_buf(),
+        tenants: 1,
+        datasets: 1,
+        hours: 1,
+        files_per_hour: 3,
+        rows_per_file: 20,
+        seed: 11,
+        all_signals: false,
+        tables: vec!["traces".into(), "logs".into()],
+        unsorted: false,
+        end: fixed_end(),
+        concurrency: 2,
+    }
+}
+
+fn table_dir(dir: &Path, table: &str) -> PathBuf {
+    dir.join("warehouse/acme/production").join(table)
+}
+
+/// Makes every regular file under `dir` three days old (links are not followed).
+fn age_all(dir: &Path) {
+    let status = std::process::Command::new("find")
+        .arg(dir)
+        .args(["-type", "f", "-exec", "touch", "-h", "-d", "3 days ago", "{}", "+"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn plant(path: &Path) -> PathBuf {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, b"precious bytes").unwrap();
+    path.to_path_buf()
+}
+
+/// Every regular file and link under `dir` (links not followed), sorted.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+async fn setup(dir: &Path) -> Context {
+    generate(&options(dir)).await.unwrap();
+    context(dir, Utc::now(), |c| {
+        c.orphans.enabled = true;
+        c.orphans.mode = Mode::Execute;
+    })
+    .await
+}
+
+/// Creates `acme.production.<name>` with traces' schema at `location` and appends one file.
+async fn create_table(ctx: &Context, name: &str, location: &str) -> Table {
+    let ns = iceberg::NamespaceIdent::from_vec(vec!["acme".into(), "production".into()]).unwrap();
+    let columns = signaldb_compactor::generate::schema::columns("traces");
+    let schema = signaldb_compactor::generate::schema::schema(&columns).unwrap();
+    let creation = iceberg::TableCreation::builder()
+        .name(name.to_string())
+        .location(location.to_string())
+        .schema(schema.clone())
+        .partition_spec(signaldb_compactor::generate::schema::partition_spec(&schema).unwrap())
+        .build();
+    let mut table = ctx.catalog.iceberg().create_table(&ns, creation).await.unwrap();
+    let spec = file_spec(1);
+    signaldb_compactor::generate::append_file(&ctx.catalog, &mut table, &columns, &spec).await.unwrap();
+    table
+}
+
+fn file_spec(seed: u64) -> signaldb_compactor::generate::batch::FileSpec {
+    let start = fixed_end() - TimeDelta::hours(1);
+    signaldb_compactor::generate::batch::FileSpec {
+        seed,
+        rows: 10,
+        start,
+        end: start + TimeDelta::minutes(30),
+    }
+}
+
+async fn clean(ctx: &Context, tables: &[&str]) -> PassReport {
+    let filter = TableFilter::only(tables.iter().map(|t| format!("acme.production.{t}")));
+    let request = PassRequest { filter, ..PassRequest::all(Mode::Execute) };
+    OrphanJob::new(ctx).run_once(&request, &CancellationToken::new()).await.unwrap()
+}
+
+fn status<'a>(report: &'a PassReport, table: &str) -> &'a TableStatus {
+    &report.tables.iter().find(|t| t.table == format!("acme.production.{table}")).unwrap().status
+}
+
+fn skipped_for(report: &PassReport, table: &str, reason: &str) -> bool {
+    matches!(status(report, table), TableStatus::Skipped { reason: r } if r.starts_with(reason))
+}
+
+/// Every file any catalog table references exists on disk.
+async fn assert_all_live_exist(ctx: &Context) {
+    for (name, ident, pointer) in ctx.catalog.table_pointers().await.unwrap() {
+        let Ok(table) = ctx.catalog.load_pointer(&ident, &pointer.unwrap()).await else { continue };
+        let Ok(live) = reachable(&table).await else { continue };
+        for path in live.iter() {
+            let local = path.trim_start_matches("file://");
+            assert!(Path::new(local).exists(), "{name}: live file deleted: {path}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn case1_a_table_located_outside_the_warehouse_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = setup(dir.path()).await;
+    // The directory that holds catalog.db and signaldb.toml, registered as a table's location.
+    let config = plant(&dir.path().join("signaldb.toml"));
+    let unrelated = plant(&dir.path().join("notes/unrelated.txt"));
+    create_table(&ctx, "escapee", &format!("file://{}", dir.path().display())).await;
+    age_all(dir.path());
+    let before = files(dir.path());
+
+    let report = clean(&ctx, &["escapee"]).await;
+    assert!(skipped_for(&report, "escapee", "location_outside_warehouse"), "{report:#?}");
+    assert!(config.exists() && unrelated.exists());
+    assert_eq!(files(dir.path()), before, "not one file deleted");
+    assert!(
+        ctx.metrics.render().contains(
+            "compactor_tables_skipped_total{job=\"orphans\",reason=\"location_outside_warehouse\"} 1"
+        )
+    );
+}
+
+#[tokio::test]
+async fn case1_extra_roots_are_honoured_only_when_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&options(dir.path())).await.unwrap();
+    let other_root = dir.path().join("archive-lake");
+    let ctx = context(dir.path(), Utc::now(), |c| {
+        c.orphans.enabled = true;
+        c.orphans.mode = Mode::Execute;
+        c.storage.extra_roots = vec![format!("file://{}", other_root.display())];
+    })
+    .await;
+    let t = other_root.join("acme/old_traces");
+    create_table(&ctx, "old_traces", &format!("file://{}", t.display())).await;
+    let orphan = plant(&t.join("data/orphan.parquet"));
+    age_all(dir.path());
+    let report = clean(&ctx, &["old_traces"]).await;
+    assert_eq!(*status(&report, "old_traces"), TableStatus::Succeeded, "{report:#?}");
+    assert!(!orphan.exists(), "an explicitly listed root is cleaned");
+    assert_all_live_exist(&ctx).await;
+}
+
+#[tokio::test]
+async fn case2_a_nested_table_with_unreadable_metadata_keeps_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = setup(dir.path()).await;
+    let traces = table_dir(dir.path(), "traces");
+    let inner_dir = traces.join("nested/inner");
+    let inner = create_table(&ctx, "inner", &format!("file://{}", inner_dir.display())).await;
+    // Its current metadata file goes missing (moved, or a transient storage error).
+    let pointer = inner.metadata_location().unwrap().trim_start_matches("file://").to_string();
+    std::fs::rename(&pointer, format!("{pointer}.moved")).unwrap();
+    let traces_orphan = plant(&traces.join("data/orphan.parquet"));
+    age_all(dir.path());
+    let inner_before = files(&inner_dir);
+    assert!(inner_before.len() >= 3, "data, manifest, manifest list, metadata");
+
+    // By default a neighbour whose references are unknown stops every table's deletions.
+    let report = clean(&ctx, &["traces"]).await;
+    assert!(skipped_for(&report, "traces", "unknown_neighbour"), "{report:#?}");
+    assert!(traces_orphan.exists());
+    assert_eq!(files(&inner_dir), inner_before);
+
+    // With `protect_location`, traces is cleaned around the nested table's implied location.
+    let ctx = context(dir.path(), Utc::now(), |c| {
+        c.orphans.enabled = true;
+        c.orphans.mode = Mode::Execute;
+        c.orphans.unreadable_neighbours = UnreadableNeighbours::ProtectLocation;
+    })
+    .await;
+    let report = clean(&ctx, &["traces"]).await;
+    assert_eq!(*status(&report, "traces"), TableStatus::Succeeded, "{report:#?}");
+    assert!(!traces_orphan.exists(), "traces' own orphan goes");
+    assert_eq!(files(&inner_dir), inner_before, "the nested table's files all stay");
+}
+
+#[tokio::test]
+async fn case2_a_neighbour_whose_location_is_unknown_stops_all_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = setup(dir.path()).await;
+    let traces = table_dir(dir.path(), "traces");
+    let inner =
+        create_table(&ctx, "inner", &format!("file://{}", traces.join("nested/inner").display())).await;
+    // The row's pointer names a file outside any `metadata/` directory that does not exist: neither the
+    // metadata nor the pointer tells where the table lives.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", dir.path().join("catalog.db").display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE iceberg_tables SET metadata_location = 'file:///nowhere.json' WHERE table_name = 'inner'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let traces_orphan = plant(&traces.join("data/orphan.parquet"));
+    age_all(dir.path());
+    let before = files(dir.path());
+
+    let report = clean(&ctx, &["traces", "logs"]).await;
+    assert!(skipped_for(&report, "traces", "unknown_neighbour"), "{report:#?}");
+    assert!(skipped_for(&report, "logs", "unknown_neighbour"), "{report:#?}");
+    let TableStatus::Skipped { reason } = status(&report, "traces") else { unreachable!() };
+    assert!(reason.contains("acme.production.inner"), "the reason names the neighbour: {reason}");
+    assert!(traces_orphan.exists());
+    assert_eq!(files(dir.path()), before);
+    drop(inner);
+}
+
+#[tokio::test]
+async fn case2_the_warehouse_root_registered_as_a_table_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = setup(dir.path()).await;
+    create_table(&ctx, "everything", &format!("file://{}", dir.path().join("warehouse").display())).await;
+    let orphan = plant(&table_dir(dir.path(), "traces").join("data/orphan.parquet"));
+    age_all(dir.path());
+    let before = files(dir.path());
+    let report = clean(&ctx, &["everything"]).await;
+    assert!(skipped_for(&report, "everything", "location_is_root"), "{report:#?}");
+    assert_eq!(files(dir.path()), before);
+    assert!(orphan.exists());
+    assert_all_live_exist(&ctx).await;
+}
+
+#[tokio::test]
+async fn case3_two_entries_sharing_a_location_delete_nothing_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = setup(dir.path()).await;
+    let traces = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+    let old_pointer = ctx.catalog.load(&traces).await.unwrap().metadata_location().unwrap().to_string();
+    // More history on the live table, then a backup registered from the older metadata.json.
+    let mut table = ctx.catalog.load(&traces).await.unwrap();
+    let columns = signaldb_compactor::generate::schema::columns("traces");
+    signaldb_compactor::generate::append_file(&ctx.catalog, &mut table, &columns, &file_spec(5))
+        .await
+        .unwrap();
+    let backup = iceberg::TableIdent::new(traces.ident.namespace().clone(), "traces_backup".into());
+    ctx.catalog.iceberg().register_table(&backup, old_pointer).await.unwrap();
+    let orphan = plant(&table_dir(dir.path(), "traces").join("data/orphan.parquet"));
+    age_all(dir.path());
+    let before = files(dir.path());
+    let rows = pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"])["rows"].clone();
+
+    let report = clean(&ctx, &["traces_backup", "traces"]).await;
+    assert!(skipped_for(&report, "traces_backup", "shared_location"), "{report:#?}");
+    assert!(skipped_for(&report, "traces", "shared_location"), "{report:#?}");
+    assert_eq!(files(dir.path()), before, "nothing deleted from the shared location");
+    assert!(orphan.exists());
+    assert_eq!(pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"])["rows"], rows);
+
+    // Snapshot expiry on the live table keeps every file the backup still references.
+    let expiry = context(dir.path(), Utc::now() + TimeDelta::days(30), |c| {
+        c.retention.enabled = true;
+        c.retention.mode = Mode::Execute;
+        c.retention.snapshots_to_keep = 1;
+    })
+    .await;
+    let job = signaldb_compactor::retention::RetentionJob::new(&expiry);
+    let report = job.expire_table(&traces, Mode::Execute, &CancellationToken::new()).await;
+    assert!(!matches!(report.status, TableStatus::Failed { .. }), "{report:#?}");
+    assert_all_live_exist(&ctx).await;
+    assert_eq!(
+        pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces_backup"])["rows"],
+        20 * 3,
+        "the backup still reads every row it had"
+    );
+}
+
+#[tokio::test]
+async fn case4_symlinks_inside_a_table_are_never_followed_to_a_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = setup(dir.path()).await;
+    let traces = table_dir(dir.path(), "traces");
+    let logs = table_dir(dir.path(), "logs");
+    let outside = dir.path().join("outside");
+    let outside_files: Vec<PathBuf> =
+        (0..3).map(|i| plant(&outside.join(format!("keep-{i}.parquet")))).collect();
+    std::os::unix::fs::symlink(&outside, traces.join("data/link-out")).unwrap();
+    std::os::unix::fs::symlink(logs.join("data"), traces.join("data/link-logs")).unwrap();
+    std::os::unix::fs::symlink(&outside_files[0], traces.join("data/link-file.parquet")).unwrap();
+    let traces_orphan = plant(&traces.join("data/orphan.parquet"));
+    age_all(dir.path());
+    let logs_before = files(&logs);
+    let outside_before = files(&outside);
+
+    let report = clean(&ctx, &["traces"]).await;
+    assert_eq!(*status(&report, "traces"), TableStatus::Succeeded, "{report:#?}");
+    assert!(!traces_orphan.exists(), "the real orphan goes");
+    assert_eq!(files(&logs), logs_before, "nothing of logs deleted through the link");
+    assert_eq!(files(&outside), outside_before, "nothing outside deleted through the link");
+    for link in ["data/link-out", "data/link-logs", "data/link-file.parquet"] {
+        assert!(std::fs::symlink_metadata(traces.join(link)).is_ok(), "the link itself stays: {link}");
+    }
+    assert_all_live_exist(&ctx).await;
+}
+
+/// A copy of `file` whose recorded path is `path` (every other field kept).
+fn with_path(file: &iceberg::spec::DataFile, path: String) -> iceberg::spec::DataFile {
+    iceberg::spec::DataFileBuilder::default()
+        .content(file.content_type())
+        .file_path(path)
+        .file_format(file.file_format())
+        .partition(file.partition().clone())
+        .partition_spec_id(0)
+        .record_count(file.record_count())
+        .file_size_in_bytes(file.file_size_in_bytes())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn case5_live_files_referenced_through_non_canonical_paths_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = setup(dir.path()).await;
+    let traces = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+    let table = ctx.catalog.load(&traces).await.unwrap();
+    let columns = signaldb_compactor::generate::schema::columns("traces");
+    let a =
+        signaldb_compactor::generate::write_file(&table, &columns, &file_spec(21)).await.unwrap().remove(0);
+    let b =
+        signaldb_compactor::generate::write_file(&table, &columns, &file_spec(22)).await.unwrap().remove(0);
+    let (dir_a, name_a) = a.file_path().rsplit_once('/').unwrap();
+    let (dir_b, name_b) = b.file_path().rsplit_once('/').unwrap();
+    let dotted = format!("{dir_a}/./{name_a}");
+    let climbing = format!("{dir_b}/../{}/{name_b}", dir_b.rsplit_once('/').unwrap().1);
+    let tx = Transaction::new(&table);
+    let tx = tx
+        .fast_append()
+        .add_data_files(vec![with_path(&a, dotted.clone()), with_path(&b, climbing.clone())])
+        .apply(tx)
+        .unwrap();
+    tx.commit(ctx.catalog.iceberg()).await.unwrap();
+    let orphan = plant(&table_dir(dir.path(), "traces").join("data/orphan.parquet"));
+    age_all(dir.path());
+
+    let report = clean(&ctx, &["traces"]).await;
+    assert_eq!(*status(&report, "traces"), TableStatus::Succeeded, "{report:#?}");
+    assert!(!orphan.exists());
+    for path in [a.file_path(), b.file_path()] {
+        assert!(Path::new(path.trim_start_matches("file://")).exists(), "live file deleted: {path}");
+    }
+    assert_eq!(
+        pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"])["rows"],
+        3 * 20 + 2 * 10
+    );
+}
+
+#[tokio::test]
+async fn case6_a_file_another_table_references_stays_in_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = setup(dir.path()).await;
+    let borrower = create_table(
+        &ctx,
+        "borrower",
+        &format!("file://{}", dir.path().join("warehouse/acme/production/borrower").display()),
+    )
+    .await;
+    // A file written under traces' directory but committed only to `borrower` (an import).
+    let traces = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+    let traces_table = ctx.catalog.load(&traces).await.unwrap();
+    let columns = signaldb_compactor::generate::schema::columns("traces");
+    let lent =
+        signaldb_compactor::generate::write_file(&traces_table, &columns, &file_spec(31)).await.unwrap();
+    let lent_path = PathBuf::from(lent[0].file_path().trim_start_matches("file://"));
+    assert!(lent_path.starts_with(table_dir(dir.path(), "traces")));
+    let tx = Transaction::new(&borrower);
+    let tx = tx.fast_append().add_data_files(lent).apply(tx).unwrap();
+    tx.commit(ctx.catalog.iceberg()).await.unwrap();
+    let orphan = plant(&table_dir(dir.path(), "traces").join("data/orphan.parquet"));
+    age_all(dir.path());
+
+    let report = clean(&ctx, &["traces"]).await;
+    assert_eq!(*status(&report, "traces"), TableStatus::Succeeded, "{report:#?}");
+    assert!(!orphan.exists());
+    assert!(lent_path.exists(), "the file borrower references stays");
+    assert_all_live_exist(&ctx).await;
+    assert_eq!(pyiceberg(dir.path(), &["scan", "--table", "acme.production.borrower"])["rows"], 20);
+}
