@@ -271,19 +271,18 @@ impl OrphanJob {
         now: DateTime<Utc>,
     ) -> Result<(u64, Vec<(Keep, u64)>, Vec<Candidate>), String> {
         let location = scope.location();
-        let prefix = self.warehouse.object_path(location).map_err(|e| e.to_string())?;
-        let mut listing = self.warehouse.store().list(Some(&prefix));
+        let mut listing = self.warehouse.list(location);
         let (mut scanned, mut out) = (0u64, Vec::new());
         let mut kept: std::collections::BTreeMap<String, (Keep, u64)> = Default::default();
         let mut links = LinkCache::default();
         while let Some(meta) = listing.try_next().await.map_err(|e| format!("listing {location}: {e}"))? {
             scanned += 1;
-            let object = self.warehouse.location(&meta.location);
+            let object = meta.location;
             if object.ends_with("/version-hint.text") {
                 continue;
             }
             let through_link = match self.warehouse.through_link(&object, &mut links) {
-                Ok(linked) => linked,
+                Ok(linked) => linked || meta.link,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
                     warn!(table = %t, path = object, error = %e, "cannot tell whether a listed object is reached through a symlink; kept");

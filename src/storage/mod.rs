@@ -14,6 +14,8 @@ pub mod path;
 use std::path::{Component, Path as FsPath, PathBuf};
 use std::sync::Arc;
 
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
@@ -103,6 +105,70 @@ fn lexical_normalize(path: &FsPath) -> PathBuf {
     out
 }
 
+/// One listed object.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub location: String,
+    pub size: u64,
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+    /// The object is a symlink (reported, never followed).
+    pub link: bool,
+}
+
+/// Walks `dir` depth-first without following links, sending every non-directory entry. Stops when the
+/// receiver is gone. A missing `dir` lists nothing (like an object store); other errors are sent.
+fn walk_local(dir: &FsPath, location: &str, tx: &tokio::sync::mpsc::Sender<Result<Listed, StorageError>>) {
+    let error = |e: std::io::Error, path: &FsPath| StorageError::ObjectStore {
+        location: location.to_string(),
+        source: object_store::Error::Generic {
+            store: "local",
+            source: format!("{}: {e}", path.display()).into(),
+        },
+    };
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(error(e, &dir)));
+                return;
+            }
+        };
+        let mut names: Vec<_> = entries.filter_map(Result::ok).collect();
+        names.sort_by_key(|e| e.file_name());
+        for entry in names.into_iter().rev() {
+            let path = entry.path();
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(error(e, &path)));
+                    return;
+                }
+            };
+            if meta.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            // A name that is not UTF-8 cannot be compared with any reference: never listed, never deleted.
+            let Some(text) = path.to_str() else {
+                tracing::warn!(path = %path.display(), "a file name that is not UTF-8 is left alone");
+                continue;
+            };
+            let listed = Listed {
+                location: format!("file://{text}"),
+                size: meta.len(),
+                last_modified: meta.modified().map(chrono::DateTime::from).unwrap_or_default(),
+                link: meta.file_type().is_symlink(),
+            };
+            if tx.blocking_send(Ok(listed)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
 /// Directories already looked at by [`Warehouse::through_link`] (one listing's worth).
 #[derive(Debug, Default)]
 pub struct LinkCache(std::collections::HashMap<PathBuf, bool>);
@@ -168,6 +234,9 @@ impl PathMapper {
 #[derive(Debug, Clone)]
 pub struct Warehouse {
     root: String,
+    /// Listings walk the local filesystem ourselves, never following symlinks (the store opened by
+    /// [`Warehouse::open`] on a local `dsn`; an injected store is listed through itself).
+    native_local: bool,
     /// `[storage] extra_roots`: further locations deletion may happen in (canonical).
     extra_roots: Vec<String>,
     store: Arc<dyn ObjectStore>,
@@ -189,6 +258,7 @@ impl Warehouse {
                 }
                 Ok(Warehouse {
                     root,
+                    native_local: true,
                     extra_roots: config.extra_roots.clone(),
                     store: Arc::new(LocalFileSystem::new()),
                     mapper: PathMapper::Local,
@@ -215,6 +285,7 @@ impl Warehouse {
                     .map_err(|e| StorageError::Unsupported { root: root.clone(), reason: e.to_string() })?;
                 Ok(Warehouse {
                     root,
+                    native_local: false,
                     extra_roots: config.extra_roots.clone(),
                     store: Arc::new(store),
                     mapper: PathMapper::S3 { bucket: bucket.clone() },
@@ -229,13 +300,44 @@ impl Warehouse {
             Some(rest) => PathMapper::S3 { bucket: rest.split('/').next().unwrap_or("").to_string() },
             None => PathMapper::Local,
         };
-        Warehouse { root, extra_roots: Vec::new(), store, mapper }
+        Warehouse { root, native_local: false, extra_roots: Vec::new(), store, mapper }
     }
 
     /// The same warehouse with further roots deletion may happen in (tests; config sets them at open).
     pub fn with_extra_roots(mut self, roots: Vec<String>) -> Warehouse {
         self.extra_roots = roots;
         self
+    }
+
+    /// Every object below the directory `location`, as (location, size, last modified, is a symlink).
+    /// On a local warehouse the walk never follows a symlink: a link is reported as an object of its
+    /// own (and nothing behind it), so a link to `/` costs one entry, not a walk of the filesystem.
+    pub fn list(&self, location: &str) -> BoxStream<'static, Result<Listed, StorageError>> {
+        let prefix = match self.object_path(location) {
+            Ok(p) => p,
+            Err(e) => return futures::stream::once(async { Err(e) }).boxed(),
+        };
+        if !self.native_local {
+            let (mapper, location) = (self.mapper.clone(), location.to_string());
+            return self
+                .store
+                .list(Some(&prefix))
+                .map(move |r| match r {
+                    Ok(meta) => Ok(Listed {
+                        location: mapper.location(&meta.location),
+                        size: meta.size,
+                        last_modified: meta.last_modified,
+                        link: false,
+                    }),
+                    Err(source) => Err(StorageError::ObjectStore { location: location.clone(), source }),
+                })
+                .boxed();
+        }
+        let dir = PathBuf::from(format!("/{prefix}"));
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let location = location.to_string();
+        tokio::task::spawn_blocking(move || walk_local(&dir, &location, &tx));
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
     }
 
     /// Every root deletion may happen in: the warehouse root and the configured extra roots.

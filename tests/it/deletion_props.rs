@@ -15,18 +15,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
 use futures::TryStreamExt;
-use object_store::local::LocalFileSystem;
 use proptest::prelude::*;
-use signaldb_compactor::config::Mode;
+use signaldb_compactor::catalog::Access;
+use signaldb_compactor::config::{Mode, StorageConfig};
 use signaldb_compactor::storage::deletable::{Layout, Object};
 use signaldb_compactor::storage::gate::DeletionGate;
-use signaldb_compactor::storage::{LinkCache, Warehouse};
+use signaldb_compactor::storage::{Dsn, LinkCache, Warehouse};
 use signaldb_compactor::table::reachability::Reachable;
 
 const GRACE: Duration = Duration::from_secs(3600);
@@ -263,22 +262,30 @@ fn run_case(tables: Vec<TableModel>) -> Result<(), TestCaseError> {
         own.push(r);
     }
     let all_known = tables.iter().all(|t| matches!(t.knowledge, Knowledge::Known));
-    let warehouse =
-        Warehouse::with_store(format!("file://{}", root.display()), Arc::new(LocalFileSystem::new()));
+    let storage = StorageConfig {
+        dsn: Dsn::Local { root: root.clone() },
+        extra_roots: Vec::new(),
+        endpoint: None,
+        region: None,
+        access_key_id: None,
+        secret_access_key: None,
+        allow_http: false,
+        path_style: false,
+    };
+    let warehouse = Warehouse::open(&storage, Access::ReadOnly).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut deleted_by: BTreeMap<PathBuf, usize> = BTreeMap::new();
     rt.block_on(async {
         for (i, own) in own.iter().enumerate() {
             let Ok(scope) = layout.scope(i, own) else { continue };
             FIGURES.scopes.fetch_add(1, Ordering::Relaxed);
-            let prefix = warehouse.object_path(scope.location()).unwrap();
-            let listed: Vec<_> =
-                warehouse.store().list(Some(&prefix)).try_collect().await.unwrap_or_default();
+            let listed: Vec<_> = warehouse.list(scope.location()).try_collect().await.unwrap();
             let mut cache = LinkCache::default();
             let mut candidates = Vec::new();
             for meta in listed {
-                let location = warehouse.location(&meta.location);
+                let location = meta.location;
                 let Ok(through_link) = warehouse.through_link(&location, &mut cache) else { continue };
+                let through_link = through_link || meta.link;
                 let age = (Utc::now() - meta.last_modified).to_std().unwrap_or_default();
                 if let Ok(c) = scope.classify(&Object { location: &location, age, through_link }, GRACE) {
                     candidates.push(c);

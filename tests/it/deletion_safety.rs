@@ -9,6 +9,7 @@ use chrono::{TimeDelta, Utc};
 use iceberg::Catalog as _;
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use object_store::ObjectStoreExt as _;
 use signaldb_compactor::config::Mode;
 use signaldb_compactor::generate::{GenerateOptions, generate};
 use signaldb_compactor::job::{Job, PassReport, PassRequest, TableFilter, TableStatus};
@@ -323,8 +324,10 @@ async fn case4_symlinks_inside_a_table_are_never_followed_to_a_deletion() {
     let logs_before = files(&logs);
     let outside_before = files(&outside);
 
+    let physically_inside = files(&traces).len() as u64;
     let report = clean(&ctx, &["traces"]).await;
     assert_eq!(*status(&report, "traces"), TableStatus::Succeeded, "{report:#?}");
+    assert_eq!(report.tables[0].files_before, physically_inside, "the listing never walks behind a link");
     assert!(!traces_orphan.exists(), "the real orphan goes");
     assert_eq!(files(&logs), logs_before, "nothing of logs deleted through the link");
     assert_eq!(files(&outside), outside_before, "nothing outside deleted through the link");
@@ -415,4 +418,101 @@ async fn case6_a_file_another_table_references_stays_in_its_directory() {
     assert!(lent_path.exists(), "the file borrower references stays");
     assert_all_live_exist(&ctx).await;
     assert_eq!(pyiceberg(dir.path(), &["scan", "--table", "acme.production.borrower"])["rows"], 20);
+}
+
+/// Every object key in the S3 store, sorted.
+async fn objects(ctx: &Context) -> Vec<String> {
+    use futures::TryStreamExt;
+    let mut out: Vec<String> =
+        ctx.warehouse.store().list(None).map_ok(|m| m.location.to_string()).try_collect().await.unwrap();
+    out.sort();
+    out
+}
+
+async fn put(ctx: &Context, location: &str) {
+    let path = ctx.warehouse.object_path(location).unwrap();
+    ctx.warehouse.store().put(&path, object_store::PutPayload::from_static(b"precious")).await.unwrap();
+}
+
+/// Cases 1–3 on an S3-compatible server (moto): a table outside the warehouse prefix, a nested table
+/// whose metadata object is gone, and a backup sharing the live table's location.
+#[tokio::test]
+async fn s3_cases_1_to_3_fail_closed() {
+    let backend = crate::matrix::Backend::new(false, true).await;
+    let dir = backend.dir.path();
+    let mut opts = options(dir);
+    opts.tables = vec!["traces".into()];
+    signaldb_compactor::generate::generate_into(&opts, Some(&backend.uri), backend.storage.clone())
+        .await
+        .unwrap();
+    let storage = backend.storage.clone().unwrap();
+    let later = Utc::now() + TimeDelta::days(3);
+    let make = |policy: UnreadableNeighbours| {
+        let storage = storage.clone();
+        async move {
+            context(dir, later, |c| {
+                c.storage = storage;
+                c.orphans.enabled = true;
+                c.orphans.mode = Mode::Execute;
+                c.orphans.unreadable_neighbours = policy;
+            })
+            .await
+        }
+    };
+    let ctx = make(UnreadableNeighbours::Block).await;
+    let traces = ctx.catalog.discover().await.unwrap().remove(0);
+    let traces_location = ctx.catalog.load(&traces).await.unwrap().metadata().location().to_string();
+    assert!(traces_location.starts_with("s3://lake/warehouse/"), "{traces_location}");
+
+    // Case 1: a table in the same bucket, outside the warehouse prefix, with unrelated objects there.
+    create_table(&ctx, "escapee", "s3://lake/elsewhere").await;
+    put(&ctx, "s3://lake/elsewhere/backups/precious.bin").await;
+    let before = objects(&ctx).await;
+    let report = clean(&ctx, &["escapee"]).await;
+    assert!(skipped_for(&report, "escapee", "location_outside_warehouse"), "{report:#?}");
+    assert_eq!(objects(&ctx).await, before);
+
+    // Case 2: a table nested in traces whose current metadata object is gone.
+    let inner = create_table(&ctx, "inner", &format!("{traces_location}/nested/inner")).await;
+    let pointer = ctx.warehouse.object_path(inner.metadata_location().unwrap()).unwrap();
+    ctx.warehouse.store().delete(&pointer).await.unwrap();
+    put(&ctx, &format!("{traces_location}/data/orphan.parquet")).await;
+    let before = objects(&ctx).await;
+    let inner_before: Vec<String> = before.iter().filter(|o| o.contains("/nested/inner/")).cloned().collect();
+    assert!(inner_before.len() >= 3, "{inner_before:?}");
+    let report = clean(&ctx, &["traces"]).await;
+    assert!(skipped_for(&report, "traces", "unknown_neighbour"), "{report:#?}");
+    assert_eq!(objects(&ctx).await, before, "default: nothing deleted while a neighbour is unreadable");
+    let protect = make(UnreadableNeighbours::ProtectLocation).await;
+    let report = clean(&protect, &["traces"]).await;
+    assert_eq!(*status(&report, "traces"), TableStatus::Succeeded, "{report:#?}");
+    let after = objects(&ctx).await;
+    assert!(!after.iter().any(|o| o.ends_with("traces/data/orphan.parquet")), "traces' orphan goes");
+    for o in &inner_before {
+        assert!(after.contains(o), "the nested table's object stays: {o}");
+    }
+    // The unreadable neighbour is dropped from the catalog again for case 3.
+    ctx.catalog.iceberg().drop_table(inner.identifier()).await.ok();
+    let pool_uri = format!("sqlite:{}", dir.join("catalog.db").display());
+    let pool = sqlx::SqlitePool::connect(&pool_uri).await.unwrap();
+    sqlx::query("DELETE FROM iceberg_tables WHERE table_name IN ('inner', 'escapee')")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    // Case 3: a backup registered from an older metadata object of traces.
+    let old_pointer = ctx.catalog.load(&traces).await.unwrap().metadata_location().unwrap().to_string();
+    let mut table = ctx.catalog.load(&traces).await.unwrap();
+    let columns = signaldb_compactor::generate::schema::columns("traces");
+    signaldb_compactor::generate::append_file(&ctx.catalog, &mut table, &columns, &file_spec(5))
+        .await
+        .unwrap();
+    let backup = iceberg::TableIdent::new(traces.ident.namespace().clone(), "traces_backup".into());
+    ctx.catalog.iceberg().register_table(&backup, old_pointer).await.unwrap();
+    put(&ctx, &format!("{traces_location}/data/orphan-2.parquet")).await;
+    let before = objects(&ctx).await;
+    let report = clean(&ctx, &["traces", "traces_backup"]).await;
+    assert!(skipped_for(&report, "traces", "shared_location"), "{report:#?}");
+    assert!(skipped_for(&report, "traces_backup", "shared_location"), "{report:#?}");
+    assert_eq!(objects(&ctx).await, before);
 }
