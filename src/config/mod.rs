@@ -242,6 +242,18 @@ pub struct Sources {
 }
 
 impl Config {
+    /// Whether the configuration enables `kind` (its loop runs, and `once`/the admin API may run it for
+    /// real; a disabled job runs only as an explicitly requested dry run).
+    pub fn job_enabled(&self, kind: crate::job::JobKind) -> bool {
+        use crate::job::JobKind;
+        match kind {
+            JobKind::Compaction => self.compaction.enabled,
+            JobKind::Retention => self.retention.enabled,
+            JobKind::Orphans => self.orphans.enabled,
+            JobKind::Verify => self.verify.enabled,
+        }
+    }
+
     /// Loads and validates the configuration. `explicit` is `--config PATH` (must exist); otherwise
     /// `signaldb.toml` in `cwd` is read if present. `vars` is the process environment.
     pub fn load(

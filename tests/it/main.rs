@@ -13,6 +13,7 @@ mod generate;
 mod leases;
 mod matrix;
 mod observability;
+mod opt_in;
 mod orphans;
 mod postgres;
 mod retention;
