@@ -82,6 +82,13 @@ impl TableFilter {
         Self { tenant, dataset, ..Self::default() }
     }
 
+    /// This filter, also restricted to a tenant and/or dataset (every selector must hold).
+    pub fn within(mut self, tenant: Option<String>, dataset: Option<String>) -> Self {
+        self.tenant = tenant.or(self.tenant);
+        self.dataset = dataset.or(self.dataset);
+        self
+    }
+
     pub fn matches(&self, table: &TableRef) -> bool {
         (self.tables.is_empty() || self.tables.iter().any(|t| *t == table.qualified()))
             && self.tenant.as_ref().is_none_or(|t| *t == table.tenant)
