@@ -164,7 +164,7 @@ pub fn main() -> ExitCode {
 /// Loads the config or prints the one-line error; `None` means exit 2.
 fn load_config(path: Option<&std::path::Path>) -> Option<Config> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    match Config::load(path, std::env::vars(), &cwd) {
+    match crate::config::utf8_vars(std::env::vars_os()).and_then(|vars| Config::load(path, vars, &cwd)) {
         Ok((config, _)) => Some(config),
         Err(e) => {
             eprintln!("{e}");
@@ -357,7 +357,7 @@ async fn verify(ctx: Context, filter: TableFilter, deep: bool, json: bool) -> Ex
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {e:#}");
+    eprintln!("error: {}", crate::config::redact::secrets(&format!("{e:#}")));
     ExitCode::from(1)
 }
 
@@ -403,7 +403,11 @@ async fn once(ctx: Context, job: OnceJob, base: PassRequest, json: bool, selecti
                 reports.push(report);
             }
             Err(e) => {
-                eprintln!("error: {} pass failed: {e}", j.kind());
+                eprintln!(
+                    "error: {} pass failed: {}",
+                    j.kind(),
+                    crate::config::redact::secrets(&e.to_string())
+                );
                 failed = true;
             }
         }
@@ -459,7 +463,9 @@ pub fn render_report(r: &PassReport) -> String {
 
 async fn check_config(path: Option<&std::path::Path>, json: bool) -> ExitCode {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let (config, sources) = match Config::load(path, std::env::vars(), &cwd) {
+    let loaded =
+        crate::config::utf8_vars(std::env::vars_os()).and_then(|vars| Config::load(path, vars, &cwd));
+    let (config, sources) = match loaded {
         Ok(v) => v,
         Err(e) => {
             eprintln!("{e}");
@@ -471,7 +477,7 @@ async fn check_config(path: Option<&std::path::Path>, json: bool) -> ExitCode {
         return print_json(&serde_json::json!({
             "config": config,
             "sources": sources,
-            "retention": resolved.as_ref().map_err(|e| e.to_string()),
+            "retention": resolved.as_ref().map_err(|e| crate::config::redact::secrets(&format!("{e:#}"))),
         }));
     }
     println!("# configuration is valid");
@@ -494,7 +500,9 @@ async fn check_config(path: Option<&std::path::Path>, json: bool) -> ExitCode {
                 println!("{:<16} {:<16} {:<32} {:<9} {:<10} {}", r.0, r.1, r.2, r.3, r.4, r.5);
             }
         }
-        Err(e) => println!("# retention: catalog not read ({e})"),
+        Err(e) => {
+            println!("# retention: catalog not read ({})", crate::config::redact::secrets(&format!("{e:#}")))
+        }
     }
     ExitCode::SUCCESS
 }

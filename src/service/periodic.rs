@@ -106,7 +106,13 @@ pub async fn run_pass(
         Err(e) => {
             metrics.passes_total.with_label_values(&[job_label, "failed"]).inc();
             metrics.pass_failures_total.with_label_values(&[job_label]).inc();
-            error!(error = %e, retryable = e.is_retryable(), elapsed_ms = ms(elapsed), "pass failed; retrying at the next tick");
+            let error = crate::config::redact::secrets(&e.to_string());
+            error!(
+                error,
+                retryable = e.is_retryable(),
+                elapsed_ms = ms(elapsed),
+                "pass failed; retrying at the next tick"
+            );
             status.pass_finished(kind, Err(e.to_string()));
         }
     }

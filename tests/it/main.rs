@@ -10,6 +10,7 @@ mod config_cli;
 mod discovery;
 mod faults;
 mod generate;
+mod hostile;
 mod leases;
 mod matrix;
 mod observability;
