@@ -3,6 +3,7 @@
 //! compiled binary, and PyIceberg as an independent Iceberg implementation.
 
 mod admin;
+mod admin_fuzz;
 mod audit;
 mod chaos;
 mod compaction;
