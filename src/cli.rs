@@ -164,7 +164,7 @@ pub fn main() -> ExitCode {
 /// Loads the config or prints the one-line error; `None` means exit 2.
 fn load_config(path: Option<&std::path::Path>) -> Option<Config> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    match Config::load(path, std::env::vars(), &cwd) {
+    match crate::config::utf8_vars(std::env::vars_os()).and_then(|vars| Config::load(path, vars, &cwd)) {
         Ok((config, _)) => Some(config),
         Err(e) => {
             eprintln!("{e}");
@@ -247,6 +247,12 @@ async fn dispatch(cli: Cli) -> ExitCode {
         }
         command => {
             let Some(config) = load_config(cli.config.as_deref()) else { return ExitCode::from(2) };
+            if let Command::Once { job, dry_run: false, .. } = &command
+                && let Some(refusal) = disabled_refusal(&config, *job)
+            {
+                eprintln!("{refusal}");
+                return ExitCode::from(2);
+            }
             init_logging(config.service.log_format);
             let access = command_access(&command, &config);
             let ctx = match Context::build(config, prometheus::Registry::new(), access).await {
@@ -265,9 +271,11 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 Command::Once { job, dry_run, json, tables, partitions, full } => {
                     let filter = TableFilter::only(tables.into_iter().flat_map(|t| t.tables().to_vec()));
                     let request = PassRequest { mode: Mode::from_dry_run(dry_run), filter, partitions, full };
-                    once(ctx, job, request, json).await
+                    once(ctx, job, request, json, Selection::Enabled).await
                 }
-                Command::Plan { json } => once(ctx, OnceJob::All, PassRequest::all(Mode::DryRun), json).await,
+                Command::Plan { json } => {
+                    once(ctx, OnceJob::All, PassRequest::all(Mode::DryRun), json, Selection::Every).await
+                }
                 Command::Verify { tables, deep, json } => {
                     let filter = TableFilter::only(tables.into_iter().flat_map(|t| t.tables().to_vec()));
                     verify(ctx, filter, deep, json).await
@@ -276,6 +284,29 @@ async fn dispatch(cli: Cli) -> ExitCode {
             }
         }
     }
+}
+
+/// `once <job>` without `--dry-run` on a job its configuration disables: the refusal (exit 2) naming
+/// the key. A disabled job never changes a byte; a dry run of it is still allowed. `once all` is never
+/// refused: it runs the enabled jobs only.
+fn disabled_refusal(config: &Config, job: OnceJob) -> Option<String> {
+    let [kind] = job.kinds()[..] else { return None };
+    (!config.job_enabled(kind)).then(|| {
+        format!(
+            "error: job {kind} is disabled by configuration ({key} = false); set {key} = true to run \
+             it, or pass --dry-run to see what it would do",
+            key = kind.enabled_key()
+        )
+    })
+}
+
+/// Which of the selected jobs `once` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Selection {
+    /// Only the jobs the configuration enables (`once`).
+    Enabled,
+    /// Every job, in dry-run (`plan`).
+    Every,
 }
 
 /// Read-only unless the command may run a job that executes.
@@ -292,7 +323,9 @@ fn command_access(command: &Command, config: &Config) -> Access {
                 || (config.retention.enabled && executes(JobKind::Retention))
                 || (config.orphans.enabled && executes(JobKind::Orphans))
         }
-        Command::Once { job, dry_run, .. } => !dry_run && job.kinds().into_iter().any(executes),
+        Command::Once { job, dry_run, .. } => {
+            !dry_run && job.kinds().into_iter().any(|k| config.job_enabled(k) && executes(k))
+        }
         _ => false,
     };
     if writes { Access::ReadWrite } else { Access::ReadOnly }
@@ -324,7 +357,7 @@ async fn verify(ctx: Context, filter: TableFilter, deep: bool, json: bool) -> Ex
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {e:#}");
+    eprintln!("error: {}", crate::config::redact::secrets(&format!("{e:#}")));
     ExitCode::from(1)
 }
 
@@ -339,9 +372,20 @@ fn print_json(value: &impl serde::Serialize) -> ExitCode {
 }
 
 /// Runs one pass of each selected job present in this build; exit 1 if any pass or table failed.
-async fn once(ctx: Context, job: OnceJob, base: PassRequest, json: bool) -> ExitCode {
+/// With [`Selection::Enabled`], a job the configuration disables is not run (a single disabled job was
+/// refused before the catalog was opened, unless dry-run was asked for).
+async fn once(ctx: Context, job: OnceJob, base: PassRequest, json: bool, selection: Selection) -> ExitCode {
     let jobs = service::jobs(&ctx);
-    let wanted = job.kinds();
+    let mut wanted = job.kinds();
+    if selection == Selection::Enabled && matches!(job, OnceJob::All) {
+        wanted.retain(|k| {
+            let enabled = ctx.config.job_enabled(*k);
+            if !enabled {
+                eprintln!("note: {k} not run: disabled by configuration ({} = false)", k.enabled_key());
+            }
+            enabled
+        });
+    }
     let missing: Vec<_> = wanted.iter().filter(|k| !jobs.iter().any(|(j, _)| j.kind() == **k)).collect();
     if !missing.is_empty() && !matches!(job, OnceJob::All) {
         eprintln!("error: job {} is not part of this build yet", missing[0]);
@@ -359,7 +403,11 @@ async fn once(ctx: Context, job: OnceJob, base: PassRequest, json: bool) -> Exit
                 reports.push(report);
             }
             Err(e) => {
-                eprintln!("error: {} pass failed: {e}", j.kind());
+                eprintln!(
+                    "error: {} pass failed: {}",
+                    j.kind(),
+                    crate::config::redact::secrets(&e.to_string())
+                );
                 failed = true;
             }
         }
@@ -415,7 +463,9 @@ pub fn render_report(r: &PassReport) -> String {
 
 async fn check_config(path: Option<&std::path::Path>, json: bool) -> ExitCode {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let (config, sources) = match Config::load(path, std::env::vars(), &cwd) {
+    let loaded =
+        crate::config::utf8_vars(std::env::vars_os()).and_then(|vars| Config::load(path, vars, &cwd));
+    let (config, sources) = match loaded {
         Ok(v) => v,
         Err(e) => {
             eprintln!("{e}");
@@ -427,7 +477,7 @@ async fn check_config(path: Option<&std::path::Path>, json: bool) -> ExitCode {
         return print_json(&serde_json::json!({
             "config": config,
             "sources": sources,
-            "retention": resolved.as_ref().map_err(|e| e.to_string()),
+            "retention": resolved.as_ref().map_err(|e| crate::config::redact::secrets(&format!("{e:#}"))),
         }));
     }
     println!("# configuration is valid");
@@ -450,7 +500,9 @@ async fn check_config(path: Option<&std::path::Path>, json: bool) -> ExitCode {
                 println!("{:<16} {:<16} {:<32} {:<9} {:<10} {}", r.0, r.1, r.2, r.3, r.4, r.5);
             }
         }
-        Err(e) => println!("# retention: catalog not read ({e})"),
+        Err(e) => {
+            println!("# retention: catalog not read ({})", crate::config::redact::secrets(&format!("{e:#}")))
+        }
     }
     ExitCode::SUCCESS
 }

@@ -40,6 +40,17 @@ impl JobKind {
             JobKind::Verify => "verify",
         }
     }
+
+    /// The config key that enables the job. A job disabled there runs only when a dry run is asked
+    /// for explicitly (`once <job> --dry-run`, `"dry_run": true`); its loop does not run at all.
+    pub fn enabled_key(self) -> &'static str {
+        match self {
+            JobKind::Compaction => "compactor.enabled",
+            JobKind::Retention => "compactor.retention.enabled",
+            JobKind::Orphans => "compactor.orphan_cleanup.enabled",
+            JobKind::Verify => "compactor.verify.enabled",
+        }
+    }
 }
 
 impl fmt::Display for JobKind {
@@ -69,6 +80,13 @@ impl TableFilter {
     /// Tables of one tenant, optionally one dataset of it.
     pub fn scoped(tenant: Option<String>, dataset: Option<String>) -> Self {
         Self { tenant, dataset, ..Self::default() }
+    }
+
+    /// This filter, also restricted to a tenant and/or dataset (every selector must hold).
+    pub fn within(mut self, tenant: Option<String>, dataset: Option<String>) -> Self {
+        self.tenant = tenant.or(self.tenant);
+        self.dataset = dataset.or(self.dataset);
+        self
     }
 
     pub fn matches(&self, table: &TableRef) -> bool {

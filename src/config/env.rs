@@ -115,6 +115,32 @@ fn parse_value(key: &str, raw: &str) -> Value {
     }
 }
 
+/// The process environment as UTF-8 pairs. A variable that is not UTF-8 (name or value) is ignored
+/// unless its name starts with `SIGNALDB_`: those are ours, and one we cannot read is a config error
+/// naming it (never a panic, never silently skipped).
+pub fn utf8_vars(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in vars {
+        match (name.into_string(), value.into_string()) {
+            (Ok(name), Ok(value)) => out.push((name, value)),
+            (Ok(name), Err(_)) if name.starts_with("SIGNALDB_") => {
+                return Err(ConfigError::new(name, "(not UTF-8)", "the value is not valid UTF-8"));
+            }
+            (Err(name), _) if name.to_string_lossy().starts_with("SIGNALDB_") => {
+                return Err(ConfigError::new(
+                    name.to_string_lossy(),
+                    "…",
+                    "the variable's name is not valid UTF-8",
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// Maps `SIGNALDB_*` variables onto config keys; errors name the variable and why.
 pub fn overrides(vars: impl IntoIterator<Item = (String, String)>) -> Result<Vec<EnvOverride>, ConfigError> {
     let sections = sections();
@@ -205,6 +231,28 @@ mod tests {
         assert_eq!(err.key, "SIGNALDB_COMPACTOR_RETENTION_TRACE_DAYS");
         let err = overrides(map(&[("SIGNALDB_COMPACTOR_NOPE", "1")])).unwrap_err();
         assert_eq!(err.key, "SIGNALDB_COMPACTOR_NOPE");
+    }
+
+    #[test]
+    fn non_utf8_variables_are_ignored_unless_they_are_ours() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let bad = || OsString::from_vec(vec![b'x', 0xff, 0xfe]);
+        let ok = |s: &str| OsString::from(s);
+        let vars = vec![
+            (ok("LANG_JUNK"), bad()),
+            (OsString::from_vec(b"OTHER_\xff".to_vec()), ok("1")),
+            (ok("SIGNALDB_COMPACTOR_DRY_RUN"), ok("true")),
+        ];
+        assert_eq!(
+            utf8_vars(vars).unwrap(),
+            vec![("SIGNALDB_COMPACTOR_DRY_RUN".to_string(), "true".to_string())]
+        );
+        let err = utf8_vars(vec![(ok("SIGNALDB_SCHEMA_CATALOG_URI"), bad())]).unwrap_err();
+        assert_eq!(err.key, "SIGNALDB_SCHEMA_CATALOG_URI");
+        let err =
+            utf8_vars(vec![(OsString::from_vec(b"SIGNALDB_COMPACTOR_\xff".to_vec()), ok("1"))]).unwrap_err();
+        assert!(err.key.starts_with("SIGNALDB_COMPACTOR_"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub(crate) mod env;
 pub(crate) mod raw;
+pub mod redact;
 pub mod retention;
 mod validate;
 
@@ -19,7 +20,7 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::Serialize;
 
-pub use env::EnvOverride;
+pub use env::{EnvOverride, utf8_vars};
 use raw::RawConfig;
 pub use retention::{RetentionPolicy, RetentionValue};
 
@@ -71,6 +72,11 @@ impl ConfigError {
     pub fn new(key: impl Into<String>, value: impl fmt::Display, reason: impl Into<String>) -> Self {
         Self { key: key.into(), value: value.to_string(), reason: reason.into() }
     }
+
+    /// The error with every password in its value and reason masked ([`redact::secrets`]).
+    fn redacted(self) -> Self {
+        Self { key: self.key, value: redact::secrets(&self.value), reason: redact::secrets(&self.reason) }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,6 +102,8 @@ pub struct VerifyConfig {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CatalogConfig {
+    /// Shown with its password masked (check-config, `--json`).
+    #[serde(serialize_with = "redact_secrets")]
     pub uri: String,
     pub name: String,
     pub pool_max_connections: u32,
@@ -114,6 +122,10 @@ pub struct StorageConfig {
     pub secret_access_key: Option<String>,
     pub allow_http: bool,
     pub path_style: bool,
+}
+
+fn redact_secrets<S: serde::Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact::secrets(v))
 }
 
 fn redact<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -247,9 +259,30 @@ pub struct Sources {
 }
 
 impl Config {
+    /// Whether the configuration enables `kind` (its loop runs, and `once`/the admin API may run it for
+    /// real; a disabled job runs only as an explicitly requested dry run).
+    pub fn job_enabled(&self, kind: crate::job::JobKind) -> bool {
+        use crate::job::JobKind;
+        match kind {
+            JobKind::Compaction => self.compaction.enabled,
+            JobKind::Retention => self.retention.enabled,
+            JobKind::Orphans => self.orphans.enabled,
+            JobKind::Verify => self.verify.enabled,
+        }
+    }
+
     /// Loads and validates the configuration. `explicit` is `--config PATH` (must exist); otherwise
-    /// `signaldb.toml` in `cwd` is read if present. `vars` is the process environment.
+    /// `signaldb.toml` in `cwd` is read if present. `vars` is the process environment. An error never
+    /// carries a password (see [`redact`]).
     pub fn load(
+        explicit: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+        cwd: &Path,
+    ) -> Result<(Config, Sources), ConfigError> {
+        Self::load_unredacted(explicit, vars, cwd).map_err(ConfigError::redacted)
+    }
+
+    fn load_unredacted(
         explicit: Option<&Path>,
         vars: impl IntoIterator<Item = (String, String)>,
         cwd: &Path,

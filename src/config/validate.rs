@@ -22,6 +22,29 @@ const MIB: u64 = 1024 * 1024;
 /// The orphan grace period below which `allow_short_grace_period = true` is required.
 pub const ORPHAN_GRACE_FLOOR: Duration = Duration::from_secs(HOUR);
 
+// Upper bounds (docs/configuration.md). Far above any sensible setting, and low enough that every
+// value converts to chrono and to bytes, and adds to a timestamp, without overflow: arithmetic on a
+// config value is checked against these here and can never wrap later.
+/// Loop intervals, grace periods, partition lateness: one year.
+const MAX_INTERVAL: Duration = Duration::from_secs(365 * DAY);
+/// Retention values and snapshot ages: 100 years (`"forever"` keeps data for longer).
+const MAX_RETENTION_DAYS: u64 = 36_500;
+const MAX_RETENTION: Duration = Duration::from_secs(MAX_RETENTION_DAYS * DAY);
+/// `shutdown_timeout`, `commit_retry_backoff`: one hour.
+const MAX_SHORT_WAIT: Duration = Duration::from_secs(HOUR);
+/// `lease_ttl_seconds`: one day.
+const MAX_LEASE_TTL_SECONDS: u64 = DAY;
+/// `target_file_size_mb`: 16 GiB.
+const MAX_TARGET_FILE_SIZE_MB: u64 = 16 * 1024;
+/// `memory_limit_mb`: 1 TiB.
+const MAX_MEMORY_LIMIT_MB: u64 = 1024 * 1024;
+/// Counts (`min_input_files`, `batch_size`, `snapshots_to_keep`): one million.
+const MAX_COUNT: u64 = 1_000_000;
+/// `commit_max_attempts`: 100.
+const MAX_COMMIT_ATTEMPTS: u64 = 100;
+/// `pool_max_connections`: 1,000.
+const MAX_POOL_CONNECTIONS: u64 = 1_000;
+
 type Result<T> = std::result::Result<T, ConfigError>;
 
 /// The eight per-signal fields of one policy level.
@@ -51,6 +74,8 @@ struct TwoForms<'a> {
     unit_secs: u64,
     text_key: &'a str,
     text_value: Option<Duration>,
+    /// The largest value accepted.
+    max: Duration,
 }
 
 impl TwoForms<'_> {
@@ -66,7 +91,17 @@ impl TwoForms<'_> {
                     humantime::format_duration(t)
                 ),
             )),
-            (Some(i), None) => Ok((self.int_key.to_string(), secs(i.saturating_mul(self.unit_secs)))),
+            (Some(i), None) => match i.checked_mul(self.unit_secs).map(secs) {
+                Some(d) if d <= self.max => Ok((self.int_key.to_string(), d)),
+                _ => Err(ConfigError::new(
+                    self.int_key,
+                    i,
+                    format!("must be at most {} ({})", self.max.as_secs() / self.unit_secs, human(self.max)),
+                )),
+            },
+            (None, Some(t)) if t > self.max => {
+                Err(ConfigError::new(self.text_key, human(t), format!("must be at most {}", human(self.max))))
+            }
             (None, Some(t)) => Ok((self.text_key.to_string(), t)),
             (None, None) => Ok((self.int_key.to_string(), default)),
         }
@@ -84,6 +119,27 @@ impl TwoForms<'_> {
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
+}
+
+fn human(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(d)
+}
+
+/// An integer setting within `min..=max`.
+fn within(key: &str, value: Option<u64>, default: u64, min: u64, max: u64) -> Result<u64> {
+    at_most(key, at_least(key, value, default, min)?, max)
+}
+
+/// `count` units of `unit_secs` as a duration of at most `max`, checked (never wraps).
+fn checked_units(key: &str, count: u64, unit_secs: u64, max: Duration) -> Result<Duration> {
+    match count.checked_mul(unit_secs).map(secs) {
+        Some(d) if d <= max => Ok(d),
+        _ => Err(ConfigError::new(
+            key,
+            count,
+            format!("must be at most {} ({})", max.as_secs() / unit_secs, human(max)),
+        )),
+    }
 }
 
 fn at_least(key: &str, value: Option<u64>, default: u64, min: u64) -> Result<u64> {
@@ -105,10 +161,28 @@ fn at_most(key: &str, value: u64, max: u64) -> Result<u64> {
     Ok(value)
 }
 
-fn positive_duration(key: &str, value: Option<Duration>, default: Duration) -> Result<Duration> {
-    let d = value.unwrap_or(default);
+fn positive_duration(
+    key: &str,
+    value: Option<Duration>,
+    default: Duration,
+    max: Duration,
+) -> Result<Duration> {
+    let d = bounded_duration(key, value, default, max)?;
     if d.is_zero() {
         return Err(ConfigError::new(key, "0s", "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+fn bounded_duration(
+    key: &str,
+    value: Option<Duration>,
+    default: Duration,
+    max: Duration,
+) -> Result<Duration> {
+    let d = value.unwrap_or(default);
+    if d > max {
+        return Err(ConfigError::new(key, human(d), format!("must be at most {}", human(max))));
     }
     Ok(d)
 }
@@ -133,6 +207,7 @@ pub fn validate(raw: RawConfig, cwd: &Path) -> Result<Config> {
                 "compactor.verify.interval",
                 raw.compactor.verify.interval,
                 secs(DAY),
+                MAX_INTERVAL,
             )?,
             deep: raw.compactor.verify.deep.unwrap_or(false),
         },
@@ -184,8 +259,13 @@ fn catalog(raw: &RawConfig) -> Result<CatalogConfig> {
     if name.trim().is_empty() {
         return Err(ConfigError::new("schema.catalog_name", "\"\"", "must not be empty"));
     }
-    let pool =
-        at_least("schema.pool_max_connections", raw.schema.pool_max_connections.map(u64::from), 10, 1)?;
+    let pool = within(
+        "schema.pool_max_connections",
+        raw.schema.pool_max_connections.map(u64::from),
+        10,
+        1,
+        MAX_POOL_CONNECTIONS,
+    )?;
     Ok(CatalogConfig { uri, name, pool_max_connections: pool as u32 })
 }
 
@@ -255,13 +335,27 @@ fn service(raw: &RawCompactor, dry_run: bool) -> Result<ServiceConfig> {
     };
     Ok(ServiceConfig {
         dry_run,
-        shutdown_timeout: positive_duration("compactor.shutdown_timeout", raw.shutdown_timeout, secs(30))?,
+        shutdown_timeout: positive_duration(
+            "compactor.shutdown_timeout",
+            raw.shutdown_timeout,
+            secs(30),
+            MAX_SHORT_WAIT,
+        )?,
         log_format,
-        audit_retention: secs(
-            at_least("compactor.audit_retention_days", raw.audit_retention_days, 30, 1)? * DAY,
-        ),
+        audit_retention: checked_units(
+            "compactor.audit_retention_days",
+            at_least("compactor.audit_retention_days", raw.audit_retention_days, 30, 1)?,
+            DAY,
+            MAX_RETENTION,
+        )?,
         // Renewed every ttl/3: below 3 s the renewals would hammer the catalog database.
-        lease_ttl: secs(at_least("compactor.lease_ttl_seconds", raw.lease_ttl_seconds, 300, 3)?),
+        lease_ttl: secs(within(
+            "compactor.lease_ttl_seconds",
+            raw.lease_ttl_seconds,
+            300,
+            3,
+            MAX_LEASE_TTL_SECONDS,
+        )?),
     })
 }
 
@@ -272,6 +366,7 @@ fn compaction(raw: &RawCompactor, global: Mode) -> Result<CompactionConfig> {
         unit_secs: 1,
         text_key: "compactor.interval",
         text_value: raw.interval,
+        max: MAX_INTERVAL,
     }
     .positive(secs(HOUR))?;
     let threshold =
@@ -283,16 +378,23 @@ fn compaction(raw: &RawCompactor, global: Mode) -> Result<CompactionConfig> {
             "must be at most 100 (a percentage of the target file size)",
         ));
     }
-    let target_mb = at_least("compactor.target_file_size_mb", raw.target_file_size_mb, 128, 1)?;
-    let memory_mb = at_least("compactor.memory_limit_mb", raw.memory_limit_mb, 256, 16)?;
+    let target_mb =
+        within("compactor.target_file_size_mb", raw.target_file_size_mb, 128, 1, MAX_TARGET_FILE_SIZE_MB)?;
+    let memory_mb = within("compactor.memory_limit_mb", raw.memory_limit_mb, 256, 16, MAX_MEMORY_LIMIT_MB)?;
     Ok(CompactionConfig {
         enabled: raw.enabled.unwrap_or(true),
         mode: global,
         interval,
+        // Bounded above: cannot overflow.
         target_file_size_bytes: target_mb * MIB,
         small_file_threshold_percent: threshold,
-        min_input_files: at_least("compactor.min_input_files", raw.min_input_files, 5, 2)? as usize,
-        partition_lateness: raw.partition_lateness.unwrap_or(secs(600)),
+        min_input_files: within("compactor.min_input_files", raw.min_input_files, 5, 2, MAX_COUNT)? as usize,
+        partition_lateness: bounded_duration(
+            "compactor.partition_lateness",
+            raw.partition_lateness,
+            secs(600),
+            MAX_INTERVAL,
+        )?,
         compact_open_partitions: raw.compact_open_partitions.unwrap_or(false),
         max_concurrent_rewrites: at_most(
             "compactor.max_concurrent_rewrites",
@@ -300,11 +402,18 @@ fn compaction(raw: &RawCompactor, global: Mode) -> Result<CompactionConfig> {
             MAX_CONCURRENT_REWRITES,
         )? as usize,
         memory_limit_bytes: memory_mb * MIB,
-        commit_max_attempts: at_least("compactor.commit_max_attempts", raw.commit_max_attempts, 5, 1)? as u32,
+        commit_max_attempts: within(
+            "compactor.commit_max_attempts",
+            raw.commit_max_attempts,
+            5,
+            1,
+            MAX_COMMIT_ATTEMPTS,
+        )? as u32,
         commit_retry_backoff: positive_duration(
             "compactor.commit_retry_backoff",
             raw.commit_retry_backoff,
             Duration::from_millis(200),
+            MAX_SHORT_WAIT,
         )?,
         window: None,
     })
@@ -318,6 +427,7 @@ fn retention(raw: &RawRetention, global_mode: Mode, cwd: &Path) -> Result<Retent
         unit_secs: 1,
         text_key: "compactor.retention.retention_check_interval",
         text_value: raw.retention_check_interval,
+        max: MAX_INTERVAL,
     }
     .positive(secs(HOUR))?;
     let (_, grace_period) = TwoForms {
@@ -326,6 +436,7 @@ fn retention(raw: &RawRetention, global_mode: Mode, cwd: &Path) -> Result<Retent
         unit_secs: HOUR,
         text_key: "compactor.retention.grace_period",
         text_value: raw.grace_period,
+        max: MAX_INTERVAL,
     }
     .resolve(secs(HOUR))?;
     let tz_text = raw.timezone.clone().unwrap_or_else(|| "UTC".to_string());
@@ -360,12 +471,18 @@ fn retention(raw: &RawRetention, global_mode: Mode, cwd: &Path) -> Result<Retent
         interval,
         grace_period,
         timezone,
-        snapshots_to_keep: at_least("compactor.retention.snapshots_to_keep", raw.snapshots_to_keep, 5, 1)?
-            as u32,
+        snapshots_to_keep: within(
+            "compactor.retention.snapshots_to_keep",
+            raw.snapshots_to_keep,
+            5,
+            1,
+            MAX_COUNT,
+        )? as u32,
         max_snapshot_age: positive_duration(
             "compactor.retention.max_snapshot_age",
             raw.max_snapshot_age,
             secs(5 * DAY),
+            MAX_RETENTION,
         )?,
         allow_zero_retention: allow_zero,
         window: None,
@@ -396,6 +513,13 @@ impl RetentionRules {
         let RetentionValue::For(d) = value else {
             return Ok(value);
         };
+        if d > MAX_RETENTION {
+            return Err(ConfigError::new(
+                key,
+                human(d),
+                format!("must be at most {} (use \"forever\" to keep data)", human(MAX_RETENTION)),
+            ));
+        }
         if d.is_zero() {
             if !self.allow_zero {
                 return Err(ConfigError::new(
@@ -437,7 +561,10 @@ fn signal_retention(
                     format!("both {int_key} and {text_key} (= \"{t}\") are set; use one"),
                 ));
             }
-            (Some(d), None) => Some((int_key, days(d))),
+            (Some(d), None) => {
+                let value = RetentionValue::For(checked_units(&int_key, d, DAY, MAX_RETENTION)?);
+                Some((int_key, value))
+            }
             (None, Some(t)) => Some((text_key, *t)),
             (None, None) => None,
         };
@@ -507,7 +634,11 @@ fn table_policies(raw: &RawRetention, rules: &RetentionRules) -> Result<Vec<Tabl
             ));
         }
         let (key, value) = match (p.retention_days, p.retention) {
-            (Some(d), None) => (format!("{prefix}.retention_days"), days(d)),
+            (Some(d), None) => {
+                let key = format!("{prefix}.retention_days");
+                let value = RetentionValue::For(checked_units(&key, d, DAY, MAX_RETENTION)?);
+                (key, value)
+            }
             (None, Some(v)) => (format!("{prefix}.retention"), v),
             (Some(d), Some(_)) => {
                 return Err(ConfigError::new(
@@ -542,6 +673,7 @@ fn orphans(raw: &RawOrphanCleanup, global: Mode) -> Result<OrphanConfig> {
         unit_secs: HOUR,
         text_key: "compactor.orphan_cleanup.grace_period",
         text_value: raw.grace_period,
+        max: MAX_INTERVAL,
     }
     .resolve(secs(DAY))?;
     if grace_period < ORPHAN_GRACE_FLOOR && !allow_short {
@@ -558,10 +690,16 @@ fn orphans(raw: &RawOrphanCleanup, global: Mode) -> Result<OrphanConfig> {
         unit_secs: HOUR,
         text_key: "compactor.orphan_cleanup.cleanup_interval",
         text_value: raw.cleanup_interval,
+        max: MAX_INTERVAL,
     }
     .positive(secs(DAY))?;
-    let max_age_hours =
-        at_least("compactor.orphan_cleanup.max_snapshot_age_hours", raw.max_snapshot_age_hours, 720, 1)?;
+    const MAX_AGE_KEY: &str = "compactor.orphan_cleanup.max_snapshot_age_hours";
+    let max_snapshot_age = checked_units(
+        MAX_AGE_KEY,
+        at_least(MAX_AGE_KEY, raw.max_snapshot_age_hours, 720, 1)?,
+        HOUR,
+        MAX_RETENTION,
+    )?;
     Ok(OrphanConfig {
         enabled: raw.enabled.unwrap_or(false),
         // The safe default for the most dangerous job is dry-run.
@@ -569,9 +707,10 @@ fn orphans(raw: &RawOrphanCleanup, global: Mode) -> Result<OrphanConfig> {
         grace_period,
         allow_short_grace_period: allow_short,
         interval,
-        batch_size: at_least("compactor.orphan_cleanup.batch_size", raw.batch_size, 1000, 1)? as usize,
+        batch_size: within("compactor.orphan_cleanup.batch_size", raw.batch_size, 1000, 1, MAX_COUNT)?
+            as usize,
         revalidate_before_delete: raw.revalidate_before_delete.unwrap_or(true),
-        max_snapshot_age: secs(max_age_hours * HOUR),
+        max_snapshot_age,
         window: None,
         unreadable_neighbours: match raw.unreadable_neighbours.as_deref().unwrap_or("block") {
             "block" => UnreadableNeighbours::Block,

@@ -180,13 +180,16 @@ pub async fn run_jobs(
     });
     let addr = listener.local_addr()?;
     info!(%addr, "http server listening");
-    let admin = Arc::new(admin::AdminState::new(
-        ctx.config.http.admin_tokens.clone(),
-        jobs.iter().map(|(j, _)| j.clone()).collect(),
-        ctx.catalog.clone(),
-        ctx.audit.is_enabled(),
-        cancel.clone(),
-    ));
+    let admin = Arc::new(
+        admin::AdminState::new(
+            ctx.config.http.admin_tokens.clone(),
+            jobs.clone(),
+            ctx.catalog.clone(),
+            ctx.audit.is_enabled(),
+            cancel.clone(),
+        )
+        .on_daemon(tracker.clone(), status.clone(), ctx.metrics.clone()),
+    );
     let app = http::router(state).merge(admin::router(admin));
     tracker.spawn(http::serve(listener, app, cancel.clone()));
     for (job, enabled) in jobs {

@@ -56,20 +56,22 @@ pub async fn run_periodic(
         }
         let request = PassRequest::all(job.mode());
         let span = info_span!("pass", job = %kind, mode = ?request.mode);
-        run_pass(job.as_ref(), &request, &cancel, &status, &metrics).instrument(span).await;
+        // `run_pass` has logged and counted the outcome; the loop only waits for the next tick.
+        let _ = run_pass(job.as_ref(), &request, &cancel, &status, &metrics).instrument(span).await;
         status.set_next_run(kind, Utc::now() + chrono::Duration::from_std(interval).unwrap_or_default());
     }
     info!(job = %kind, "loop stopped");
 }
 
-/// One pass with its bookkeeping: status board, metrics and a log line whatever the outcome.
+/// One pass with its bookkeeping: status board, metrics and a log line whatever the outcome. Loops and
+/// admin-requested runs both come through here; the outcome is returned for callers that report it.
 pub async fn run_pass(
     job: &dyn Job,
     request: &PassRequest,
     cancel: &CancellationToken,
     status: &StatusBoard,
     metrics: &Metrics,
-) {
+) -> Result<crate::job::PassReport, crate::job::JobError> {
     let kind = job.kind();
     let job_label = kind.as_str();
     status.pass_started(kind);
@@ -79,7 +81,7 @@ pub async fn run_pass(
     let outcome = job.run_once(request, cancel).await;
     let elapsed = started.elapsed();
     metrics.pass_duration_seconds.with_label_values(&[job_label]).observe(elapsed.as_secs_f64());
-    match outcome {
+    match &outcome {
         Ok(report) if report.failed_tables() == 0 => {
             metrics.passes_total.with_label_values(&[job_label, "ok"]).inc();
             metrics
@@ -104,10 +106,17 @@ pub async fn run_pass(
         Err(e) => {
             metrics.passes_total.with_label_values(&[job_label, "failed"]).inc();
             metrics.pass_failures_total.with_label_values(&[job_label]).inc();
-            error!(error = %e, retryable = e.is_retryable(), elapsed_ms = ms(elapsed), "pass failed; retrying at the next tick");
+            let error = crate::config::redact::secrets(&e.to_string());
+            error!(
+                error,
+                retryable = e.is_retryable(),
+                elapsed_ms = ms(elapsed),
+                "pass failed; retrying at the next tick"
+            );
             status.pass_finished(kind, Err(e.to_string()));
         }
     }
+    outcome
 }
 
 fn ms(d: Duration) -> u64 {

@@ -3,6 +3,7 @@
 //! compiled binary, and PyIceberg as an independent Iceberg implementation.
 
 mod admin;
+mod admin_fuzz;
 mod audit;
 mod chaos;
 mod compaction;
@@ -12,9 +13,11 @@ mod deletion_safety;
 mod discovery;
 mod faults;
 mod generate;
+mod hostile;
 mod leases;
 mod matrix;
 mod observability;
+mod opt_in;
 mod orphans;
 mod postgres;
 mod retention;

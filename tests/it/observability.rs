@@ -72,13 +72,19 @@ async fn dashboard_and_alert_metrics_exist_in_a_real_scrape() {
     let status = StatusBoard::new(&[]);
     let cancel = CancellationToken::new();
     let compaction: Arc<dyn Job> = Arc::new(signaldb_compactor::compaction::CompactionJob::new(&ctx));
-    run_pass(compaction.as_ref(), &PassRequest::all(Mode::Execute), &cancel, &status, &ctx.metrics).await;
+    run_pass(compaction.as_ref(), &PassRequest::all(Mode::Execute), &cancel, &status, &ctx.metrics)
+        .await
+        .unwrap();
     ctx.clock = Arc::new(signaldb_compactor::clock::FixedClock(chrono::Utc::now() + TimeDelta::days(10)));
     let retention: Arc<dyn Job> = Arc::new(signaldb_compactor::retention::RetentionJob::new(&ctx));
-    run_pass(retention.as_ref(), &PassRequest::all(Mode::Execute), &cancel, &status, &ctx.metrics).await;
+    run_pass(retention.as_ref(), &PassRequest::all(Mode::Execute), &cancel, &status, &ctx.metrics)
+        .await
+        .unwrap();
     std::fs::write(dir.path().join("warehouse/acme/production/logs/data/orphan.parquet"), b"x").unwrap();
     let orphans: Arc<dyn Job> = Arc::new(signaldb_compactor::orphans::OrphanJob::new(&ctx));
-    run_pass(orphans.as_ref(), &PassRequest::all(Mode::Execute), &cancel, &status, &ctx.metrics).await;
+    run_pass(orphans.as_ref(), &PassRequest::all(Mode::Execute), &cancel, &status, &ctx.metrics)
+        .await
+        .unwrap();
     signaldb_compactor::verify::verify(&ctx, &Default::default(), false).await.unwrap();
 
     let scrape = ctx.metrics.render();
