@@ -418,3 +418,103 @@ mod tests {
         );
     }
 }
+
+/// Attack tests (issue 11 review): each names a spelling or neighbour the rules must not let through.
+#[cfg(test)]
+mod attack {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn old(location: &str) -> Object<'_> {
+        Object { location, age: 2 * HOUR, through_link: false }
+    }
+
+    fn layout_with_a() -> (Layout, usize) {
+        let mut l = Layout::new(["file:///w".to_string()]);
+        let a = l.add_table("a", Some("file:///w/a"));
+        l.add_references(a, &Reachable::default());
+        (l, a)
+    }
+
+    /// PyIceberg (urlparse lowercases the scheme) and Java URIs read `FILE:///w/a/data/f` as
+    /// `/w/a/data/f`; normalize turns it into `file:///FILE:/w/a/data/f`, so the live file is deletable.
+    #[test]
+    fn attack_uppercase_file_scheme_reference_keeps_the_live_file() {
+        let (l, a) = layout_with_a();
+        let own = Reachable::from_locations(["FILE:///w/a/data/live.parquet"]);
+        match l.scope(a, &own) {
+            Err(_) => {} // failing closed would also be acceptable
+            Ok(s) => assert!(
+                s.classify(&old("file:///w/a/data/live.parquet"), HOUR).is_err(),
+                "a live file referenced as FILE:///… is deletable"
+            ),
+        }
+    }
+
+    /// A neighbour spelled with an upper-case scheme (location and references) is not seen as nested:
+    /// the enclosing table deletes all of its files.
+    #[test]
+    fn attack_uppercase_scheme_neighbour_nested_inside_is_protected() {
+        let (mut l, a) = layout_with_a();
+        let n = l.add_table("n", Some("File:///w/a/nested/n"));
+        l.add_references(n, &Reachable::from_locations(["File:///w/a/nested/n/data/f.parquet"]));
+        let none = Reachable::default();
+        if let Ok(s) = l.scope(a, &none) {
+            assert!(
+                s.classify(&old("file:///w/a/nested/n/data/f.parquet"), HOUR).is_err(),
+                "the nested neighbour's live file is deletable"
+            );
+        }
+    }
+
+    /// RFC 8089 / Hadoop / PyIceberg read `file://LOCALHOST/x` as `/x`; normalize only strips the
+    /// lower-case spelling and maps this to `/LOCALHOST/x`.
+    #[test]
+    fn attack_uppercase_localhost_reference_keeps_the_live_file() {
+        let (l, a) = layout_with_a();
+        let own = Reachable::from_locations(["file://LOCALHOST/w/a/data/live.parquet"]);
+        if let Ok(s) = l.scope(a, &own) {
+            assert!(
+                s.classify(&old("file:///w/a/data/live.parquet"), HOUR).is_err(),
+                "a live file referenced as file://LOCALHOST/… is deletable"
+            );
+        }
+    }
+
+    /// A neighbour's reference that does not normalize is stored verbatim and protects nothing, yet
+    /// only the neighbour itself is skipped. `file:///w/n/../../../w/a/data/f` is `/w/a/data/f` to the
+    /// OS (`/..` is `/`), to Java's File and to pyarrow.
+    #[test]
+    fn attack_uncanonical_reference_of_a_neighbour_fails_closed() {
+        let (mut l, a) = layout_with_a();
+        let n = l.add_table("n", Some("file:///w/n"));
+        l.add_references(
+            n,
+            &Reachable::from_locations(["file:///w/n/../../../w/a/data/borrowed.parquet"]),
+        );
+        let none = Reachable::default();
+        if let Ok(s) = l.scope(a, &none) {
+            assert!(
+                s.classify(&old("file:///w/a/data/borrowed.parquet"), HOUR).is_err(),
+                "a file the neighbour references (uncanonically) is deletable by the table it lies in"
+            );
+        }
+    }
+
+    /// S3 bucket names are DNS names (case-insensitive with virtual-hosted requests); the bucket part
+    /// of a reference is compared case-sensitively.
+    #[test]
+    fn attack_uppercase_bucket_reference_keeps_the_live_file() {
+        let mut l = Layout::new(["s3://bucket/w".to_string()]);
+        let a = l.add_table("a", Some("s3://bucket/w/a"));
+        l.add_references(a, &Reachable::default());
+        let own = Reachable::from_locations(["s3://BUCKET/w/a/data/live.parquet"]);
+        if let Ok(s) = l.scope(a, &own) {
+            assert!(
+                s.classify(&old("s3://bucket/w/a/data/live.parquet"), HOUR).is_err(),
+                "a live file referenced as s3://BUCKET/… is deletable"
+            );
+        }
+    }
+}

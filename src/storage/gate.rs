@@ -319,3 +319,59 @@ mod tests {
         assert_eq!(human_age(Duration::from_secs(42)), "42s");
     }
 }
+
+#[cfg(test)]
+mod attack {
+    use std::sync::Arc;
+
+    use object_store::local::LocalFileSystem;
+
+    use super::*;
+    use crate::storage::deletable::Layout;
+    use crate::table::reachability::Reachable;
+
+    /// Time of check vs time of use: the gate looks for links (lstat per component), then HEADs, then
+    /// deletes by path through `std::fs::remove_file`, which follows a directory link swapped in
+    /// meanwhile. Here the table's `data/` directory becomes a link to a directory outside the
+    /// warehouse while the gate is between its link check and its delete.
+    #[tokio::test]
+    async fn attack_a_directory_swapped_for_a_link_after_the_check_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = dir.path().join("w");
+        let table = w.join("t");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(table.join("data")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(table.join("data/victim.parquet"), b"orphan").unwrap();
+        std::fs::write(outside.join("victim.parquet"), b"precious").unwrap();
+        let faulty = Arc::new(crate::storage::faults::FaultyStore::new(Arc::new(LocalFileSystem::new()), 1));
+        faulty.faults.latency_ms.store(400, std::sync::atomic::Ordering::SeqCst);
+        let root = format!("file://{}", w.display());
+        let warehouse = Warehouse::with_store(root.clone(), faulty);
+        let mut layout = Layout::new([root]);
+        let i = layout.add_table("t", Some(&format!("file://{}", table.display())));
+        layout.add_references(i, &Reachable::default());
+        let live = Reachable::default();
+        let scope = layout.scope(i, &live).unwrap();
+        let gate = DeletionGate {
+            warehouse: &warehouse,
+            scope: &scope,
+            grace: Duration::ZERO,
+            now: Utc::now() + chrono::Duration::hours(1),
+            mode: Mode::Execute,
+        };
+        let (t2, o2) = (table.clone(), outside.clone());
+        let swap = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            std::fs::rename(t2.join("data"), t2.join("data.moved")).unwrap();
+            std::os::unix::fs::symlink(&o2, t2.join("data")).unwrap();
+        });
+        let candidate = format!("file://{}", table.join("data/victim.parquet").display());
+        let outcome = gate.delete(&[candidate]).await;
+        swap.await.unwrap();
+        assert!(
+            outside.join("victim.parquet").exists(),
+            "a file outside the warehouse was deleted through a link: {outcome:?}"
+        );
+    }
+}

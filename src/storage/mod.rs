@@ -461,3 +461,32 @@ mod tests {
         assert!(s3.object_path("file:///w/t/f").is_err());
     }
 }
+
+#[cfg(test)]
+mod attack {
+    use super::*;
+
+    /// `through_link` only looks at components below the *longest* root containing the target. An extra
+    /// root listed inside the warehouse (overlapping roots) hides every link at or above it: here
+    /// `<w>/t` is a link out of the warehouse, and a file behind it is reported as not linked.
+    #[test]
+    fn attack_an_extra_root_inside_the_warehouse_hides_links_above_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = dir.path().join("w");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(outside.join("data")).unwrap();
+        std::fs::write(outside.join("data/precious"), b"x").unwrap();
+        std::fs::create_dir_all(&w).unwrap();
+        std::os::unix::fs::symlink(&outside, w.join("t")).unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+        let plain = Warehouse::with_store(format!("file://{}", w.display()), store.clone());
+        let target = format!("file://{}", w.join("t/data/precious").display());
+        assert!(plain.through_link(&target, &mut LinkCache::default()).unwrap(), "caught with one root");
+        let overlapping = Warehouse::with_store(format!("file://{}", w.display()), store)
+            .with_extra_roots(vec![format!("file://{}", w.join("t/data").display())]);
+        assert!(
+            overlapping.through_link(&target, &mut LinkCache::default()).unwrap(),
+            "a file reached through the link <w>/t is not seen as linked once <w>/t/data is an extra root"
+        );
+    }
+}

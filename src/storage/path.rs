@@ -196,3 +196,13 @@ mod tests {
         assert!(!is_within("s3://b/w/t", "file:///w/t/x"));
     }
 }
+
+#[cfg(test)]
+mod attack {
+    use super::*;
+
+    #[test]
+    fn attack_scheme_case_does_not_change_the_local_path() {
+        assert_eq!(normalize("FILE:///w/t/f"), Some("file:///w/t/f".to_string()));
+    }
+}

@@ -516,3 +516,88 @@ async fn s3_cases_1_to_3_fail_closed() {
     assert!(skipped_for(&report, "traces_backup", "shared_location"), "{report:#?}");
     assert_eq!(objects(&ctx).await, before);
 }
+
+// ---- Attack tests (issue 11 review). Each fails on e83829d. ----
+
+async fn sqlite(dir: &Path) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&format!("sqlite:{}", dir.join("catalog.db").display())).await.unwrap()
+}
+
+/// A table of another catalog (`catalog_name`) in the same catalog database, nested inside traces'
+/// location: the census reads only this catalog's rows, so traces' cleanup deletes all of its files.
+#[tokio::test]
+async fn attack_a_table_of_another_catalog_name_nested_inside_keeps_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = setup(dir.path()).await;
+    let inner_dir = table_dir(dir.path(), "traces").join("nested/spark_inner");
+    create_table(&ctx, "spark_inner", &format!("file://{}", inner_dir.display())).await;
+    sqlx::query("UPDATE iceberg_tables SET catalog_name = 'spark' WHERE table_name = 'spark_inner'")
+        .execute(&sqlite(dir.path()).await)
+        .await
+        .unwrap();
+    age_all(dir.path());
+    let inner_before = files(&inner_dir);
+    assert!(inner_before.len() >= 3);
+    let report = clean(&ctx, &["traces"]).await;
+    assert_eq!(files(&inner_dir), inner_before, "another catalog's live table was deleted: {report:#?}");
+}
+
+/// A catalog row whose `iceberg_type` is `VIEW`, nested inside traces' location: its metadata files
+/// are not in the census (the filter keeps only TABLE/NULL rows) and are deleted.
+#[tokio::test]
+async fn attack_a_view_row_nested_inside_keeps_its_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = setup(dir.path()).await;
+    let inner_dir = table_dir(dir.path(), "traces").join("nested/a_view");
+    let view = create_table(&ctx, "a_view", &format!("file://{}", inner_dir.display())).await;
+    let pointer = PathBuf::from(view.metadata_location().unwrap().trim_start_matches("file://"));
+    sqlx::query("UPDATE iceberg_tables SET iceberg_type = 'VIEW' WHERE table_name = 'a_view'")
+        .execute(&sqlite(dir.path()).await)
+        .await
+        .unwrap();
+    age_all(dir.path());
+    let report = clean(&ctx, &["traces"]).await;
+    assert!(pointer.exists(), "the view's current metadata file was deleted: {report:#?}");
+}
+
+/// The census is taken once at the start of the pass; only the cleaned table's own pointer is
+/// revalidated before each batch. A table registered (restored from its metadata, nested inside
+/// traces) while the pass runs loses every file.
+#[tokio::test]
+async fn attack_a_table_registered_mid_pass_keeps_its_files() {
+    use futures::FutureExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = setup(dir.path()).await;
+    let inner_dir = table_dir(dir.path(), "traces").join("nested/restored");
+    let inner = create_table(&ctx, "restored", &format!("file://{}", inner_dir.display())).await;
+    let pointer = inner.metadata_location().unwrap().to_string();
+    let ident = inner.identifier().clone();
+    // Dropped without purge (its files stay, as after `DROP TABLE` in most engines)…
+    sqlx::query("DELETE FROM iceberg_tables WHERE table_name = 'restored'")
+        .execute(&sqlite(dir.path()).await)
+        .await
+        .unwrap();
+    age_all(dir.path());
+    let inner_before = files(&inner_dir);
+    // …and registered again while traces' cleanup is between listing and deleting.
+    let catalog = ctx.catalog.clone();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hook: signaldb_compactor::job::BeforeCommitHook = std::sync::Arc::new(move |_t: String| {
+        let (catalog, ident, pointer, done) = (catalog.clone(), ident.clone(), pointer.clone(), done.clone());
+        async move {
+            if !done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                catalog.iceberg().register_table(&ident, pointer).await.unwrap();
+            }
+        }
+        .boxed()
+    });
+    let filter = TableFilter::only(["acme.production.traces".to_string()]);
+    let request = PassRequest { filter, ..PassRequest::all(Mode::Execute) };
+    let report = OrphanJob::new(&ctx)
+        .with_before_batch(hook)
+        .run_once(&request, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(ctx.catalog.table_pointers().await.unwrap().iter().any(|(n, _, _)| n.ends_with("restored")));
+    assert_eq!(files(&inner_dir), inner_before, "a registered table's files were deleted: {report:#?}");
+}
