@@ -517,4 +517,35 @@ mod attack {
             );
         }
     }
+    /// `normalize` trims whitespace, so a table whose location is `…/t ` (a careless `LOCATION` with a
+    /// trailing space; its files live in the directory `t `) gets the right to delete in its sibling
+    /// directory `…/t`, which is not its location.
+    #[test]
+    fn attack_a_location_with_trailing_space_is_not_its_trimmed_sibling() {
+        let mut l = Layout::new(["file:///w".to_string()]);
+        let t = l.add_table("t", Some("file:///w/t "));
+        l.add_references(t, &Reachable::default());
+        let none = Reachable::default();
+        if let Ok(s) = l.scope(t, &none) {
+            assert!(
+                s.classify(&old("file:///w/t/data/not-mine.parquet"), HOUR).is_err(),
+                "a table located at `…/t ` may delete in `…/t` (scope location {})",
+                s.location()
+            );
+        }
+    }
+
+    /// Hadoop's local FileSystem (`path.toUri().getPath()`) reads `file://host/w/a/f` as `/w/a/f`;
+    /// normalize reads it as `/host/w/a/f` (iceberg-rust's reading). Only one reading is protected.
+    #[test]
+    fn attack_file_uri_with_a_host_protects_both_readings() {
+        let (l, a) = layout_with_a();
+        let own = Reachable::from_locations(["file://datanode-1/w/a/data/live.parquet"]);
+        if let Ok(s) = l.scope(a, &own) {
+            assert!(
+                s.classify(&old("file:///w/a/data/live.parquet"), HOUR).is_err(),
+                "the Hadoop reading of file://host/… is deletable"
+            );
+        }
+    }
 }

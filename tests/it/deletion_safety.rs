@@ -601,3 +601,56 @@ async fn attack_a_table_registered_mid_pass_keeps_its_files() {
     assert!(ctx.catalog.table_pointers().await.unwrap().iter().any(|(n, _, _)| n.ends_with("restored")));
     assert_eq!(files(&inner_dir), inner_before, "a registered table's files were deleted: {report:#?}");
 }
+
+/// End to end: a live data file recorded as `FILE:///…` (PyIceberg's urlparse lowercases the scheme
+/// and reads it as the plain path) is deleted as an orphan, because normalize maps it to
+/// `file:///FILE:/…`.
+#[tokio::test]
+async fn attack_a_live_file_referenced_with_an_uppercase_scheme_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = setup(dir.path()).await;
+    let traces = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+    let table = ctx.catalog.load(&traces).await.unwrap();
+    let columns = signaldb_compactor::generate::schema::columns("traces");
+    let a =
+        signaldb_compactor::generate::write_file(&table, &columns, &file_spec(41)).await.unwrap().remove(0);
+    let upper = a.file_path().replacen("file://", "FILE://", 1);
+    let tx = Transaction::new(&table);
+    let tx = tx.fast_append().add_data_files(vec![with_path(&a, upper)]).apply(tx).unwrap();
+    tx.commit(ctx.catalog.iceberg()).await.unwrap();
+    age_all(dir.path());
+    let report = clean(&ctx, &["traces"]).await;
+    let live = PathBuf::from(a.file_path().trim_start_matches("file://"));
+    assert!(live.exists(), "live file deleted: {report:#?}");
+}
+
+/// End to end: a neighbour records a file under traces' directory with a spelling normalize cannot
+/// canonicalize (`file:///../<abs path>`, which the OS reads as `<abs path>`). The neighbour is skipped,
+/// but traces deletes the file it references.
+#[tokio::test]
+async fn attack_a_file_a_neighbour_references_uncanonically_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = setup(dir.path()).await;
+    let borrower = create_table(
+        &ctx,
+        "borrower",
+        &format!("file://{}", dir.path().join("warehouse/acme/production/borrower").display()),
+    )
+    .await;
+    let traces = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+    let traces_table = ctx.catalog.load(&traces).await.unwrap();
+    let columns = signaldb_compactor::generate::schema::columns("traces");
+    let lent = signaldb_compactor::generate::write_file(&traces_table, &columns, &file_spec(42))
+        .await
+        .unwrap()
+        .remove(0);
+    let lent_path = PathBuf::from(lent.file_path().trim_start_matches("file://"));
+    let climbing = format!("file:///..{}", lent_path.display());
+    assert!(Path::new(climbing.trim_start_matches("file://")).exists(), "the OS reads it as the file");
+    let tx = Transaction::new(&borrower);
+    let tx = tx.fast_append().add_data_files(vec![with_path(&lent, climbing)]).apply(tx).unwrap();
+    tx.commit(ctx.catalog.iceberg()).await.unwrap();
+    age_all(dir.path());
+    let report = clean(&ctx, &["traces"]).await;
+    assert!(lent_path.exists(), "the file borrower references was deleted: {report:#?}");
+}
