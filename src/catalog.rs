@@ -71,6 +71,33 @@ impl fmt::Display for Signal {
     }
 }
 
+/// One row of `iceberg_tables`, of any catalog name and type.
+#[derive(Debug, Clone)]
+pub struct CatalogRow {
+    pub catalog: String,
+    pub namespace: String,
+    pub name: String,
+    pub ident: TableIdent,
+    pub pointer: Option<String>,
+    pub view: bool,
+}
+
+impl CatalogRow {
+    /// (catalog name, namespace, table): unique per row, unambiguous (unlike a dotted join).
+    pub fn key(&self) -> (String, String, String) {
+        (self.catalog.clone(), self.namespace.clone(), self.name.clone())
+    }
+
+    /// `namespace.table`, prefixed with `catalog:` for another catalog's row (logs and reasons).
+    pub fn display_name(&self, own_catalog: &str) -> String {
+        if self.catalog == own_catalog {
+            format!("{}.{}", self.namespace, self.name)
+        } else {
+            format!("{}:{}.{}", self.catalog, self.namespace, self.name)
+        }
+    }
+}
+
 /// A catalog table in SignalDB's terms.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct TableRef {
@@ -346,32 +373,29 @@ impl Catalog {
         self.load_pointer(ident, &location).await
     }
 
-    /// Every table row of this catalog with its metadata pointer, including rows discovery does not
-    /// map to SignalDB's layout: (identifier as `namespace.table`, namespace levels, table, pointer).
-    /// The deletion gate must know every table's location, not only the ones it maintains.
-    pub async fn table_pointers(&self) -> Result<Vec<(String, TableIdent, Option<String>)>, CatalogError> {
+    /// Every row of `iceberg_tables` with its metadata pointer, whatever its `catalog_name` or
+    /// `iceberg_type` (tables of other catalogs in the same database, views, rows discovery does not map
+    /// to SignalDB's layout): the deletion gate must know every location a row names, not only the
+    /// tables this daemon maintains. Sorted.
+    pub async fn table_pointers(&self) -> Result<Vec<CatalogRow>, CatalogError> {
+        let kind = if self.has_iceberg_type { "iceberg_type" } else { "NULL" };
         let query = format!(
-            "SELECT table_namespace, table_name, metadata_location FROM iceberg_tables \
-             WHERE catalog_name = $1{}",
-            self.table_type_filter()
+            "SELECT catalog_name, table_namespace, table_name, metadata_location, {kind} FROM iceberg_tables"
         );
-        let rows = sqlx::query(&query)
-            .bind(&self.name)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.sql_error(e))?;
+        let rows = sqlx::query(&query).fetch_all(&self.pool).await.map_err(|e| self.sql_error(e))?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let namespace: String = row.try_get(0).unwrap_or_default();
-            let name: String = row.try_get(1).unwrap_or_default();
-            let pointer: Option<String> = row.try_get(2).ok().flatten();
+            let text = |i: usize| row.try_get::<Option<String>, _>(i).ok().flatten();
+            let (catalog, namespace, name) =
+                (text(0).unwrap_or_default(), text(1).unwrap_or_default(), text(2).unwrap_or_default());
             let levels: Vec<String> = namespace.split('.').map(str::to_string).collect();
             let ident = NamespaceIdent::from_vec(levels)
                 .map(|ns| TableIdent::new(ns, name.clone()))
                 .unwrap_or_else(|_| TableIdent::new(NamespaceIdent::new(namespace.clone()), name.clone()));
-            out.push((format!("{namespace}.{name}"), ident, pointer));
+            let view = text(4).is_some_and(|k| k.eq_ignore_ascii_case("VIEW"));
+            out.push(CatalogRow { catalog, namespace, name, ident, pointer: text(3), view });
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by_key(CatalogRow::key);
         Ok(out)
     }
 

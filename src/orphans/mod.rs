@@ -184,7 +184,9 @@ impl OrphanJob {
     ) -> Result<TableReport, String> {
         let labels = self.labels(t);
         self.metrics.orphan_cleanup_runs_total.with_label_values(&labels).inc();
-        let (Some(index), Some(entry)) = (census.index(&t.ident), census.entry(&t.ident)) else {
+        let (Some(index), Some(entry)) =
+            (census.index(&self.catalog, &t.ident), census.entry(&self.catalog, &t.ident))
+        else {
             return Err("the table appeared after this pass read the catalog; cleaned next pass".into());
         };
         // The census' reading, unless the table moved since (e.g. the expiry that just ran).
@@ -343,6 +345,16 @@ impl OrphanJob {
                     let fresh = self.catalog.load(t).await.map_err(|e| e.to_string())?;
                     live = reachable(&fresh).await.map_err(|e| format!("revalidation: {e}"))?;
                     metadata_location = fresh.metadata_location().map(str::to_string);
+                }
+            }
+            // Every other row too: a table registered, moved or committing a reference into this
+            // table since the census. Always checked (it is the census' revalidation, not the table's).
+            match census.changes(&self.catalog, &t.ident).await {
+                Ok(extra) => live.extend(&extra),
+                Err(why) => {
+                    warn!(table = %t, reason = why, "the catalog changed under this cleanup; the rest waits for the next pass");
+                    report.details.push(format!("stopped: {why}"));
+                    return Ok(()); // the checkpoint stays `running`: the next pass resumes
                 }
             }
             let paths: Vec<String> = batch.iter().map(|c| c.location.clone()).collect();

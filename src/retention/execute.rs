@@ -482,7 +482,18 @@ async fn expire_snapshots(
     // Every other table's location and references: a file another catalog entry (a backup registered
     // from older metadata, a table that imported it) still references is not deleted.
     let census = job.census().await?;
-    let scope = match census.index(&t.ident).map(|i| census.layout.scope(i, &after)) {
+    let mut after = after;
+    match census.changes(&job.catalog, &t.ident).await {
+        Ok(extra) => after.extend(&extra),
+        Err(why) => {
+            warn!(table = %t, reason = why, "files unreachable after expiry kept: the catalog changed during the pass");
+            report
+                .details
+                .push(format!("unreachable after expiry: {} file(s) kept ({why})", candidates.len()));
+            return Ok(());
+        }
+    }
+    let scope = match census.index(&job.catalog, &t.ident).map(|i| census.layout.scope(i, &after)) {
         Some(Ok(scope)) => scope.after_change(),
         Some(Err(skip)) => {
             warn!(table = %t, reason = %skip, "files unreachable after expiry kept: the table may not delete this pass");

@@ -127,8 +127,11 @@ pub struct TableFacts {
     pub name: String,
     /// Canonical location; `None` when neither the metadata nor the catalog row tells it.
     pub location: Option<String>,
-    /// Whether every file it references is known (recorded through [`Layout::add_references`]).
+    /// Whether every file it references is known (recorded through [`Layout::add_references`], all
+    /// of them canonical).
     pub references_known: bool,
+    /// Its first reference that could not be put in canonical form, if any.
+    pub uncanonical: Option<String>,
 }
 
 /// What one pass knows of the whole catalog.
@@ -156,7 +159,12 @@ impl Layout {
     /// Adds a table with its location (any spelling; `None` = unknown) and returns its index.
     pub fn add_table(&mut self, name: &str, location: Option<&str>) -> usize {
         let location = location.and_then(normalize);
-        self.tables.push(TableFacts { name: name.to_string(), location, references_known: false });
+        self.tables.push(TableFacts {
+            name: name.to_string(),
+            location,
+            references_known: false,
+            uncanonical: None,
+        });
         self.tables.len() - 1
     }
 
@@ -165,7 +173,9 @@ impl Layout {
         for path in refs.iter() {
             self.add_reference(index, path);
         }
-        self.tables[index].references_known = true;
+        // A reference that cannot be put in canonical form could name any file: unknown.
+        self.tables[index].references_known = refs.uncanonical().is_empty();
+        self.tables[index].uncanonical = refs.uncanonical().first().cloned();
     }
 
     /// Records one reference (any spelling) of table `index`, with its percent-decoded reading.
@@ -184,6 +194,11 @@ impl Layout {
         }
     }
 
+    /// Whether any table references `location` (any spelling).
+    pub fn is_referenced(&self, location: &str) -> bool {
+        normalize(location).is_some_and(|n| self.references.contains_key(&n))
+    }
+
     pub fn tables(&self) -> &[TableFacts] {
         &self.tables
     }
@@ -196,6 +211,9 @@ impl Layout {
     pub fn scope<'a>(&'a self, index: usize, own: &'a Reachable) -> Result<Scope<'a>, TableSkip> {
         let facts = &self.tables[index];
         let location = facts.location.clone().ok_or(TableSkip::UnreadableMetadata)?;
+        if let Some(reference) = own.uncanonical().first().or(facts.uncanonical.as_ref()) {
+            return Err(TableSkip::UncanonicalReference { reference: reference.clone() });
+        }
         if !facts.references_known {
             return Err(TableSkip::UnreadableMetadata);
         }
@@ -219,9 +237,6 @@ impl Layout {
                 }
                 Some(_) => {}
             }
-        }
-        if let Some(reference) = own.uncanonical().first() {
-            return Err(TableSkip::UncanonicalReference { reference: reference.clone() });
         }
         Ok(Scope { layout: self, index, location, own, census_self_is_live: true })
     }
@@ -489,10 +504,7 @@ mod attack {
     fn attack_uncanonical_reference_of_a_neighbour_fails_closed() {
         let (mut l, a) = layout_with_a();
         let n = l.add_table("n", Some("file:///w/n"));
-        l.add_references(
-            n,
-            &Reachable::from_locations(["file:///w/n/../../../w/a/data/borrowed.parquet"]),
-        );
+        l.add_references(n, &Reachable::from_locations(["file:///w/n/../../../w/a/data/borrowed.parquet"]));
         let none = Reachable::default();
         if let Ok(s) = l.scope(a, &none) {
             assert!(

@@ -237,6 +237,9 @@ pub struct Warehouse {
     /// Listings walk the local filesystem ourselves, never following symlinks (the store opened by
     /// [`Warehouse::open`] on a local `dsn`; an injected store is listed through itself).
     native_local: bool,
+    /// The deletion gate unlinks local files itself, walking down from the root with `O_NOFOLLOW`
+    /// (native local stores; tests may ask for it on an injected one).
+    local_deletes: bool,
     /// `[storage] extra_roots`: further locations deletion may happen in (canonical).
     extra_roots: Vec<String>,
     store: Arc<dyn ObjectStore>,
@@ -259,6 +262,7 @@ impl Warehouse {
                 Ok(Warehouse {
                     root,
                     native_local: true,
+                    local_deletes: true,
                     extra_roots: config.extra_roots.clone(),
                     store: Arc::new(LocalFileSystem::new()),
                     mapper: PathMapper::Local,
@@ -286,6 +290,7 @@ impl Warehouse {
                 Ok(Warehouse {
                     root,
                     native_local: false,
+                    local_deletes: false,
                     extra_roots: config.extra_roots.clone(),
                     store: Arc::new(store),
                     mapper: PathMapper::S3 { bucket: bucket.clone() },
@@ -300,7 +305,7 @@ impl Warehouse {
             Some(rest) => PathMapper::S3 { bucket: rest.split('/').next().unwrap_or("").to_string() },
             None => PathMapper::Local,
         };
-        Warehouse { root, native_local: false, extra_roots: Vec::new(), store, mapper }
+        Warehouse { root, native_local: false, local_deletes: false, extra_roots: Vec::new(), store, mapper }
     }
 
     /// The same warehouse with further roots deletion may happen in (tests; config sets them at open).
@@ -340,6 +345,49 @@ impl Warehouse {
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
     }
 
+    /// The same warehouse, deleting local files itself (as a local `dsn` does) whatever store it holds.
+    pub fn with_local_deletes(mut self) -> Warehouse {
+        self.local_deletes = matches!(self.mapper, PathMapper::Local);
+        self
+    }
+
+    /// Whether the deletion gate deletes through [`Warehouse::unlink_local`] rather than the store.
+    pub fn deletes_locally(&self) -> bool {
+        self.local_deletes
+    }
+
+    /// Deletes the local file `location`, opening every directory from the root that contains it
+    /// down with `O_NOFOLLOW`, so a directory swapped for a link after the gate's checks is never
+    /// followed, and unlinking only a regular file. `NotFound` when it is gone.
+    pub fn unlink_local(&self, location: &str) -> std::io::Result<()> {
+        use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+        let local = |l: &str| path::normalize(l).and_then(|n| n.strip_prefix("file://").map(PathBuf::from));
+        let target = local(location).ok_or_else(|| std::io::Error::other("not a local location"))?;
+        let root = self
+            .roots()
+            .iter()
+            .filter_map(|r| local(r))
+            .filter(|r| target.starts_with(r) && target != *r)
+            .min_by_key(|r| r.components().count())
+            .ok_or_else(|| std::io::Error::other("outside every root"))?;
+        let relative: Vec<_> =
+            target.strip_prefix(&root).map_err(std::io::Error::other)?.components().collect();
+        let (last, dirs) = relative.split_last().ok_or_else(|| std::io::Error::other("the root itself"))?;
+        let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let mut dir = rustix::fs::open(&root, dir_flags, Mode::empty())?;
+        for part in dirs {
+            let Component::Normal(name) = part else { return Err(std::io::Error::other("not a plain path")) };
+            dir = rustix::fs::openat(&dir, *name, dir_flags | OFlags::NOFOLLOW, Mode::empty())?;
+        }
+        let Component::Normal(name) = last else { return Err(std::io::Error::other("not a plain path")) };
+        let stat = rustix::fs::statat(&dir, *name, AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Err(std::io::Error::other("not a regular file (a link, directory or device): kept"));
+        }
+        rustix::fs::unlinkat(&dir, *name, AtFlags::empty())?;
+        Ok(())
+    }
+
     /// Every root deletion may happen in: the warehouse root and the configured extra roots.
     pub fn roots(&self) -> Vec<String> {
         std::iter::once(self.root.clone()).chain(self.extra_roots.iter().cloned()).collect()
@@ -359,7 +407,7 @@ impl Warehouse {
             .iter()
             .filter_map(|r| local(r))
             .filter(|r| target.starts_with(r) && target != *r)
-            .max_by_key(|r| r.components().count())
+            .min_by_key(|r| r.components().count())
             .ok_or_else(|| std::io::Error::other("outside every root"))?;
         // The object itself: a fresh look every time.
         if std::fs::symlink_metadata(&target)?.file_type().is_symlink() {

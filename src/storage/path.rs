@@ -14,24 +14,33 @@
 /// slash. `None` for a location that is not absolute (a relative path names nothing reliably), or whose
 /// `..` climbs above its root.
 pub fn normalize(location: &str) -> Option<String> {
-    let location = location.trim();
+    // Surrounding whitespace is not trimmed away: `…/t ` and `…/t` are different directories, and a
+    // location that cannot be compared exactly is no location (callers fail closed).
+    if location.is_empty() || location.trim() != location {
+        return None;
+    }
     let (scheme, rest) = match location.split_once("://") {
         Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
-        None => match location.strip_prefix("file:") {
-            // `file:/x` (single slash, no authority).
-            Some(rest) => ("file".to_string(), rest),
-            None if location.starts_with('/') => ("file".to_string(), location),
+        None => match split_scheme(location) {
+            // `file:/x` (single slash, no authority), any case of the scheme.
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("file") && rest.starts_with('/') => {
+                return Some(format!("file://{}", collapse(rest)?));
+            }
+            Some(_) => return None,
+            None if location.starts_with('/') => return Some(format!("file://{}", collapse(location)?)),
             None => return None,
         },
     };
     match scheme.as_str() {
         "file" => {
-            // `file:///x` → rest "/x"; `file://localhost/x` → "/x"; iceberg's local storage reads
-            // `file://x/y` as `/x/y`, so the same object is named here.
-            let rest = rest.strip_prefix("localhost/").map(|r| format!("/{r}"));
-            let rest = rest.as_deref().unwrap_or_else(|| location_rest(location));
-            let path = collapse(rest)?;
-            Some(format!("file:///{}", path.trim_start_matches('/')))
+            // `file:///x` → "/x"; `file://localhost/x` (any case) → "/x". Any other host has two
+            // readings (iceberg-rust: `/host/x`; Hadoop: `/x`): no canonical form.
+            let path = match rest.find('/') {
+                Some(0) => rest,
+                Some(i) if rest[..i].eq_ignore_ascii_case("localhost") => &rest[i..],
+                _ => return None,
+            };
+            Some(format!("file://{}", collapse(path)?))
         }
         "s3" | "s3a" | "s3n" | "gs" | "gcs" | "abfs" | "abfss" | "memory" => {
             let scheme = match scheme.as_str() {
@@ -40,7 +49,9 @@ pub fn normalize(location: &str) -> Option<String> {
                 other => other,
             };
             let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-            if authority.is_empty() {
+            // Bucket names are lower case; an upper-case one may name the same bucket (DNS) or a
+            // legacy bucket of its own: no canonical form.
+            if authority.is_empty() || authority.chars().any(|c| c.is_ascii_uppercase()) {
                 return None;
             }
             let path = collapse(path)?;
@@ -55,9 +66,12 @@ pub fn normalize(location: &str) -> Option<String> {
     }
 }
 
-/// The path part of a `file:` location in any of its spellings.
-fn location_rest(location: &str) -> &str {
-    location.strip_prefix("file://").or_else(|| location.strip_prefix("file:")).unwrap_or(location)
+/// `scheme:rest` for a location whose first `:` follows a valid URI scheme.
+fn split_scheme(location: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = location.split_once(':')?;
+    let valid = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some((scheme, rest))
 }
 
 /// Collapses repeated slashes, drops `.` segments and a trailing slash, resolves `..` lexically.

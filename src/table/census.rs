@@ -17,97 +17,172 @@ use iceberg::TableIdent;
 use iceberg::table::Table;
 use tracing::warn;
 
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError, CatalogRow};
 use crate::storage::deletable::{Layout, UnreadableNeighbours};
-use crate::table::reachability::{Reachable, reachable};
+use crate::storage::path::normalize;
+use crate::table::reachability::{Reachable, reachable, reachable_since};
 
 /// Tables read at once.
 const CONCURRENCY: usize = 8;
 
-/// The key a table has in the census: `namespace.table` as the catalog row spells it.
-pub fn key(ident: &TableIdent) -> String {
-    format!("{}.{}", ident.namespace().join("."), ident.name())
+/// The key a row has in the census: (catalog name, namespace, table).
+type Key = (String, String, String);
+
+fn key_of(catalog: &Catalog, ident: &TableIdent) -> Key {
+    (catalog.name().to_string(), ident.namespace().join("."), ident.name().to_string())
 }
 
 /// One table as the census read it.
 pub struct Entry {
-    /// The table as loaded (absent when its metadata could not be read).
+    /// The table as loaded (absent when its metadata could not be read, and for views).
     pub table: Option<Table>,
     /// Its complete reachable set, or why it could not be read.
     pub live: Result<Reachable, String>,
+    /// The row's metadata pointer when the census read it.
+    pointer: Option<String>,
+    /// The row's location as the layout has it (canonical).
+    location: Option<String>,
+    /// Its name in logs and skip reasons.
+    name: String,
 }
 
 /// Every table's location and references for one pass.
 pub struct Census {
     pub layout: Layout,
-    entries: HashMap<String, Entry>,
+    entries: HashMap<Key, Entry>,
+    indexes: HashMap<Key, usize>,
 }
 
 impl Census {
-    /// Reads every table of `catalog`. Fails only when the catalog itself cannot be queried.
+    /// Reads every row of the catalog database. Fails only when the database cannot be queried.
     pub async fn build(
         catalog: &Catalog,
         roots: Vec<String>,
         unreadable: UnreadableNeighbours,
     ) -> Result<Arc<Census>, CatalogError> {
         let rows = catalog.table_pointers().await?;
-        let read: Vec<(String, Option<String>, Entry)> = futures::stream::iter(rows)
-            .map(|(name, ident, pointer)| async move {
-                let entry = read_one(catalog, &ident, pointer.as_deref()).await;
-                (name, pointer, entry)
+        let read: Vec<(CatalogRow, Entry)> = futures::stream::iter(rows)
+            .map(|row| async move {
+                let entry = read_one(catalog, &row).await;
+                (row, entry)
             })
             .buffered(CONCURRENCY)
             .collect()
             .await;
         let mut layout = Layout::new(roots).with_unreadable(unreadable);
-        let mut entries = HashMap::with_capacity(read.len());
-        for (name, pointer, entry) in read {
-            let location = match &entry.table {
-                Some(t) => Some(t.metadata().location().to_string()),
-                None => pointer.as_deref().and_then(crate::storage::path::table_location_of_metadata),
-            };
-            if location.is_none() {
-                warn!(table = name, pointer, "the location of a catalog table cannot be established");
+        let (mut entries, mut indexes) = (HashMap::new(), HashMap::new());
+        for (row, entry) in read {
+            if entry.location.is_none() {
+                warn!(
+                    table = entry.name,
+                    pointer = row.pointer,
+                    "the location of a catalog row cannot be established"
+                );
             }
-            let index = layout.add_table(&name, location.as_deref());
+            let index = layout.add_table(&entry.name, entry.location.as_deref());
             if let Ok(live) = &entry.live {
                 layout.add_references(index, live);
             }
-            entries.insert(name, entry);
+            indexes.insert(row.key(), index);
+            entries.insert(row.key(), entry);
         }
-        Ok(Arc::new(Census { layout, entries }))
+        Ok(Arc::new(Census { layout, entries, indexes }))
     }
 
-    /// The census' reading of a table.
-    pub fn entry(&self, ident: &TableIdent) -> Option<&Entry> {
-        self.entries.get(&key(ident))
+    /// The census' reading of one of this catalog's tables.
+    pub fn entry(&self, catalog: &Catalog, ident: &TableIdent) -> Option<&Entry> {
+        self.entries.get(&key_of(catalog, ident))
     }
 
-    /// The layout index of a table.
-    pub fn index(&self, ident: &TableIdent) -> Option<usize> {
-        self.layout.index_of(&key(ident))
+    /// The layout index of one of this catalog's tables.
+    pub fn index(&self, catalog: &Catalog, ident: &TableIdent) -> Option<usize> {
+        self.indexes.get(&key_of(catalog, ident)).copied()
     }
 
     /// Tables whose references could not be read completely (name, cause).
     pub fn unreadable(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().filter_map(|(n, e)| e.live.as_ref().err().map(|why| (n.as_str(), why.as_str())))
+        self.entries.values().filter_map(|e| e.live.as_ref().err().map(|why| (e.name.as_str(), why.as_str())))
+    }
+
+    /// What the catalog gained since the census, for deletions in `table` to stay safe: every file the
+    /// other rows reference now but did not then (read incrementally: manifest lists and manifests are
+    /// immutable, so only new ones are read). `Err` (delete nothing now) when a row appeared, a row's
+    /// location moved, or a changed row cannot be read.
+    pub async fn changes(&self, catalog: &Catalog, table: &TableIdent) -> Result<Reachable, String> {
+        let own = key_of(catalog, table);
+        let rows = catalog.table_pointers().await.map_err(|e| e.to_string())?;
+        let mut extra = Reachable::default();
+        for row in rows {
+            let key = row.key();
+            if key == own {
+                continue;
+            }
+            let Some(before) = self.entries.get(&key) else {
+                return Err(format!(
+                    "{} appeared in the catalog during the pass",
+                    row.display_name(catalog.name())
+                ));
+            };
+            if before.pointer == row.pointer {
+                continue;
+            }
+            let now =
+                read_changed(catalog, &row, |p| self.layout.is_referenced(p) || extra.contains(p)).await;
+            let (location, live) =
+                now.map_err(|e| format!("{} changed and cannot be read: {e}", before.name))?;
+            if location != before.location {
+                return Err(format!("{} moved during the pass", before.name));
+            }
+            extra.extend(&live);
+        }
+        Ok(extra)
     }
 }
 
-async fn read_one(catalog: &Catalog, ident: &TableIdent, pointer: Option<&str>) -> Entry {
-    let Some(pointer) = pointer else {
-        return Entry { table: None, live: Err("the catalog row has no metadata location".into()) };
+/// A row read now: its location and the references it gained (those `known` rejects are skipped).
+async fn read_changed(
+    catalog: &Catalog,
+    row: &CatalogRow,
+    known: impl Fn(&str) -> bool,
+) -> Result<(Option<String>, Reachable), String> {
+    let pointer = row.pointer.as_deref().ok_or("the row has no metadata location")?;
+    if row.view {
+        let location = crate::storage::path::table_location_of_metadata(pointer);
+        return Ok((location, Reachable::from_locations([pointer])));
+    }
+    let table = catalog.load_pointer(&row.ident, pointer).await.map_err(|e| e.to_string())?;
+    let live = reachable_since(&table, known).await.map_err(|e| e.to_string())?;
+    Ok((normalize(table.metadata().location()), live))
+}
+
+async fn read_one(catalog: &Catalog, row: &CatalogRow) -> Entry {
+    let name = row.display_name(catalog.name());
+    let implied = row.pointer.as_deref().and_then(crate::storage::path::table_location_of_metadata);
+    let entry = |table, live, location| Entry {
+        table,
+        live,
+        pointer: row.pointer.clone(),
+        location,
+        name: name.clone(),
     };
-    let table = match catalog.load_pointer(ident, pointer).await {
+    let Some(pointer) = row.pointer.as_deref() else {
+        return entry(None, Err("the catalog row has no metadata location".into()), None);
+    };
+    if row.view {
+        // A view references its metadata files only; its directory is protected by its location.
+        return entry(None, Ok(Reachable::from_locations([pointer])), implied);
+    }
+    let table = match catalog.load_pointer(&row.ident, pointer).await {
         Ok(t) => t,
         Err(e) => {
-            warn!(table = %ident, error = %e, "cannot read table metadata; its location is implied by its pointer");
-            return Entry { table: None, live: Err(e.to_string()) };
+            warn!(table = name, error = %e, "cannot read table metadata; its location is implied by its pointer");
+            return entry(None, Err(e.to_string()), implied);
         }
     };
+    let location = normalize(table.metadata().location());
     let live = reachable(&table).await.map_err(|e| e.to_string());
     if let Err(e) = &live {
-        warn!(table = %ident, error = e, "cannot read every file the table references");
+        warn!(table = name, error = e, "cannot read every file the table references");
     }
-    Entry { table: Some(table), live }
+    entry(Some(table), live, location)
 }

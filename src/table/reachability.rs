@@ -94,6 +94,13 @@ impl Reachable {
 
 /// Computes the reachable set of `table` as loaded.
 pub async fn reachable(table: &Table) -> iceberg::Result<Reachable> {
+    reachable_since(table, |_| false).await
+}
+
+/// Like [`reachable`], but manifest lists and manifests for which `known` holds are not read again
+/// (they are immutable: whoever knew them knows what they reference). Used to catch up on a table that
+/// committed since it was last read.
+pub async fn reachable_since(table: &Table, known: impl Fn(&str) -> bool) -> iceberg::Result<Reachable> {
     let md = table.metadata();
     let mut out = Reachable::default();
     if let Some(location) = table.metadata_location() {
@@ -112,8 +119,15 @@ pub async fn reachable(table: &Table) -> iceberg::Result<Reachable> {
     let mut seen_manifests = HashSet::new();
     for snapshot in md.snapshots() {
         out.insert(snapshot.manifest_list());
+        if known(snapshot.manifest_list()) {
+            continue;
+        }
         let list = table.manifest_list_reader(snapshot).load().await?;
         for m in list.entries() {
+            if known(&m.manifest_path) {
+                out.insert(&m.manifest_path);
+                continue;
+            }
             if seen_manifests.insert(m.manifest_path.clone()) {
                 out.insert(&m.manifest_path);
                 manifests.push(m.clone());
