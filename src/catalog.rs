@@ -206,6 +206,8 @@ pub struct Catalog {
     inner: Arc<SqlCatalog>,
     pool: AnyPool,
     file_io: FileIO,
+    /// The warehouse the FileIO serves (the commit path deletes superseded metadata through its gate).
+    warehouse: Warehouse,
     name: String,
     uri: String,
     /// Whether `iceberg_tables` has the `iceberg_type` column (absent in V0-schema catalogs).
@@ -287,6 +289,7 @@ impl Catalog {
             inner: Arc::new(inner),
             pool,
             file_io,
+            warehouse: warehouse.clone(),
             name: config.name.clone(),
             uri,
             has_iceberg_type,
@@ -305,6 +308,11 @@ impl Catalog {
     /// iceberg's catalog, for loading and creating tables.
     pub fn iceberg(&self) -> &SqlCatalog {
         &self.inner
+    }
+
+    /// The warehouse this catalog's FileIO reads and writes.
+    pub fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
     }
 
     /// Our own pool on the catalog database.

@@ -97,6 +97,8 @@ pub enum Keep {
     YoungerThanGracePeriod,
     /// The table is skipped this pass (see [`TableSkip`]).
     TableSkipped,
+    /// A scope that may delete superseded `metadata.json` files only was handed another file.
+    NotSupersededMetadata,
 }
 
 /// What a table whose references cannot be read completely (a corrupt manifest, metadata iceberg-rust
@@ -238,7 +240,7 @@ impl Layout {
                 Some(_) => {}
             }
         }
-        Ok(Scope { layout: self, index, location, own, census_self_is_live: true })
+        Ok(Scope { layout: self, index, location, own, census_self_is_live: true, metadata_only: false })
     }
 }
 
@@ -262,9 +264,18 @@ pub struct Scope<'a> {
     /// cleanup (those references may be newer than `own`); false for expiry cleanup, whose candidates
     /// are exactly the table's references the layout recorded before the expiry.
     census_self_is_live: bool,
+    /// Only `*.metadata.json` files may pass (a layout that knows catalog pointers, not manifests).
+    metadata_only: bool,
 }
 
 impl Scope<'_> {
+    /// For superseded metadata files after a commit: a layout built from catalog pointers alone (which
+    /// is all that can reference a `metadata.json`) may only ever let such files pass.
+    pub fn metadata_files_only(mut self) -> Self {
+        self.metadata_only = true;
+        self
+    }
+
     /// The table's canonical location.
     pub fn location(&self) -> &str {
         &self.location
@@ -281,6 +292,9 @@ impl Scope<'_> {
     /// links). `Err` names the first rule that keeps it.
     pub fn precheck(&self, location: &str) -> Result<String, Keep> {
         let canonical = normalize(location).ok_or(Keep::NotCanonical)?;
+        if self.metadata_only && !canonical.ends_with(".metadata.json") {
+            return Err(Keep::NotSupersededMetadata);
+        }
         if !self.layout.roots.iter().any(|r| is_within(r, &canonical)) {
             return Err(Keep::OutsideWarehouse);
         }

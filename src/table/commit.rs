@@ -82,6 +82,9 @@ pub struct Committed {
     pub attempts: u32,
     pub conflicts: u32,
     pub table: Table,
+    /// Metadata files that fell out of the metadata log and were deleted (`write.metadata.
+    /// delete-after-commit.enabled`).
+    pub metadata_reclaimed: super::backlog::Reclaimed,
 }
 
 /// Outcome of one swap attempt.
@@ -111,8 +114,12 @@ where
         let staged = stage(&table, &inventory, &change).await?;
         match swap(catalog, ident, &table, &staged).await? {
             Swap::Landed(location) => {
-                let table = confirm(catalog, ident, &staged).await?;
+                let committed = confirm(catalog, ident, &staged).await?;
+                let superseded = super::backlog::superseded(&table, &committed);
+                let metadata_reclaimed = super::backlog::reclaim(catalog, &committed, &superseded).await;
+                let table = committed;
                 return Ok(Committed {
+                    metadata_reclaimed,
                     snapshot_id: staged.snapshot_id,
                     inventory: staged.inventory,
                     metadata_location: location,

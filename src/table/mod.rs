@@ -1,6 +1,7 @@
 //! Iceberg machinery shared by the jobs: the live-file inventory of a snapshot, the snapshot producer
 //! (`replace`/`delete` snapshots built on iceberg's public API) and the one commit path.
 
+pub mod backlog;
 pub mod census;
 pub mod commit;
 pub mod guard;

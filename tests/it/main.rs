@@ -16,6 +16,7 @@ mod generate;
 mod hostile;
 mod leases;
 mod matrix;
+mod metadata_backlog;
 mod observability;
 mod opt_in;
 mod orphans;
