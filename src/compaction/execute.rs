@@ -294,6 +294,7 @@ async fn run_group(
     if let Some(hook) = &job.before_commit {
         hook(p.label.clone()).await;
     }
+    failpoint::panic_point(failpoint::COMPACTION_PANIC, &t.qualified());
 
     let inputs: HashSet<String> = w.files.iter().map(|f| f.path().to_string()).collect();
     let rebase = |current: &Table, inv: &Inventory| -> Result<Change, String> {
