@@ -262,6 +262,8 @@ struct GroupDone {
 /// A group that did not commit: abandoned cleanly (the table moved on) or failed.
 enum GroupFailure {
     Abandoned(String),
+    /// Deliberately not rewritten (e.g. `no_field_ids`); nothing was written.
+    Skipped(&'static str),
     Failed(String),
 }
 
@@ -288,7 +290,17 @@ async fn run_group(
         memory_limit: job.config.memory_limit_bytes,
     })
     .await
-    .map_err(|e| GroupFailure::Failed(format!("rewrite failed: {e}")))?;
+    .map_err(|e| match e.skip_reason() {
+        Some(reason) => {
+            warn!(table = %t, partition = %p.label, reason, error = %e, "partition skipped");
+            job.metrics
+                .partitions_skipped_total
+                .with_label_values(&[&t.tenant, &t.dataset, t.signal.as_str(), reason])
+                .inc();
+            GroupFailure::Skipped(reason)
+        }
+        None => GroupFailure::Failed(format!("rewrite failed: {e}")),
+    })?;
     let outputs: Vec<String> = rewritten.files.iter().map(|f| f.file.file_path().to_string()).collect();
     failpoint::hit(failpoint::COMPACTION_BEFORE_SWAP);
     if let Some(hook) = &job.before_commit {
@@ -450,6 +462,12 @@ fn merge_results(
                         entry.status = PartitionStatus::Skipped { reason: format!("abandoned: {why}") }
                     }
                     GroupFailure::Abandoned(_) => {}
+                    GroupFailure::Skipped(reason)
+                        if !matches!(entry.status, PartitionStatus::Failed { .. }) =>
+                    {
+                        entry.status = PartitionStatus::Skipped { reason: reason.to_string() }
+                    }
+                    GroupFailure::Skipped(_) => {}
                 }
             }
         }

@@ -8,15 +8,21 @@
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
+use iceberg::arrow::ArrowFileReader;
 use iceberg::arrow::schema_to_arrow_schema;
+use iceberg::io::FileMetadata;
 use iceberg::scan::FileScanTask;
-use iceberg::spec::{DataFile, DataFileBuilder, DataFileFormat, PartitionKey, SortOrderRef, Struct};
+use iceberg::spec::{
+    DEFAULT_SCHEMA_NAME_MAPPING, DataFile, DataFileBuilder, DataFileFormat, NameMapping, PartitionKey,
+    SortOrderRef, Struct,
+};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
@@ -38,6 +44,22 @@ pub enum RewriteError {
     Iceberg(#[from] iceberg::Error),
     #[error("sort: {0}")]
     Sort(String),
+    /// An input file has no Parquet field ids and the table no name mapping to resolve its columns:
+    /// reading it by position could shift values between columns, so the group is left alone.
+    #[error("{path} has no field ids and the table has no schema.name-mapping.default")]
+    NoFieldIds { path: String },
+    #[error("reading the footer of {path}: {source}")]
+    Footer { path: String, source: parquet::errors::ParquetError },
+}
+
+impl RewriteError {
+    /// The skip reason when the group was deliberately not rewritten (not a failure).
+    pub fn skip_reason(&self) -> Option<&'static str> {
+        match self {
+            RewriteError::NoFieldIds { .. } => Some("no_field_ids"),
+            _ => None,
+        }
+    }
 }
 
 /// What one group's rewrite produced.
@@ -121,7 +143,51 @@ fn pipelined(mut input: iceberg::scan::ArrowRecordBatchStream) -> iceberg::scan:
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
 }
 
-fn scan_task(table: &Table, file: &LiveFile) -> FileScanTask {
+/// The table's `schema.name-mapping.default`, which resolves the columns of files written without
+/// Parquet field ids (imported with PyIceberg `add_files`, Hive migrations).
+fn name_mapping(table: &Table) -> Result<Option<Arc<NameMapping>>, RewriteError> {
+    let Some(raw) = table.metadata().properties().get(DEFAULT_SCHEMA_NAME_MAPPING) else {
+        return Ok(None);
+    };
+    serde_json::from_str::<NameMapping>(raw).map(|m| Some(Arc::new(m))).map_err(|e| {
+        RewriteError::BadProperty {
+            key: DEFAULT_SCHEMA_NAME_MAPPING,
+            value: raw.chars().take(80).collect(),
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// Whether a Parquet file carries field ids (the same test as iceberg's reader and Java's
+/// `ParquetSchemaUtil.hasIds`: the first top-level column has one). Reads only the footer.
+async fn has_field_ids(table: &Table, file: &LiveFile) -> Result<bool, RewriteError> {
+    let footer = |source| RewriteError::Footer { path: file.path().to_string(), source };
+    let reader = table.file_io().new_input(file.path())?.reader().await?;
+    let mut reader = ArrowFileReader::new(FileMetadata { size: file.size() }, reader);
+    let metadata = reader.get_metadata(None).await.map_err(footer)?;
+    let root = metadata.file_metadata().schema_descr().root_schema();
+    Ok(root.get_fields().first().is_none_or(|f| f.get_basic_info().has_id()))
+}
+
+/// Refuses inputs the reader could only resolve by column position (no field ids, no name mapping).
+/// Footers are read only when the table has no name mapping.
+async fn check_field_ids(
+    table: &Table,
+    files: &[&LiveFile],
+    mapping: Option<&NameMapping>,
+) -> Result<(), RewriteError> {
+    if mapping.is_some() {
+        return Ok(());
+    }
+    for file in files {
+        if !has_field_ids(table, file).await? {
+            return Err(RewriteError::NoFieldIds { path: file.path().to_string() });
+        }
+    }
+    Ok(())
+}
+
+fn scan_task(table: &Table, file: &LiveFile, name_mapping: Option<Arc<NameMapping>>) -> FileScanTask {
     let schema = table.metadata().current_schema().clone();
     let project_field_ids = schema.as_struct().fields().iter().map(|f| f.id).collect();
     FileScanTask::builder()
@@ -135,6 +201,7 @@ fn scan_task(table: &Table, file: &LiveFile) -> FileScanTask {
         .with_project_field_ids(project_field_ids)
         .with_partition(Some(file.entry.data_file().partition().clone()))
         .with_partition_spec(table.metadata().partition_spec_by_id(file.spec_id).cloned())
+        .with_name_mapping(name_mapping)
         .with_case_sensitive(true)
         .build()
 }
@@ -148,8 +215,10 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
         metadata.partition_spec_by_id(input.spec_id).ok_or(RewriteError::UnknownSpec(input.spec_id))?;
     let expected: u64 = input.files.iter().map(|f| f.records()).sum();
 
+    let mapping = name_mapping(table)?;
+    check_field_ids(table, &input.files, mapping.as_deref()).await?;
     let tasks: Vec<iceberg::Result<FileScanTask>> =
-        input.files.iter().map(|f| Ok(scan_task(table, f))).collect();
+        input.files.iter().map(|f| Ok(scan_task(table, f, mapping.clone()))).collect();
     let reader =
         table.reader_builder().with_batch_size(BATCH_ROWS).with_data_file_concurrency_limit(2).build();
     let batches = pipelined(reader.read(futures::stream::iter(tasks).boxed())?.stream());

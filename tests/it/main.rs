@@ -18,4 +18,5 @@ mod postgres;
 mod retention;
 mod serve;
 mod support;
+mod table_kinds;
 mod verify;
