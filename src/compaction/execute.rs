@@ -4,7 +4,7 @@
 //! starts from the table as the previous one left it, so groups do not conflict with each other) and
 //! every commit attempt is revalidated against the table as it is then.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -42,31 +42,44 @@ struct Partition<'a> {
     files: Vec<&'a LiveFile>,
 }
 
-/// Groups live data files by (spec id, partition value), in a stable order.
+/// A file's partition value typed as the current schema types it (see [`partition::coerce`]).
+fn typed_value(table: &Table, file: &LiveFile) -> Struct {
+    let md = table.metadata();
+    let value = file.entry.data_file().partition();
+    match md.partition_spec_by_id(file.spec_id) {
+        Some(spec) => partition::coerce(spec, md.current_schema(), value),
+        None => value.clone(),
+    }
+}
+
+/// Groups live data files by (spec id, typed partition value), in a stable order. Never by label:
+/// `NULL` and the string `"null"` print alike, and so can multi-field labels.
 fn partitions<'a>(table: &Table, inventory: &'a Inventory) -> Vec<Partition<'a>> {
     let md = table.metadata();
     let schema = md.current_schema();
-    let mut by_key: BTreeMap<(i32, String), Partition<'a>> = BTreeMap::new();
+    let mut index: HashMap<(i32, Struct), usize> = HashMap::new();
+    let mut parts: Vec<Partition<'a>> = Vec::new();
     for file in &inventory.data {
-        let value = file.entry.data_file().partition().clone();
-        let label = md
-            .partition_spec_by_id(file.spec_id)
-            .map(|spec| partition::label(spec, schema, &value))
-            .unwrap_or_else(|| format!("spec{}:{value:?}", file.spec_id));
-        by_key
-            .entry((file.spec_id, label.clone()))
-            .or_insert_with(|| Partition { spec_id: file.spec_id, value, label, files: Vec::new() })
-            .files
-            .push(file);
+        let value = typed_value(table, file);
+        let i = *index.entry((file.spec_id, value.clone())).or_insert_with(|| {
+            let label = md
+                .partition_spec_by_id(file.spec_id)
+                .map(|spec| partition::label(spec, schema, &value))
+                .unwrap_or_else(|| format!("spec{}:{value:?}", file.spec_id));
+            parts.push(Partition { spec_id: file.spec_id, value, label, files: Vec::new() });
+            parts.len() - 1
+        });
+        parts[i].files.push(file);
     }
-    by_key.into_values().collect()
+    parts.sort_by(|a, b| (a.spec_id, &a.label).cmp(&(b.spec_id, &b.label)));
+    parts
 }
 
 /// Whether a delete file may apply to rows of partition (`spec_id`, `value`): same partition, or a
 /// delete file of an unpartitioned spec (global).
-fn delete_applies(delete: &LiveFile, spec_id: i32, value: &Struct) -> bool {
-    let p = delete.entry.data_file().partition();
-    p.fields().is_empty() || (delete.spec_id == spec_id && p == value)
+fn delete_applies(table: &Table, delete: &LiveFile, spec_id: i32, value: &Struct) -> bool {
+    delete.entry.data_file().partition().fields().is_empty()
+        || (delete.spec_id == spec_id && typed_value(table, delete) == *value)
 }
 
 fn planner_input(table: &Table, inventory: &Inventory, p: &Partition<'_>) -> PartitionInput {
@@ -88,7 +101,11 @@ fn planner_input(table: &Table, inventory: &Inventory, p: &Partition<'_>) -> Par
                 parquet: f.entry.file_format() == iceberg::spec::DataFileFormat::Parquet,
             })
             .collect(),
-        delete_files: inventory.deletes.iter().filter(|d| delete_applies(d, p.spec_id, &p.value)).count(),
+        delete_files: inventory
+            .deletes
+            .iter()
+            .filter(|d| delete_applies(table, d, p.spec_id, &p.value))
+            .count(),
     }
 }
 
@@ -309,30 +326,29 @@ async fn run_group(
     failpoint::panic_point(failpoint::COMPACTION_PANIC, &t.qualified());
 
     let inputs: HashSet<String> = w.files.iter().map(|f| f.path().to_string()).collect();
-    let rebase = |current: &Table, inv: &Inventory| -> Result<Change, String> {
-        if current.metadata().current_schema_id() != start.schema_id {
-            return Err("the table schema changed since the rewrite started".into());
-        }
-        let live: HashSet<&str> = inv.data.iter().map(|f| f.path()).collect();
-        if let Some(gone) = inputs.iter().find(|i| !live.contains(i.as_str())) {
-            return Err(format!("input {gone} is no longer live (removed by a concurrent commit)"));
-        }
-        if let Some(d) = inv
-            .deletes
-            .iter()
-            .find(|d| delete_applies(d, p.spec_id, &p.value) && !start.deletes.contains(d.path()))
-        {
-            return Err(format!("delete file {} was committed to the partition meanwhile", d.path()));
-        }
-        Ok(Change::Snapshot(SnapshotChange {
-            operation: Operation::Replace,
-            remove: inputs.clone(),
-            add: rewritten.files.clone(),
-            added_data_sequence_number: start.sequence_number,
-            summary: [("signaldb.compactor.version".to_string(), env!("CARGO_PKG_VERSION").to_string())]
-                .into(),
-        }))
-    };
+    let rebase =
+        |current: &Table, inv: &Inventory| -> Result<Change, String> {
+            if current.metadata().current_schema_id() != start.schema_id {
+                return Err("the table schema changed since the rewrite started".into());
+            }
+            let live: HashSet<&str> = inv.data.iter().map(|f| f.path()).collect();
+            if let Some(gone) = inputs.iter().find(|i| !live.contains(i.as_str())) {
+                return Err(format!("input {gone} is no longer live (removed by a concurrent commit)"));
+            }
+            if let Some(d) = inv.deletes.iter().find(|d| {
+                delete_applies(current, d, p.spec_id, &p.value) && !start.deletes.contains(d.path())
+            }) {
+                return Err(format!("delete file {} was committed to the partition meanwhile", d.path()));
+            }
+            Ok(Change::Snapshot(SnapshotChange {
+                operation: Operation::Replace,
+                remove: inputs.clone(),
+                add: rewritten.files.clone(),
+                added_data_sequence_number: start.sequence_number,
+                summary: [("signaldb.compactor.version".to_string(), env!("CARGO_PKG_VERSION").to_string())]
+                    .into(),
+            }))
+        };
     let policy = RetryPolicy::configured(&job.config);
     let mut guard = latest.lock().await;
     let (base_table, base_inventory) = guard.clone();

@@ -102,3 +102,21 @@ async fn files_without_field_ids_or_name_mapping_are_skipped_not_guessed() {
     let data = crate::support::snapshot_bytes(&dir.path().join("warehouse/kinds.unmapped/logs"));
     assert!(data.iter().all(|(p, _)| !p.to_string_lossy().contains("/data/")), "nothing written: {data:?}");
 }
+
+#[tokio::test]
+async fn partitions_are_grouped_by_typed_value_not_by_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = "kinds.truncated.events";
+    // truncate(4, s): "null"/"nullable" → partition "null"; NULL → partition NULL; "other" → "othe".
+    create(dir.path(), "truncate-null", t, &[]);
+    let before = scan(dir.path(), t, None);
+    let nulls = scan(dir.path(), t, Some("s is null"));
+    let strings = scan(dir.path(), t, Some("s == 'null'"));
+    assert!(nulls["rows"].as_u64().unwrap() > 0 && strings["rows"].as_u64().unwrap() > 0);
+    let r = succeeded(&compact(dir.path()).await, t);
+    assert_eq!(r.partitions, 3, "{r:#?}");
+    assert_eq!(scan(dir.path(), t, None)["files"], 3, "one file per partition");
+    assert_both_engines_read(dir.path(), t, &before, None);
+    assert_both_engines_read(dir.path(), t, &nulls, Some(("s is null", "s IS NULL")));
+    assert_both_engines_read(dir.path(), t, &strings, Some(("s == 'null'", "s = 'null'")));
+}
