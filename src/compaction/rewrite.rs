@@ -5,6 +5,7 @@
 //! Hazard: the row count written must equal the row count read and the manifests' record counts; any
 //! mismatch fails the group before anything is committed.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
@@ -14,7 +15,7 @@ use iceberg::io::FileMetadata;
 use iceberg::scan::FileScanTask;
 use iceberg::spec::{
     DEFAULT_SCHEMA_NAME_MAPPING, DataFile, DataFileBuilder, DataFileFormat, NameMapping, PartitionKey,
-    SortOrderRef, Struct,
+    SchemaRef, SortOrderRef, Struct,
 };
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
@@ -26,6 +27,7 @@ use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use super::columns;
 use super::sort::{SortPlan, sort_batches};
 use crate::table::{AddedFile, LiveFile};
 
@@ -50,6 +52,8 @@ pub enum RewriteError {
     NoFieldIds { path: String },
     #[error("reading the footer of {path}: {source}")]
     Footer { path: String, source: parquet::errors::ParquetError },
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
 }
 
 impl RewriteError {
@@ -131,10 +135,20 @@ const PIPELINE_DEPTH: usize = 4;
 
 /// Decodes the input on its own task so reading and writing use both cores; the bounded channel keeps
 /// at most `PIPELINE_DEPTH` batches in flight.
-fn pipelined(mut input: iceberg::scan::ArrowRecordBatchStream) -> iceberg::scan::ArrowRecordBatchStream {
+/// Batches are made writable on the way ([`columns::materialize`], [`columns::conform`] to `target`).
+fn pipelined(
+    mut input: iceberg::scan::ArrowRecordBatchStream,
+    target: arrow_schema::SchemaRef,
+) -> iceberg::scan::ArrowRecordBatchStream {
     let (tx, rx) = tokio::sync::mpsc::channel(PIPELINE_DEPTH);
     tokio::spawn(async move {
         while let Some(item) = input.next().await {
+            let item = item.and_then(|batch| {
+                columns::materialize(batch).and_then(|b| columns::conform(b, &target)).map_err(|e| {
+                    iceberg::Error::new(iceberg::ErrorKind::Unexpected, "making the batch writable")
+                        .with_source(e)
+                })
+            });
             if tx.send(item).await.is_err() {
                 break; // the writer stopped: stop reading
             }
@@ -158,37 +172,59 @@ fn name_mapping(table: &Table) -> Result<Option<Arc<NameMapping>>, RewriteError>
     })
 }
 
-/// Whether a Parquet file carries field ids (the same test as iceberg's reader and Java's
-/// `ParquetSchemaUtil.hasIds`: the first top-level column has one). Reads only the footer.
-async fn has_field_ids(table: &Table, file: &LiveFile) -> Result<bool, RewriteError> {
+/// The field ids a Parquet file carries, or `None` if it has none (the same test as iceberg's reader
+/// and Java's `ParquetSchemaUtil.hasIds`: the first top-level column has one). Reads only the footer.
+async fn file_field_ids(table: &Table, file: &LiveFile) -> Result<Option<HashSet<i32>>, RewriteError> {
     let footer = |source| RewriteError::Footer { path: file.path().to_string(), source };
     let reader = table.file_io().new_input(file.path())?.reader().await?;
     let mut reader = ArrowFileReader::new(FileMetadata { size: file.size() }, reader);
     let metadata = reader.get_metadata(None).await.map_err(footer)?;
     let root = metadata.file_metadata().schema_descr().root_schema();
-    Ok(root.get_fields().first().is_none_or(|f| f.get_basic_info().has_id()))
+    if root.get_fields().first().is_some_and(|f| !f.get_basic_info().has_id()) {
+        return Ok(None);
+    }
+    Ok(Some(columns::parquet_field_ids(root)))
 }
 
-/// Refuses inputs the reader could only resolve by column position (no field ids, no name mapping).
-/// Footers are read only when the table has no name mapping.
-async fn check_field_ids(
+/// The schema to read each input with: the current one, or (for a file written before fields were
+/// added inside nested columns) the current one without them. Refuses inputs the reader could only
+/// resolve by column position (no field ids, no name mapping). Footers are read only when needed.
+async fn read_schemas(
     table: &Table,
     files: &[&LiveFile],
     mapping: Option<&NameMapping>,
-) -> Result<(), RewriteError> {
-    if mapping.is_some() {
-        return Ok(());
-    }
+) -> Result<Vec<SchemaRef>, RewriteError> {
+    let schema = table.metadata().current_schema();
+    let nested = columns::has_nested(schema);
+    let mut out = Vec::with_capacity(files.len());
     for file in files {
-        if !has_field_ids(table, file).await? {
-            return Err(RewriteError::NoFieldIds { path: file.path().to_string() });
+        let mut read_with = schema.clone();
+        if mapping.is_none() || nested {
+            match file_field_ids(table, file).await? {
+                None if mapping.is_none() => {
+                    return Err(RewriteError::NoFieldIds { path: file.path().to_string() });
+                }
+                Some(ids) if nested => {
+                    if let Some(pruned) = columns::prune_nested(schema, &ids) {
+                        read_with = Arc::new(pruned);
+                    }
+                }
+                _ => {}
+            }
         }
+        out.push(read_with);
     }
-    Ok(())
+    Ok(out)
 }
 
-fn scan_task(table: &Table, file: &LiveFile, name_mapping: Option<Arc<NameMapping>>) -> FileScanTask {
-    let schema = table.metadata().current_schema().clone();
+fn scan_task(
+    table: &Table,
+    file: &LiveFile,
+    schema: SchemaRef,
+    spec_id: i32,
+    partition: &Struct,
+    name_mapping: Option<Arc<NameMapping>>,
+) -> FileScanTask {
     let project_field_ids = schema.as_struct().fields().iter().map(|f| f.id).collect();
     FileScanTask::builder()
         .with_file_size_in_bytes(file.size())
@@ -199,8 +235,10 @@ fn scan_task(table: &Table, file: &LiveFile, name_mapping: Option<Arc<NameMappin
         .with_data_file_format(DataFileFormat::Parquet)
         .with_schema(schema)
         .with_project_field_ids(project_field_ids)
-        .with_partition(Some(file.entry.data_file().partition().clone()))
-        .with_partition_spec(table.metadata().partition_spec_by_id(file.spec_id).cloned())
+        // The group's partition value, typed as the current schema types it (the file's own tuple
+        // may predate a type promotion of the source column).
+        .with_partition(Some(partition.clone()))
+        .with_partition_spec(table.metadata().partition_spec_by_id(spec_id).cloned())
         .with_name_mapping(name_mapping)
         .with_case_sensitive(true)
         .build()
@@ -216,15 +254,20 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
     let expected: u64 = input.files.iter().map(|f| f.records()).sum();
 
     let mapping = name_mapping(table)?;
-    check_field_ids(table, &input.files, mapping.as_deref()).await?;
-    let tasks: Vec<iceberg::Result<FileScanTask>> =
-        input.files.iter().map(|f| Ok(scan_task(table, f, mapping.clone()))).collect();
+    let read_schemas = read_schemas(table, &input.files, mapping.as_deref()).await?;
+    let tasks: Vec<iceberg::Result<FileScanTask>> = input
+        .files
+        .iter()
+        .zip(read_schemas)
+        .map(|(f, s)| Ok(scan_task(table, f, s, input.spec_id, &input.partition, mapping.clone())))
+        .collect();
     let reader =
         table.reader_builder().with_batch_size(BATCH_ROWS).with_data_file_concurrency_limit(2).build();
-    let batches = pipelined(reader.read(futures::stream::iter(tasks).boxed())?.stream());
+    let arrow_schema = Arc::new(schema_to_arrow_schema(&schema)?);
+    let batches =
+        pipelined(reader.read(futures::stream::iter(tasks).boxed())?.stream(), arrow_schema.clone());
 
     let sort = SortPlan::for_table(metadata.default_sort_order(), &schema);
-    let arrow_schema = Arc::new(schema_to_arrow_schema(&schema)?);
     let key = PartitionKey::new(spec.as_ref().clone(), schema.clone(), input.partition.clone());
     let rolling = RollingFileWriterBuilder::new(
         ParquetWriterBuilder::new(writer_properties(table)?, schema.clone()),

@@ -120,3 +120,40 @@ async fn partitions_are_grouped_by_typed_value_not_by_label() {
     assert_both_engines_read(dir.path(), t, &nulls, Some(("s is null", "s IS NULL")));
     assert_both_engines_read(dir.path(), t, &strings, Some(("s == 'null'", "s = 'null'")));
 }
+
+#[tokio::test]
+async fn identity_partitions_are_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = "kinds.identity.events";
+    // identity(region) with NULL, '', 'null', '/', unicode and a plain value: six partitions.
+    create(dir.path(), "identity", t, &[]);
+    let before = scan(dir.path(), t, None);
+    let r = succeeded(&compact(dir.path()).await, t);
+    assert_eq!(r.partitions, 6, "{r:#?}");
+    assert_eq!(scan(dir.path(), t, None)["files"], 6);
+    assert_both_engines_read(dir.path(), t, &before, None);
+    for (py, sql) in [
+        ("region is null", "region IS NULL"),
+        ("region == 'null'", "region = 'null'"),
+        ("region == ''", "region = ''"),
+        ("region == '/'", "region = '/'"),
+    ] {
+        let expected = {
+            let all = crate::support::pyiceberg(dir.path(), &["scan", "--table", t, "--filter", py]);
+            assert!(all["rows"].as_u64().unwrap() > 0, "{py}");
+            all
+        };
+        assert_both_engines_read(dir.path(), t, &expected, Some((py, sql)));
+    }
+}
+
+#[tokio::test]
+async fn fields_added_inside_struct_list_and_map_values_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = "kinds.nested.events";
+    create(dir.path(), "nested", t, &[]);
+    let before = scan(dir.path(), t, None);
+    succeeded(&compact(dir.path()).await, t);
+    assert_eq!(scan(dir.path(), t, None)["files"], 1);
+    assert_both_engines_read(dir.path(), t, &before, None);
+}
