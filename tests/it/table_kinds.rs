@@ -148,6 +148,21 @@ async fn identity_partitions_are_compacted() {
 }
 
 #[tokio::test]
+async fn a_partition_source_promoted_from_int_to_long_is_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = "kinds.promoted.events";
+    // identity(n), n: int → long between appends: old partition tuples hold ints, new ones longs.
+    create(dir.path(), "promote", t, &[]);
+    let before = scan(dir.path(), t, None);
+    let r = succeeded(&compact(dir.path()).await, t);
+    assert_eq!(r.partitions, 2, "int 0 and long 0 are one partition: {r:#?}");
+    assert_eq!(scan(dir.path(), t, None)["files"], 2);
+    assert_both_engines_read(dir.path(), t, &before, None);
+    let ones = scan(dir.path(), t, Some("n == 1"));
+    assert_both_engines_read(dir.path(), t, &ones, Some(("n == 1", "n = 1")));
+}
+
+#[tokio::test]
 async fn fields_added_inside_struct_list_and_map_values_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let t = "kinds.nested.events";
