@@ -31,6 +31,8 @@ pub struct Metrics {
     pub tables_skipped_total: IntCounterVec,
     /// Table leases lost mid-work, by job.
     pub leases_lost_total: IntCounterVec,
+    /// Groups abandoned because their output broke a content invariant (job, table).
+    pub invariant_violations_total: IntCounterVec,
     /// Retention: cutoffs computed (once per tenant, dataset, signal per pass).
     pub retention_cutoffs_computed_total: IntCounterVec,
     /// Retention: partitions (and partition-less files) evaluated against a cutoff.
@@ -251,6 +253,12 @@ impl Metrics {
                 "compactor_leases_lost_total",
                 "Table leases lost while the work ran (another replica took it over, or renewals failed)",
                 &["job"],
+            ),
+            invariant_violations_total: counter(
+                r,
+                "compactor_invariant_violations_total",
+                "Rewrites abandoned before commit because the output's content did not match the inputs'",
+                &["job", "table"],
             ),
             registry,
         }

@@ -59,6 +59,24 @@ pub fn materialize(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
     RecordBatch::try_new(Arc::new(schema), columns)
 }
 
+/// Test fault (`failpoint::COMPACTION_SWAP_COLUMNS`): the values of the first two columns of the same
+/// type trade places, as a reader resolving columns by position would do.
+pub fn swap_first_two_of_a_type(batch: RecordBatch) -> RecordBatch {
+    let fields = batch.schema().fields().clone();
+    for i in 0..fields.len() {
+        for j in i + 1..fields.len() {
+            if fields[i].data_type() == fields[j].data_type()
+                && fields[i].is_nullable() == fields[j].is_nullable()
+            {
+                let mut columns = batch.columns().to_vec();
+                columns.swap(i, j);
+                return RecordBatch::try_new(batch.schema(), columns).unwrap_or(batch);
+            }
+        }
+    }
+    batch
+}
+
 fn expand<R: RunEndIndexType>(run: &RunArray<R>) -> Result<ArrayRef, ArrowError> {
     let logical: Vec<u32> = (0..run.len() as u32).collect();
     let physical: Vec<u32> = run.get_physical_indices(&logical)?.into_iter().map(|i| i as u32).collect();

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::CompactionJob;
+use super::invariants;
 use super::plan::{self, Decision, FileInput, Group, PartitionInput, PlanOptions, SkipReason};
 use super::rewrite::{self, GroupInput, Rewritten};
 use crate::catalog::TableRef;
@@ -319,6 +320,19 @@ async fn run_group(
         None => GroupFailure::Failed(format!("rewrite failed: {e}")),
     })?;
     let outputs: Vec<String> = rewritten.files.iter().map(|f| f.file.file_path().to_string()).collect();
+    let inputs_stats: Vec<&iceberg::spec::DataFile> = w.files.iter().map(|f| f.entry.data_file()).collect();
+    let outputs_stats: Vec<&iceberg::spec::DataFile> = rewritten.files.iter().map(|f| &f.file).collect();
+    if let Err(v) =
+        invariants::check(table.metadata().current_schema(), &p.value, &inputs_stats, &outputs_stats)
+    {
+        error!(
+            table = %t, partition = %p.label, check = v.check, column = %v.column, input = %v.input,
+            output = %v.output, "content invariant violated: group abandoned, nothing committed"
+        );
+        job.metrics.invariant_violations_total.with_label_values(&["compaction", &t.qualified()]).inc();
+        discard_uncommitted(table, &outputs).await;
+        return Err(GroupFailure::Failed(format!("content invariant violated: {v}")));
+    }
     failpoint::hit(failpoint::COMPACTION_BEFORE_SWAP);
     if let Some(hook) = &job.before_commit {
         hook(p.label.clone()).await;

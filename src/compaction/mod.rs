@@ -13,6 +13,7 @@
 
 mod columns;
 mod execute;
+pub mod invariants;
 pub mod plan;
 pub mod rewrite;
 pub mod sort;

@@ -266,6 +266,12 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
     let arrow_schema = Arc::new(schema_to_arrow_schema(&schema)?);
     let batches =
         pipelined(reader.read(futures::stream::iter(tasks).boxed())?.stream(), arrow_schema.clone());
+    let qualified = format!("{}.{}", table.identifier().namespace().join("."), table.identifier().name());
+    let batches = if crate::failpoint::is_armed(crate::failpoint::COMPACTION_SWAP_COLUMNS, &qualified) {
+        batches.map_ok(columns::swap_first_two_of_a_type).boxed()
+    } else {
+        batches
+    };
 
     let sort = SortPlan::for_table(metadata.default_sort_order(), &schema);
     let key = PartitionKey::new(spec.as_ref().clone(), schema.clone(), input.partition.clone());

@@ -637,3 +637,40 @@ async fn a_panic_in_one_table_fails_that_table_only_and_the_next_tick_runs() {
         assert!(error.unwrap().contains("panicked: failpoint compaction-panic"), "the panic is recorded");
     }
 }
+
+#[tokio::test]
+async fn a_content_invariant_violation_commits_nothing_and_deletes_its_outputs() {
+    use signaldb_compactor::failpoint;
+    let dir = tempfile::tempdir().unwrap();
+    // A unique tenant: the fault is armed for the whole test binary.
+    let t = "swapped.prod.traces";
+    pyiceberg(dir.path(), &["create", "--table", t, "--rows", "60", "--appends", "6"]);
+    let before = pyiceberg(dir.path(), &["scan", "--table", t]);
+    // The reader swaps trace_id and service_name (both required strings): same row count, wrong content.
+    failpoint::arm(failpoint::COMPACTION_SWAP_COLUMNS, t);
+    let ctx = context(dir.path(), chrono::Utc::now(), |_| {}).await;
+    let table = ctx.catalog.discover().await.unwrap().remove(0);
+    let location = ctx.catalog.metadata_location(&table.ident).await.unwrap();
+
+    let report = run(&ctx, Mode::Execute).await;
+    let r = &report.tables[0];
+    assert!(matches!(r.status, TableStatus::Failed { .. }), "{r:#?}");
+    assert_eq!(r.partition_reports.len(), 3, "{r:#?}");
+    for p in &r.partition_reports {
+        assert!(
+            matches!(&p.status, PartitionStatus::Failed { error } if error.starts_with("content invariant violated")),
+            "{p:#?}"
+        );
+    }
+    assert_eq!(ctx.catalog.metadata_location(&table.ident).await.unwrap(), location, "nothing committed");
+    let after = pyiceberg(dir.path(), &["scan", "--table", t]);
+    assert_eq!(
+        (&after["checksum"], &after["operation"]),
+        (&before["checksum"], &serde_json::json!("append"))
+    );
+    let written = snapshot_bytes(&dir.path().join("warehouse"));
+    assert!(written.iter().all(|(p, _)| !p.to_string_lossy().contains("/compact-")), "outputs deleted");
+    assert!(ctx.metrics.render().contains(
+        "compactor_invariant_violations_total{job=\"compaction\",table=\"swapped.prod.traces\"} 3"
+    ));
+}
