@@ -11,6 +11,10 @@ pub struct Metrics {
     /// Passes that failed (an error, or at least one table failed), per job.
     pub pass_failures_total: IntCounterVec,
     pub pass_duration_seconds: HistogramVec,
+    /// 1 while a job's pass runs past `[compactor] pass_deadline`, else 0.
+    pub pass_overdue: IntGaugeVec,
+    /// Passes that ran past the deadline, per job.
+    pub passes_overdue_total: IntCounterVec,
     /// Unix time of the last pass that finished without failure, per job.
     pub last_success_timestamp_seconds: IntGaugeVec,
     /// Tables found in the catalog at the last discovery, per signal.
@@ -102,6 +106,18 @@ impl Metrics {
                 r,
                 "compactor_pass_failures_total",
                 "Passes that failed or had a failing table, by job",
+                &["job"],
+            ),
+            pass_overdue: gauge(
+                r,
+                "compactor_pass_overdue",
+                "1 while the job's pass runs past [compactor] pass_deadline, else 0",
+                &["job"],
+            ),
+            passes_overdue_total: counter(
+                r,
+                "compactor_passes_overdue_total",
+                "Passes that ran past [compactor] pass_deadline, by job",
                 &["job"],
             ),
             pass_duration_seconds: histogram(

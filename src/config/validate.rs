@@ -236,6 +236,7 @@ fn service(raw: &RawCompactor, dry_run: bool) -> Result<ServiceConfig> {
     Ok(ServiceConfig {
         dry_run,
         shutdown_timeout: positive_duration("compactor.shutdown_timeout", raw.shutdown_timeout, secs(30))?,
+        pass_deadline: positive_duration("compactor.pass_deadline", raw.pass_deadline, secs(6 * HOUR))?,
         log_format,
         audit_retention: secs(
             at_least("compactor.audit_retention_days", raw.audit_retention_days, 30, 1)? * DAY,

@@ -77,8 +77,25 @@ pub async fn run_pass(
     // Failure series exist (at 0) from the first pass, so `increase()` alerts see them.
     metrics.pass_failures_total.with_label_values(&[job_label]);
     let started = Instant::now();
+    metrics.pass_overdue.with_label_values(&[job_label]).set(0);
     // A panic outside any table's work (tables contain their own) fails the pass, never the loop.
-    let outcome = match std::panic::AssertUnwindSafe(job.run_once(request, cancel)).catch_unwind().await {
+    let pass = std::panic::AssertUnwindSafe(job.run_once(request, cancel)).catch_unwind();
+    tokio::pin!(pass);
+    let caught = match status.pass_deadline() {
+        Some(deadline) => tokio::select! {
+            caught = &mut pass => caught,
+            _ = tokio::time::sleep(deadline) => {
+                warn!(deadline = %humantime::format_duration(deadline), "pass running past its deadline");
+                status.pass_overdue(kind);
+                metrics.pass_overdue.with_label_values(&[job_label]).set(1);
+                metrics.passes_overdue_total.with_label_values(&[job_label]).inc();
+                pass.await
+            }
+        },
+        None => pass.await,
+    };
+    metrics.pass_overdue.with_label_values(&[job_label]).set(0);
+    let outcome = match caught {
         Ok(outcome) => outcome,
         Err(payload) => {
             Err(JobError::Other(format!("pass panicked: {}", crate::job::panic_message(payload.as_ref()))))
@@ -315,6 +332,65 @@ mod tests {
         assert_eq!(s.last_error.as_deref(), Some("pass panicked: pass 2 hit a bug"));
         cancel.cancel();
         handle.await.unwrap();
+    }
+
+    /// A job whose pass takes two hours.
+    struct SlowJob;
+
+    #[async_trait]
+    impl Job for SlowJob {
+        fn kind(&self) -> JobKind {
+            JobKind::Compaction
+        }
+        fn interval(&self) -> Duration {
+            Duration::from_secs(60)
+        }
+        fn mode(&self) -> Mode {
+            Mode::DryRun
+        }
+        async fn run_once(
+            &self,
+            request: &PassRequest,
+            _: &CancellationToken,
+        ) -> Result<PassReport, JobError> {
+            tokio::time::sleep(Duration::from_secs(7200)).await;
+            Ok(PassReport {
+                job: JobKind::Compaction,
+                mode: request.mode,
+                started_at: Utc::now(),
+                finished_at: Utc::now(),
+                tables: vec![],
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pass_past_its_deadline_is_shown_overdue_until_it_ends() {
+        let status = Arc::new(StatusBoard::new(&[(JobKind::Compaction, true)]));
+        status.set_pass_deadline(Duration::from_secs(3600));
+        let metrics = Metrics::new(prometheus::Registry::new());
+        let pass = tokio::spawn({
+            let (status, metrics) = (status.clone(), metrics.clone());
+            async move {
+                let request = PassRequest::all(Mode::DryRun);
+                run_pass(&SlowJob, &request, &CancellationToken::new(), &status, &metrics).await;
+            }
+        });
+        let overdue = |m: &Metrics| m.pass_overdue.with_label_values(&["compaction"]).get();
+        settle().await; // the pass has started and armed its deadline
+        tokio::time::advance(Duration::from_secs(3599)).await;
+        settle().await;
+        assert!(!status.snapshot()[0].overdue);
+        assert_eq!(overdue(&metrics), 0);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        settle().await;
+        assert!(status.snapshot()[0].overdue && status.snapshot()[0].running);
+        assert_eq!(overdue(&metrics), 1);
+        assert_eq!(metrics.passes_overdue_total.with_label_values(&["compaction"]).get(), 1);
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        pass.await.unwrap();
+        assert!(!status.snapshot()[0].overdue && !status.snapshot()[0].running);
+        assert_eq!(overdue(&metrics), 0);
     }
 
     #[tokio::test(start_paused = true)]
