@@ -413,6 +413,11 @@ impl TablePass {
 
     /// Runs `work` inside an audit row and a `table` span (run id, job, tenant, dataset, table); the
     /// caller already holds the table's lock.
+    ///
+    /// A panic in `work` (a bug here or in a dependency) is contained to this table: it is logged with
+    /// the table and reported as a failed table (audit row, pass failure, `/status`), and the pass goes
+    /// on with the next table. Whatever the work had written but not committed is left to the orphan
+    /// cleaner.
     pub async fn record(
         &self,
         run_type: crate::audit::RunType,
@@ -420,10 +425,33 @@ impl TablePass {
         table: &TableRef,
         work: impl std::future::Future<Output = TableReport>,
     ) -> TableReport {
+        use futures::FutureExt;
         let record = self.audit.start(run_type, table, self.clock.now()).await;
         let span = crate::audit::table_span(run_type.as_str(), record.run_id(), table);
-        let report = tracing::Instrument::instrument(work, span).await;
+        let caught = tracing::Instrument::instrument(std::panic::AssertUnwindSafe(work).catch_unwind(), span);
+        let report = match caught.await {
+            Ok(report) => report,
+            Err(payload) => {
+                let message = panic_message(payload.as_ref());
+                tracing::error!(
+                    job = run_type.as_str(),
+                    table = %table,
+                    panic = %message,
+                    "table work panicked; recorded as failed, the pass goes on"
+                );
+                TableReport::new(table, TableStatus::Failed { error: format!("panicked: {message}") })
+            }
+        };
         self.audit.finish(record, mode, &report, self.clock.now()).await;
         report
     }
+}
+
+/// The message of a caught panic (`panic!` with a literal or a formatted string), else a placeholder.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }

@@ -11,6 +11,10 @@ pub struct Metrics {
     /// Passes that failed (an error, or at least one table failed), per job.
     pub pass_failures_total: IntCounterVec,
     pub pass_duration_seconds: HistogramVec,
+    /// 1 while a job's pass runs past `[compactor] pass_deadline`, else 0.
+    pub pass_overdue: IntGaugeVec,
+    /// Passes that ran past the deadline, per job.
+    pub passes_overdue_total: IntCounterVec,
     /// Unix time of the last pass that finished without failure, per job.
     pub last_success_timestamp_seconds: IntGaugeVec,
     /// Tables found in the catalog at the last discovery, per signal.
@@ -31,6 +35,8 @@ pub struct Metrics {
     pub tables_skipped_total: IntCounterVec,
     /// Table leases lost mid-work, by job.
     pub leases_lost_total: IntCounterVec,
+    /// Groups abandoned because their output broke a content invariant (job, table).
+    pub invariant_violations_total: IntCounterVec,
     /// Retention: cutoffs computed (once per tenant, dataset, signal per pass).
     pub retention_cutoffs_computed_total: IntCounterVec,
     /// Retention: partitions (and partition-less files) evaluated against a cutoff.
@@ -100,6 +106,18 @@ impl Metrics {
                 r,
                 "compactor_pass_failures_total",
                 "Passes that failed or had a failing table, by job",
+                &["job"],
+            ),
+            pass_overdue: gauge(
+                r,
+                "compactor_pass_overdue",
+                "1 while the job's pass runs past [compactor] pass_deadline, else 0",
+                &["job"],
+            ),
+            passes_overdue_total: counter(
+                r,
+                "compactor_passes_overdue_total",
+                "Passes that ran past [compactor] pass_deadline, by job",
                 &["job"],
             ),
             pass_duration_seconds: histogram(
@@ -251,6 +269,12 @@ impl Metrics {
                 "compactor_leases_lost_total",
                 "Table leases lost while the work ran (another replica took it over, or renewals failed)",
                 &["job"],
+            ),
+            invariant_violations_total: counter(
+                r,
+                "compactor_invariant_violations_total",
+                "Rewrites abandoned before commit because the output's content did not match the inputs'",
+                &["job", "table"],
             ),
             registry,
         }

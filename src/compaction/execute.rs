@@ -4,7 +4,7 @@
 //! starts from the table as the previous one left it, so groups do not conflict with each other) and
 //! every commit attempt is revalidated against the table as it is then.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::CompactionJob;
+use super::invariants;
 use super::plan::{self, Decision, FileInput, Group, PartitionInput, PlanOptions, SkipReason};
 use super::rewrite::{self, GroupInput, Rewritten};
 use crate::catalog::TableRef;
@@ -42,31 +43,44 @@ struct Partition<'a> {
     files: Vec<&'a LiveFile>,
 }
 
-/// Groups live data files by (spec id, partition value), in a stable order.
+/// A file's partition value typed as the current schema types it (see [`partition::coerce`]).
+fn typed_value(table: &Table, file: &LiveFile) -> Struct {
+    let md = table.metadata();
+    let value = file.entry.data_file().partition();
+    match md.partition_spec_by_id(file.spec_id) {
+        Some(spec) => partition::coerce(spec, md.current_schema(), value),
+        None => value.clone(),
+    }
+}
+
+/// Groups live data files by (spec id, typed partition value), in a stable order. Never by label:
+/// `NULL` and the string `"null"` print alike, and so can multi-field labels.
 fn partitions<'a>(table: &Table, inventory: &'a Inventory) -> Vec<Partition<'a>> {
     let md = table.metadata();
     let schema = md.current_schema();
-    let mut by_key: BTreeMap<(i32, String), Partition<'a>> = BTreeMap::new();
+    let mut index: HashMap<(i32, Struct), usize> = HashMap::new();
+    let mut parts: Vec<Partition<'a>> = Vec::new();
     for file in &inventory.data {
-        let value = file.entry.data_file().partition().clone();
-        let label = md
-            .partition_spec_by_id(file.spec_id)
-            .map(|spec| partition::label(spec, schema, &value))
-            .unwrap_or_else(|| format!("spec{}:{value:?}", file.spec_id));
-        by_key
-            .entry((file.spec_id, label.clone()))
-            .or_insert_with(|| Partition { spec_id: file.spec_id, value, label, files: Vec::new() })
-            .files
-            .push(file);
+        let value = typed_value(table, file);
+        let i = *index.entry((file.spec_id, value.clone())).or_insert_with(|| {
+            let label = md
+                .partition_spec_by_id(file.spec_id)
+                .map(|spec| partition::label(spec, schema, &value))
+                .unwrap_or_else(|| format!("spec{}:{value:?}", file.spec_id));
+            parts.push(Partition { spec_id: file.spec_id, value, label, files: Vec::new() });
+            parts.len() - 1
+        });
+        parts[i].files.push(file);
     }
-    by_key.into_values().collect()
+    parts.sort_by(|a, b| (a.spec_id, &a.label).cmp(&(b.spec_id, &b.label)));
+    parts
 }
 
 /// Whether a delete file may apply to rows of partition (`spec_id`, `value`): same partition, or a
 /// delete file of an unpartitioned spec (global).
-fn delete_applies(delete: &LiveFile, spec_id: i32, value: &Struct) -> bool {
-    let p = delete.entry.data_file().partition();
-    p.fields().is_empty() || (delete.spec_id == spec_id && p == value)
+fn delete_applies(table: &Table, delete: &LiveFile, spec_id: i32, value: &Struct) -> bool {
+    delete.entry.data_file().partition().fields().is_empty()
+        || (delete.spec_id == spec_id && typed_value(table, delete) == *value)
 }
 
 fn planner_input(table: &Table, inventory: &Inventory, p: &Partition<'_>) -> PartitionInput {
@@ -88,7 +102,11 @@ fn planner_input(table: &Table, inventory: &Inventory, p: &Partition<'_>) -> Par
                 parquet: f.entry.file_format() == iceberg::spec::DataFileFormat::Parquet,
             })
             .collect(),
-        delete_files: inventory.deletes.iter().filter(|d| delete_applies(d, p.spec_id, &p.value)).count(),
+        delete_files: inventory
+            .deletes
+            .iter()
+            .filter(|d| delete_applies(table, d, p.spec_id, &p.value))
+            .count(),
     }
 }
 
@@ -262,6 +280,8 @@ struct GroupDone {
 /// A group that did not commit: abandoned cleanly (the table moved on) or failed.
 enum GroupFailure {
     Abandoned(String),
+    /// Deliberately not rewritten (e.g. `no_field_ids`); nothing was written.
+    Skipped(&'static str),
     Failed(String),
 }
 
@@ -288,38 +308,61 @@ async fn run_group(
         memory_limit: job.config.memory_limit_bytes,
     })
     .await
-    .map_err(|e| GroupFailure::Failed(format!("rewrite failed: {e}")))?;
+    .map_err(|e| match e.skip_reason() {
+        Some(reason) => {
+            warn!(table = %t, partition = %p.label, reason, error = %e, "partition skipped");
+            job.metrics
+                .partitions_skipped_total
+                .with_label_values(&[&t.tenant, &t.dataset, t.signal.as_str(), reason])
+                .inc();
+            GroupFailure::Skipped(reason)
+        }
+        None => GroupFailure::Failed(format!("rewrite failed: {e}")),
+    })?;
     let outputs: Vec<String> = rewritten.files.iter().map(|f| f.file.file_path().to_string()).collect();
+    let inputs_stats: Vec<&iceberg::spec::DataFile> = w.files.iter().map(|f| f.entry.data_file()).collect();
+    let outputs_stats: Vec<&iceberg::spec::DataFile> = rewritten.files.iter().map(|f| &f.file).collect();
+    if let Err(v) =
+        invariants::check(table.metadata().current_schema(), &p.value, &inputs_stats, &outputs_stats)
+    {
+        error!(
+            table = %t, partition = %p.label, check = v.check, column = %v.column, input = %v.input,
+            output = %v.output, "content invariant violated: group abandoned, nothing committed"
+        );
+        job.metrics.invariant_violations_total.with_label_values(&["compaction", &t.qualified()]).inc();
+        discard_uncommitted(table, &outputs).await;
+        return Err(GroupFailure::Failed(format!("content invariant violated: {v}")));
+    }
     failpoint::hit(failpoint::COMPACTION_BEFORE_SWAP);
     if let Some(hook) = &job.before_commit {
         hook(p.label.clone()).await;
     }
+    failpoint::panic_point(failpoint::COMPACTION_PANIC, &t.qualified());
 
     let inputs: HashSet<String> = w.files.iter().map(|f| f.path().to_string()).collect();
-    let rebase = |current: &Table, inv: &Inventory| -> Result<Change, String> {
-        if current.metadata().current_schema_id() != start.schema_id {
-            return Err("the table schema changed since the rewrite started".into());
-        }
-        let live: HashSet<&str> = inv.data.iter().map(|f| f.path()).collect();
-        if let Some(gone) = inputs.iter().find(|i| !live.contains(i.as_str())) {
-            return Err(format!("input {gone} is no longer live (removed by a concurrent commit)"));
-        }
-        if let Some(d) = inv
-            .deletes
-            .iter()
-            .find(|d| delete_applies(d, p.spec_id, &p.value) && !start.deletes.contains(d.path()))
-        {
-            return Err(format!("delete file {} was committed to the partition meanwhile", d.path()));
-        }
-        Ok(Change::Snapshot(SnapshotChange {
-            operation: Operation::Replace,
-            remove: inputs.clone(),
-            add: rewritten.files.clone(),
-            added_data_sequence_number: start.sequence_number,
-            summary: [("signaldb.compactor.version".to_string(), env!("CARGO_PKG_VERSION").to_string())]
-                .into(),
-        }))
-    };
+    let rebase =
+        |current: &Table, inv: &Inventory| -> Result<Change, String> {
+            if current.metadata().current_schema_id() != start.schema_id {
+                return Err("the table schema changed since the rewrite started".into());
+            }
+            let live: HashSet<&str> = inv.data.iter().map(|f| f.path()).collect();
+            if let Some(gone) = inputs.iter().find(|i| !live.contains(i.as_str())) {
+                return Err(format!("input {gone} is no longer live (removed by a concurrent commit)"));
+            }
+            if let Some(d) = inv.deletes.iter().find(|d| {
+                delete_applies(current, d, p.spec_id, &p.value) && !start.deletes.contains(d.path())
+            }) {
+                return Err(format!("delete file {} was committed to the partition meanwhile", d.path()));
+            }
+            Ok(Change::Snapshot(SnapshotChange {
+                operation: Operation::Replace,
+                remove: inputs.clone(),
+                add: rewritten.files.clone(),
+                added_data_sequence_number: start.sequence_number,
+                summary: [("signaldb.compactor.version".to_string(), env!("CARGO_PKG_VERSION").to_string())]
+                    .into(),
+            }))
+        };
     let policy = RetryPolicy::configured(&job.config);
     let mut guard = latest.lock().await;
     let (base_table, base_inventory) = guard.clone();
@@ -449,6 +492,12 @@ fn merge_results(
                         entry.status = PartitionStatus::Skipped { reason: format!("abandoned: {why}") }
                     }
                     GroupFailure::Abandoned(_) => {}
+                    GroupFailure::Skipped(reason)
+                        if !matches!(entry.status, PartitionStatus::Failed { .. }) =>
+                    {
+                        entry.status = PartitionStatus::Skipped { reason: reason.to_string() }
+                    }
+                    GroupFailure::Skipped(_) => {}
                 }
             }
         }

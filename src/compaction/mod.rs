@@ -11,7 +11,9 @@
 //! apply to the partition, or the schema changed. Outputs keep the data sequence number of the snapshot
 //! the rewrite started from. Partitions with delete files are skipped (`has_delete_files`).
 
+mod columns;
 mod execute;
+pub mod invariants;
 pub mod plan;
 pub mod rewrite;
 pub mod sort;

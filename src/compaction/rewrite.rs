@@ -5,21 +5,29 @@
 //! Hazard: the row count written must equal the row count read and the manifests' record counts; any
 //! mismatch fails the group before anything is committed.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
+use iceberg::arrow::ArrowFileReader;
 use iceberg::arrow::schema_to_arrow_schema;
+use iceberg::io::FileMetadata;
 use iceberg::scan::FileScanTask;
-use iceberg::spec::{DataFile, DataFileBuilder, DataFileFormat, PartitionKey, SortOrderRef, Struct};
+use iceberg::spec::{
+    DEFAULT_SCHEMA_NAME_MAPPING, DataFile, DataFileBuilder, DataFileFormat, NameMapping, PartitionKey,
+    SchemaRef, SortOrderRef, Struct,
+};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use super::columns;
 use super::sort::{SortPlan, sort_batches};
 use crate::table::{AddedFile, LiveFile};
 
@@ -38,6 +46,24 @@ pub enum RewriteError {
     Iceberg(#[from] iceberg::Error),
     #[error("sort: {0}")]
     Sort(String),
+    /// An input file has no Parquet field ids and the table no name mapping to resolve its columns:
+    /// reading it by position could shift values between columns, so the group is left alone.
+    #[error("{path} has no field ids and the table has no schema.name-mapping.default")]
+    NoFieldIds { path: String },
+    #[error("reading the footer of {path}: {source}")]
+    Footer { path: String, source: parquet::errors::ParquetError },
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+}
+
+impl RewriteError {
+    /// The skip reason when the group was deliberately not rewritten (not a failure).
+    pub fn skip_reason(&self) -> Option<&'static str> {
+        match self {
+            RewriteError::NoFieldIds { .. } => Some("no_field_ids"),
+            _ => None,
+        }
+    }
 }
 
 /// What one group's rewrite produced.
@@ -109,10 +135,20 @@ const PIPELINE_DEPTH: usize = 4;
 
 /// Decodes the input on its own task so reading and writing use both cores; the bounded channel keeps
 /// at most `PIPELINE_DEPTH` batches in flight.
-fn pipelined(mut input: iceberg::scan::ArrowRecordBatchStream) -> iceberg::scan::ArrowRecordBatchStream {
+/// Batches are made writable on the way ([`columns::materialize`], [`columns::conform`] to `target`).
+fn pipelined(
+    mut input: iceberg::scan::ArrowRecordBatchStream,
+    target: arrow_schema::SchemaRef,
+) -> iceberg::scan::ArrowRecordBatchStream {
     let (tx, rx) = tokio::sync::mpsc::channel(PIPELINE_DEPTH);
     tokio::spawn(async move {
         while let Some(item) = input.next().await {
+            let item = item.and_then(|batch| {
+                columns::materialize(batch).and_then(|b| columns::conform(b, &target)).map_err(|e| {
+                    iceberg::Error::new(iceberg::ErrorKind::Unexpected, "making the batch writable")
+                        .with_source(e)
+                })
+            });
             if tx.send(item).await.is_err() {
                 break; // the writer stopped: stop reading
             }
@@ -121,8 +157,74 @@ fn pipelined(mut input: iceberg::scan::ArrowRecordBatchStream) -> iceberg::scan:
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
 }
 
-fn scan_task(table: &Table, file: &LiveFile) -> FileScanTask {
-    let schema = table.metadata().current_schema().clone();
+/// The table's `schema.name-mapping.default`, which resolves the columns of files written without
+/// Parquet field ids (imported with PyIceberg `add_files`, Hive migrations).
+fn name_mapping(table: &Table) -> Result<Option<Arc<NameMapping>>, RewriteError> {
+    let Some(raw) = table.metadata().properties().get(DEFAULT_SCHEMA_NAME_MAPPING) else {
+        return Ok(None);
+    };
+    serde_json::from_str::<NameMapping>(raw).map(|m| Some(Arc::new(m))).map_err(|e| {
+        RewriteError::BadProperty {
+            key: DEFAULT_SCHEMA_NAME_MAPPING,
+            value: raw.chars().take(80).collect(),
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// The field ids a Parquet file carries, or `None` if it has none (the same test as iceberg's reader
+/// and Java's `ParquetSchemaUtil.hasIds`: the first top-level column has one). Reads only the footer.
+async fn file_field_ids(table: &Table, file: &LiveFile) -> Result<Option<HashSet<i32>>, RewriteError> {
+    let footer = |source| RewriteError::Footer { path: file.path().to_string(), source };
+    let reader = table.file_io().new_input(file.path())?.reader().await?;
+    let mut reader = ArrowFileReader::new(FileMetadata { size: file.size() }, reader);
+    let metadata = reader.get_metadata(None).await.map_err(footer)?;
+    let root = metadata.file_metadata().schema_descr().root_schema();
+    if root.get_fields().first().is_some_and(|f| !f.get_basic_info().has_id()) {
+        return Ok(None);
+    }
+    Ok(Some(columns::parquet_field_ids(root)))
+}
+
+/// The schema to read each input with: the current one, or (for a file written before fields were
+/// added inside nested columns) the current one without them. Refuses inputs the reader could only
+/// resolve by column position (no field ids, no name mapping). Footers are read only when needed.
+async fn read_schemas(
+    table: &Table,
+    files: &[&LiveFile],
+    mapping: Option<&NameMapping>,
+) -> Result<Vec<SchemaRef>, RewriteError> {
+    let schema = table.metadata().current_schema();
+    let nested = columns::has_nested(schema);
+    let mut out = Vec::with_capacity(files.len());
+    for file in files {
+        let mut read_with = schema.clone();
+        if mapping.is_none() || nested {
+            match file_field_ids(table, file).await? {
+                None if mapping.is_none() => {
+                    return Err(RewriteError::NoFieldIds { path: file.path().to_string() });
+                }
+                Some(ids) if nested => {
+                    if let Some(pruned) = columns::prune_nested(schema, &ids) {
+                        read_with = Arc::new(pruned);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push(read_with);
+    }
+    Ok(out)
+}
+
+fn scan_task(
+    table: &Table,
+    file: &LiveFile,
+    schema: SchemaRef,
+    spec_id: i32,
+    partition: &Struct,
+    name_mapping: Option<Arc<NameMapping>>,
+) -> FileScanTask {
     let project_field_ids = schema.as_struct().fields().iter().map(|f| f.id).collect();
     FileScanTask::builder()
         .with_file_size_in_bytes(file.size())
@@ -133,8 +235,11 @@ fn scan_task(table: &Table, file: &LiveFile) -> FileScanTask {
         .with_data_file_format(DataFileFormat::Parquet)
         .with_schema(schema)
         .with_project_field_ids(project_field_ids)
-        .with_partition(Some(file.entry.data_file().partition().clone()))
-        .with_partition_spec(table.metadata().partition_spec_by_id(file.spec_id).cloned())
+        // The group's partition value, typed as the current schema types it (the file's own tuple
+        // may predate a type promotion of the source column).
+        .with_partition(Some(partition.clone()))
+        .with_partition_spec(table.metadata().partition_spec_by_id(spec_id).cloned())
+        .with_name_mapping(name_mapping)
         .with_case_sensitive(true)
         .build()
 }
@@ -148,14 +253,27 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
         metadata.partition_spec_by_id(input.spec_id).ok_or(RewriteError::UnknownSpec(input.spec_id))?;
     let expected: u64 = input.files.iter().map(|f| f.records()).sum();
 
-    let tasks: Vec<iceberg::Result<FileScanTask>> =
-        input.files.iter().map(|f| Ok(scan_task(table, f))).collect();
+    let mapping = name_mapping(table)?;
+    let read_schemas = read_schemas(table, &input.files, mapping.as_deref()).await?;
+    let tasks: Vec<iceberg::Result<FileScanTask>> = input
+        .files
+        .iter()
+        .zip(read_schemas)
+        .map(|(f, s)| Ok(scan_task(table, f, s, input.spec_id, &input.partition, mapping.clone())))
+        .collect();
     let reader =
         table.reader_builder().with_batch_size(BATCH_ROWS).with_data_file_concurrency_limit(2).build();
-    let batches = pipelined(reader.read(futures::stream::iter(tasks).boxed())?.stream());
+    let arrow_schema = Arc::new(schema_to_arrow_schema(&schema)?);
+    let batches =
+        pipelined(reader.read(futures::stream::iter(tasks).boxed())?.stream(), arrow_schema.clone());
+    let qualified = format!("{}.{}", table.identifier().namespace().join("."), table.identifier().name());
+    let batches = if crate::failpoint::is_armed(crate::failpoint::COMPACTION_SWAP_COLUMNS, &qualified) {
+        batches.map_ok(columns::swap_first_two_of_a_type).boxed()
+    } else {
+        batches
+    };
 
     let sort = SortPlan::for_table(metadata.default_sort_order(), &schema);
-    let arrow_schema = Arc::new(schema_to_arrow_schema(&schema)?);
     let key = PartitionKey::new(spec.as_ref().clone(), schema.clone(), input.partition.clone());
     let rolling = RollingFileWriterBuilder::new(
         ParquetWriterBuilder::new(writer_properties(table)?, schema.clone()),

@@ -141,6 +141,9 @@ pub struct ServiceConfig {
     pub dry_run: bool,
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// `pass_deadline`: a pass of any job still running after this long is reported overdue.
+    #[serde(with = "humantime_serde")]
+    pub pass_deadline: Duration,
     pub log_format: LogFormat,
     /// `compactor_runs` rows older than this are deleted.
     #[serde(with = "humantime_serde")]

@@ -63,6 +63,9 @@ pub struct RawCompactor {
     pub commit_retry_backoff: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub shutdown_timeout: Option<Duration>,
+    /// A pass still running after this long is reported overdue (`/status`, a metric).
+    #[serde(default, with = "humantime_serde")]
+    pub pass_deadline: Option<Duration>,
     pub log_format: Option<String>,
     pub audit_retention_days: Option<u64>,
     /// Replicas: how long a table lease lasts without renewal.

@@ -29,6 +29,7 @@ fn defaults_are_safe() {
     assert_eq!(c.compaction.partition_lateness, Duration::from_secs(600));
     assert_eq!(c.http.listen.to_string(), "0.0.0.0:9091");
     assert_eq!(c.service.shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(c.service.pass_deadline, Duration::from_secs(6 * 3600));
     assert_eq!(c.catalog.name, "signaldb");
 }
 

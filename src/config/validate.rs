@@ -341,6 +341,12 @@ fn service(raw: &RawCompactor, dry_run: bool) -> Result<ServiceConfig> {
             secs(30),
             MAX_SHORT_WAIT,
         )?,
+        pass_deadline: positive_duration(
+            "compactor.pass_deadline",
+            raw.pass_deadline,
+            secs(6 * HOUR),
+            MAX_INTERVAL,
+        )?,
         log_format,
         audit_retention: checked_units(
             "compactor.audit_retention_days",

@@ -166,6 +166,7 @@ pub async fn run_jobs(
     jobs: Vec<(Arc<dyn Job>, bool)>,
     status: Arc<StatusBoard>,
 ) -> anyhow::Result<()> {
+    status.set_pass_deadline(ctx.config.service.pass_deadline);
     match ctx.discover().await {
         Ok(tables) => info!(tables = tables.len(), "catalog discovered"),
         Err(e) => warn!(error = %e, "catalog discovery failed at startup; loops will retry"),

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use futures::FutureExt;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::status::StatusBoard;
 use crate::clock::Clock;
-use crate::job::{Job, PassRequest};
+use crate::job::{Job, JobError, PassRequest, TableStatus};
 use crate::metrics::Metrics;
 
 /// Runs `job` every `job.interval()` until `cancel` fires, only inside its maintenance window if it
@@ -78,7 +79,30 @@ pub async fn run_pass(
     // Failure series exist (at 0) from the first pass, so `increase()` alerts see them.
     metrics.pass_failures_total.with_label_values(&[job_label]);
     let started = Instant::now();
-    let outcome = job.run_once(request, cancel).await;
+    metrics.pass_overdue.with_label_values(&[job_label]).set(0);
+    // A panic outside any table's work (tables contain their own) fails the pass, never the loop.
+    let pass = std::panic::AssertUnwindSafe(job.run_once(request, cancel)).catch_unwind();
+    tokio::pin!(pass);
+    let caught = match status.pass_deadline() {
+        Some(deadline) => tokio::select! {
+            caught = &mut pass => caught,
+            _ = tokio::time::sleep(deadline) => {
+                warn!(deadline = %humantime::format_duration(deadline), "pass running past its deadline");
+                status.pass_overdue(kind);
+                metrics.pass_overdue.with_label_values(&[job_label]).set(1);
+                metrics.passes_overdue_total.with_label_values(&[job_label]).inc();
+                pass.await
+            }
+        },
+        None => pass.await,
+    };
+    metrics.pass_overdue.with_label_values(&[job_label]).set(0);
+    let outcome = match caught {
+        Ok(outcome) => outcome,
+        Err(payload) => {
+            Err(JobError::Other(format!("pass panicked: {}", crate::job::panic_message(payload.as_ref()))))
+        }
+    };
     let elapsed = started.elapsed();
     metrics.pass_duration_seconds.with_label_values(&[job_label]).observe(elapsed.as_secs_f64());
     match &outcome {
@@ -93,6 +117,12 @@ pub async fn run_pass(
         }
         Ok(report) => {
             let failed = report.failed_tables();
+            let names: Vec<&str> = report
+                .tables
+                .iter()
+                .filter(|t| matches!(t.status, TableStatus::Failed { .. }))
+                .map(|t| t.table.as_str())
+                .collect();
             metrics.passes_total.with_label_values(&[job_label, "partial"]).inc();
             metrics.pass_failures_total.with_label_values(&[job_label]).inc();
             warn!(
@@ -101,7 +131,7 @@ pub async fn run_pass(
                 elapsed_ms = ms(elapsed),
                 "pass finished with failing tables"
             );
-            status.pass_finished(kind, Err(format!("{failed} table(s) failed")));
+            status.pass_finished(kind, Err(format!("{failed} table(s) failed: {}", names.join(", "))));
         }
         Err(e) => {
             metrics.passes_total.with_label_values(&[job_label, "failed"]).inc();
@@ -131,7 +161,7 @@ mod tests {
 
     use super::*;
     use crate::config::Mode;
-    use crate::job::{JobError, JobKind, PassReport};
+    use crate::job::{JobKind, PassReport};
 
     /// A job that counts its passes and fails every `fail_every`-th one.
     struct CountingJob {
@@ -266,6 +296,112 @@ mod tests {
         assert_eq!(loop_status.failures, 2);
         cancel.cancel();
         handle.await.unwrap();
+    }
+
+    /// A job whose every pass panics outside any table's work.
+    struct PanickingJob(AtomicUsize);
+
+    #[async_trait]
+    impl Job for PanickingJob {
+        fn kind(&self) -> JobKind {
+            JobKind::Compaction
+        }
+        fn interval(&self) -> Duration {
+            Duration::from_secs(60)
+        }
+        fn mode(&self) -> Mode {
+            Mode::DryRun
+        }
+        async fn run_once(&self, _: &PassRequest, _: &CancellationToken) -> Result<PassReport, JobError> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+            panic!("pass {n} hit a bug");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_pass_is_counted_and_the_next_tick_runs() {
+        let job = Arc::new(PanickingJob(AtomicUsize::new(0)));
+        let status = Arc::new(StatusBoard::new(&[(JobKind::Compaction, true)]));
+        let metrics = Metrics::new(prometheus::Registry::new());
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(run_periodic(
+            job.clone(),
+            cancel.clone(),
+            status.clone(),
+            metrics.clone(),
+            system(),
+        ));
+        settle().await;
+        tokio::time::advance(Duration::from_secs(60)).await;
+        settle().await;
+        assert_eq!(job.0.load(Ordering::SeqCst), 2, "the loop survived the first panic");
+        assert_eq!(metrics.pass_failures_total.with_label_values(&["compaction"]).get(), 2);
+        let s = &status.snapshot()[0];
+        assert!(!s.running, "the pass is not shown as running forever");
+        assert_eq!(s.last_error.as_deref(), Some("pass panicked: pass 2 hit a bug"));
+        cancel.cancel();
+        handle.await.unwrap();
+    }
+
+    /// A job whose pass takes two hours.
+    struct SlowJob;
+
+    #[async_trait]
+    impl Job for SlowJob {
+        fn kind(&self) -> JobKind {
+            JobKind::Compaction
+        }
+        fn interval(&self) -> Duration {
+            Duration::from_secs(60)
+        }
+        fn mode(&self) -> Mode {
+            Mode::DryRun
+        }
+        async fn run_once(
+            &self,
+            request: &PassRequest,
+            _: &CancellationToken,
+        ) -> Result<PassReport, JobError> {
+            tokio::time::sleep(Duration::from_secs(7200)).await;
+            Ok(PassReport {
+                job: JobKind::Compaction,
+                mode: request.mode,
+                started_at: Utc::now(),
+                finished_at: Utc::now(),
+                tables: vec![],
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pass_past_its_deadline_is_shown_overdue_until_it_ends() {
+        let status = Arc::new(StatusBoard::new(&[(JobKind::Compaction, true)]));
+        status.set_pass_deadline(Duration::from_secs(3600));
+        let metrics = Metrics::new(prometheus::Registry::new());
+        let pass = tokio::spawn({
+            let (status, metrics) = (status.clone(), metrics.clone());
+            async move {
+                let request = PassRequest::all(Mode::DryRun);
+                run_pass(&SlowJob, &request, &CancellationToken::new(), &status, &metrics)
+                    .await
+                    .expect("the slow pass succeeds");
+            }
+        });
+        let overdue = |m: &Metrics| m.pass_overdue.with_label_values(&["compaction"]).get();
+        settle().await; // the pass has started and armed its deadline
+        tokio::time::advance(Duration::from_secs(3599)).await;
+        settle().await;
+        assert!(!status.snapshot()[0].overdue);
+        assert_eq!(overdue(&metrics), 0);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        settle().await;
+        assert!(status.snapshot()[0].overdue && status.snapshot()[0].running);
+        assert_eq!(overdue(&metrics), 1);
+        assert_eq!(metrics.passes_overdue_total.with_label_values(&["compaction"]).get(), 1);
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        pass.await.unwrap();
+        assert!(!status.snapshot()[0].overdue && !status.snapshot()[0].running);
+        assert_eq!(overdue(&metrics), 0);
     }
 
     #[tokio::test(start_paused = true)]

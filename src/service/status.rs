@@ -23,12 +23,16 @@ pub struct LoopStatus {
     pub next_window: Option<DateTime<Utc>>,
     pub passes: u64,
     pub failures: u64,
+    /// The running pass has run past `[compactor] pass_deadline`.
+    pub overdue: bool,
 }
 
 /// Shared, lock-protected loop statuses. Updates are tiny and never held across an await.
 #[derive(Debug)]
 pub struct StatusBoard {
     loops: Mutex<BTreeMap<JobKind, LoopStatus>>,
+    /// How long a pass may run before it is reported overdue (none: never).
+    pass_deadline: Mutex<Option<std::time::Duration>>,
 }
 
 impl StatusBoard {
@@ -50,11 +54,12 @@ impl StatusBoard {
                         next_window: None,
                         passes: 0,
                         failures: 0,
+                        overdue: false,
                     },
                 )
             })
             .collect();
-        StatusBoard { loops: Mutex::new(loops) }
+        StatusBoard { loops: Mutex::new(loops), pass_deadline: Mutex::new(None) }
     }
 
     fn update(&self, job: JobKind, f: impl FnOnce(&mut LoopStatus)) {
@@ -73,9 +78,23 @@ impl StatusBoard {
         });
     }
 
+    pub fn set_pass_deadline(&self, deadline: std::time::Duration) {
+        *self.pass_deadline.lock().unwrap_or_else(|p| p.into_inner()) = Some(deadline);
+    }
+
+    pub fn pass_deadline(&self) -> Option<std::time::Duration> {
+        *self.pass_deadline.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The running pass of `job` has run past the deadline (cleared when it finishes).
+    pub fn pass_overdue(&self, job: JobKind) {
+        self.update(job, |s| s.overdue = true);
+    }
+
     pub fn pass_finished(&self, job: JobKind, result: Result<(), String>) {
         self.update(job, |s| {
             s.running = false;
+            s.overdue = false;
             s.last_pass_end = Some(Utc::now());
             s.passes += 1;
             match result {

@@ -99,6 +99,35 @@ pub fn time_range(spec: &PartitionSpec, schema: &Schema, value: &Struct) -> Opti
         .min_by_key(|r| r.end - r.start)
 }
 
+/// `value` typed as `spec` over `schema` types it now: a partition tuple written before its source
+/// column was promoted (`int` → `long`, `float` → `double`) holds the old type, which iceberg's
+/// summary and writer code cannot take with the new field type. Partitions equal in value compare
+/// equal after this; anything that cannot be converted is kept as it is.
+pub fn coerce(spec: &PartitionSpec, schema: &Schema, value: &Struct) -> Struct {
+    let Ok(partition_type) = spec.partition_type(schema) else {
+        return value.clone();
+    };
+    value
+        .iter()
+        .zip(partition_type.fields())
+        .map(|(v, field)| match (v, field.field_type.as_ref()) {
+            (Some(Literal::Primitive(PrimitiveLiteral::Int(i))), Type::Primitive(PrimitiveType::Long)) => {
+                Some(Literal::long(i64::from(*i)))
+            }
+            (
+                Some(Literal::Primitive(PrimitiveLiteral::Float(f))),
+                Type::Primitive(PrimitiveType::Double),
+            ) => Some(Literal::double(f64::from(f.0))),
+            (v, _) => v.cloned(),
+        })
+        .collect()
+}
+
+/// Whether every value of `value` already has the type `spec` over `schema` gives its field.
+pub fn is_typed_as(spec: &PartitionSpec, schema: &Schema, value: &Struct) -> bool {
+    coerce(spec, schema, value) == *value
+}
+
 /// `timestamp_hour=2026-11-21-10`, `day=2026-11-21`, `region=eu`; fields joined with `/`;
 /// `unpartitioned` for an empty spec.
 pub fn label(spec: &PartitionSpec, schema: &Schema, value: &Struct) -> String {
@@ -226,6 +255,25 @@ mod tests {
         let v: Struct = [Some(Literal::string("eu"))].into_iter().collect();
         assert_eq!(time_range(&region, &schema(), &v), None);
         assert_eq!(label(&region, &schema(), &v), "region=eu");
+    }
+
+    #[test]
+    fn promoted_source_values_are_retyped() {
+        let long_schema = Schema::builder()
+            .with_fields(vec![Arc::new(NestedField::required(1, "n", Type::Primitive(PrimitiveType::Long)))])
+            .build()
+            .unwrap();
+        let s = PartitionSpec::builder(long_schema.clone())
+            .add_partition_field("n", "n", Transform::Identity)
+            .unwrap()
+            .build()
+            .unwrap();
+        let old = ints(&[Some(5)]);
+        let new: Struct = [Some(Literal::long(5))].into_iter().collect();
+        assert_eq!(coerce(&s, &long_schema, &old), new);
+        assert!(!is_typed_as(&s, &long_schema, &old));
+        assert!(is_typed_as(&s, &long_schema, &new));
+        assert_eq!(coerce(&s, &long_schema, &ints(&[None])), ints(&[None]));
     }
 
     #[test]

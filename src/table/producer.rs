@@ -200,7 +200,7 @@ async fn stage_snapshot(
 
     // All rewritten entries of one spec and content type go into one new manifest: inputs committed by
     // thousands of fast-appends sit in thousands of one-entry manifests, which must not each be rewritten.
-    let mut rewrites: BTreeMap<(i32, bool), Rewrite> = BTreeMap::new();
+    let mut rewrites: BTreeMap<(i32, bool, Option<i32>), Rewrite> = BTreeMap::new();
     for (manifest, live) in base.manifests.iter().zip(&base.entries) {
         if live.is_empty() {
             // Only DELETED entries: informational for the snapshot that wrote them; not carried.
@@ -211,11 +211,13 @@ async fn stage_snapshot(
             entries.push(live.clone());
             continue;
         }
-        let key = (manifest.partition_spec_id, manifest.content == ManifestContentType::Deletes);
+        let (schema, spec) = writer_schema(table, manifest, live).await?;
+        // Entries typed by an older schema (a promoted partition source) stay with that schema.
+        let own_schema = (schema.schema_id() != metadata.current_schema_id()).then(|| schema.schema_id());
+        let key = (manifest.partition_spec_id, manifest.content == ManifestContentType::Deletes, own_schema);
         let r = match rewrites.entry(key) {
             std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => {
-                let (schema, spec) = writer_schema(table, manifest).await?;
                 let writer = w.new_manifest(manifest.partition_spec_id, schema.clone(), manifest.content)?;
                 v.insert(Rewrite { writer, schema, spec, kept: Vec::new() })
             }
@@ -351,10 +353,13 @@ struct Rewrite {
 }
 
 /// The schema and spec to write a rewritten manifest with: the table's current schema when the spec
-/// binds to it (no read needed), else the schema the old manifest was written with.
+/// binds to it and the entries' partition values have the types it gives them (no read needed), else
+/// the schema the old manifest was written with (e.g. `int` values of a source since promoted to
+/// `long`, which iceberg's summary code cannot take with the `long` type: it panics).
 async fn writer_schema(
     table: &Table,
     manifest: &ManifestFile,
+    live: &[ManifestEntryRef],
 ) -> Result<(iceberg::spec::SchemaRef, iceberg::spec::PartitionSpecRef), ProduceError> {
     let metadata = table.metadata();
     let spec = metadata
@@ -362,7 +367,9 @@ async fn writer_schema(
         .ok_or(ProduceError::UnknownSpec(manifest.partition_spec_id))?
         .clone();
     let schema = metadata.current_schema().clone();
-    if spec.partition_type(&schema).is_ok() {
+    if spec.partition_type(&schema).is_ok()
+        && live.iter().all(|e| super::partition::is_typed_as(&spec, &schema, e.data_file().partition()))
+    {
         return Ok((schema, spec));
     }
     let loaded = manifest.load_manifest(table.file_io()).await?;

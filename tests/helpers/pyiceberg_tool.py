@@ -9,6 +9,9 @@ Subcommands print one JSON object on stdout:
   scan     --db PATH --warehouse DIR --table NS1.NS2.T
            Row count and an order-independent content checksum of the table's rows.
   append   --db PATH --warehouse DIR --table NS1.NS2.T --rows N [--seed S]
+  kind     --kind K --table NS1.NS2.T [--rows N --appends K]: a table of one kind that once broke
+           compaction (add-files, truncate-null, identity, promote, nested); see KINDS.
+  scan     [--filter EXPR]: the same through a PyIceberg row filter.
 """
 import argparse
 import datetime as dt
@@ -124,31 +127,379 @@ def cmd_append(args):
     return {"rows": args.rows}
 
 
+def canonical(value):
+    """A JSON-ready form of one Arrow value that both engines produce alike (maps as sorted pairs)."""
+    if isinstance(value, dict):
+        return {k: canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [canonical(v) for v in value]
+        if items and all(isinstance(i, list) and len(i) == 2 for i in items) and isinstance(value, list) and all(
+            isinstance(v, tuple) for v in value
+        ):
+            return sorted(items, key=lambda kv: json.dumps(kv, sort_keys=True, default=str))
+        return items
+    if isinstance(value, float) and value != value:
+        return "NaN"
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat() + "+00:00"
+    return value
+
+
+def checksum(rows_list):
+    """Order-independent content checksum of rows (dicts of column -> value)."""
+    digest = 0
+    for row in rows_list:
+        h = hashlib.sha256(json.dumps(canonical(row), sort_keys=True, default=str).encode()).digest()
+        digest ^= int.from_bytes(h[:8], "big")
+    return "%016x" % digest
+
+
 def cmd_scan(args):
     table = catalog(args).load_table(args.table)
-    data = table.scan().to_arrow()
+    data = table.scan(row_filter=args.filter).to_arrow() if args.filter else table.scan().to_arrow()
     rows_list = data.to_pylist()
     if args.since:
         since = dt.datetime.fromisoformat(args.since)
         rows_list = [r for r in rows_list if r["timestamp"] >= since]
-    digest = 0
-    for row in rows_list:
-        h = hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).digest()
-        digest ^= int.from_bytes(h[:8], "big")
     snapshot = table.current_snapshot()
     has = lambda column: column in data.column_names
     return {
         "rows": len(rows_list),
         "min_timestamp": min(r["timestamp"] for r in rows_list).isoformat() if rows_list and has("timestamp") else None,
         "distinct_trace_ids": len({r["trace_id"] for r in rows_list}) if has("trace_id") else None,
-        "checksum": "%016x" % digest,
+        "checksum": checksum(rows_list),
+        "files": len(list(table.scan().plan_files())) if snapshot else 0,
+        "metadata_location": table.metadata_location,
         "operation": snapshot.summary.operation.value if snapshot else None,
     }
 
 
+# Table kinds that once broke compaction (issue 12): `kind --kind K --table T` creates one, written
+# by PyIceberg in several appends (several files per partition). Each returns its row count.
+
+def _create(args, schema, spec=None, props=None):
+    cat = catalog(args)
+    cat.create_namespace_if_not_exists(tuple(args.table.split(".")[:-1]))
+    properties = {"format-version": str(args.format_version)}
+    properties.update(props or {})
+    if spec is None:
+        return cat.create_table(args.table, schema=schema, properties=properties)
+    return cat.create_table(args.table, schema=schema, partition_spec=spec, properties=properties)
+
+
+def kind_add_files(args):
+    """Plain Parquet files (no field ids) added with add_files, so the table carries a name mapping;
+    the files' column order differs from the table's, and a column is dropped between two imports."""
+    import pyarrow.parquet as pq
+    from pyiceberg.types import LongType
+
+    schema = Schema(
+        NestedField(1, "timestamp", TimestampType(), required=False),
+        NestedField(2, "service_name", StringType(), required=False),
+        NestedField(3, "code", LongType(), required=False),
+        NestedField(4, "note", StringType(), required=False),
+    )
+    table = _create(args, schema)
+    rng = random.Random(args.seed)
+    files_dir = args.files_dir
+    import os
+
+    os.makedirs(files_dir, exist_ok=True)
+    total = 0
+
+    def write(k, columns):
+        nonlocal total
+        data = {
+            "timestamp": [BASE + dt.timedelta(seconds=rng.randrange(0, 3600)) for _ in range(args.rows)],
+            "service_name": [rng.choice(["api", "db", "web"]) for _ in range(args.rows)],
+            "code": [rng.randrange(100, 600) for _ in range(args.rows)],
+            "note": ["n%d" % rng.randrange(0, 1000) for _ in range(args.rows)],
+        }
+        types = {"timestamp": pa.timestamp("us"), "service_name": pa.string(), "code": pa.int64(), "note": pa.string()}
+        arrays = [pa.array(data[c], type=types[c]) for c in columns]
+        path = os.path.join(files_dir, "import-%d.parquet" % k)
+        pq.write_table(pa.Table.from_arrays(arrays, names=columns), path)
+        total += args.rows
+        return path
+
+    # Reordered columns: read by position they would land in the wrong columns.
+    table.add_files([write(k, ["note", "code", "service_name", "timestamp"]) for k in range(3)])
+    table = catalog(args).load_table(args.table)
+    with table.update_schema() as update:
+        update.delete_column("note")
+    table = catalog(args).load_table(args.table)
+    table.add_files([write(k, ["code", "timestamp", "service_name"]) for k in range(3, 5)])
+    if args.drop_mapping:
+        table = catalog(args).load_table(args.table)
+        with table.transaction() as tx:
+            tx.remove_properties("schema.name-mapping.default")
+    return total
+
+
+def kind_truncate_null(args):
+    """truncate(4, s) with the string "null" and NULL: two partitions that print alike."""
+    from pyiceberg.transforms import TruncateTransform
+    from pyiceberg.types import LongType
+
+    schema = Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "s", StringType(), required=False))
+    spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=TruncateTransform(4), name="s_trunc"))
+    table = _create(args, schema, spec)
+    values = ["null", None, "nullable", "other"]
+    n = 0
+    for k in range(args.appends):
+        batch = [{"id": n + i, "s": values[i % len(values)]} for i in range(args.rows)]
+        n += args.rows
+        table.append(pa.Table.from_pylist(batch, schema=schema.as_arrow()))
+    return n
+
+
+def kind_identity(args):
+    """identity(region) with awkward values: NULL, '', 'null', '/', unicode."""
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import LongType
+
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=True),
+        NestedField(2, "region", StringType(), required=False),
+        NestedField(3, "timestamp", TimestampType(), required=False),
+    )
+    spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="region"))
+    table = _create(args, schema, spec)
+    values = [None, "", "null", "/", "été/東京", "eu"]
+    n = 0
+    for k in range(args.appends):
+        batch = [
+            {"id": n + i, "region": values[i % len(values)], "timestamp": BASE + dt.timedelta(seconds=n + i)}
+            for i in range(args.rows)
+        ]
+        n += args.rows
+        table.append(pa.Table.from_pylist(batch, schema=schema.as_arrow()))
+    return n
+
+
+def kind_promote(args):
+    """identity(n) on an int column later promoted to long: old partition tuples hold ints."""
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import IntegerType, LongType
+
+    schema = Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "n", IntegerType(), required=False))
+    spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="n"))
+    table = _create(args, schema, spec)
+    n = 0
+    for k in range(args.appends):
+        batch = [{"id": n + i, "n": i % 2} for i in range(args.rows)]
+        n += args.rows
+        table.append(pa.Table.from_pylist(batch, schema=table.schema().as_arrow()))
+    with table.update_schema() as update:
+        update.update_column("n", LongType())
+    table = catalog(args).load_table(args.table)
+    for k in range(args.appends):
+        batch = [{"id": n + i, "n": i % 2} for i in range(args.rows)]
+        n += args.rows
+        table.append(pa.Table.from_pylist(batch, schema=table.schema().as_arrow()))
+    return n
+
+
+def kind_nested(args):
+    """Fields added inside a struct, a list<struct> and a map value struct between appends."""
+    from pyiceberg.types import IntegerType, ListType, LongType, MapType, StructType
+
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=True),
+        NestedField(2, "s", StructType(NestedField(3, "a", IntegerType(), required=False)), required=False),
+        NestedField(
+            4,
+            "l",
+            ListType(5, StructType(NestedField(6, "x", StringType(), required=False)), element_required=False),
+            required=False,
+        ),
+        NestedField(
+            7,
+            "m",
+            MapType(8, StringType(), 9, StructType(NestedField(10, "v", LongType(), required=False)), value_required=False),
+            required=False,
+        ),
+    )
+    table = _create(args, schema)
+    n = 0
+
+    def append(extra):
+        nonlocal n, table
+        table = catalog(args).load_table(args.table)
+        rows_list = []
+        for i in range(args.rows):
+            j = n + i
+            s = {"a": j}
+            el = {"x": "x%d" % j}
+            mv = {"v": j * 10}
+            if extra:
+                s["b"] = "b%d" % j
+                el["y"] = j
+                mv["w"] = "w%d" % j
+            rows_list.append({"id": j, "s": s, "l": [el, el], "m": [("k%d" % (j % 3), mv)]})
+        n += args.rows
+        table.append(pa.Table.from_pylist(rows_list, schema=table.schema().as_arrow()))
+
+    for _ in range(args.appends):
+        append(False)
+    with table.update_schema() as update:
+        update.add_column(("s", "b"), StringType())
+        update.add_column(("l", "element", "y"), LongType())
+        update.add_column(("m", "value", "w"), StringType())
+    for _ in range(args.appends):
+        append(True)
+    return n
+
+
+def kind_evolved(args):
+    """Every primitive type; schema evolution (add, rename, drop, promote; nested add, rename, drop);
+    three partition specs (day; hour + bucket; month + truncate + year) with files written under each.
+    Rows repeat their partition values across appends, so every partition has several files."""
+    import decimal
+    import uuid
+
+    from pyiceberg.transforms import BucketTransform, DayTransform, HourTransform, MonthTransform, TruncateTransform, YearTransform
+    from pyiceberg.types import (
+        BinaryType,
+        BooleanType,
+        DateType,
+        DecimalType,
+        DoubleType,
+        FixedType,
+        FloatType,
+        IntegerType,
+        LongType,
+        StructType,
+        TimestamptzType,
+        TimeType,
+        UUIDType,
+    )
+
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=True),
+        NestedField(2, "ts", TimestampType(), required=False),
+        NestedField(3, "tstz", TimestamptzType(), required=False),
+        NestedField(4, "s", StringType(), required=False),
+        NestedField(5, "n", IntegerType(), required=False),
+        NestedField(6, "f", FloatType(), required=False),
+        NestedField(7, "dbl", DoubleType(), required=False),
+        NestedField(8, "b", BooleanType(), required=False),
+        NestedField(9, "dec", DecimalType(10, 2), required=False),
+        NestedField(10, "d", DateType(), required=False),
+        NestedField(11, "t", TimeType(), required=False),
+        NestedField(12, "bin", BinaryType(), required=False),
+        NestedField(13, "fx", FixedType(4), required=False),
+        NestedField(14, "u", UUIDType(), required=False),
+        NestedField(15, "dropme", StringType(), required=False),
+        NestedField(20, "created", DateType(), required=False),
+        NestedField(
+            16,
+            "st",
+            StructType(
+                NestedField(17, "a", IntegerType(), required=False),
+                NestedField(18, "c", StringType(), required=False),
+                NestedField(19, "gone", StringType(), required=False),
+            ),
+            required=False,
+        ),
+    )
+    spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=DayTransform(), name="ts_day"))
+    table = _create(args, schema, spec)
+    rng = random.Random(args.seed)
+    # Each spec partitions by other columns (format v1 keeps removed fields as void transforms, and
+    # two time transforms of one column are redundant).
+    n = 0
+
+    def append():
+        nonlocal n, table
+        table = catalog(args).load_table(args.table)
+        arrow_schema = table.schema().as_arrow()
+        names = set(arrow_schema.names)
+        rows_list = []
+        for i in range(args.rows):
+            j = n + i
+            ts = BASE + dt.timedelta(hours=(i % 3) * 30, seconds=i)  # three days, a few hours
+            row = {
+                "id": j,
+                "ts": ts,
+                "tstz": (ts + dt.timedelta(days=40 * (i % 2))).replace(tzinfo=dt.timezone.utc),
+                "s": rng.choice([None, "", "null", "alpha", "beta", "été"]),
+                "s2": rng.choice([None, "", "null", "alpha", "beta", "été"]),
+                "n": rng.choice([None, -5, 7, 2**20]),
+                "f": rng.choice([None, 1.5, -0.25, float("nan")]),
+                "dbl": rng.choice([None, 2.5, float("nan"), -1e300]),
+                "b": rng.choice([None, True, False]),
+                "dec": rng.choice([None, decimal.Decimal("12.34"), decimal.Decimal("-0.01")]),
+                "d": rng.choice([None, dt.date(2026, 1, 15), dt.date(1969, 12, 31)]),
+                "t": rng.choice([None, dt.time(8, 30, 1, 5), dt.time(23, 59)]),
+                "bin": rng.choice([None, b"", b"\x00\xff"]),
+                "fx": rng.choice([None, b"abcd", b"\x00\x01\x02\x03"]),
+                "u": rng.choice([None, uuid.UUID(int=j).bytes]),
+                "dropme": "x",
+                "created": dt.date(2020 + i % 2, 6, 1),
+                "added": rng.choice([None, "new"]),
+            }
+            st = {"a": j, "c": "c%d" % j, "gone": "g", "c2": "c%d" % j, "e": "e%d" % j}
+            row["st"] = {k: v for k, v in st.items() if k in [f.name for f in arrow_schema.field("st").type]}
+            rows_list.append({k: v for k, v in row.items() if k in names})
+        n += args.rows
+        table.append(pa.Table.from_pylist(rows_list, schema=arrow_schema))
+
+    for _ in range(2):
+        append()
+    # Schema evolution: add, rename, drop, promote; nested add, rename, drop.
+    with table.update_schema() as update:
+        update.add_column("added", StringType())
+        update.rename_column("s", "s2")
+        update.delete_column("dropme")
+        update.update_column("n", LongType())
+        update.add_column(("st", "e"), StringType())
+        update.rename_column("st.c", "c2")
+        update.delete_column("st.gone")
+    table = catalog(args).load_table(args.table)
+    # Spec 1: hour(tstz) and bucket(4, id) instead of day(ts).
+    with table.update_spec() as update:
+        update.remove_field("ts_day")
+        update.add_field("tstz", HourTransform(), "tstz_hour")
+        update.add_field("id", BucketTransform(4), "id_bucket")
+    for _ in range(2):
+        append()
+    if args.format_version == 1:
+        # PyIceberg 0.12 cannot write a v1 manifest under a spec with two void fields (it encodes their
+        # null values as ints): format v1 stops at two specs.
+        return n
+    # Spec 2: month(d), truncate(2, s2) and year(created).
+    table = catalog(args).load_table(args.table)
+    with table.update_spec() as update:
+        update.remove_field("tstz_hour")
+        update.remove_field("id_bucket")
+        update.add_field("d", MonthTransform(), "d_month")
+        update.add_field("s2", TruncateTransform(2), "s2_trunc")
+        update.add_field("created", YearTransform(), "created_year")
+    for _ in range(2):
+        append()
+    return n
+
+
+KINDS = {
+    "evolved": kind_evolved,
+    "add-files": kind_add_files,
+    "truncate-null": kind_truncate_null,
+    "identity": kind_identity,
+    "promote": kind_promote,
+    "nested": kind_nested,
+}
+
+
+def cmd_kind(args):
+    return {"rows": KINDS[args.kind](args)}
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["create", "scan", "append", "tag"])
+    p.add_argument("command", choices=["create", "scan", "append", "tag", "kind"])
     p.add_argument("--db", help="SQLite catalog file (or --uri)")
     p.add_argument("--uri", help="SQLAlchemy URL of the catalog database, e.g. postgresql+psycopg2://...")
     p.add_argument("--warehouse", required=True, help="a directory, or a URI such as s3://bucket/prefix")
@@ -160,10 +511,15 @@ def main():
     p.add_argument("--legacy-schema", action="store_true", help="drop the iceberg_type column after creating")
     p.add_argument("--format-version", type=int, default=2)
     p.add_argument("--since", help="scan: only rows with timestamp >= this (ISO, naive UTC)")
+    p.add_argument("--filter", help="scan: a PyIceberg row filter, e.g. \"s is null\"")
+    p.add_argument("--kind", choices=sorted(KINDS), help="kind: which table to create")
+    p.add_argument("--files-dir", help="kind add-files: where to write the plain Parquet files")
+    p.add_argument("--drop-mapping", action="store_true", help="kind add-files: remove the name mapping")
     args = p.parse_args()
     if not (args.db or args.uri):
         p.error("one of --db or --uri is required")
-    out = {"create": cmd_create, "scan": cmd_scan, "append": cmd_append, "tag": cmd_tag}[args.command](args)
+    commands = {"create": cmd_create, "scan": cmd_scan, "append": cmd_append, "tag": cmd_tag, "kind": cmd_kind}
+    out = commands[args.command](args)
     print(json.dumps(out))
 
 

@@ -574,3 +574,103 @@ async fn format_v1_tables_are_compacted_unless_they_have_refs_iceberg_rust_would
     let json: serde_json::Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(json["refs"]["audit"]["snapshot-id"], tagged);
 }
+
+#[tokio::test]
+async fn a_panic_in_one_table_fails_that_table_only_and_the_next_tick_runs() {
+    use signaldb_compactor::failpoint;
+    use signaldb_compactor::service::{StatusBoard, run_periodic};
+    let dir = tempfile::tempdir().unwrap();
+    // Tenant names unique to this test: the panic point is armed for the whole test binary.
+    let tables = ["apanicfirst.prod.traces", "panicky.prod.traces", "zpaniclast.prod.traces"];
+    for t in tables {
+        pyiceberg(dir.path(), &["create", "--table", t, "--rows", "60", "--appends", "6"]);
+    }
+    let before: Vec<_> = tables.iter().map(|t| pyiceberg(dir.path(), &["scan", "--table", t])).collect();
+    failpoint::arm(failpoint::COMPACTION_PANIC, "panicky.prod.traces");
+    let ctx =
+        context(dir.path(), chrono::Utc::now(), |c| c.compaction.interval = Duration::from_secs(1)).await;
+
+    let status = Arc::new(StatusBoard::new(&[(signaldb_compactor::job::JobKind::Compaction, true)]));
+    let cancel = CancellationToken::new();
+    let job: Arc<dyn Job> = Arc::new(CompactionJob::new(&ctx));
+    let loop_task = tokio::spawn(run_periodic(
+        job,
+        cancel.clone(),
+        status.clone(),
+        ctx.metrics.clone(),
+        ctx.clock.clone(),
+    ));
+    let started = std::time::Instant::now();
+    while status.snapshot()[0].passes < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "second tick never ran: {:?}",
+            status.snapshot()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cancel.cancel();
+    loop_task.await.unwrap();
+
+    let loop_status = &status.snapshot()[0];
+    assert_eq!(loop_status.failures, 2, "{loop_status:?}");
+    assert_eq!(loop_status.last_error.as_deref(), Some("1 table(s) failed: panicky.prod.traces"));
+    assert!(ctx.metrics.render().contains("compactor_pass_failures_total{job=\"compaction\"} 2"));
+    for (t, before) in tables.iter().zip(&before) {
+        let after = pyiceberg(dir.path(), &["scan", "--table", t]);
+        assert_eq!(after["checksum"], before["checksum"], "{t}");
+        let expected = if *t == "panicky.prod.traces" { "append" } else { "replace" };
+        assert_eq!(after["operation"], expected, "{t}: only the panicking table is left as it was");
+    }
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", dir.path().join("catalog.db").display()))
+        .await
+        .unwrap();
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT status, error_message FROM compactor_runs WHERE tenant_id = 'panicky' ORDER BY started_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2, "one audit row per tick: {rows:?}");
+    for (status, error) in rows {
+        assert_eq!(status, "failed");
+        assert!(error.unwrap().contains("panicked: failpoint compaction-panic"), "the panic is recorded");
+    }
+}
+
+#[tokio::test]
+async fn a_content_invariant_violation_commits_nothing_and_deletes_its_outputs() {
+    use signaldb_compactor::failpoint;
+    let dir = tempfile::tempdir().unwrap();
+    // A unique tenant: the fault is armed for the whole test binary.
+    let t = "swapped.prod.traces";
+    pyiceberg(dir.path(), &["create", "--table", t, "--rows", "60", "--appends", "6"]);
+    let before = pyiceberg(dir.path(), &["scan", "--table", t]);
+    // The reader swaps trace_id and service_name (both required strings): same row count, wrong content.
+    failpoint::arm(failpoint::COMPACTION_SWAP_COLUMNS, t);
+    let ctx = context(dir.path(), chrono::Utc::now(), |_| {}).await;
+    let table = ctx.catalog.discover().await.unwrap().remove(0);
+    let location = ctx.catalog.metadata_location(&table.ident).await.unwrap();
+
+    let report = run(&ctx, Mode::Execute).await;
+    let r = &report.tables[0];
+    assert!(matches!(r.status, TableStatus::Failed { .. }), "{r:#?}");
+    assert_eq!(r.partition_reports.len(), 3, "{r:#?}");
+    for p in &r.partition_reports {
+        assert!(
+            matches!(&p.status, PartitionStatus::Failed { error } if error.starts_with("content invariant violated")),
+            "{p:#?}"
+        );
+    }
+    assert_eq!(ctx.catalog.metadata_location(&table.ident).await.unwrap(), location, "nothing committed");
+    let after = pyiceberg(dir.path(), &["scan", "--table", t]);
+    assert_eq!(
+        (&after["checksum"], &after["operation"]),
+        (&before["checksum"], &serde_json::json!("append"))
+    );
+    let written = snapshot_bytes(&dir.path().join("warehouse"));
+    assert!(written.iter().all(|(p, _)| !p.to_string_lossy().contains("/compact-")), "outputs deleted");
+    assert!(ctx.metrics.render().contains(
+        "compactor_invariant_violations_total{job=\"compaction\",table=\"swapped.prod.traces\"} 3"
+    ));
+}

@@ -24,4 +24,5 @@ mod postgres;
 mod retention;
 mod serve;
 mod support;
+mod table_kinds;
 mod verify;

@@ -83,6 +83,23 @@ pub fn pyiceberg(dir: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("helper prints JSON")
 }
 
+/// Runs the DuckDB helper (DuckDB's Iceberg extension, a second independent reader) against
+/// DIR/catalog.db and DIR/warehouse; returns its JSON output (`rows`, `checksum` as PyIceberg's `scan`).
+pub fn duckdb(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let helper = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/duckdb_tool.py");
+    let out = Command::new("python3")
+        .arg(helper)
+        .args(args)
+        .arg("--db")
+        .arg(dir.join("catalog.db"))
+        .arg("--warehouse")
+        .arg(dir.join("warehouse"))
+        .output()
+        .expect("python3 runs (install duckdb and its iceberg/avro extensions: see .ci/run)");
+    assert!(out.status.success(), "duckdb helper {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("helper prints JSON")
+}
+
 /// A minimal HTTP/1.0 GET: (status code, body).
 pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr)?;

@@ -88,5 +88,5 @@ async fn the_verify_loop_reports_problems_as_failed_passes_and_a_gauge() {
             "compactor_integrity_problems{dataset=\"production\",table=\"traces\",tenant=\"acme\"} 0"
         )
     );
-    assert_eq!(status.snapshot()[0].last_error.as_deref(), Some("1 table(s) failed"));
+    assert_eq!(status.snapshot()[0].last_error.as_deref(), Some("1 table(s) failed: globex.production.logs"));
 }
