@@ -338,6 +338,12 @@ async fn verify(ctx: Context, filter: TableFilter, deep: bool, json: bool) -> Ex
         Err(e) => return fail(&e),
     };
     let problems: usize = results.iter().map(|r| r.problems.len()).sum();
+    // A named table that does not exist is a failure, as in `once`: a typo must not pass as "all good".
+    let missing: Vec<&String> =
+        filter.tables().iter().filter(|name| !results.iter().any(|r| r.table == **name)).collect();
+    for name in &missing {
+        eprintln!("error: {name}: table not found in the catalog (check the TENANT.DATASET.TABLE spelling)");
+    }
     if json {
         print_json(&results);
     } else {
@@ -353,7 +359,7 @@ async fn verify(ctx: Context, filter: TableFilter, deep: bool, json: bool) -> Ex
             }
         }
     }
-    if problems > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
+    if problems > 0 || !missing.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
@@ -391,6 +397,12 @@ async fn once(ctx: Context, job: OnceJob, base: PassRequest, json: bool, selecti
         eprintln!("error: job {} is not part of this build yet", missing[0]);
         return ExitCode::from(2);
     }
+    if !base.partitions.is_empty()
+        && let Err(why) = check_partitions(&ctx, &wanted, &base).await
+    {
+        eprintln!("error: {why}");
+        return ExitCode::from(2);
+    }
     let cancel = CancellationToken::new();
     service::cancel_on_signals(cancel.clone());
     let mut reports: Vec<PassReport> = Vec::new();
@@ -426,6 +438,30 @@ async fn once(ctx: Context, job: OnceJob, base: PassRequest, json: bool, selecti
         }
     }
     if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+/// `--partition` selectors: compaction only, and each must name a partition field of the selected
+/// tables with a value written as reports write it (a selector that matches nothing is a usage error,
+/// not a silent no-op).
+async fn check_partitions(ctx: &Context, wanted: &[JobKind], request: &PassRequest) -> Result<(), String> {
+    if wanted != [JobKind::Compaction] {
+        return Err("--partition applies to `once compaction` only".into());
+    }
+    let tables = ctx.catalog.discover().await.map_err(|e| e.to_string())?;
+    let mut fields = Vec::new();
+    for t in tables.iter().filter(|t| request.filter.matches(t)) {
+        let table = ctx.catalog.load(t).await.map_err(|e| e.to_string())?;
+        for f in crate::table::partition::fields(table.metadata()) {
+            if !fields.contains(&f) {
+                fields.push(f);
+            }
+        }
+    }
+    for selector in &request.partitions {
+        crate::table::partition::check_selector(selector, &fields)
+            .map_err(|why| format!("--partition {selector}: {why}"))?;
+    }
+    Ok(())
 }
 
 /// A pass report as a readable table.
