@@ -266,6 +266,23 @@ impl PassReport {
     }
 }
 
+/// An error with its whole cause chain (`outer: cause: root cause`), each link once: logs and reports
+/// must show why, not only the outermost "rewrite failed".
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let shown = cause.to_string();
+        // `#[error(transparent)]` and "{0}" messages already contain their source.
+        if !text.contains(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// A pass that could not run at all (a failing table is reported in the [`PassReport`] instead).
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -281,6 +298,21 @@ impl JobError {
             JobError::Catalog(e) => e.is_retryable(),
             JobError::Other(_) => false,
         }
+    }
+}
+
+/// One log line per failed table and per failed partition, naming them, with the cause chain the report
+/// carries (passwords masked), whichever entry point ran the pass.
+fn log_failures(job: &str, report: &TableReport) {
+    for p in &report.partition_reports {
+        if let PartitionStatus::Failed { error } = &p.status {
+            let error = crate::config::redact::secrets(error);
+            tracing::warn!(job, table = %report.table, partition = %p.partition, error, "partition failed");
+        }
+    }
+    if let TableStatus::Failed { error } = &report.status {
+        let error = crate::config::redact::secrets(error);
+        tracing::error!(job, table = %report.table, error, "table failed");
     }
 }
 
@@ -423,6 +455,7 @@ impl TablePass {
         let record = self.audit.start(run_type, table, self.clock.now()).await;
         let span = crate::audit::table_span(run_type.as_str(), record.run_id(), table);
         let report = tracing::Instrument::instrument(work, span).await;
+        log_failures(run_type.as_str(), &report);
         self.audit.finish(record, mode, &report, self.clock.now()).await;
         report
     }

@@ -12,7 +12,7 @@ use iceberg::spec::{FormatVersion, Operation, Struct};
 use iceberg::table::Table;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::CompactionJob;
 use super::plan::{self, Decision, FileInput, Group, PartitionInput, PlanOptions, SkipReason};
@@ -111,10 +111,8 @@ pub(super) async fn compact_table(
     let started = Instant::now();
     let report = match run(job, t, request, cancel).await {
         Ok(report) => report,
-        Err(e) => {
-            error!(table = %t, error = %e, "compaction of table failed");
-            TableReport::new(t, TableStatus::Failed { error: e.to_string() })
-        }
+        // Logged with its table by `TablePass::record`.
+        Err(e) => TableReport::new(t, TableStatus::Failed { error: crate::job::error_chain(&e) }),
     };
     job.metrics
         .compaction_duration_seconds
@@ -288,7 +286,7 @@ async fn run_group(
         memory_limit: job.config.memory_limit_bytes,
     })
     .await
-    .map_err(|e| GroupFailure::Failed(format!("rewrite failed: {e}")))?;
+    .map_err(|e| GroupFailure::Failed(format!("rewrite failed: {}", crate::job::error_chain(&e))))?;
     let outputs: Vec<String> = rewritten.files.iter().map(|f| f.file.file_path().to_string()).collect();
     failpoint::hit(failpoint::COMPACTION_BEFORE_SWAP);
     if let Some(hook) = &job.before_commit {
@@ -363,7 +361,7 @@ async fn run_group(
                         .inc();
                     Err(GroupFailure::Abandoned(reason))
                 }
-                other => Err(GroupFailure::Failed(other.to_string())),
+                other => Err(GroupFailure::Failed(crate::job::error_chain(&other))),
             }
         }
     }
@@ -454,10 +452,14 @@ fn merge_results(
         }
     }
     let (mut ok, mut failed) = (0, 0);
+    let mut first_failure = None;
     for (_, p) in by_partition {
-        match p.status {
+        match &p.status {
             PartitionStatus::Succeeded => ok += 1,
-            PartitionStatus::Failed { .. } => failed += 1,
+            PartitionStatus::Failed { error } => {
+                failed += 1;
+                first_failure.get_or_insert_with(|| format!("{}: {error}", p.partition));
+            }
             _ => {}
         }
         report.rows += p.rows;
@@ -465,7 +467,10 @@ fn merge_results(
     }
     report.partitions = ok + failed;
     report.status = match (ok, failed) {
-        (_, f) if f > 0 => TableStatus::Failed { error: format!("{f} partition(s) failed") },
+        // The audit row's error carries the first reason, not only a count.
+        (_, f) if f > 0 => TableStatus::Failed {
+            error: format!("{f} partition(s) failed; first: {}", first_failure.unwrap_or_default()),
+        },
         (0, 0) => TableStatus::Unchanged,
         _ => TableStatus::Succeeded,
     };

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::audit::RunType;
 use crate::catalog::{Catalog, TableRef};
@@ -119,11 +119,11 @@ impl Job for OrphanJob {
                     }
                 }
                 let started = Instant::now();
-                let report =
-                    self.clean_table(t, &locations, request.mode, cancel).await.unwrap_or_else(|e| {
-                        error!(table = %t, error = %e, "orphan cleanup of table failed");
-                        TableReport::new(t, TableStatus::Failed { error: e })
-                    });
+                // A failure is logged with its table by `TablePass::record`.
+                let report = self
+                    .clean_table(t, &locations, request.mode, cancel)
+                    .await
+                    .unwrap_or_else(|e| TableReport::new(t, TableStatus::Failed { error: e }));
                 self.metrics
                     .orphan_cleanup_duration_seconds
                     .with_label_values(&[&t.tenant, &t.dataset, &t.table])

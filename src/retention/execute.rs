@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use iceberg::spec::{Datum, Operation, PrimitiveLiteral, PrimitiveType, Type};
 use iceberg::table::Table;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::RetentionJob;
 use super::plan::{self, DropPlan, FileFacts};
@@ -56,10 +56,8 @@ pub(super) async fn expire_table(
     };
     match run.await {
         Ok(report) => report,
-        Err(e) => {
-            error!(table = %t, error = %e, "snapshot expiry failed");
-            TableReport::new(t, TableStatus::Failed { error: e.to_string() })
-        }
+        // Logged with its table by `TablePass::record`.
+        Err(e) => TableReport::new(t, TableStatus::Failed { error: crate::job::error_chain(&e) }),
     }
 }
 
@@ -74,10 +72,8 @@ pub(super) async fn retain_table(
     let started = Instant::now();
     let report = match run(job, t, mode, now, logged, cancel).await {
         Ok(report) => report,
-        Err(e) => {
-            error!(table = %t, error = %e, "retention of table failed");
-            TableReport::new(t, TableStatus::Failed { error: e.to_string() })
-        }
+        // Logged with its table by `TablePass::record`.
+        Err(e) => TableReport::new(t, TableStatus::Failed { error: crate::job::error_chain(&e) }),
     };
     job.metrics
         .retention_enforcement_duration_seconds

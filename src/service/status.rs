@@ -15,7 +15,8 @@ pub struct LoopStatus {
     pub running: bool,
     pub last_pass_start: Option<DateTime<Utc>>,
     pub last_pass_end: Option<DateTime<Utc>>,
-    /// `ok` or `failed`.
+    /// `ok`, `partial` (some tables failed) or `failed` (the pass could not run): the `result` label
+    /// of `compactor_passes_total` for the same pass.
     pub last_result: Option<String>,
     pub last_error: Option<String>,
     pub next_run: Option<DateTime<Utc>>,
@@ -23,6 +24,27 @@ pub struct LoopStatus {
     pub next_window: Option<DateTime<Utc>>,
     pub passes: u64,
     pub failures: u64,
+}
+
+/// How a pass ended, in the one vocabulary `/status` and the `compactor_passes_total{result}` label share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassResult {
+    /// Every table succeeded, was unchanged or skipped.
+    Ok,
+    /// The pass ran; some tables failed (the error says how many and the first reason).
+    Partial(String),
+    /// The pass could not run.
+    Failed(String),
+}
+
+impl PassResult {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PassResult::Ok => "ok",
+            PassResult::Partial(_) => "partial",
+            PassResult::Failed(_) => "failed",
+        }
+    }
 }
 
 /// Shared, lock-protected loop statuses. Updates are tiny and never held across an await.
@@ -73,19 +95,16 @@ impl StatusBoard {
         });
     }
 
-    pub fn pass_finished(&self, job: JobKind, result: Result<(), String>) {
+    pub fn pass_finished(&self, job: JobKind, result: PassResult) {
         self.update(job, |s| {
             s.running = false;
             s.last_pass_end = Some(Utc::now());
             s.passes += 1;
+            s.last_result = Some(result.as_str().into());
             match result {
-                Ok(()) => {
-                    s.last_result = Some("ok".into());
-                    s.last_error = None;
-                }
-                Err(e) => {
+                PassResult::Ok => s.last_error = None,
+                PassResult::Partial(e) | PassResult::Failed(e) => {
                     s.failures += 1;
-                    s.last_result = Some("failed".into());
                     s.last_error = Some(crate::config::redact::secrets(&e));
                 }
             }
@@ -115,7 +134,9 @@ mod tests {
         let board = StatusBoard::new(&[(JobKind::Compaction, true)]);
         board.pass_finished(
             JobKind::Compaction,
-            Err("catalog postgres://u:hunter2@db/x?password=hunter3: connection refused".into()),
+            PassResult::Failed(
+                "catalog postgres://u:hunter2@db/x?password=hunter3: connection refused".into(),
+            ),
         );
         let error = board.snapshot()[0].last_error.clone().unwrap();
         // A password runs to a URI separator or whitespace: the ':' after it goes too (over-masking is
