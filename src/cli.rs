@@ -480,16 +480,12 @@ pub fn render_report(r: &PassReport) -> String {
             TableStatus::Skipped { reason } => format!("skipped ({reason})"),
             TableStatus::Failed { error } => format!("FAILED: {error}"),
         };
-        out.push_str(&format!(
-            "  {:<40} {:<12} partitions={} files {} -> {} bytes {} -> {}\n",
-            t.table,
-            status,
-            t.partitions,
-            t.files_before,
-            t.files_after,
-            human_bytes(t.bytes_before),
-            human_bytes(t.bytes_after)
-        ));
+        // Each job's figures in its own terms; a table the job never reached has none.
+        let figures = match &t.outcome {
+            Some(outcome) => outcome.render(r.mode.is_dry_run()),
+            None => String::new(),
+        };
+        out.push_str(&format!("  {:<40} {:<12} {figures}\n", t.table, status));
         for d in &t.details {
             out.push_str(&format!("      {d}\n"));
         }

@@ -110,7 +110,15 @@ pub(super) async fn compact_table(
 ) -> TableReport {
     let started = Instant::now();
     let report = match run(job, t, request, cancel).await {
-        Ok(report) => report,
+        Ok(mut report) => {
+            report.outcome = Some(crate::job::Outcome::Compaction {
+                files_before: report.files_before,
+                files_after: report.files_after,
+                bytes_before: report.bytes_before,
+                bytes_after: report.bytes_after,
+            });
+            report
+        }
         // Logged with its table by `TablePass::record`.
         Err(e) => TableReport::new(t, TableStatus::Failed { error: crate::job::error_chain(&e) }),
     };

@@ -193,6 +193,10 @@ impl OrphanJob {
         candidates.sort_by(|a, b| a.location.cmp(&b.location));
         let mut report = TableReport::new(t, TableStatus::Unchanged);
         report.files_before = scanned;
+        let typed = report.orphan_outcome();
+        typed.scanned = scanned;
+        typed.identified = candidates.len() as u64;
+        typed.bytes_identified = candidates.iter().map(|c| c.size).sum();
         if mode.is_dry_run() {
             info!(
                 "[DRY-RUN] Identified {} orphan files for tenant={} dataset={} table={}",
@@ -319,6 +323,9 @@ impl OrphanJob {
             report.bytes_after += freed;
             report.files_processed += outcome.deleted.len() as u64;
             report.bytes_reclaimed += freed;
+            let typed = report.orphan_outcome();
+            typed.deleted += outcome.deleted.len() as u64;
+            typed.bytes_freed += freed;
             if !outcome.deleted.is_empty() {
                 report.status = TableStatus::Succeeded;
             }

@@ -18,6 +18,7 @@ mod observability;
 mod opt_in;
 mod orphans;
 mod postgres;
+mod reports;
 mod retention;
 mod serve;
 mod support;
