@@ -124,13 +124,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Generate a demo warehouse under .data/demo (if absent) and run the daemon on it.
+    /// Generate a demo warehouse under .data/demo (if absent), show the maintenance lifecycle on it
+    /// (compaction, retention, orphan cleanup dry-run then real, verify), then run the daemon on it.
     Demo {
         #[arg(long, default_value = ".data/demo")]
         dir: PathBuf,
         /// HTTP listen address for the demo daemon.
         #[arg(long, default_value = "127.0.0.1:9091")]
         listen: std::net::SocketAddr,
+        /// Hours of data to generate, ending now (only when the warehouse does not exist yet).
+        #[arg(long, default_value_t = 72)]
+        hours: u32,
+        /// Show the lifecycle and exit instead of continuing as a daemon.
+        #[arg(long)]
+        no_daemon: bool,
     },
 }
 
@@ -237,10 +244,14 @@ async fn dispatch(cli: Cli) -> ExitCode {
             }
         }
         Command::CheckConfig { json } => check_config(cli.config.as_deref(), json).await,
-        Command::Demo { dir, listen } => {
+        Command::Demo { dir, listen, hours, no_daemon } => {
             let Some(config) = load_config(cli.config.as_deref()) else { return ExitCode::from(2) };
-            init_logging(config.service.log_format);
-            match crate::demo::run(config, &dir, listen).await {
+            let log = match crate::demo::init_logging(&dir) {
+                Ok(log) => log,
+                Err(e) => return fail(&e),
+            };
+            let opts = crate::demo::DemoOptions { dir, listen, hours, no_daemon };
+            match crate::demo::run(config, &opts, &log).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }

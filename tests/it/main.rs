@@ -8,6 +8,7 @@ mod audit;
 mod chaos;
 mod compaction;
 mod config_cli;
+mod demo;
 mod discovery;
 mod faults;
 mod generate;
