@@ -73,3 +73,76 @@ async fn each_job_reports_its_own_figures_in_text_and_json() {
     assert_eq!(outcome["job"], "compaction");
     assert_eq!((outcome["files_before"].as_u64(), outcome["files_after"].as_u64()), (Some(12), Some(3)));
 }
+
+/// The sum of a metric's series in a Prometheus text scrape.
+fn metric_sum(scrape: &str, name: &str) -> u64 {
+    scrape
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum::<f64>() as u64
+}
+
+#[tokio::test]
+async fn the_typed_outcomes_agree_with_the_metrics_of_the_same_passes() {
+    use signaldb_compactor::job::{Job, Outcome, PassRequest};
+    let dir = tempfile::tempdir().unwrap();
+    generate_small(dir.path()).await;
+    let status = std::process::Command::new("find")
+        .arg(dir.path().join("warehouse"))
+        .args(["-type", "f", "-exec", "touch", "-d", "3 days ago", "{}", "+"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let orphan = dir.path().join("warehouse/acme/production/logs/data/orphan.parquet");
+    std::fs::write(&orphan, vec![0u8; 500]).unwrap();
+    assert!(
+        std::process::Command::new("touch")
+            .args(["-d", "3 days ago"])
+            .arg(&orphan)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let ctx =
+        crate::support::context(dir.path(), crate::support::fixed_end() + chrono::TimeDelta::days(10), |c| {
+            c.retention.enabled = true;
+            c.retention.mode = signaldb_compactor::config::Mode::Execute;
+            c.retention.snapshots_to_keep = 1;
+            c.retention.max_snapshot_age = std::time::Duration::from_secs(1);
+            c.orphans.enabled = true;
+            c.orphans.mode = signaldb_compactor::config::Mode::Execute;
+        })
+        .await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let request = PassRequest::all(signaldb_compactor::config::Mode::Execute);
+    let retention =
+        signaldb_compactor::retention::RetentionJob::new(&ctx).run_once(&request, &cancel).await.unwrap();
+    let (mut dropped, mut expired) = (0, 0);
+    for t in &retention.tables {
+        if let Some(Outcome::Retention(r)) = &t.outcome {
+            dropped += r.partitions_dropped;
+            expired += r.snapshots_expired;
+        }
+    }
+    let scrape = ctx.metrics.render();
+    assert!(dropped > 0 && expired > 0, "{retention:#?}");
+    assert_eq!(metric_sum(&scrape, "compactor_partitions_dropped_total"), dropped);
+    assert_eq!(metric_sum(&scrape, "compactor_snapshots_expired_total"), expired);
+    let orphans =
+        signaldb_compactor::orphans::OrphanJob::new(&ctx).run_once(&request, &cancel).await.unwrap();
+    let (mut scanned, mut identified, mut deleted, mut freed) = (0, 0, 0, 0);
+    for t in &orphans.tables {
+        if let Some(Outcome::Orphans(o)) = &t.outcome {
+            (scanned, identified, deleted, freed) =
+                (scanned + o.scanned, identified + o.identified, deleted + o.deleted, freed + o.bytes_freed);
+        }
+    }
+    let scrape = ctx.metrics.render();
+    assert!(deleted >= 1 && freed >= 500, "{orphans:#?}");
+    assert!(!orphan.exists());
+    assert_eq!(metric_sum(&scrape, "compactor_files_scanned_total"), scanned);
+    assert_eq!(metric_sum(&scrape, "compactor_orphans_identified_total"), identified);
+    assert_eq!(metric_sum(&scrape, "compactor_files_deleted_total"), deleted);
+    assert_eq!(metric_sum(&scrape, "compactor_bytes_freed_total"), freed);
+}
