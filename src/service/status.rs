@@ -51,6 +51,9 @@ impl PassResult {
 #[derive(Debug)]
 pub struct StatusBoard {
     loops: Mutex<BTreeMap<JobKind, LoopStatus>>,
+    /// Passes in flight per job: a loop's pass and admin-requested ones may overlap, and `running`
+    /// stays true until the last of them ends.
+    in_flight: Mutex<BTreeMap<JobKind, u32>>,
 }
 
 impl StatusBoard {
@@ -76,7 +79,7 @@ impl StatusBoard {
                 )
             })
             .collect();
-        StatusBoard { loops: Mutex::new(loops) }
+        StatusBoard { loops: Mutex::new(loops), in_flight: Mutex::new(BTreeMap::new()) }
     }
 
     fn update(&self, job: JobKind, f: impl FnOnce(&mut LoopStatus)) {
@@ -86,7 +89,16 @@ impl StatusBoard {
         }
     }
 
+    /// Counts a pass in or out; returns how many remain in flight.
+    fn count(&self, job: JobKind, started: bool) -> u32 {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let n = in_flight.entry(job).or_insert(0);
+        *n = if started { *n + 1 } else { n.saturating_sub(1) };
+        *n
+    }
+
     pub fn pass_started(&self, job: JobKind) {
+        self.count(job, true);
         self.update(job, |s| {
             s.running = true;
             s.last_pass_start = Some(Utc::now());
@@ -96,8 +108,9 @@ impl StatusBoard {
     }
 
     pub fn pass_finished(&self, job: JobKind, result: PassResult) {
+        let still_running = self.count(job, false) > 0;
         self.update(job, |s| {
-            s.running = false;
+            s.running = still_running;
             s.last_pass_end = Some(Utc::now());
             s.passes += 1;
             s.last_result = Some(result.as_str().into());
@@ -128,6 +141,19 @@ impl StatusBoard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlapping_passes_keep_the_job_running_until_the_last_ends() {
+        let board = StatusBoard::new(&[(JobKind::Compaction, true)]);
+        board.pass_started(JobKind::Compaction); // the loop
+        board.pass_started(JobKind::Compaction); // an admin-requested run
+        board.pass_finished(JobKind::Compaction, PassResult::Ok);
+        assert!(board.snapshot()[0].running, "one pass is still in flight");
+        board.pass_finished(JobKind::Compaction, PassResult::Partial("1 table(s) failed".into()));
+        let s = &board.snapshot()[0];
+        assert!(!s.running);
+        assert_eq!((s.passes, s.failures, s.last_result.as_deref()), (2, 1, Some("partial")));
+    }
 
     #[test]
     fn errors_are_shown_without_passwords() {
