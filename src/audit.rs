@@ -110,20 +110,21 @@ impl Audit {
     pub async fn finish(&self, record: RunRecord, mode: Mode, report: &TableReport, now: DateTime<Utc>) {
         let Some(pool) = self.pool.as_ref().filter(|_| record.persisted) else { return };
         let (status, error) = match &report.status {
-            TableStatus::Failed { error } => ("failed", Some(error.clone())),
+            TableStatus::Failed { error } => ("failed", Some(crate::config::redact::secrets(error))),
             _ if mode.is_dry_run() => ("dry_run", None),
             _ => ("completed", None),
         };
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let (partitions, files, bytes) = report.audit_figures();
         let updated = sqlx::query(
             "UPDATE compactor_runs SET completed_at = $1, status = $2, partitions_affected = $3, files_processed = $4, \
              bytes_reclaimed = $5, snapshot_id = $6, error_message = $7 WHERE run_id = $8",
         )
         .bind(stamp(now))
         .bind(status)
-        .bind(clamp(report.partitions))
-        .bind(clamp(report.files_processed))
-        .bind(clamp(report.bytes_reclaimed))
+        .bind(clamp(partitions))
+        .bind(clamp(files))
+        .bind(clamp(bytes))
         .bind(report.snapshot_id)
         .bind(error)
         .bind(&record.run_id)

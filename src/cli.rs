@@ -124,13 +124,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Generate a demo warehouse under .data/demo (if absent) and run the daemon on it.
+    /// Generate a demo warehouse under .data/demo (if absent), show the maintenance lifecycle on it
+    /// (compaction, retention, orphan cleanup dry-run then real, verify), then run the daemon on it.
     Demo {
         #[arg(long, default_value = ".data/demo")]
         dir: PathBuf,
         /// HTTP listen address for the demo daemon.
         #[arg(long, default_value = "127.0.0.1:9091")]
         listen: std::net::SocketAddr,
+        /// Hours of data to generate, ending now (only when the warehouse does not exist yet).
+        #[arg(long, default_value_t = 72)]
+        hours: u32,
+        /// Show the lifecycle and exit instead of continuing as a daemon.
+        #[arg(long)]
+        no_daemon: bool,
     },
 }
 
@@ -237,10 +244,14 @@ async fn dispatch(cli: Cli) -> ExitCode {
             }
         }
         Command::CheckConfig { json } => check_config(cli.config.as_deref(), json).await,
-        Command::Demo { dir, listen } => {
+        Command::Demo { dir, listen, hours, no_daemon } => {
             let Some(config) = load_config(cli.config.as_deref()) else { return ExitCode::from(2) };
-            init_logging(config.service.log_format);
-            match crate::demo::run(config, &dir, listen).await {
+            let log = match crate::demo::init_logging(&dir) {
+                Ok(log) => log,
+                Err(e) => return fail(&e),
+            };
+            let opts = crate::demo::DemoOptions { dir, listen, hours, no_daemon };
+            match crate::demo::run(config, &opts, &log).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
@@ -338,6 +349,12 @@ async fn verify(ctx: Context, filter: TableFilter, deep: bool, json: bool) -> Ex
         Err(e) => return fail(&e),
     };
     let problems: usize = results.iter().map(|r| r.problems.len()).sum();
+    // A named table that does not exist is a failure, as in `once`: a typo must not pass as "all good".
+    let missing: Vec<&String> =
+        filter.tables().iter().filter(|name| !results.iter().any(|r| r.table == **name)).collect();
+    for name in &missing {
+        eprintln!("error: {name}: table not found in the catalog (check the TENANT.DATASET.TABLE spelling)");
+    }
     if json {
         print_json(&results);
     } else {
@@ -353,7 +370,7 @@ async fn verify(ctx: Context, filter: TableFilter, deep: bool, json: bool) -> Ex
             }
         }
     }
-    if problems > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
+    if problems > 0 || !missing.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
@@ -389,6 +406,12 @@ async fn once(ctx: Context, job: OnceJob, base: PassRequest, json: bool, selecti
     let missing: Vec<_> = wanted.iter().filter(|k| !jobs.iter().any(|(j, _)| j.kind() == **k)).collect();
     if !missing.is_empty() && !matches!(job, OnceJob::All) {
         eprintln!("error: job {} is not part of this build yet", missing[0]);
+        return ExitCode::from(2);
+    }
+    if !base.partitions.is_empty()
+        && let Err(why) = check_partitions(&ctx, &wanted, &base).await
+    {
+        eprintln!("error: {why}");
         return ExitCode::from(2);
     }
     let cancel = CancellationToken::new();
@@ -428,6 +451,30 @@ async fn once(ctx: Context, job: OnceJob, base: PassRequest, json: bool, selecti
     if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }
 
+/// `--partition` selectors: compaction only, and each must name a partition field of the selected
+/// tables with a value written as reports write it (a selector that matches nothing is a usage error,
+/// not a silent no-op).
+async fn check_partitions(ctx: &Context, wanted: &[JobKind], request: &PassRequest) -> Result<(), String> {
+    if wanted != [JobKind::Compaction] {
+        return Err("--partition applies to `once compaction` only".into());
+    }
+    let tables = ctx.catalog.discover().await.map_err(|e| e.to_string())?;
+    let mut fields = Vec::new();
+    for t in tables.iter().filter(|t| request.filter.matches(t)) {
+        let table = ctx.catalog.load(t).await.map_err(|e| e.to_string())?;
+        for f in crate::table::partition::fields(table.metadata()) {
+            if !fields.contains(&f) {
+                fields.push(f);
+            }
+        }
+    }
+    for selector in &request.partitions {
+        crate::table::partition::check_selector(selector, &fields)
+            .map_err(|why| format!("--partition {selector}: {why}"))?;
+    }
+    Ok(())
+}
+
 /// A pass report as a readable table.
 pub fn render_report(r: &PassReport) -> String {
     let mut out = format!(
@@ -444,16 +491,12 @@ pub fn render_report(r: &PassReport) -> String {
             TableStatus::Skipped { reason } => format!("skipped ({reason})"),
             TableStatus::Failed { error } => format!("FAILED: {error}"),
         };
-        out.push_str(&format!(
-            "  {:<40} {:<12} partitions={} files {} -> {} bytes {} -> {}\n",
-            t.table,
-            status,
-            t.partitions,
-            t.files_before,
-            t.files_after,
-            human_bytes(t.bytes_before),
-            human_bytes(t.bytes_after)
-        ));
+        // Each job's figures in its own terms; a table the job never reached has none.
+        let figures = match &t.outcome {
+            Some(outcome) => outcome.render(r.mode.is_dry_run()),
+            None => String::new(),
+        };
+        out.push_str(&format!("  {:<40} {:<12} {figures}\n", t.table, status));
         for d in &t.details {
             out.push_str(&format!("      {d}\n"));
         }

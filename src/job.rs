@@ -207,6 +207,89 @@ pub struct TableReport {
     /// Human-readable details (one line per action).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<String>,
+    /// What the job did to the table, in the job's own terms: drives the text report, the JSON and
+    /// the audit row's figures. `None` for a table the job never got to (not found, skipped early).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+}
+
+/// One table's outcome, typed per job so that no figure is read in another job's meaning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Live data files and bytes of the table before and after the pass.
+    Compaction {
+        files_before: u64,
+        files_after: u64,
+        bytes_before: u64,
+        bytes_after: u64,
+    },
+    Retention(RetentionOutcome),
+    Orphans(OrphanOutcome),
+}
+
+/// Retention on one table (in dry-run: what would be done).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RetentionOutcome {
+    pub partitions_dropped: u64,
+    /// Data and delete files the drops removed from the table.
+    pub files_removed: u64,
+    pub bytes_removed: u64,
+    pub snapshots_expired: u64,
+    /// Files expiry made unreachable that were deleted from storage, and their bytes.
+    pub files_deleted: u64,
+    pub bytes_deleted: u64,
+}
+
+/// Orphan cleanup of one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OrphanOutcome {
+    /// Objects listed under the table's location.
+    pub scanned: u64,
+    /// Unreferenced objects older than the grace period.
+    pub identified: u64,
+    pub deleted: u64,
+    pub bytes_freed: u64,
+    /// Bytes of the identified orphans (what a real pass would free).
+    pub bytes_identified: u64,
+}
+
+impl Outcome {
+    /// One line for the text report.
+    pub fn render(&self, dry_run: bool) -> String {
+        use crate::stats::human_bytes as b;
+        let would = if dry_run { "would " } else { "" };
+        match self {
+            Outcome::Compaction { files_before, files_after, bytes_before, bytes_after } => format!(
+                "files {files_before} -> {files_after}, bytes {} -> {}",
+                b(*bytes_before),
+                b(*bytes_after)
+            ),
+            Outcome::Retention(r) => format!(
+                "{would}drop {} partition(s) ({} file(s), {}), {would}expire {} snapshot(s), {would}delete {} unreachable file(s) ({})",
+                r.partitions_dropped,
+                r.files_removed,
+                b(r.bytes_removed),
+                r.snapshots_expired,
+                r.files_deleted,
+                b(r.bytes_deleted)
+            ),
+            Outcome::Orphans(o) if dry_run => format!(
+                "scanned {}, orphans identified {} ({}), would delete {}",
+                o.scanned,
+                o.identified,
+                b(o.bytes_identified),
+                o.identified
+            ),
+            Outcome::Orphans(o) => format!(
+                "scanned {}, orphans identified {}, deleted {} ({} freed)",
+                o.scanned,
+                o.identified,
+                o.deleted,
+                b(o.bytes_freed)
+            ),
+        }
+    }
 }
 
 impl TableReport {
@@ -230,6 +313,41 @@ impl TableReport {
             bytes_reclaimed: 0,
             partition_reports: Vec::new(),
             details: Vec::new(),
+            outcome: None,
+        }
+    }
+
+    /// The retention outcome, created empty on first use.
+    pub fn retention_outcome(&mut self) -> &mut RetentionOutcome {
+        if !matches!(self.outcome, Some(Outcome::Retention(_))) {
+            self.outcome = Some(Outcome::Retention(RetentionOutcome::default()));
+        }
+        match &mut self.outcome {
+            Some(Outcome::Retention(r)) => r,
+            _ => unreachable!("set above"),
+        }
+    }
+
+    /// The orphan-cleanup outcome, created empty on first use.
+    pub fn orphan_outcome(&mut self) -> &mut OrphanOutcome {
+        if !matches!(self.outcome, Some(Outcome::Orphans(_))) {
+            self.outcome = Some(Outcome::Orphans(OrphanOutcome::default()));
+        }
+        match &mut self.outcome {
+            Some(Outcome::Orphans(o)) => o,
+            _ => unreachable!("set above"),
+        }
+    }
+
+    /// The audit row's figures (partitions affected, files processed, bytes reclaimed), from the
+    /// typed outcome where there is one.
+    pub fn audit_figures(&self) -> (u64, u64, u64) {
+        match &self.outcome {
+            Some(Outcome::Retention(r)) => (r.partitions_dropped, r.files_removed, r.bytes_deleted),
+            Some(Outcome::Orphans(o)) => (0, o.deleted, o.bytes_freed),
+            Some(Outcome::Compaction { .. }) | None => {
+                (self.partitions, self.files_processed, self.bytes_reclaimed)
+            }
         }
     }
 
@@ -266,6 +384,23 @@ impl PassReport {
     }
 }
 
+/// An error with its whole cause chain (`outer: cause: root cause`), each link once: logs and reports
+/// must show why, not only the outermost "rewrite failed".
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let shown = cause.to_string();
+        // `#[error(transparent)]` and "{0}" messages already contain their source.
+        if !text.contains(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// A pass that could not run at all (a failing table is reported in the [`PassReport`] instead).
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -281,6 +416,21 @@ impl JobError {
             JobError::Catalog(e) => e.is_retryable(),
             JobError::Other(_) => false,
         }
+    }
+}
+
+/// One log line per failed table and per failed partition, naming them, with the cause chain the report
+/// carries (passwords masked), whichever entry point ran the pass.
+fn log_failures(job: &str, report: &TableReport) {
+    for p in &report.partition_reports {
+        if let PartitionStatus::Failed { error } = &p.status {
+            let error = crate::config::redact::secrets(error);
+            tracing::warn!(job, table = %report.table, partition = %p.partition, error, "partition failed");
+        }
+    }
+    if let TableStatus::Failed { error } = &report.status {
+        let error = crate::config::redact::secrets(error);
+        tracing::error!(job, table = %report.table, error, "table failed");
     }
 }
 
@@ -442,6 +592,7 @@ impl TablePass {
                 TableReport::new(table, TableStatus::Failed { error: format!("panicked: {message}") })
             }
         };
+        log_failures(run_type.as_str(), &report);
         self.audit.finish(record, mode, &report, self.clock.now()).await;
         report
     }

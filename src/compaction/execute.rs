@@ -128,11 +128,17 @@ pub(super) async fn compact_table(
 ) -> TableReport {
     let started = Instant::now();
     let report = match run(job, t, request, cancel).await {
-        Ok(report) => report,
-        Err(e) => {
-            error!(table = %t, error = %e, "compaction of table failed");
-            TableReport::new(t, TableStatus::Failed { error: e.to_string() })
+        Ok(mut report) => {
+            report.outcome = Some(crate::job::Outcome::Compaction {
+                files_before: report.files_before,
+                files_after: report.files_after,
+                bytes_before: report.bytes_before,
+                bytes_after: report.bytes_after,
+            });
+            report
         }
+        // Logged with its table by `TablePass::record`.
+        Err(e) => TableReport::new(t, TableStatus::Failed { error: crate::job::error_chain(&e) }),
     };
     job.metrics
         .compaction_duration_seconds
@@ -317,7 +323,7 @@ async fn run_group(
                 .inc();
             GroupFailure::Skipped(reason)
         }
-        None => GroupFailure::Failed(format!("rewrite failed: {e}")),
+        None => GroupFailure::Failed(format!("rewrite failed: {}", crate::job::error_chain(&e))),
     })?;
     let outputs: Vec<String> = rewritten.files.iter().map(|f| f.file.file_path().to_string()).collect();
     let inputs_stats: Vec<&iceberg::spec::DataFile> = w.files.iter().map(|f| f.entry.data_file()).collect();
@@ -406,7 +412,7 @@ async fn run_group(
                         .inc();
                     Err(GroupFailure::Abandoned(reason))
                 }
-                other => Err(GroupFailure::Failed(other.to_string())),
+                other => Err(GroupFailure::Failed(crate::job::error_chain(&other))),
             }
         }
     }
@@ -503,10 +509,14 @@ fn merge_results(
         }
     }
     let (mut ok, mut failed) = (0, 0);
+    let mut first_failure = None;
     for (_, p) in by_partition {
-        match p.status {
+        match &p.status {
             PartitionStatus::Succeeded => ok += 1,
-            PartitionStatus::Failed { .. } => failed += 1,
+            PartitionStatus::Failed { error } => {
+                failed += 1;
+                first_failure.get_or_insert_with(|| format!("{}: {error}", p.partition));
+            }
             _ => {}
         }
         report.rows += p.rows;
@@ -514,7 +524,10 @@ fn merge_results(
     }
     report.partitions = ok + failed;
     report.status = match (ok, failed) {
-        (_, f) if f > 0 => TableStatus::Failed { error: format!("{f} partition(s) failed") },
+        // The audit row's error carries the first reason, not only a count.
+        (_, f) if f > 0 => TableStatus::Failed {
+            error: format!("{f} partition(s) failed; first: {}", first_failure.unwrap_or_default()),
+        },
         (0, 0) => TableStatus::Unchanged,
         _ => TableStatus::Succeeded,
     };

@@ -198,6 +198,8 @@ pub struct RetentionConfig {
     #[serde(with = "humantime_serde")]
     pub max_snapshot_age: Duration,
     pub allow_zero_retention: bool,
+    /// Allows a `grace_period` below the 1 h floor.
+    pub allow_short_grace_period: bool,
     /// Optional cold tier: expired data files are copied here (same relative paths) before a drop.
     pub archive: Option<Dsn>,
     #[serde(serialize_with = "serialize_window")]

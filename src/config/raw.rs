@@ -131,9 +131,13 @@ signal_retention_struct!(
         #[serde(default, with = "humantime_serde")]
         pub max_snapshot_age: Option<Duration>,
         pub allow_zero_retention: Option<bool>,
+        /// A grace period below 1 h is refused unless this is true.
+        pub allow_short_grace_period: Option<bool>,
         pub archive_dsn: Option<String>,
         pub window: Option<String>,
-        #[serde(default)]
+        /// `[[compactor.retention.tenant_overrides]]` entries, or `[compactor.retention.tenant_overrides.ID]`
+        /// tables (the seed layout's map form).
+        #[serde(default, deserialize_with = "list_or_table")]
         pub tenant_overrides: Vec<RawTenantOverride>,
         #[serde(default)]
         pub table_policies: Vec<RawTablePolicy>,
@@ -144,7 +148,8 @@ signal_retention_struct!(
     /// `[[compactor.retention.tenant_overrides]]`.
     RawTenantOverride {
         pub tenant_id: Option<String>,
-        #[serde(default)]
+        /// A list of entries, or tables keyed by dataset id.
+        #[serde(default, deserialize_with = "list_or_table")]
         pub dataset_overrides: Vec<RawDatasetOverride>,
     }
 );
@@ -155,6 +160,70 @@ signal_retention_struct!(
         pub dataset_id: Option<String>,
     }
 );
+
+/// An override that may be written as a table keyed by its id instead of an entry naming it.
+pub trait Keyed {
+    /// The id field, filled from the table key in the map form.
+    fn id_mut(&mut self) -> &mut Option<String>;
+}
+
+impl Keyed for RawTenantOverride {
+    fn id_mut(&mut self) -> &mut Option<String> {
+        &mut self.tenant_id
+    }
+}
+
+impl Keyed for RawDatasetOverride {
+    fn id_mut(&mut self) -> &mut Option<String> {
+        &mut self.dataset_id
+    }
+}
+
+/// Accepts both forms of an override list: an array of entries each naming its id
+/// (`[[…tenant_overrides]]` + `tenant_id = "acme"`), or a table of tables keyed by id
+/// (`[…tenant_overrides.acme]`). Both resolve to the same entries; in the map form an id field, if
+/// present, must equal its key. Element errors keep their own message (unknown key, wrong type).
+fn list_or_table<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Keyed,
+{
+    struct Visitor<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de> + Keyed> serde::de::Visitor<'de> for Visitor<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of overrides, or a table of overrides keyed by id")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(entry) = seq.next_element()? {
+                out.push(entry);
+            }
+            Ok(out)
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some((key, mut entry)) = map.next_entry::<String, T>()? {
+                match entry.id_mut() {
+                    Some(id) if *id != key => {
+                        return Err(serde::de::Error::custom(format!(
+                            "the override keyed {key:?} names another id ({id:?})"
+                        )));
+                    }
+                    id => *id = Some(key),
+                }
+                out.push(entry);
+            }
+            Ok(out)
+        }
+    }
+
+    deserializer.deserialize_any(Visitor(std::marker::PhantomData))
+}
 
 /// `[[compactor.retention.table_policies]]`: retention for a table whose name is no known signal.
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -162,3 +162,58 @@ fn dist_file_loads_to_the_defaults_and_documents_every_key() {
         assert!(dist.contains(&format!("{key} =")), "signaldb.dist.toml does not document {key}");
     }
 }
+
+#[test]
+fn tenant_overrides_load_in_the_map_form_and_the_list_form_alike() {
+    let list = "[compactor.retention]\ntraces_retention_days = 7\n\
+        [[compactor.retention.tenant_overrides]]\ntenant_id = \"acme\"\ntraces = \"14d\"\n\
+        [[compactor.retention.tenant_overrides.dataset_overrides]]\ndataset_id = \"production\"\nlogs = \"forever\"\n\
+        [[compactor.retention.tenant_overrides]]\ntenant_id = \"globex\"\nmetrics_retention_days = 60\n";
+    // The seed layout: tables keyed by tenant and dataset id.
+    let map = "[compactor.retention]\ntraces_retention_days = 7\n\
+        [compactor.retention.tenant_overrides.acme]\ntraces = \"14d\"\n\
+        [compactor.retention.tenant_overrides.acme.dataset_overrides.production]\nlogs = \"forever\"\n\
+        [compactor.retention.tenant_overrides.globex]\nmetrics_retention_days = 60\n";
+    let (list, map) = (load(list, &[]).unwrap(), load(map, &[]).unwrap());
+    assert_eq!(
+        serde_json::to_value(&list.retention.policy).unwrap(),
+        serde_json::to_value(&map.retention.policy).unwrap()
+    );
+    use crate::catalog::Signal;
+    for c in [&list, &map] {
+        let p = &c.retention.policy;
+        let days = |n: u64| RetentionValue::For(Duration::from_secs(n * 86_400));
+        assert_eq!(p.resolve("acme", "production", "traces", Signal::Traces).value, days(14));
+        assert_eq!(p.resolve("acme", "production", "logs", Signal::Logs).value, RetentionValue::Forever);
+        assert_eq!(p.resolve("acme", "staging", "logs", Signal::Logs).value, days(3));
+        assert_eq!(p.resolve("globex", "production", "metrics_gauge", Signal::Metrics).value, days(60));
+        assert_eq!(p.resolve("initech", "production", "traces", Signal::Traces).value, days(7));
+    }
+    // Errors inside the map form still name their key; a conflicting id is refused.
+    let err = load("[compactor.retention.tenant_overrides.acme]\ntrace = \"1d\"\n", &[]).unwrap_err();
+    assert!(err.key.ends_with(".trace") && err.reason.contains("unknown key"), "{err}");
+    let err = load("[compactor.retention.tenant_overrides.acme]\ntenant_id = \"globex\"\n", &[]).unwrap_err();
+    assert!(err.key.starts_with("compactor.retention.tenant_overrides"), "{err}");
+    assert!(err.to_string().contains("another id"), "{err}");
+    // Validation runs on the map form too.
+    let err =
+        load("[compactor.retention.tenant_overrides.acme]\ntraces_retention_days = 0\n", &[]).unwrap_err();
+    assert!(err.key.ends_with("traces_retention_days"), "{err}");
+}
+
+#[test]
+fn retention_grace_period_has_a_one_hour_floor() {
+    for (toml, key) in [
+        ("[compactor.retention]\ngrace_period_hours = 0\n", "compactor.retention.grace_period_hours"),
+        ("[compactor.retention]\ngrace_period = \"59m\"\n", "compactor.retention.grace_period"),
+    ] {
+        let err = load(toml, &[]).unwrap_err();
+        assert_eq!(err.key, key);
+        assert!(err.reason.contains("allow_short_grace_period"), "{err}");
+    }
+    let c = load("[compactor.retention]\ngrace_period = \"10m\"\nallow_short_grace_period = true\n", &[])
+        .unwrap();
+    assert_eq!(c.retention.grace_period, Duration::from_secs(600));
+    let c = load("[compactor.retention]\ngrace_period = \"1h\"\n", &[]).unwrap();
+    assert_eq!(c.retention.grace_period, Duration::from_secs(3600));
+}

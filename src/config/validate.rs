@@ -21,6 +21,8 @@ const DAY: u64 = 24 * HOUR;
 const MIB: u64 = 1024 * 1024;
 /// The orphan grace period below which `allow_short_grace_period = true` is required.
 pub const ORPHAN_GRACE_FLOOR: Duration = Duration::from_secs(HOUR);
+/// The retention grace period below which `allow_short_grace_period = true` is required.
+pub const RETENTION_GRACE_FLOOR: Duration = Duration::from_secs(HOUR);
 
 // Upper bounds (docs/configuration.md). Far above any sensible setting, and low enough that every
 // value converts to chrono and to bytes, and adds to a timestamp, without overflow: arithmetic on a
@@ -436,7 +438,7 @@ fn retention(raw: &RawRetention, global_mode: Mode, cwd: &Path) -> Result<Retent
         max: MAX_INTERVAL,
     }
     .positive(secs(HOUR))?;
-    let (_, grace_period) = TwoForms {
+    let (grace_key, grace_period) = TwoForms {
         int_key: "compactor.retention.grace_period_hours",
         int_value: raw.grace_period_hours,
         unit_secs: HOUR,
@@ -445,6 +447,15 @@ fn retention(raw: &RawRetention, global_mode: Mode, cwd: &Path) -> Result<Retent
         max: MAX_INTERVAL,
     }
     .resolve(secs(HOUR))?;
+    let allow_short_grace = raw.allow_short_grace_period.unwrap_or(false);
+    if grace_period < RETENTION_GRACE_FLOOR && !allow_short_grace {
+        return Err(ConfigError::new(
+            grace_key,
+            human(grace_period),
+            "below the 1h safety floor: data written late into an hour could be dropped with it; set \
+             compactor.retention.allow_short_grace_period = true to allow it",
+        ));
+    }
     let tz_text = raw.timezone.clone().unwrap_or_else(|| "UTC".to_string());
     let timezone: chrono_tz::Tz = tz_text.parse().map_err(|_| {
         ConfigError::new(
@@ -491,6 +502,7 @@ fn retention(raw: &RawRetention, global_mode: Mode, cwd: &Path) -> Result<Retent
             MAX_RETENTION,
         )?,
         allow_zero_retention: allow_zero,
+        allow_short_grace_period: allow_short_grace,
         window: None,
         archive: raw
             .archive_dsn

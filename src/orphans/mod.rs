@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::audit::RunType;
 use crate::catalog::{Catalog, TableRef};
@@ -130,10 +130,11 @@ impl Job for OrphanJob {
                     }
                 }
                 let started = Instant::now();
-                let report = self.clean_table(t, &census, request.mode, cancel).await.unwrap_or_else(|e| {
-                    error!(table = %t, error = %e, "orphan cleanup of table failed");
-                    TableReport::new(t, TableStatus::Failed { error: e })
-                });
+                // A failure is logged with its table by `TablePass::record`.
+                let report = self
+                    .clean_table(t, &census, request.mode, cancel)
+                    .await
+                    .unwrap_or_else(|e| TableReport::new(t, TableStatus::Failed { error: e }));
                 self.metrics
                     .orphan_cleanup_duration_seconds
                     .with_label_values(&[&t.tenant, &t.dataset, &t.table])
@@ -217,6 +218,10 @@ impl OrphanJob {
         candidates.sort_by(|a, b| a.location.cmp(&b.location));
         let mut report = TableReport::new(t, TableStatus::Unchanged);
         report.files_before = scanned;
+        let typed = report.orphan_outcome();
+        typed.scanned = scanned;
+        typed.identified = candidates.len() as u64;
+        typed.bytes_identified = candidates.iter().map(|c| c.size).sum();
         for (keep, n) in &kept {
             if matches!(
                 keep,
@@ -385,6 +390,9 @@ impl OrphanJob {
             report.bytes_after += freed;
             report.files_processed += outcome.deleted.len() as u64;
             report.bytes_reclaimed += freed;
+            let typed = report.orphan_outcome();
+            typed.deleted += outcome.deleted.len() as u64;
+            typed.bytes_freed += freed;
             if !outcome.deleted.is_empty() {
                 report.status = TableStatus::Succeeded;
             }

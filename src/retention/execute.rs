@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use iceberg::spec::{Datum, Operation, PrimitiveLiteral, PrimitiveType, Type};
 use iceberg::table::Table;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::RetentionJob;
 use super::plan::{self, DropPlan, FileFacts};
@@ -47,6 +47,7 @@ pub(super) async fn expire_table(
     let run = async {
         let table = job.catalog.load(t).await?;
         let mut report = TableReport::new(t, TableStatus::Unchanged);
+        report.retention_outcome();
         if let Some(reason) = guard::commit_blocker(&table).await? {
             report.status = TableStatus::Skipped { reason: reason.to_string() };
             return Ok::<_, RetentionError>(report);
@@ -56,10 +57,8 @@ pub(super) async fn expire_table(
     };
     match run.await {
         Ok(report) => report,
-        Err(e) => {
-            error!(table = %t, error = %e, "snapshot expiry failed");
-            TableReport::new(t, TableStatus::Failed { error: e.to_string() })
-        }
+        // Logged with its table by `TablePass::record`.
+        Err(e) => TableReport::new(t, TableStatus::Failed { error: crate::job::error_chain(&e) }),
     }
 }
 
@@ -74,10 +73,8 @@ pub(super) async fn retain_table(
     let started = Instant::now();
     let report = match run(job, t, mode, now, logged, cancel).await {
         Ok(report) => report,
-        Err(e) => {
-            error!(table = %t, error = %e, "retention of table failed");
-            TableReport::new(t, TableStatus::Failed { error: e.to_string() })
-        }
+        // Logged with its table by `TablePass::record`.
+        Err(e) => TableReport::new(t, TableStatus::Failed { error: crate::job::error_chain(&e) }),
     };
     job.metrics
         .retention_enforcement_duration_seconds
@@ -119,8 +116,11 @@ async fn run(
         return Ok(TableReport::new(t, TableStatus::Skipped { reason: reason.to_string() }));
     }
     let mut report = TableReport::new(t, TableStatus::Unchanged);
+    report.retention_outcome();
     let stats = crate::stats::TableStats::of(&table);
     (report.files_before, report.bytes_before, report.rows) = (stats.data_files, stats.bytes, stats.rows);
+    // A table nothing is dropped from keeps its figures (reported 5 -> 0 before).
+    (report.files_after, report.bytes_after) = (stats.data_files, stats.bytes);
     let table = match cutoff {
         Some(cutoff) => drop_expired(job, t, table, cutoff, mode, cancel, &mut report).await?,
         None => table,
@@ -334,6 +334,10 @@ fn record_drops(
         report.details.push(format!("file expired by its timestamp bound: {}", files[i].path));
     }
     report.partitions += dplan.partitions.len() as u64;
+    let outcome = report.retention_outcome();
+    outcome.partitions_dropped += dplan.partitions.len() as u64;
+    outcome.files_removed += dplan.remove.len() as u64;
+    outcome.bytes_removed += dplan.remove.iter().map(|&i| files[i].size).sum::<u64>();
     report.status = TableStatus::Succeeded;
 }
 
@@ -420,6 +424,7 @@ async fn expire_snapshots(
             info!("[DRY-RUN] Would expire snapshot: snapshot_id={id} age={age}");
             report.details.push(format!("would expire snapshot {id} (age {age})"));
         }
+        report.retention_outcome().snapshots_expired += expiry.expire.len() as u64;
         report.status = TableStatus::Succeeded;
         return Ok(());
     }
@@ -453,6 +458,7 @@ async fn expire_snapshots(
     for id in &expired {
         info!(tenant = %t.tenant, dataset = %t.dataset, table = %t.table, snapshot_id = id, "expired snapshot");
     }
+    report.retention_outcome().snapshots_expired += expired.len() as u64;
     report.details.push(format!(
         "expired {} snapshot(s), removed ref(s) {:?}",
         expired.len(),
@@ -518,6 +524,9 @@ async fn expire_snapshots(
     let outcome = gate.delete(&candidates).await;
     job.metrics.bytes_reclaimed_total.with_label_values(&labels(t)).inc_by(outcome.bytes_deleted());
     report.bytes_reclaimed += outcome.bytes_deleted();
+    let typed = report.retention_outcome();
+    typed.files_deleted += outcome.deleted.len() as u64;
+    typed.bytes_deleted += outcome.bytes_deleted();
     report.details.push(format!(
         "unreachable after expiry: {} file(s), deleted {} ({} bytes), kept {}, failed {}",
         candidates.len(),

@@ -13,7 +13,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use super::status::StatusBoard;
+use super::status::{PassResult, StatusBoard};
 use crate::clock::Clock;
 use crate::job::{Job, JobError, PassRequest, TableStatus};
 use crate::metrics::Metrics;
@@ -105,15 +105,10 @@ pub async fn run_pass(
     };
     let elapsed = started.elapsed();
     metrics.pass_duration_seconds.with_label_values(&[job_label]).observe(elapsed.as_secs_f64());
-    match &outcome {
+    let result = match &outcome {
         Ok(report) if report.failed_tables() == 0 => {
-            metrics.passes_total.with_label_values(&[job_label, "ok"]).inc();
-            metrics
-                .last_success_timestamp_seconds
-                .with_label_values(&[job_label])
-                .set(Utc::now().timestamp());
             info!(tables = report.tables.len(), elapsed_ms = ms(elapsed), "pass finished");
-            status.pass_finished(kind, Ok(()));
+            PassResult::Ok
         }
         Ok(report) => {
             let failed = report.failed_tables();
@@ -123,29 +118,34 @@ pub async fn run_pass(
                 .filter(|t| matches!(t.status, TableStatus::Failed { .. }))
                 .map(|t| t.table.as_str())
                 .collect();
-            metrics.passes_total.with_label_values(&[job_label, "partial"]).inc();
-            metrics.pass_failures_total.with_label_values(&[job_label]).inc();
+            // Each failed table and partition was logged by name where it failed (`TablePass::record`).
             warn!(
                 tables = report.tables.len(),
                 failed,
                 elapsed_ms = ms(elapsed),
                 "pass finished with failing tables"
             );
-            status.pass_finished(kind, Err(format!("{failed} table(s) failed: {}", names.join(", "))));
+            PassResult::Partial(format!("{failed} table(s) failed: {}", names.join(", ")))
         }
         Err(e) => {
-            metrics.passes_total.with_label_values(&[job_label, "failed"]).inc();
-            metrics.pass_failures_total.with_label_values(&[job_label]).inc();
-            let error = crate::config::redact::secrets(&e.to_string());
+            let error = crate::config::redact::secrets(&crate::job::error_chain(e));
             error!(
                 error,
                 retryable = e.is_retryable(),
                 elapsed_ms = ms(elapsed),
                 "pass failed; retrying at the next tick"
             );
-            status.pass_finished(kind, Err(e.to_string()));
+            PassResult::Failed(error)
         }
+    };
+    // One vocabulary: the metric's `result` label and `/status`'s `last_result` come from `result`.
+    metrics.passes_total.with_label_values(&[job_label, result.as_str()]).inc();
+    if result == PassResult::Ok {
+        metrics.last_success_timestamp_seconds.with_label_values(&[job_label]).set(Utc::now().timestamp());
+    } else {
+        metrics.pass_failures_total.with_label_values(&[job_label]).inc();
     }
+    status.pass_finished(kind, result);
     outcome
 }
 

@@ -15,7 +15,8 @@ pub struct LoopStatus {
     pub running: bool,
     pub last_pass_start: Option<DateTime<Utc>>,
     pub last_pass_end: Option<DateTime<Utc>>,
-    /// `ok` or `failed`.
+    /// `ok`, `partial` (some tables failed) or `failed` (the pass could not run): the `result` label
+    /// of `compactor_passes_total` for the same pass.
     pub last_result: Option<String>,
     pub last_error: Option<String>,
     pub next_run: Option<DateTime<Utc>>,
@@ -27,12 +28,36 @@ pub struct LoopStatus {
     pub overdue: bool,
 }
 
+/// How a pass ended, in the one vocabulary `/status` and the `compactor_passes_total{result}` label share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassResult {
+    /// Every table succeeded, was unchanged or skipped.
+    Ok,
+    /// The pass ran; some tables failed (the error says how many and the first reason).
+    Partial(String),
+    /// The pass could not run.
+    Failed(String),
+}
+
+impl PassResult {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PassResult::Ok => "ok",
+            PassResult::Partial(_) => "partial",
+            PassResult::Failed(_) => "failed",
+        }
+    }
+}
+
 /// Shared, lock-protected loop statuses. Updates are tiny and never held across an await.
 #[derive(Debug)]
 pub struct StatusBoard {
     loops: Mutex<BTreeMap<JobKind, LoopStatus>>,
     /// How long a pass may run before it is reported overdue (none: never).
     pass_deadline: Mutex<Option<std::time::Duration>>,
+    /// Passes in flight per job: a loop's pass and admin-requested ones may overlap, and `running`
+    /// stays true until the last of them ends.
+    in_flight: Mutex<BTreeMap<JobKind, u32>>,
 }
 
 impl StatusBoard {
@@ -59,7 +84,11 @@ impl StatusBoard {
                 )
             })
             .collect();
-        StatusBoard { loops: Mutex::new(loops), pass_deadline: Mutex::new(None) }
+        StatusBoard {
+            loops: Mutex::new(loops),
+            pass_deadline: Mutex::new(None),
+            in_flight: Mutex::new(BTreeMap::new()),
+        }
     }
 
     fn update(&self, job: JobKind, f: impl FnOnce(&mut LoopStatus)) {
@@ -69,7 +98,16 @@ impl StatusBoard {
         }
     }
 
+    /// Counts a pass in or out; returns how many remain in flight.
+    fn count(&self, job: JobKind, started: bool) -> u32 {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let n = in_flight.entry(job).or_insert(0);
+        *n = if started { *n + 1 } else { n.saturating_sub(1) };
+        *n
+    }
+
     pub fn pass_started(&self, job: JobKind) {
+        self.count(job, true);
         self.update(job, |s| {
             s.running = true;
             s.last_pass_start = Some(Utc::now());
@@ -91,20 +129,20 @@ impl StatusBoard {
         self.update(job, |s| s.overdue = true);
     }
 
-    pub fn pass_finished(&self, job: JobKind, result: Result<(), String>) {
+    pub fn pass_finished(&self, job: JobKind, result: PassResult) {
+        let still_running = self.count(job, false) > 0;
         self.update(job, |s| {
-            s.running = false;
-            s.overdue = false;
+            s.running = still_running;
+            if !still_running {
+                s.overdue = false;
+            }
             s.last_pass_end = Some(Utc::now());
             s.passes += 1;
+            s.last_result = Some(result.as_str().into());
             match result {
-                Ok(()) => {
-                    s.last_result = Some("ok".into());
-                    s.last_error = None;
-                }
-                Err(e) => {
+                PassResult::Ok => s.last_error = None,
+                PassResult::Partial(e) | PassResult::Failed(e) => {
                     s.failures += 1;
-                    s.last_result = Some("failed".into());
                     s.last_error = Some(crate::config::redact::secrets(&e));
                 }
             }
@@ -130,11 +168,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn overlapping_passes_keep_the_job_running_until_the_last_ends() {
+        let board = StatusBoard::new(&[(JobKind::Compaction, true)]);
+        board.pass_started(JobKind::Compaction); // the loop
+        board.pass_started(JobKind::Compaction); // an admin-requested run
+        board.pass_finished(JobKind::Compaction, PassResult::Ok);
+        assert!(board.snapshot()[0].running, "one pass is still in flight");
+        board.pass_finished(JobKind::Compaction, PassResult::Partial("1 table(s) failed".into()));
+        let s = &board.snapshot()[0];
+        assert!(!s.running);
+        assert_eq!((s.passes, s.failures, s.last_result.as_deref()), (2, 1, Some("partial")));
+    }
+
+    #[test]
     fn errors_are_shown_without_passwords() {
         let board = StatusBoard::new(&[(JobKind::Compaction, true)]);
         board.pass_finished(
             JobKind::Compaction,
-            Err("catalog postgres://u:hunter2@db/x?password=hunter3: connection refused".into()),
+            PassResult::Failed(
+                "catalog postgres://u:hunter2@db/x?password=hunter3: connection refused".into(),
+            ),
         );
         let error = board.snapshot()[0].last_error.clone().unwrap();
         // A password runs to a URI separator or whitespace: the ':' after it goes too (over-masking is

@@ -169,6 +169,81 @@ fn human_value(transform: Transform, source: Option<&PrimitiveType>, value: Opti
     }
 }
 
+/// A partition field as `--partition` names it: its name, transform and source column type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldInfo {
+    pub name: String,
+    pub transform: Transform,
+    pub source: Option<PrimitiveType>,
+}
+
+/// Every partition field of every spec of a table (older specs too: their files are still live).
+pub fn fields(metadata: &iceberg::spec::TableMetadata) -> Vec<FieldInfo> {
+    let schema = metadata.current_schema();
+    let mut out: Vec<FieldInfo> = Vec::new();
+    for spec in metadata.partition_specs_iter() {
+        for f in spec.fields() {
+            let info = FieldInfo {
+                name: f.name.clone(),
+                transform: f.transform,
+                source: source_type(schema, f.source_id).cloned(),
+            };
+            if !out.contains(&info) {
+                out.push(info);
+            }
+        }
+    }
+    out
+}
+
+/// Checks a `--partition` selector (`field=value`, several joined with `/`, as [`label`] writes them)
+/// against the partition fields of the selected tables: every field must exist and every value must be
+/// written the way reports write it. A selector that could match nothing is an error, not a silent
+/// no-op.
+pub fn check_selector(selector: &str, fields: &[FieldInfo]) -> Result<(), String> {
+    if selector == "unpartitioned" {
+        return Ok(());
+    }
+    for pair in selector.split('/') {
+        let Some((name, value)) = pair.split_once('=') else {
+            return Err(format!("{pair:?} is not FIELD=VALUE (e.g. timestamp_hour=2026-11-21-10)"));
+        };
+        let Some(field) = fields.iter().find(|f| f.name == name) else {
+            let known: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+            return Err(format!(
+                "no partition field {name:?} in the selected tables (fields: {})",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ));
+        };
+        if value == "null" {
+            continue;
+        }
+        let time = field.source.as_ref().is_some_and(is_time);
+        let (ok, form) = match (field.transform, time) {
+            (Transform::Hour, true) => (
+                chrono::NaiveDateTime::parse_from_str(&format!("{value}:00"), "%Y-%m-%d-%H:%M").is_ok(),
+                "YYYY-MM-DD-HH",
+            ),
+            (Transform::Day, true) => {
+                (chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").is_ok(), "YYYY-MM-DD")
+            }
+            (Transform::Identity, true) if field.source == Some(PrimitiveType::Date) => {
+                (chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").is_ok(), "YYYY-MM-DD")
+            }
+            (Transform::Month, true) => {
+                (chrono::NaiveDate::parse_from_str(&format!("{value}-01"), "%Y-%m-%d").is_ok(), "YYYY-MM")
+            }
+            (Transform::Year, true) => (value.len() == 4 && value.parse::<u16>().is_ok(), "YYYY"),
+            (Transform::Identity, true) => (DateTime::parse_from_rfc3339(value).is_ok(), "an RFC 3339 time"),
+            _ => (!value.is_empty(), "a value"),
+        };
+        if !ok {
+            return Err(format!("{value:?} is not a valid {name} value (expected {form})"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -281,5 +356,35 @@ mod tests {
         let s = spec(&[(1, "timestamp_hour", Transform::Hour)]);
         assert_eq!(time_range(&s, &schema(), &ints(&[None])), None);
         assert_eq!(label(&s, &schema(), &ints(&[None])), "timestamp_hour=null");
+    }
+
+    #[test]
+    fn partition_selectors_must_name_a_field_and_a_well_formed_value() {
+        let hour = FieldInfo {
+            name: "timestamp_hour".into(),
+            transform: Transform::Hour,
+            source: Some(PrimitiveType::Timestamptz),
+        };
+        let region = FieldInfo {
+            name: "region".into(),
+            transform: Transform::Identity,
+            source: Some(PrimitiveType::String),
+        };
+        let fields = [hour, region];
+        assert_eq!(check_selector("timestamp_hour=2026-11-21-10", &fields), Ok(()));
+        assert_eq!(check_selector("timestamp_hour=2026-11-21-10/region=eu", &fields), Ok(()));
+        assert_eq!(check_selector("timestamp_hour=null", &fields), Ok(()));
+        for bad in [
+            "bogus=1",
+            "timestamp_hour=bogus",
+            "timestamp_hour=2026-11-21",
+            "timestamp_hour=2026-11-21-25",
+            "timestamp_hour",
+            "region=",
+        ] {
+            assert!(check_selector(bad, &fields).is_err(), "{bad}");
+        }
+        assert!(check_selector("bogus=1", &fields).unwrap_err().contains("\"bogus\""));
+        assert!(check_selector("timestamp_hour=bogus", &fields).unwrap_err().contains("YYYY-MM-DD-HH"));
     }
 }

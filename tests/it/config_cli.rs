@@ -196,3 +196,41 @@ fn the_kubernetes_configmap_carries_the_dist_config_verbatim() {
         block.lines().map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l))).collect();
     assert_eq!(embedded, dist, "regenerate deploy/kubernetes/configmap.yaml from signaldb.dist.toml");
 }
+
+#[tokio::test]
+async fn selectors_that_match_nothing_fail_instead_of_passing_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::generate_small(dir.path()).await;
+    crate::support::write_config(dir.path(), "");
+    let before = crate::support::snapshot_bytes(&dir.path().join("warehouse"));
+    for (args, names) in [
+        (&["once", "compaction", "--partition", "bogus=1"][..], "\"bogus\""),
+        (&["once", "compaction", "--partition", "timestamp_hour=bogus"][..], "timestamp_hour"),
+        (&["once", "compaction", "--partition", "timestamp_hour=2026-11-21"][..], "YYYY-MM-DD-HH"),
+        (&["once", "compaction", "--table", "acme.production.traces", "--partition", "x"][..], "FIELD=VALUE"),
+        (
+            &["once", "retention", "--dry-run", "--partition", "timestamp_hour=2026-11-21-09"][..],
+            "compaction` only",
+        ),
+    ] {
+        let out = run_bin(dir.path(), args, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(names), "{args:?} should name {names}: {stderr}");
+    }
+    assert!(crate::support::snapshot_bytes(&dir.path().join("warehouse")) == before);
+    // A well-formed selector still works.
+    let out = run_bin(
+        dir.path(),
+        &["once", "compaction", "--dry-run", "--partition", "timestamp_hour=2026-11-21-08"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // verify of a table that does not exist fails like `once` does.
+    let out = run_bin(dir.path(), &["verify", "--table", "nope.nope.nope"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nope.nope.nope") && stderr.contains("not found"), "{stderr}");
+    let out = run_bin(dir.path(), &["verify", "--table", "acme.production.traces"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -139,3 +139,68 @@ async fn json_logs_carry_the_dry_run_lines_verbatim_inside_a_table_span() {
     );
     assert_eq!(span["run_id"].as_str().map(str::len), Some(36), "a uuid run id");
 }
+
+#[tokio::test]
+async fn a_failed_partition_is_logged_with_its_table_partition_and_cause_and_audited_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    generate_small(dir.path()).await;
+    crate::support::write_config(dir.path(), "[compactor]\nmin_input_files = 2\n");
+    // Corrupt one data file of acme.production.traces: its partition's rewrite fails, the others go on.
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    let mut stack = vec![dir.path().join("warehouse/acme/production/traces")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let victim = &files[0];
+    let len = std::fs::metadata(victim).unwrap().len() as usize;
+    std::fs::write(victim, vec![b'x'; len]).unwrap();
+    let out = crate::support::run_bin(
+        dir.path(),
+        &["once", "compaction", "--table", "acme.production.traces"],
+        &[("SIGNALDB_COMPACTOR_LOG_FORMAT", "json")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let with_message = |m: &str| -> Vec<&serde_json::Value> {
+        lines.iter().filter(|l| l["fields"]["message"] == m).collect()
+    };
+    let partition = with_message("partition failed");
+    assert_eq!(partition.len(), 1, "{stderr}");
+    let fields = &partition[0]["fields"];
+    assert_eq!(partition[0]["level"], "WARN");
+    assert_eq!(fields["table"], "acme.production.traces");
+    let label = fields["partition"].as_str().unwrap();
+    assert!(label.starts_with("timestamp_hour=2026-11-21-"), "{label}");
+    let error = fields["error"].as_str().unwrap();
+    // The whole chain: what failed, and why, down to the Parquet reader's complaint.
+    assert!(error.starts_with("rewrite failed: ") && error.len() > "rewrite failed: ".len() + 20, "{error}");
+    assert!(error.to_lowercase().contains("parquet"), "{error}");
+    let table = with_message("table failed");
+    assert_eq!(table.len(), 1, "{stderr}");
+    assert_eq!(table[0]["level"], "ERROR");
+    assert_eq!(table[0]["fields"]["table"], "acme.production.traces");
+    // The audit row carries the first reason, not only a count.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", dir.path().join("catalog.db").display()))
+        .await
+        .unwrap();
+    let (status, message): (String, String) = sqlx::query_as(
+        "SELECT status, error_message FROM compactor_runs WHERE table_name = 'traces' AND run_type = 'compaction'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(status, "failed");
+    assert!(
+        message.starts_with(&format!("1 partition(s) failed; first: {label}: rewrite failed: ")),
+        "{message}"
+    );
+}

@@ -89,4 +89,7 @@ async fn the_verify_loop_reports_problems_as_failed_passes_and_a_gauge() {
         )
     );
     assert_eq!(status.snapshot()[0].last_error.as_deref(), Some("1 table(s) failed: globex.production.logs"));
+    // One vocabulary: /status says what the metric says for the same pass.
+    assert_eq!(status.snapshot()[0].last_result.as_deref(), Some("partial"));
+    assert!(scrape.contains("compactor_passes_total{job=\"verify\",result=\"partial\"} 1"), "{scrape}");
 }
