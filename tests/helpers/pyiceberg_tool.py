@@ -148,11 +148,12 @@ def canonical(value):
 
 
 def checksum(rows_list):
-    """Order-independent content checksum of rows (dicts of column -> value)."""
+    """Order-independent content checksum of rows (dicts of column -> value): the sum of the rows'
+    hashes mod 2^64 (a sum, not a XOR, so that duplicated rows do not cancel out)."""
     digest = 0
     for row in rows_list:
         h = hashlib.sha256(json.dumps(canonical(row), sort_keys=True, default=str).encode()).digest()
-        digest ^= int.from_bytes(h[:8], "big")
+        digest = (digest + int.from_bytes(h[:8], "big")) % 2**64
     return "%016x" % digest
 
 
@@ -299,6 +300,40 @@ def kind_promote(args):
         batch = [{"id": n + i, "n": i % 2} for i in range(args.rows)]
         n += args.rows
         table.append(pa.Table.from_pylist(batch, schema=table.schema().as_arrow()))
+    return n
+
+
+def kind_promote_timed(args):
+    """day(timestamp) and identity(n), n: int -> long between appends; half the rows 2026-01-15 (long
+    expired for any retention), half an hour ago."""
+    from pyiceberg.transforms import DayTransform, IdentityTransform
+    from pyiceberg.types import IntegerType, LongType
+
+    schema = Schema(
+        NestedField(1, "timestamp", TimestampType(), required=True),
+        NestedField(2, "n", IntegerType(), required=False),
+    )
+    spec = PartitionSpec(
+        PartitionField(source_id=1, field_id=1000, transform=DayTransform(), name="timestamp_day"),
+        PartitionField(source_id=2, field_id=1001, transform=IdentityTransform(), name="n"),
+    )
+    table = _create(args, schema, spec)
+    recent = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(minutes=30)
+    n = 0
+
+    def append():
+        nonlocal n, table
+        table = catalog(args).load_table(args.table)
+        batch = [{"timestamp": BASE if i % 2 else recent, "n": i % 3} for i in range(args.rows)]
+        n += args.rows
+        table.append(pa.Table.from_pylist(batch, schema=table.schema().as_arrow()))
+
+    for _ in range(args.appends):
+        append()
+    with table.update_schema() as update:
+        update.update_column("n", LongType())
+    for _ in range(args.appends):
+        append()
     return n
 
 
@@ -489,6 +524,7 @@ KINDS = {
     "truncate-null": kind_truncate_null,
     "identity": kind_identity,
     "promote": kind_promote,
+    "promote-timed": kind_promote_timed,
     "nested": kind_nested,
 }
 

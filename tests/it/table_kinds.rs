@@ -246,3 +246,28 @@ async fn spec_coverage_every_type_evolution_and_spec_in_v1_and_v2() {
         assert_stats_match_files(dir.path(), &t).await;
     }
 }
+
+#[tokio::test]
+async fn retention_drops_partitions_of_a_promoted_source_without_panicking() {
+    use signaldb_compactor::retention::RetentionJob;
+    let dir = tempfile::tempdir().unwrap();
+    // A traces table (7 days of retention once enabled): day(timestamp) + identity(n), n promoted from
+    // int to long; half the rows are from 2026-01-15, half from half an hour ago.
+    let t = "promoted.prod.traces";
+    create(dir.path(), "promote-timed", t, &[]);
+    let kept = scan(dir.path(), t, Some("timestamp >= '2026-02-01T00:00:00'"));
+    assert_eq!(kept["rows"], 120, "{kept}");
+    let ctx = context(dir.path(), chrono::Utc::now(), |c| {
+        c.retention.enabled = true;
+        c.retention.mode = Mode::Execute;
+    })
+    .await;
+    let report = RetentionJob::new(&ctx)
+        .run_once(&PassRequest::all(Mode::Execute), &CancellationToken::new())
+        .await
+        .unwrap();
+    let r = report.tables.iter().find(|r| r.table == t).unwrap();
+    assert_eq!(r.status, TableStatus::Succeeded, "{r:#?}");
+    assert_eq!(scan(dir.path(), t, None)["operation"], "delete");
+    assert_both_engines_read(dir.path(), t, &kept, None);
+}
