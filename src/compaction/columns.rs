@@ -102,6 +102,69 @@ pub fn parquet_field_ids(root: &parquet::schema::types::Type) -> HashSet<i32> {
     out
 }
 
+/// For every group of a Parquet schema that carries a field id: its children that carry one, as
+/// (id, name), in file order.
+pub type StructChildren = std::collections::HashMap<i32, Vec<(i32, String)>>;
+
+pub fn parquet_struct_children(root: &parquet::schema::types::Type) -> StructChildren {
+    fn walk(t: &parquet::schema::types::Type, out: &mut StructChildren) {
+        if !t.is_group() {
+            return;
+        }
+        if t.get_basic_info().has_id() {
+            let children = t
+                .get_fields()
+                .iter()
+                .filter(|c| c.get_basic_info().has_id())
+                .map(|c| (c.get_basic_info().id(), c.name().to_string()))
+                .collect();
+            out.insert(t.get_basic_info().id(), children);
+        }
+        for f in t.get_fields() {
+            walk(f, out);
+        }
+    }
+    let mut out = StructChildren::new();
+    for f in root.get_fields() {
+        walk(f, &mut out);
+    }
+    out
+}
+
+/// The first struct (a struct column, a list element or a map value struct, by field id) whose
+/// children the file names or orders differently from `schema` (compared on the children both have).
+/// Such a file must not go through iceberg 0.10.1's struct cast, which pairs children by position
+/// when their names differ.
+pub fn nested_layout_mismatch(file: &StructChildren, schema: &IcebergSchema) -> Option<i32> {
+    fn visit(field: &NestedFieldRef, file: &StructChildren) -> Option<i32> {
+        match field.field_type.as_ref() {
+            Type::Struct(st) => {
+                if let Some(in_file) = file.get(&field.id) {
+                    let ours: Vec<(i32, &str)> =
+                        st.fields().iter().map(|c| (c.id, c.name.as_str())).collect();
+                    let common_file: Vec<(i32, &str)> = in_file
+                        .iter()
+                        .filter(|(id, _)| ours.iter().any(|(o, _)| o == id))
+                        .map(|(id, name)| (*id, name.as_str()))
+                        .collect();
+                    let common_ours: Vec<(i32, &str)> =
+                        ours.iter().filter(|(id, _)| in_file.iter().any(|(f, _)| f == id)).copied().collect();
+                    if common_file != common_ours {
+                        return Some(field.id);
+                    }
+                }
+                st.fields().iter().find_map(|c| visit(c, file))
+            }
+            Type::List(ListType { element_field }) => visit(element_field, file),
+            Type::Map(MapType { key_field, value_field }) => {
+                visit(key_field, file).or_else(|| visit(value_field, file))
+            }
+            Type::Primitive(_) => None,
+        }
+    }
+    schema.as_struct().fields().iter().find_map(|f| visit(f, file))
+}
+
 /// Whether the schema has a struct, list or map column (the case [`prune_nested`] exists for).
 pub fn has_nested(schema: &IcebergSchema) -> bool {
     schema.as_struct().fields().iter().any(|f| !f.field_type.is_primitive())

@@ -58,11 +58,11 @@ fn typed_value(table: &Table, file: &LiveFile) -> Struct {
 fn partitions<'a>(table: &Table, inventory: &'a Inventory) -> Vec<Partition<'a>> {
     let md = table.metadata();
     let schema = md.current_schema();
-    let mut index: HashMap<(i32, Struct), usize> = HashMap::new();
+    let mut index: HashMap<(i32, Struct, Vec<u64>), usize> = HashMap::new();
     let mut parts: Vec<Partition<'a>> = Vec::new();
     for file in &inventory.data {
         let value = typed_value(table, file);
-        let i = *index.entry((file.spec_id, value.clone())).or_insert_with(|| {
+        let i = *index.entry((file.spec_id, value.clone(), float_bits(&value))).or_insert_with(|| {
             let label = md
                 .partition_spec_by_id(file.spec_id)
                 .map(|spec| partition::label(spec, schema, &value))
@@ -76,11 +76,35 @@ fn partitions<'a>(table: &Table, inventory: &'a Inventory) -> Vec<Partition<'a>>
     parts
 }
 
-/// Whether a delete file may apply to rows of partition (`spec_id`, `value`): same partition, or a
-/// delete file of an unpartitioned spec (global).
+/// The bit patterns of a partition value's floating-point fields (NaN canonical). `Struct` equality
+/// goes through `OrderedFloat`, for which `-0.0 == 0.0`; identity partitions on a float column are two
+/// partitions there (the reader fills the column from the partition value), as in Java's
+/// `Double.compare`.
+fn float_bits(value: &Struct) -> Vec<u64> {
+    use iceberg::spec::{Literal, PrimitiveLiteral};
+    let canonical = |bits: u64, nan: bool| if nan { u64::MAX } else { bits };
+    value
+        .iter()
+        .filter_map(|field| match field {
+            Some(Literal::Primitive(PrimitiveLiteral::Float(f))) => {
+                Some(canonical(u64::from(f.0.to_bits()), f.0.is_nan()))
+            }
+            Some(Literal::Primitive(PrimitiveLiteral::Double(d))) => {
+                Some(canonical(d.0.to_bits(), d.0.is_nan()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether a delete file may apply to rows of partition (`spec_id`, `value`). Fails closed: a delete
+/// of an unpartitioned or all-void spec is global (as in Java), and so, here, is one of any other spec
+/// than the partition's (it may name the partition's files; the partition is then not rewritten).
 fn delete_applies(table: &Table, delete: &LiveFile, spec_id: i32, value: &Struct) -> bool {
+    let delete_value = typed_value(table, delete);
     delete.entry.data_file().partition().fields().is_empty()
-        || (delete.spec_id == spec_id && typed_value(table, delete) == *value)
+        || delete.spec_id != spec_id
+        || (delete_value == *value && float_bits(&delete_value) == float_bits(value))
 }
 
 fn planner_input(table: &Table, inventory: &Inventory, p: &Partition<'_>) -> PartitionInput {

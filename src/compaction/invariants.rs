@@ -149,13 +149,20 @@ enum Bound {
     Upper,
 }
 
+/// Iceberg's default metrics mode, `truncate(16)`: string and binary bounds of this length may be
+/// truncated. A table that truncates shorter gets exact comparisons of its short bounds, which can
+/// only make the check refuse a commit, never let a wrong one through.
+const TRUNCATED_BOUND_LENGTH: usize = 16;
+
 /// Whether `a < b` for certain. Truncated bounds: a lower bound is a prefix of the value, an upper
 /// bound a prefix whose last character may be incremented; strings and binaries are therefore compared
 /// on the prefix both kept (minus the last character for upper bounds). Incomparable: not below.
 fn below(a: &Datum, b: &Datum, bound: Bound) -> bool {
+    // Only a bound as long as the truncation length can have been truncated (and its last character
+    // incremented); a shorter one is exact and compared whole.
     let keep = |len: usize| match bound {
-        Bound::Lower => len,
-        Bound::Upper => len.saturating_sub(1),
+        Bound::Upper if len >= TRUNCATED_BOUND_LENGTH => len - 1,
+        _ => len,
     };
     match (a.literal(), b.literal()) {
         (PrimitiveLiteral::String(x), PrimitiveLiteral::String(y)) => {

@@ -50,6 +50,12 @@ pub enum RewriteError {
     /// reading it by position could shift values between columns, so the group is left alone.
     #[error("{path} has no field ids and the table has no schema.name-mapping.default")]
     NoFieldIds { path: String },
+    /// Inside a struct (or a list element / map value struct) the file's children are named or ordered
+    /// differently from the current schema's (a child renamed, moved, or renamed and re-added). iceberg
+    /// 0.10.1 converts such structs with an Arrow cast that pairs children by position when names
+    /// differ, which moves values between fields: the group is left alone.
+    #[error("{path}: the children of nested field {field} are renamed or reordered since it was written")]
+    NestedLayoutChanged { path: String, field: i32 },
     #[error("reading the footer of {path}: {source}")]
     Footer { path: String, source: parquet::errors::ParquetError },
     #[error("arrow: {0}")]
@@ -61,6 +67,7 @@ impl RewriteError {
     pub fn skip_reason(&self) -> Option<&'static str> {
         match self {
             RewriteError::NoFieldIds { .. } => Some("no_field_ids"),
+            RewriteError::NestedLayoutChanged { .. } => Some("nested_layout_changed"),
             _ => None,
         }
     }
@@ -174,7 +181,10 @@ fn name_mapping(table: &Table) -> Result<Option<Arc<NameMapping>>, RewriteError>
 
 /// The field ids a Parquet file carries, or `None` if it has none (the same test as iceberg's reader
 /// and Java's `ParquetSchemaUtil.hasIds`: the first top-level column has one). Reads only the footer.
-async fn file_field_ids(table: &Table, file: &LiveFile) -> Result<Option<HashSet<i32>>, RewriteError> {
+async fn file_field_ids(
+    table: &Table,
+    file: &LiveFile,
+) -> Result<Option<(HashSet<i32>, columns::StructChildren)>, RewriteError> {
     let footer = |source| RewriteError::Footer { path: file.path().to_string(), source };
     let reader = table.file_io().new_input(file.path())?.reader().await?;
     let mut reader = ArrowFileReader::new(FileMetadata { size: file.size() }, reader);
@@ -183,7 +193,7 @@ async fn file_field_ids(table: &Table, file: &LiveFile) -> Result<Option<HashSet
     if root.get_fields().first().is_some_and(|f| !f.get_basic_info().has_id()) {
         return Ok(None);
     }
-    Ok(Some(columns::parquet_field_ids(root)))
+    Ok(Some((columns::parquet_field_ids(root), columns::parquet_struct_children(root))))
 }
 
 /// The schema to read each input with: the current one, or (for a file written before fields were
@@ -204,7 +214,13 @@ async fn read_schemas(
                 None if mapping.is_none() => {
                     return Err(RewriteError::NoFieldIds { path: file.path().to_string() });
                 }
-                Some(ids) if nested => {
+                Some((ids, children)) if nested => {
+                    if let Some(field) = columns::nested_layout_mismatch(&children, schema) {
+                        return Err(RewriteError::NestedLayoutChanged {
+                            path: file.path().to_string(),
+                            field,
+                        });
+                    }
                     if let Some(pruned) = columns::prune_nested(schema, &ids) {
                         read_with = Arc::new(pruned);
                     }

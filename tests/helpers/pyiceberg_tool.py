@@ -529,6 +529,528 @@ KINDS = {
 }
 
 
+# ---- attack-12: kinds probing holes in compaction -------------------------------------------------
+
+def kind_identity_zero(args):
+    """identity(f: double): one append of -0.0 rows, one of +0.0 rows, one more of -0.0 rows.
+    -0.0 and +0.0 are different partition values (Java compares doubles with Double.compare)."""
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import DoubleType, LongType
+
+    schema = Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "f", DoubleType(), required=False))
+    spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="f"))
+    table = _create(args, schema, spec)
+    n = 0
+    for value in [-0.0, 0.0, -0.0, 0.0]:
+        batch = [{"id": n + i, "f": value} for i in range(args.rows)]
+        n += args.rows
+        table.append(pa.Table.from_pylist(batch, schema=schema.as_arrow()))
+    return n
+
+
+def kind_identity_types(args):
+    """identity partitions on one column of every primitive type, each partition written by several
+    appends (the reader fills identity columns from the partition tuple)."""
+    import decimal
+    import uuid
+
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import (
+        BinaryType, BooleanType, DateType, DecimalType, DoubleType, FixedType, FloatType, IntegerType,
+        LongType, TimestamptzType, TimeType, UUIDType,
+    )
+
+    which = args.type_name
+    types = {
+        "bool": (BooleanType(), [True, False]),
+        "int": (IntegerType(), [-7, 2**30]),
+        "long": (LongType(), [-7, 2**40]),
+        "float": (FloatType(), [1.5, -2.25]),
+        "double": (DoubleType(), [1.5, -1e300]),
+        "dec": (DecimalType(9, 2), [decimal.Decimal("12.34"), decimal.Decimal("-0.01")]),
+        "bigdec": (DecimalType(25, 4), [decimal.Decimal("123456789012345678901.2345"), decimal.Decimal("-1.0000")]),
+        "date": (DateType(), [dt.date(2026, 1, 15), dt.date(1969, 12, 31)]),
+        "time": (TimeType(), [dt.time(8, 30, 1, 5), dt.time(23, 59)]),
+        "ts": (TimestampType(), [dt.datetime(2026, 1, 15, 8, 0, 0, 1), dt.datetime(1969, 12, 31, 23, 59, 59)]),
+        "tstz": (TimestamptzType(), [dt.datetime(2026, 1, 15, 8, 0, 0, 1, tzinfo=dt.timezone.utc), dt.datetime(1969, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)]),
+        "string": (StringType(), ["été/東京", "a"]),
+        "uuid": (UUIDType(), [uuid.UUID(int=1).bytes, uuid.UUID(int=2**127 + 5).bytes]),
+        "fixed": (FixedType(3), [b"abc", b"\x00\x01\xff"]),
+        "binary": (BinaryType(), [b"", b"\x00\xff"]),
+        "traversal": (StringType(), ["x/../../../../escaped", "ok"]),
+    }
+    t, values = types[which]
+    schema = Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "v", t, required=False))
+    spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="v"))
+    table = _create(args, schema, spec)
+    n = 0
+    for k in range(args.appends):
+        batch = [{"id": n + i, "v": values[i % len(values)]} for i in range(args.rows)]
+        n += args.rows
+        table.append(pa.Table.from_pylist(batch, schema=schema.as_arrow()))
+    return n
+
+
+def kind_promote_more(args):
+    """float -> double and decimal(9,2) -> decimal(20,2) promotions at top level, unpartitioned."""
+    import decimal
+
+    from pyiceberg.types import DecimalType, DoubleType, FloatType, LongType
+
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=True),
+        NestedField(2, "f", FloatType(), required=False),
+        NestedField(3, "dec", DecimalType(9, 2), required=False),
+    )
+    table = _create(args, schema)
+    n = 0
+
+    def append():
+        nonlocal n, table
+        table = catalog(args).load_table(args.table)
+        batch = [{"id": n + i, "f": 1.5 + i, "dec": decimal.Decimal("12.34") + i} for i in range(args.rows)]
+        n += args.rows
+        table.append(pa.Table.from_pylist(batch, schema=table.schema().as_arrow()))
+
+    for _ in range(args.appends):
+        append()
+    with table.update_schema() as update:
+        update.update_column("f", DoubleType())
+        update.update_column("dec", DecimalType(20, 2))
+    for _ in range(args.appends):
+        append()
+    return n
+
+
+def kind_nested_promote(args):
+    """int -> long promoted inside a struct, a list element and a map value."""
+    from pyiceberg.types import IntegerType, ListType, LongType, MapType, StructType
+
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=True),
+        NestedField(2, "s", StructType(NestedField(3, "a", IntegerType(), required=False)), required=False),
+        NestedField(4, "l", ListType(5, IntegerType(), element_required=False), required=False),
+        NestedField(6, "m", MapType(7, StringType(), 8, IntegerType(), value_required=False), required=False),
+    )
+    table = _create(args, schema)
+    n = 0
+
+    def append():
+        nonlocal n, table
+        table = catalog(args).load_table(args.table)
+        rows_list = [{"id": n + i, "s": {"a": n + i}, "l": [n + i, 1], "m": [("k", n + i)]} for i in range(args.rows)]
+        n += args.rows
+        table.append(pa.Table.from_pylist(rows_list, schema=table.schema().as_arrow()))
+
+    for _ in range(args.appends):
+        append()
+    with table.update_schema() as update:
+        update.update_column(("s", "a"), LongType())
+        update.update_column(("l", "element"), LongType())
+        update.update_column(("m", "value"), LongType())
+    for _ in range(args.appends):
+        append()
+    return n
+
+
+def kind_add_files_nested(args):
+    """Plain Parquet files (no field ids) with a struct, a list<struct> and a map column, struct fields
+    in another order than the table's, added with add_files (name mapping)."""
+    import os
+
+    import pyarrow.parquet as pq
+    from pyiceberg.types import IntegerType, ListType, LongType, MapType, StructType
+
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=False),
+        NestedField(2, "s", StructType(NestedField(3, "a", LongType(), required=False), NestedField(4, "b", StringType(), required=False)), required=False),
+        NestedField(5, "l", ListType(6, StructType(NestedField(7, "x", LongType(), required=False), NestedField(8, "y", StringType(), required=False)), element_required=False), required=False),
+        NestedField(9, "m", MapType(10, StringType(), 11, LongType(), value_required=False), required=False),
+    )
+    table = _create(args, schema)
+    os.makedirs(args.files_dir, exist_ok=True)
+    paths = []
+    n = 0
+    for k in range(args.appends):
+        # struct fields reversed (b, a) and list element fields reversed (y, x)
+        s_type = pa.struct([("b", pa.string()), ("a", pa.int64())])
+        l_type = pa.list_(pa.struct([("y", pa.string()), ("x", pa.int64())]))
+        m_type = pa.map_(pa.string(), pa.int64())
+        ids = list(range(n, n + args.rows))
+        t = pa.table({
+            "m": pa.array([[("k%d" % (j % 3), j * 10)] for j in ids], type=m_type),
+            "l": pa.array([[{"y": "y%d" % j, "x": j}] for j in ids], type=l_type),
+            "s": pa.array([{"b": "b%d" % j, "a": j} for j in ids], type=s_type),
+            "id": pa.array(ids, type=pa.int64()),
+        })
+        n += args.rows
+        path = os.path.join(args.files_dir, "nested-%d.parquet" % k)
+        pq.write_table(t, path)
+        paths.append(path)
+    table.add_files(paths)
+    return n
+
+
+def kind_add_files_nostats(args):
+    """Like add-files but written without Parquet statistics and with a mapping that gives two ids the
+    same name (a hand-edited or merged mapping): the compactor has no stats to check against."""
+    import os
+
+    import pyarrow.parquet as pq
+    from pyiceberg.types import LongType
+
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=False),
+        NestedField(2, "a", LongType(), required=False),
+        NestedField(3, "b", LongType(), required=False),
+    )
+    table = _create(args, schema)
+    os.makedirs(args.files_dir, exist_ok=True)
+    paths = []
+    n = 0
+    for k in range(args.appends):
+        ids = list(range(n, n + args.rows))
+        t = pa.table({"id": pa.array(ids, pa.int64()), "a": pa.array([1] * args.rows, pa.int64()), "b": pa.array([2] * args.rows, pa.int64())})
+        n += args.rows
+        path = os.path.join(args.files_dir, "ns-%d.parquet" % k)
+        pq.write_table(t, path, write_statistics=False)
+        paths.append(path)
+    table.add_files(paths)
+    if args.mapping_json:
+        table = catalog(args).load_table(args.table)
+        with table.transaction() as tx:
+            tx.set_properties({"schema.name-mapping.default": args.mapping_json})
+    return n
+
+KINDS.update({
+    "identity-zero": kind_identity_zero,
+    "identity-types": kind_identity_types,
+    "promote-more": kind_promote_more,
+    "nested-promote": kind_nested_promote,
+    "add-files-nested": kind_add_files_nested,
+    "add-files-nostats": kind_add_files_nostats,
+})
+
+
+def kind_float_edges(args):
+    """identity(k) partitions whose float/double columns hold only NaN, only NULL, +-inf, -0.0/+0.0:
+    the statistics the compactor writes decide which files filtered scans read."""
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import DoubleType, FloatType, IntegerType, LongType
+
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=True),
+        NestedField(2, "k", IntegerType(), required=False),
+        NestedField(3, "f", FloatType(), required=False),
+        NestedField(4, "d", DoubleType(), required=False),
+        NestedField(5, "s", StringType(), required=False),
+    )
+    spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="k"))
+    table = _create(args, schema, spec)
+    nan, inf = float("nan"), float("inf")
+    per_k = {
+        0: [(nan, nan, None)],
+        1: [(None, None, None)],
+        2: [(inf, -inf, "\U0010ffff\U0010ffffzz" * 3)],
+        3: [(-0.0, 0.0, "a" * 40), (0.0, -0.0, "a" * 39 + "b")],
+        4: [(nan, 1.0, "x"), (-inf, nan, "y"), (None, inf, None)],
+    }
+    n = 0
+    for a in range(args.appends):
+        rows_list = []
+        for k, values in per_k.items():
+            for i in range(args.rows):
+                f, d, s = values[(i + a) % len(values)]
+                rows_list.append({"id": n, "k": k, "f": f, "d": d, "s": s})
+                n += 1
+        table.append(pa.Table.from_pylist(rows_list, schema=schema.as_arrow()))
+    return n
+
+
+def kind_nested_identity(args):
+    """identity partition on a field inside a struct (st.region)."""
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import LongType, StructType
+
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=True),
+        NestedField(2, "st", StructType(NestedField(3, "region", StringType(), required=False), NestedField(4, "x", LongType(), required=False)), required=False),
+    )
+    spec = PartitionSpec(PartitionField(source_id=3, field_id=1000, transform=IdentityTransform(), name="region"))
+    table = _create(args, schema, spec)
+    n = 0
+    for a in range(args.appends):
+        rows_list = [{"id": n + i, "st": {"region": ["eu", "us"][i % 2], "x": n + i}} for i in range(args.rows)]
+        n += args.rows
+        table.append(pa.Table.from_pylist(rows_list, schema=schema.as_arrow()))
+    return n
+
+KINDS.update({"float-edges": kind_float_edges, "nested-identity": kind_nested_identity})
+
+
+def kind_void_spec_position_delete(args):
+    """A v1 table partitioned by identity(k); the field is removed (v1 keeps it as void(k): a spec that
+    is unpartitioned in Java's sense), the table upgraded to v2, and a position delete file written
+    under that current all-void spec deletes the first rows of a k=1 data file of the old spec.
+    Java's DeleteFileIndex treats deletes of an all-void spec as global; PyIceberg applies position
+    deletes by path. Either way those rows are deleted."""
+    import os
+
+    import pyarrow.parquet as pq
+    import pyiceberg.table.update.snapshot as snap
+    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestContent, ManifestWriterV2
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.typedef import Record
+    from pyiceberg.types import IntegerType, LongType
+
+    args.format_version = 1
+    schema = Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "k", IntegerType(), required=False))
+    from pyiceberg.transforms import TruncateTransform
+
+    if args.type_name == "identity":  # the void field keeps the column's name
+        spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="k"))
+    else:
+        spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=TruncateTransform(1), name="k_trunc"))
+    table = _create(args, schema, spec)
+    n = 0
+    for a in range(args.appends):
+        batch = [{"id": n + i, "k": 1 + i % 2} for i in range(args.rows)]
+        n += args.rows
+        table.append(pa.Table.from_pylist(batch, schema=schema.as_arrow()))
+    table = catalog(args).load_table(args.table)
+    with table.update_spec() as update:
+        update.remove_field(spec.fields[0].name)
+    table = catalog(args).load_table(args.table)
+    with table.transaction() as tx:
+        tx.upgrade_table_version(format_version=2)
+    table = catalog(args).load_table(args.table)
+    assert all(f.transform.__class__.__name__ == "VoidTransform" for f in table.spec().fields), table.spec()
+    target = sorted(t.file.file_path for t in table.scan().plan_files() if t.file.partition[0] == 1)[0]
+    deleted = 5
+    location = table.location()
+    local = location[len("file://"):] if location.startswith("file://") else location
+    os.makedirs(os.path.join(local, "data"), exist_ok=True)
+    path = os.path.join(local, "data", "pos-delete-1.parquet")
+    fp = pa.field("file_path", pa.string(), nullable=False, metadata={b"PARQUET:field_id": b"2147483546"})
+    pos = pa.field("pos", pa.int64(), nullable=False, metadata={b"PARQUET:field_id": b"2147483545"})
+    pq.write_table(pa.Table.from_arrays([pa.array([target] * deleted), pa.array(range(deleted), pa.int64())], schema=pa.schema([fp, pos])), path)
+    delete_file = DataFile.from_args(
+        content=DataFileContent.POSITION_DELETES,
+        file_path="file://" + path,
+        file_format=FileFormat.PARQUET,
+        partition=Record(None),
+        record_count=deleted,
+        file_size_in_bytes=os.path.getsize(path),
+        spec_id=table.spec().spec_id,
+    )
+    delete_file.spec_id = table.spec().spec_id
+
+    class DeleteWriter(ManifestWriterV2):
+        def content(self):
+            return ManifestContent.DELETES
+
+        @property
+        def _meta(self):
+            return {**super()._meta, "content": "deletes"}
+
+    original = snap.write_manifest
+    snap.write_manifest = lambda format_version, spec, schema, output_file, snapshot_id, avro_compression: DeleteWriter(spec, schema, output_file, snapshot_id, avro_compression)
+    try:
+        with table.transaction() as tx:
+            with tx.update_snapshot().fast_append() as append:
+                append.append_data_file(delete_file)
+    finally:
+        snap.write_manifest = original
+    return n - deleted
+
+KINDS.update({"void-spec-position-delete": kind_void_spec_position_delete})
+
+
+def kind_short_strings(args):
+    """Two required string columns of one-character codes with the same lower bound ("a") and
+    different upper bounds ("m" vs "z"), unpartitioned."""
+    from pyiceberg.types import LongType
+
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=True),
+        NestedField(2, "grade", StringType(), required=True),
+        NestedField(3, "flag", StringType(), required=True),
+    )
+    table = _create(args, schema)
+    n = 0
+    for a in range(args.appends):
+        batch = [{"id": n + i, "grade": ["a", "m"][i % 2], "flag": ["a", "z"][(i // 2) % 2]} for i in range(args.rows)]
+        n += args.rows
+        table.append(pa.Table.from_pylist(batch, schema=schema.as_arrow()))
+    return n
+
+KINDS.update({"short-strings": kind_short_strings})
+
+
+def kind_reshape(args):
+    """Top-level and nested reorder, rename then re-add a column under the old name (top level and in
+    a struct), required -> optional, with a sort order on a column; several appends per schema."""
+    from pyiceberg.table.sorting import SortField, SortOrder
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import LongType, StructType
+
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=True),
+        NestedField(2, "code", LongType(), required=True),
+        NestedField(3, "name", StringType(), required=False),
+        NestedField(4, "st", StructType(NestedField(5, "x", LongType(), required=False), NestedField(6, "y", StringType(), required=False)), required=False),
+    )
+    cat = catalog(args)
+    cat.create_namespace_if_not_exists(tuple(args.table.split(".")[:-1]))
+    table = cat.create_table(args.table, schema=schema, sort_order=SortOrder(SortField(source_id=2, transform=IdentityTransform())), properties={"format-version": str(args.format_version), **({"write.metadata.metrics.default": "none"} if args.type_name == "nometrics" else {})})
+    n = 0
+
+    def append():
+        nonlocal n, table
+        table = catalog(args).load_table(args.table)
+        arrow_schema = table.schema().as_arrow()
+        names = set(arrow_schema.names)
+        st_names = [f.name for f in arrow_schema.field("st").type]
+        rows_list = []
+        for i in range(args.rows):
+            j = n + i
+            row = {"id": j, "code": (j * 7919) % 100, "name": "n%d" % j, "old_code": -j, "code2": j % 3, "st": {k: v for k, v in {"x": j, "y": "y%d" % j, "x_old": -j, "z": "z"}.items() if k in st_names}}
+            rows_list.append({k: v for k, v in row.items() if k in names})
+        n += args.rows
+        table.append(pa.Table.from_pylist(rows_list, schema=arrow_schema))
+
+    for _ in range(args.appends):
+        append()
+    with table.update_schema() as update:
+        update.rename_column("code", "old_code")
+        update.rename_column("st.x", "x_old")
+        update.make_column_optional("code")
+    table = catalog(args).load_table(args.table)
+    with table.update_schema() as update:
+        update.add_column("code", LongType())
+        update.add_column(("st", "x"), LongType())
+        update.move_first("name")
+        update.move_before("st.y", "st.x_old")
+    for _ in range(args.appends):
+        append()
+    return n
+
+KINDS.update({"reshape": kind_reshape})
+
+
+def kind_reshape_list(args):
+    """list<struct<x, y>> and map<string, struct<x, y>>: x renamed to x_old, y moved first, a new x
+    added, with the table's default column metrics (invariants skip lists and maps)."""
+    from pyiceberg.types import ListType, LongType, MapType, StructType
+
+    def elem(a, b):
+        return StructType(NestedField(a, "x", LongType(), required=False), NestedField(b, "y", StringType(), required=False))
+
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=True),
+        NestedField(2, "l", ListType(3, elem(4, 5), element_required=False), required=False),
+        NestedField(6, "m", MapType(7, StringType(), 8, elem(9, 10), value_required=False), required=False),
+    )
+    table = _create(args, schema)
+    n = 0
+
+    def append():
+        nonlocal n, table
+        table = catalog(args).load_table(args.table)
+        arrow_schema = table.schema().as_arrow()
+        names = [f.name for f in arrow_schema.field("l").type.value_type]
+        rows_list = []
+        for i in range(args.rows):
+            j = n + i
+            e = {k: v for k, v in {"x": j, "y": "y%d" % j, "x_old": -j}.items() if k in names}
+            rows_list.append({"id": j, "l": [e], "m": [("k", e)]})
+        n += args.rows
+        table.append(pa.Table.from_pylist(rows_list, schema=arrow_schema))
+
+    for _ in range(args.appends):
+        append()
+    with table.update_schema() as update:
+        update.rename_column("l.element.x", "x_old")
+        update.rename_column("m.value.x", "x_old")
+    table = catalog(args).load_table(args.table)
+    with table.update_schema() as update:
+        update.add_column(("l", "element", "x"), LongType())
+        update.add_column(("m", "value", "x"), LongType())
+        update.move_before("l.element.y", "l.element.x_old")
+        update.move_before("m.value.y", "m.value.x_old")
+    for _ in range(args.appends):
+        append()
+    return n
+
+KINDS.update({"reshape-list": kind_reshape_list})
+
+
+def kind_dropped_partition_source(args):
+    """identity(region) files, the partition field removed, then the region column dropped (PyIceberg
+    allows it: only the current spec is checked). Old-spec files keep their region tuples."""
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import LongType
+
+    schema = Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "region", StringType(), required=False))
+    spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="region"))
+    table = _create(args, schema, spec)
+    n = 0
+    for a in range(args.appends):
+        table.append(pa.Table.from_pylist([{"id": n + i, "region": ["eu", "us"][i % 2]} for i in range(args.rows)], schema=schema.as_arrow()))
+        n += args.rows
+    with table.update_spec() as update:
+        update.remove_field("region")
+    table = catalog(args).load_table(args.table)
+    with table.update_schema() as update:
+        update.delete_column("region")
+    table = catalog(args).load_table(args.table)
+    for a in range(args.appends):
+        table.append(pa.Table.from_pylist([{"id": n + i} for i in range(args.rows)], schema=table.schema().as_arrow()))
+        n += args.rows
+    return n
+
+KINDS.update({"dropped-partition-source": kind_dropped_partition_source})
+
+
+def kind_struct_move_rename(args):
+    """A struct of two longs with the same range: st.x renamed to x_old, then st.y moved before it.
+    Default column metrics."""
+    from pyiceberg.types import LongType, StructType
+
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=True),
+        NestedField(2, "st", StructType(NestedField(3, "x", LongType(), required=False), NestedField(4, "y", LongType(), required=False)), required=False),
+    )
+    table = _create(args, schema)
+    n = 0
+
+    def append():
+        nonlocal n, table
+        table = catalog(args).load_table(args.table)
+        arrow_schema = table.schema().as_arrow()
+        names = [f.name for f in arrow_schema.field("st").type]
+        rows_list = []
+        for i in range(args.rows):
+            j = n + i
+            v = {"x": j % 50, "x_old": j % 50, "y": (j * 7 + 3) % 50}
+            rows_list.append({"id": j, "st": {k: v[k] for k in names}})
+        n += args.rows
+        table.append(pa.Table.from_pylist(rows_list, schema=arrow_schema))
+
+    for _ in range(args.appends):
+        append()
+    with table.update_schema() as update:
+        update.rename_column("st.x", "x_old")
+    table = catalog(args).load_table(args.table)
+    with table.update_schema() as update:
+        update.move_before("st.y", "st.x_old")
+    for _ in range(args.appends):
+        append()
+    return n
+
+KINDS.update({"struct-move-rename": kind_struct_move_rename})
+
+
 def cmd_kind(args):
     return {"rows": KINDS[args.kind](args)}
 
@@ -551,6 +1073,8 @@ def main():
     p.add_argument("--kind", choices=sorted(KINDS), help="kind: which table to create")
     p.add_argument("--files-dir", help="kind add-files: where to write the plain Parquet files")
     p.add_argument("--drop-mapping", action="store_true", help="kind add-files: remove the name mapping")
+    p.add_argument("--type-name", default="long", help="kind identity-types: which primitive type")
+    p.add_argument("--mapping-json", help="kind add-files-nostats: a name mapping to set")
     args = p.parse_args()
     if not (args.db or args.uri):
         p.error("one of --db or --uri is required")

@@ -4,6 +4,7 @@
 
 mod admin;
 mod admin_fuzz;
+mod attack12;
 mod audit;
 mod chaos;
 mod compaction;
