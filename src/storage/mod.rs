@@ -356,11 +356,9 @@ impl Warehouse {
         self.local_deletes
     }
 
-    /// Deletes the local file `location`, opening every directory from the root that contains it
-    /// down with `O_NOFOLLOW`, so a directory swapped for a link after the gate's checks is never
-    /// followed, and unlinking only a regular file. `NotFound` when it is gone.
-    pub fn unlink_local(&self, location: &str) -> std::io::Result<()> {
-        use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    /// The filesystem path of the local `location` and of the outermost root that contains it (links
+    /// are looked for, and deletes walk down, from there).
+    fn local_target_and_root(&self, location: &str) -> std::io::Result<(PathBuf, PathBuf)> {
         let local = |l: &str| path::normalize(l).and_then(|n| n.strip_prefix("file://").map(PathBuf::from));
         let target = local(location).ok_or_else(|| std::io::Error::other("not a local location"))?;
         let root = self
@@ -370,6 +368,15 @@ impl Warehouse {
             .filter(|r| target.starts_with(r) && target != *r)
             .min_by_key(|r| r.components().count())
             .ok_or_else(|| std::io::Error::other("outside every root"))?;
+        Ok((target, root))
+    }
+
+    /// Deletes the local file `location`, opening every directory from the root that contains it
+    /// down with `O_NOFOLLOW`, so a directory swapped for a link after the gate's checks is never
+    /// followed, and unlinking only a regular file. `NotFound` when it is gone.
+    pub fn unlink_local(&self, location: &str) -> std::io::Result<()> {
+        use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+        let (target, root) = self.local_target_and_root(location)?;
         let relative: Vec<_> =
             target.strip_prefix(&root).map_err(std::io::Error::other)?.components().collect();
         let (last, dirs) = relative.split_last().ok_or_else(|| std::io::Error::other("the root itself"))?;
@@ -400,15 +407,7 @@ impl Warehouse {
         if !matches!(self.mapper, PathMapper::Local) {
             return Ok(false);
         }
-        let local = |l: &str| path::normalize(l).and_then(|n| n.strip_prefix("file://").map(PathBuf::from));
-        let target = local(location).ok_or_else(|| std::io::Error::other("not a local location"))?;
-        let root = self
-            .roots()
-            .iter()
-            .filter_map(|r| local(r))
-            .filter(|r| target.starts_with(r) && target != *r)
-            .min_by_key(|r| r.components().count())
-            .ok_or_else(|| std::io::Error::other("outside every root"))?;
+        let (target, root) = self.local_target_and_root(location)?;
         // The object itself: a fresh look every time.
         if std::fs::symlink_metadata(&target)?.file_type().is_symlink() {
             return Ok(true);
