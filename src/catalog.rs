@@ -222,14 +222,7 @@ impl fmt::Debug for Catalog {
 
 /// Hides a password in a database URI (user-info and `password=` parameters) for logs and errors.
 pub fn redact_uri(uri: &str) -> String {
-    let masked = match url::Url::parse(uri) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some(crate::config::redact::MASK));
-            u.to_string()
-        }
-        _ => uri.to_string(),
-    };
-    crate::config::redact::secrets(&masked)
+    crate::config::redact::secrets(uri)
 }
 
 impl Catalog {

@@ -42,7 +42,7 @@ use crate::storage::deletable::{Keep, Object};
 use crate::storage::gate::{DeletionGate, human_age};
 use crate::storage::{LinkCache, Warehouse};
 use crate::table::census::Census;
-use crate::table::reachability::{Reachable, reachable};
+use crate::table::reachability::Reachable;
 
 mod checkpoint;
 
@@ -155,12 +155,11 @@ impl Job for OrphanJob {
     }
 }
 
-/// What the batch loop needs of the table: the census, the table's index in it, the table as read,
-/// and its live set (refreshed when the table moves).
+/// What the batch loop needs of the table: the census, the table's index in it, and its live set
+/// (grown with the table's own later commits).
 struct Batches<'a> {
     census: &'a Census,
     index: usize,
-    table: &'a iceberg::table::Table,
     live: Reachable,
 }
 
@@ -190,22 +189,11 @@ impl OrphanJob {
         else {
             return Err("the table appeared after this pass read the catalog; cleaned next pass".into());
         };
-        // The census' reading, unless the table moved since (e.g. the expiry that just ran).
-        let current = self.catalog.metadata_location(&t.ident).await.map_err(|e| e.to_string())?;
-        let census_current = entry.table.as_ref().and_then(|tb| tb.metadata_location()) == current.as_deref();
-        let (table, live) = match (&entry.table, &entry.live) {
-            (Some(table), Ok(live)) if census_current => (table.clone(), live.clone()),
-            _ => {
-                let read = async {
-                    let table = self.catalog.load(t).await.map_err(|e| e.to_string())?;
-                    let live = reachable(&table).await.map_err(|e| e.to_string())?;
-                    Ok::<_, String>((table, live))
-                };
-                match read.await {
-                    Ok(read) => read,
-                    Err(e) => return Ok(self.skip(t, "unreadable_metadata", &e)),
-                }
-            }
+        // The census' reading (its record of this table counts as live throughout); commits since then
+        // (e.g. the expiry that just ran) are caught up with before every batch.
+        let live = match &entry.live {
+            Ok(live) => live.clone(),
+            Err(e) => return Ok(self.skip(t, "unreadable_metadata", e)),
         };
         let scope = match census.layout.scope(index, &live) {
             Ok(scope) => scope,
@@ -255,7 +243,7 @@ impl OrphanJob {
             return Ok(report);
         }
         info!(table = %t, orphans = candidates.len(), scanned, "identified orphan files");
-        let batches = Batches { census, index, table: &table, live };
+        let batches = Batches { census, index, live };
         self.delete_in_batches(t, batches, candidates, now, cancel, &mut report).await?;
         Ok(report)
     }
@@ -322,11 +310,10 @@ impl OrphanJob {
         cancel: &CancellationToken,
         report: &mut TableReport,
     ) -> Result<(), String> {
-        let Batches { census, index, table, mut live } = batches;
+        let Batches { census, index, mut live } = batches;
         let labels = self.labels(t);
         let mut checkpoint =
             checkpoint::Checkpoint::resume(&self.catalog, t, now).await.map_err(|e| e.to_string())?;
-        let mut metadata_location = table.metadata_location().map(str::to_string);
         let pending: Vec<Candidate> = candidates
             .into_iter()
             .filter(|c| checkpoint.last_path().is_none_or(|last| c.location.as_str() > last))
@@ -343,18 +330,11 @@ impl OrphanJob {
             }
             // Another replica may own the table now: stop (its checkpoint lets that replica resume).
             crate::service::leases::check()?;
-            if self.config.revalidate_before_delete {
-                let current = self.catalog.metadata_location(&t.ident).await.map_err(|e| e.to_string())?;
-                if current != metadata_location {
-                    // Someone committed since the live set was computed: recompute it.
-                    let fresh = self.catalog.load(t).await.map_err(|e| e.to_string())?;
-                    live = reachable(&fresh).await.map_err(|e| format!("revalidation: {e}"))?;
-                    metadata_location = fresh.metadata_location().map(str::to_string);
-                }
-            }
-            // Every other row too: a table registered, moved or committing a reference into this
-            // table since the census. Always checked (it is the census' revalidation, not the table's).
-            match census.changes(&self.catalog, &t.ident).await {
+            // The census brought up to date: this table's own commits since it was read (unless
+            // `revalidate_before_delete = false`), and every other row registered, moved or committing
+            // a reference into this table. Only new manifest lists and manifests are read.
+            let skip = (!self.config.revalidate_before_delete).then_some(&t.ident);
+            match census.changes(&self.catalog, skip).await {
                 Ok(extra) => live.extend(&extra),
                 Err(why) => {
                     warn!(table = %t, reason = why, "the catalog changed under this cleanup; the rest waits for the next pass");

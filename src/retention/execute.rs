@@ -489,7 +489,7 @@ async fn expire_snapshots(
     // from older metadata, a table that imported it) still references is not deleted.
     let census = job.census().await?;
     let mut after = after;
-    match census.changes(&job.catalog, &t.ident).await {
+    match census.changes(&job.catalog, Some(&t.ident)).await {
         Ok(extra) => after.extend(&extra),
         Err(why) => {
             warn!(table = %t, reason = why, "files unreachable after expiry kept: the catalog changed during the pass");

@@ -26,18 +26,15 @@ use crate::table::reachability::Reachable;
 
 const DELETE_AFTER_COMMIT: &str = "write.metadata.delete-after-commit.enabled";
 
+/// The metadata files a table lists: its metadata log and its current file.
+fn listed(t: &Table) -> impl Iterator<Item = &str> {
+    t.metadata().metadata_log().iter().map(|e| e.metadata_file.as_str()).chain(t.metadata_location())
+}
+
 /// Metadata files in `before`'s log (or current) that `after` no longer lists.
 pub fn superseded(before: &Table, after: &Table) -> Vec<String> {
-    let listed = |t: &Table| -> HashSet<String> {
-        let md = t.metadata();
-        md.metadata_log()
-            .iter()
-            .map(|e| e.metadata_file.as_str())
-            .chain(t.metadata_location())
-            .filter_map(normalize)
-            .collect()
-    };
-    let (then, now) = (listed(before), listed(after));
+    let canonical = |t: &Table| -> HashSet<String> { listed(t).filter_map(normalize).collect() };
+    let (then, now) = (canonical(before), canonical(after));
     let mut out: Vec<String> = then.difference(&now).cloned().collect();
     out.sort();
     out
@@ -89,14 +86,7 @@ pub async fn reclaim(catalog: &Catalog, after: &Table, candidates: &[String]) ->
     let Some(index) = own_index else {
         return Reclaimed::default();
     };
-    let own: Vec<&str> = after
-        .metadata()
-        .metadata_log()
-        .iter()
-        .map(|e| e.metadata_file.as_str())
-        .chain(after.metadata_location())
-        .collect();
-    let own = Reachable::from_locations(own);
+    let own = Reachable::from_locations(listed(after));
     let scope = match layout.scope(index, &own) {
         Ok(scope) => scope.after_change().metadata_files_only(),
         Err(skip) => {

@@ -104,17 +104,17 @@ impl Census {
         self.entries.values().filter_map(|e| e.live.as_ref().err().map(|why| (e.name.as_str(), why.as_str())))
     }
 
-    /// What the catalog gained since the census, for deletions in `table` to stay safe: every file the
-    /// other rows reference now but did not then (read incrementally: manifest lists and manifests are
+    /// What the catalog gained since the census, for deletions to stay safe: every file the rows
+    /// (but `skip`, a table whose own later references the caller already has) reference now but did not then (read incrementally: manifest lists and manifests are
     /// immutable, so only new ones are read). `Err` (delete nothing now) when a row appeared, a row's
     /// location moved, or a changed row cannot be read.
-    pub async fn changes(&self, catalog: &Catalog, table: &TableIdent) -> Result<Reachable, String> {
-        let own = key_of(catalog, table);
+    pub async fn changes(&self, catalog: &Catalog, skip: Option<&TableIdent>) -> Result<Reachable, String> {
+        let skip = skip.map(|t| key_of(catalog, t));
         let rows = catalog.table_pointers().await.map_err(|e| e.to_string())?;
         let mut extra = Reachable::default();
         for row in rows {
             let key = row.key();
-            if key == own {
+            if Some(&key) == skip.as_ref() {
                 continue;
             }
             let Some(before) = self.entries.get(&key) else {

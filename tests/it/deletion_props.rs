@@ -22,10 +22,10 @@ use chrono::Utc;
 use futures::TryStreamExt;
 use proptest::prelude::*;
 use signaldb_compactor::catalog::Access;
-use signaldb_compactor::config::{Mode, StorageConfig};
+use signaldb_compactor::config::Mode;
 use signaldb_compactor::storage::deletable::{Layout, Object};
 use signaldb_compactor::storage::gate::DeletionGate;
-use signaldb_compactor::storage::{Dsn, LinkCache, Warehouse};
+use signaldb_compactor::storage::{LinkCache, Warehouse};
 use signaldb_compactor::table::reachability::Reachable;
 
 const GRACE: Duration = Duration::from_secs(3600);
@@ -195,7 +195,7 @@ static FIGURES: Figures = Figures {
 fn run_case(tables: Vec<TableModel>) -> Result<(), TestCaseError> {
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path().canonicalize().unwrap();
-    let (root, outside) = (base.join("w"), base.join("outside"));
+    let (root, outside) = (base.join("warehouse"), base.join("outside"));
     std::fs::create_dir_all(&root).unwrap();
     let outside_file = outside.join("precious.parquet");
     std::fs::create_dir_all(&outside).unwrap();
@@ -262,16 +262,7 @@ fn run_case(tables: Vec<TableModel>) -> Result<(), TestCaseError> {
         own.push(r);
     }
     let all_known = tables.iter().all(|t| matches!(t.knowledge, Knowledge::Known));
-    let storage = StorageConfig {
-        dsn: Dsn::Local { root: root.clone() },
-        extra_roots: Vec::new(),
-        endpoint: None,
-        region: None,
-        access_key_id: None,
-        secret_access_key: None,
-        allow_http: false,
-        path_style: false,
-    };
+    let (_, storage) = signaldb_compactor::generate::dir_config(&base);
     let warehouse = Warehouse::open(&storage, Access::ReadOnly).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut deleted_by: BTreeMap<PathBuf, usize> = BTreeMap::new();
