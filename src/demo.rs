@@ -199,9 +199,9 @@ fn summary(report: &PassReport) -> String {
     let mut orphans = crate::job::OrphanOutcome::default();
     for t in &report.tables {
         match &t.outcome {
-            Some(Outcome::Compaction { files_before, files_after, bytes_before, bytes_after }) => {
+            Some(Outcome::Compaction(c)) => {
                 for (sum, v) in
-                    compaction.iter_mut().zip([files_before, files_after, bytes_before, bytes_after])
+                    compaction.iter_mut().zip([c.files_before, c.files_after, c.bytes_before, c.bytes_after])
                 {
                     *sum += v;
                 }

@@ -217,20 +217,32 @@ pub struct TableReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "job", rename_all = "snake_case")]
 pub enum Outcome {
-    /// Live data files and bytes of the table before and after the pass.
-    Compaction {
-        files_before: u64,
-        files_after: u64,
-        bytes_before: u64,
-        bytes_after: u64,
-    },
+    Compaction(CompactionOutcome),
     Retention(RetentionOutcome),
     Orphans(OrphanOutcome),
+}
+
+/// Compaction of one table (in dry-run: what would be done).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CompactionOutcome {
+    /// Live data files and bytes of the table before and after the pass.
+    pub files_before: u64,
+    pub files_after: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    /// Groups committed (one `replace` snapshot each), and the input files and bytes they rewrote.
+    pub groups_committed: u64,
+    pub files_rewritten: u64,
+    pub bytes_rewritten: u64,
+    /// Commit attempts that lost a race with another writer (committed groups and given-up ones).
+    pub commit_conflicts: u64,
 }
 
 /// Retention on one table (in dry-run: what would be done).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RetentionOutcome {
+    /// Partitions whose expiry was evaluated against the cutoff.
+    pub partitions_evaluated: u64,
     pub partitions_dropped: u64,
     /// Data and delete files the drops removed from the table.
     pub files_removed: u64,
@@ -239,6 +251,8 @@ pub struct RetentionOutcome {
     /// Files expiry made unreachable that were deleted from storage, and their bytes.
     pub files_deleted: u64,
     pub bytes_deleted: u64,
+    /// Commit attempts that lost a race with another writer.
+    pub commit_conflicts: u64,
 }
 
 /// Orphan cleanup of one table.
@@ -252,6 +266,8 @@ pub struct OrphanOutcome {
     pub bytes_freed: u64,
     /// Bytes of the identified orphans (what a real pass would free).
     pub bytes_identified: u64,
+    /// Deletions the store refused or failed (retried next pass).
+    pub deletion_failures: u64,
 }
 
 impl Outcome {
@@ -260,10 +276,12 @@ impl Outcome {
         use crate::stats::human_bytes as b;
         let would = if dry_run { "would " } else { "" };
         match self {
-            Outcome::Compaction { files_before, files_after, bytes_before, bytes_after } => format!(
-                "files {files_before} -> {files_after}, bytes {} -> {}",
-                b(*bytes_before),
-                b(*bytes_after)
+            Outcome::Compaction(c) => format!(
+                "files {} -> {}, bytes {} -> {}",
+                c.files_before,
+                c.files_after,
+                b(c.bytes_before),
+                b(c.bytes_after)
             ),
             Outcome::Retention(r) => format!(
                 "{would}drop {} partition(s) ({} file(s), {}), {would}expire {} snapshot(s), {would}delete {} unreachable file(s) ({})",
@@ -292,6 +310,47 @@ impl Outcome {
     }
 }
 
+impl Outcome {
+    /// Adds the outcome's figures to the job's Prometheus counters: the one place a table's figures
+    /// become metrics, so the text report, the JSON, the audit row and the metrics cannot disagree.
+    /// Observations (objects scanned, orphans identified, partitions evaluated) count in dry-run too;
+    /// actions (groups committed, partitions dropped, snapshots expired, files deleted) count only when
+    /// done, so a dry run moves no action counter.
+    pub fn count(&self, metrics: &crate::metrics::Metrics, t: &TableRef, mode: Mode) {
+        let signal = [t.tenant.as_str(), t.dataset.as_str(), t.signal.as_str()];
+        let table = [t.tenant.as_str(), t.dataset.as_str(), t.table.as_str()];
+        let done = !mode.is_dry_run();
+        match self {
+            Outcome::Compaction(c) => {
+                if done {
+                    metrics.compaction_runs_total.with_label_values(&signal).inc_by(c.groups_committed);
+                    metrics.files_compacted_total.with_label_values(&signal).inc_by(c.files_rewritten);
+                    metrics.bytes_compacted_total.with_label_values(&signal).inc_by(c.bytes_rewritten);
+                    metrics.commit_conflicts_total.with_label_values(&signal).inc_by(c.commit_conflicts);
+                }
+            }
+            Outcome::Retention(r) => {
+                metrics.partitions_evaluated_total.with_label_values(&signal).inc_by(r.partitions_evaluated);
+                if done {
+                    metrics.partitions_dropped_total.with_label_values(&signal).inc_by(r.partitions_dropped);
+                    metrics.snapshots_expired_total.with_label_values(&table).inc_by(r.snapshots_expired);
+                    metrics.bytes_reclaimed_total.with_label_values(&signal).inc_by(r.bytes_deleted);
+                    metrics.commit_conflicts_total.with_label_values(&signal).inc_by(r.commit_conflicts);
+                }
+            }
+            Outcome::Orphans(o) => {
+                metrics.files_scanned_total.with_label_values(&table).inc_by(o.scanned);
+                metrics.orphans_identified_total.with_label_values(&table).inc_by(o.identified);
+                if done {
+                    metrics.files_deleted_total.with_label_values(&table).inc_by(o.deleted);
+                    metrics.bytes_freed_total.with_label_values(&table).inc_by(o.bytes_freed);
+                    metrics.deletion_failures_total.with_label_values(&table).inc_by(o.deletion_failures);
+                }
+            }
+        }
+    }
+}
+
 impl TableReport {
     pub fn new(table: &TableRef, status: TableStatus) -> Self {
         Self::new_named(&table.qualified(), status)
@@ -314,6 +373,17 @@ impl TableReport {
             partition_reports: Vec::new(),
             details: Vec::new(),
             outcome: None,
+        }
+    }
+
+    /// The compaction outcome, created empty on first use.
+    pub fn compaction_outcome(&mut self) -> &mut CompactionOutcome {
+        if !matches!(self.outcome, Some(Outcome::Compaction(_))) {
+            self.outcome = Some(Outcome::Compaction(CompactionOutcome::default()));
+        }
+        match &mut self.outcome {
+            Some(Outcome::Compaction(c)) => c,
+            _ => unreachable!("set above"),
         }
     }
 
@@ -345,7 +415,7 @@ impl TableReport {
         match &self.outcome {
             Some(Outcome::Retention(r)) => (r.partitions_dropped, r.files_removed, r.bytes_deleted),
             Some(Outcome::Orphans(o)) => (0, o.deleted, o.bytes_freed),
-            Some(Outcome::Compaction { .. }) | None => {
+            Some(Outcome::Compaction(_)) | None => {
                 (self.partitions, self.files_processed, self.bytes_reclaimed)
             }
         }
@@ -593,6 +663,9 @@ impl TablePass {
             }
         };
         log_failures(run_type.as_str(), &report);
+        if let Some(outcome) = &report.outcome {
+            outcome.count(&self.metrics, table, mode);
+        }
         self.audit.finish(record, mode, &report, self.clock.now()).await;
         report
     }

@@ -153,12 +153,11 @@ pub(super) async fn compact_table(
     let started = Instant::now();
     let report = match run(job, t, request, cancel).await {
         Ok(mut report) => {
-            report.outcome = Some(crate::job::Outcome::Compaction {
-                files_before: report.files_before,
-                files_after: report.files_after,
-                bytes_before: report.bytes_before,
-                bytes_after: report.bytes_after,
-            });
+            let (files_before, files_after) = (report.files_before, report.files_after);
+            let (bytes_before, bytes_after) = (report.bytes_before, report.bytes_after);
+            let outcome = report.compaction_outcome();
+            (outcome.files_before, outcome.files_after) = (files_before, files_after);
+            (outcome.bytes_before, outcome.bytes_after) = (bytes_before, bytes_after);
             report
         }
         // Logged with its table by `TablePass::record`.
@@ -313,6 +312,11 @@ enum GroupFailure {
     /// Deliberately not rewritten (e.g. `no_field_ids`); nothing was written.
     Skipped(&'static str),
     Failed(String),
+    /// Gave up after losing the commit race this many times in a row.
+    Conflicts {
+        error: String,
+        conflicts: u32,
+    },
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -398,19 +402,11 @@ async fn run_group(
     let (base_table, base_inventory) = guard.clone();
     let outcome =
         commit_with_retry(&job.catalog, &t.ident, base_table, base_inventory, policy, cancel, rebase).await;
-    let labels = [t.tenant.as_str(), t.dataset.as_str(), t.signal.as_str()];
     match outcome {
         Ok(committed) => {
-            job.metrics
-                .commit_conflicts_total
-                .with_label_values(&labels)
-                .inc_by(u64::from(committed.conflicts));
             *guard = (committed.table.clone(), committed.inventory.clone());
             drop(guard);
             let input_bytes = w.files.iter().map(|f| f.size()).sum();
-            job.metrics.compaction_runs_total.with_label_values(&labels).inc();
-            job.metrics.files_compacted_total.with_label_values(&labels).inc_by(w.files.len() as u64);
-            job.metrics.bytes_compacted_total.with_label_values(&labels).inc_by(input_bytes);
             info!(
                 table = %t, partition = %p.label, files_in = w.files.len(), files_out = rewritten.files.len(),
                 bytes_in = input_bytes, bytes_out = rewritten.bytes_written, rows = rewritten.rows,
@@ -420,9 +416,6 @@ async fn run_group(
         }
         Err(e) => {
             drop(guard);
-            if let CommitError::TooManyConflicts(n) = &e {
-                job.metrics.commit_conflicts_total.with_label_values(&labels).inc_by(u64::from(*n));
-            }
             // Outputs were never referenced by a landed commit unless the outcome is unknown.
             if definitely_not_committed(&e) {
                 discard_uncommitted(table, &outputs).await;
@@ -435,6 +428,9 @@ async fn run_group(
                         .with_label_values(&[&t.tenant, &t.dataset, t.signal.as_str(), "abandoned"])
                         .inc();
                     Err(GroupFailure::Abandoned(reason))
+                }
+                CommitError::TooManyConflicts(conflicts) => {
+                    Err(GroupFailure::Conflicts { error: crate::job::error_chain(&e), conflicts })
                 }
                 other => Err(GroupFailure::Failed(crate::job::error_chain(&other))),
             }
@@ -508,6 +504,11 @@ fn merge_results(
                 report.snapshot_id = Some(done.committed.snapshot_id);
                 report.files_processed += done.inputs as u64;
                 report.bytes_reclaimed += done.input_bytes.saturating_sub(done.rewritten.bytes_written);
+                let outcome = report.compaction_outcome();
+                outcome.groups_committed += 1;
+                outcome.files_rewritten += done.inputs as u64;
+                outcome.bytes_rewritten += done.input_bytes;
+                outcome.commit_conflicts += u64::from(done.committed.conflicts);
             }
             Err(failure) => {
                 let group_files: usize =
@@ -516,6 +517,10 @@ fn merge_results(
                 entry.files_after = entry.files_after.max(entry.files_before);
                 match failure {
                     GroupFailure::Failed(error) => entry.status = PartitionStatus::Failed { error },
+                    GroupFailure::Conflicts { error, conflicts } => {
+                        entry.status = PartitionStatus::Failed { error };
+                        report.compaction_outcome().commit_conflicts += u64::from(conflicts);
+                    }
                     GroupFailure::Abandoned(why)
                         if !matches!(entry.status, PartitionStatus::Failed { .. }) =>
                     {

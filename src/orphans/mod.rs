@@ -201,8 +201,6 @@ impl OrphanJob {
         };
         let now = self.clock.now();
         let (scanned, kept, mut candidates) = self.list_candidates(t, &scope, now).await?;
-        self.metrics.files_scanned_total.with_label_values(&labels).inc_by(scanned);
-        self.metrics.orphans_identified_total.with_label_values(&labels).inc_by(candidates.len() as u64);
         candidates.sort_by(|a, b| a.location.cmp(&b.location));
         let mut report = TableReport::new(t, TableStatus::Unchanged);
         report.files_before = scanned;
@@ -244,7 +242,10 @@ impl OrphanJob {
         }
         info!(table = %t, orphans = candidates.len(), scanned, "identified orphan files");
         let batches = Batches { census, index, live };
-        self.delete_in_batches(t, batches, candidates, now, cancel, &mut report).await?;
+        // A failure after some batches were deleted keeps the report: its outcome counts them.
+        if let Err(error) = self.delete_in_batches(t, batches, candidates, now, cancel, &mut report).await {
+            report.status = TableStatus::Failed { error };
+        }
         Ok(report)
     }
 
@@ -311,7 +312,6 @@ impl OrphanJob {
         report: &mut TableReport,
     ) -> Result<(), String> {
         let Batches { census, index, mut live } = batches;
-        let labels = self.labels(t);
         let mut checkpoint =
             checkpoint::Checkpoint::resume(&self.catalog, t, now).await.map_err(|e| e.to_string())?;
         let pending: Vec<Candidate> = candidates
@@ -354,12 +354,6 @@ impl OrphanJob {
             };
             let outcome = gate.delete(&paths).await;
             let freed = outcome.bytes_deleted();
-            self.metrics.files_deleted_total.with_label_values(&labels).inc_by(outcome.deleted.len() as u64);
-            self.metrics.bytes_freed_total.with_label_values(&labels).inc_by(freed);
-            self.metrics
-                .deletion_failures_total
-                .with_label_values(&labels)
-                .inc_by(outcome.failed.len() as u64);
             for (path, reason) in &outcome.refused {
                 info!(table = %t, path, ?reason, "orphan candidate kept at revalidation");
             }
@@ -373,6 +367,7 @@ impl OrphanJob {
             let typed = report.orphan_outcome();
             typed.deleted += outcome.deleted.len() as u64;
             typed.bytes_freed += freed;
+            typed.deletion_failures += outcome.failed.len() as u64;
             if !outcome.deleted.is_empty() {
                 report.status = TableStatus::Succeeded;
             }

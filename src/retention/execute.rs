@@ -1,7 +1,7 @@
 //! Enforcing retention on one table: cutoff → drop expired partitions (one `delete` commit, chunked
 //! when huge) → expire snapshots → delete what expiry made unreachable, through the deletion gate.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -52,7 +52,10 @@ pub(super) async fn expire_table(
             report.status = TableStatus::Skipped { reason: reason.to_string() };
             return Ok::<_, RetentionError>(report);
         }
-        expire_snapshots(job, t, table, mode, job.clock.now(), cancel, &mut report).await?;
+        // A failure after the expiry landed keeps the report: its outcome counts what was done.
+        if let Err(e) = expire_snapshots(job, t, table, mode, job.clock.now(), cancel, &mut report).await {
+            report.status = TableStatus::Failed { error: crate::job::error_chain(&e) };
+        }
         Ok(report)
     };
     match run.await {
@@ -121,11 +124,17 @@ async fn run(
     (report.files_before, report.bytes_before, report.rows) = (stats.data_files, stats.bytes, stats.rows);
     // A table nothing is dropped from keeps its figures (reported 5 -> 0 before).
     (report.files_after, report.bytes_after) = (stats.data_files, stats.bytes);
-    let table = match cutoff {
-        Some(cutoff) => drop_expired(job, t, table, cutoff, mode, cancel, &mut report).await?,
-        None => table,
+    // A failure after a commit landed keeps the report: its outcome counts what was done.
+    let steps = async {
+        let table = match cutoff {
+            Some(cutoff) => drop_expired(job, t, table, cutoff, mode, cancel, &mut report).await?,
+            None => table,
+        };
+        expire_snapshots(job, t, table, mode, now, cancel, &mut report).await
     };
-    expire_snapshots(job, t, table, mode, now, cancel, &mut report).await?;
+    if let Err(e) = steps.await {
+        report.status = TableStatus::Failed { error: crate::job::error_chain(&e) };
+    }
     Ok(report)
 }
 
@@ -210,7 +219,7 @@ async fn drop_expired(
     let inventory = Inventory::load(&table).await?;
     let files = facts(&table, &inventory);
     let dplan = plan::plan_drops(&files, cutoff);
-    job.metrics.partitions_evaluated_total.with_label_values(&labels(t)).inc_by(dplan.evaluated as u64);
+    report.retention_outcome().partitions_evaluated += dplan.evaluated as u64;
     if dplan.unclassifiable > 0 {
         report.details.push(format!(
             "{} file(s) without a time range or bound kept (unclassifiable)",
@@ -239,9 +248,8 @@ async fn drop_expired(
             );
         }
     }
-    let status = if mode.is_dry_run() { PartitionStatus::Planned } else { PartitionStatus::Succeeded };
     if mode.is_dry_run() {
-        record_drops(report, &dplan, &files, status, None);
+        record_drops(report, &dplan, &files, None, None);
         return Ok(table);
     }
     let allowed: Option<HashSet<String>> = match &job.archive {
@@ -255,18 +263,23 @@ async fn drop_expired(
     let mut latest = table.clone();
     let mut current = (table, inventory);
     let mut last_snapshot = None;
+    // What landed (path → size), chunk by chunk: the report and the metrics count only removals a
+    // confirmed commit made, also when a later chunk fails.
+    let mut removed: HashMap<String, u64> = HashMap::new();
     let chunks = dplan.remove.len().div_ceil(MAX_REMOVALS_PER_COMMIT) + 2;
     for _ in 0..chunks {
+        let mut proposed: HashMap<String, u64> = HashMap::new();
         let rebase = |tbl: &Table, inv: &Inventory| -> Result<Change, String> {
             let all = facts(tbl, inv);
             let replanned = plan::plan_drops(&all, cutoff);
-            let remove: HashSet<String> = replanned
+            proposed = replanned
                 .remove
                 .iter()
-                .map(|&i| all[i].path.clone())
-                .filter(|p| allowed.as_ref().is_none_or(|a| a.contains(p)))
+                .map(|&i| (all[i].path.clone(), all[i].size))
+                .filter(|(p, _)| allowed.as_ref().is_none_or(|a| a.contains(p)))
                 .take(MAX_REMOVALS_PER_COMMIT)
                 .collect();
+            let remove: HashSet<String> = proposed.keys().cloned().collect();
             if remove.is_empty() {
                 return Err("nothing left to drop".into());
             }
@@ -279,30 +292,34 @@ async fn drop_expired(
             }))
         };
         let (tbl, inv) = current;
-        match commit_with_retry(&job.catalog, &t.ident, tbl.clone(), inv, policy, cancel, rebase).await {
+        let result =
+            commit_with_retry(&job.catalog, &t.ident, tbl.clone(), inv, policy, cancel, rebase).await;
+        match result {
             Ok(committed) => {
-                job.metrics
-                    .commit_conflicts_total
-                    .with_label_values(&labels(t))
-                    .inc_by(u64::from(committed.conflicts));
+                report.retention_outcome().commit_conflicts += u64::from(committed.conflicts);
+                removed.extend(proposed);
                 last_snapshot = Some(committed.snapshot_id);
                 latest = committed.table.clone();
                 current = (committed.table, committed.inventory);
             }
             Err(CommitError::Abandoned(reason)) if reason == "nothing left to drop" => break,
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                if let CommitError::TooManyConflicts(n) = &e {
+                    report.retention_outcome().commit_conflicts += u64::from(*n);
+                }
+                record_drops(report, &dplan, &files, Some(&removed), last_snapshot);
+                return Err(e.into());
+            }
         }
     }
-    for p in &dplan.partitions {
+    record_drops(report, &dplan, &files, Some(&removed), last_snapshot);
+    for p in report.partition_reports.iter().filter(|p| p.status == PartitionStatus::Succeeded) {
         info!(
             tenant = %t.tenant, dataset = %t.dataset, table = %t.table, partition = %short_label(&p.partition),
-            files = p.data_files + p.delete_files, bytes = p.bytes, rows = p.records, "dropped partition"
+            files = p.files_before, bytes = p.bytes_before, rows = p.rows, "dropped partition"
         );
     }
-    job.metrics.partitions_dropped_total.with_label_values(&labels(t)).inc_by(dplan.partitions.len() as u64);
-    record_drops(report, &dplan, &files, status, last_snapshot);
     report.snapshot_id = last_snapshot;
-    report.files_processed += dplan.remove.len() as u64;
     // The last confirmed commit's table (or the planned one when nothing was left to drop).
     let table = latest;
     let stats = crate::stats::TableStats::of(&table);
@@ -310,17 +327,38 @@ async fn drop_expired(
     Ok(table)
 }
 
+/// Records the drops in the report: in dry-run (`removed` is `None`) what the plan would drop; else
+/// what confirmed commits removed (`removed`: path → size). A planned partition counts as dropped once
+/// every file the plan named in it is gone; one a failure left partly dropped is reported failed.
 fn record_drops(
     report: &mut TableReport,
     dplan: &DropPlan,
     files: &[FileFacts],
-    status: PartitionStatus,
+    removed: Option<&HashMap<String, u64>>,
     snapshot_id: Option<i64>,
 ) {
+    let mut dropped = 0u64;
     for p in &dplan.partitions {
+        let named: Vec<&str> = dplan
+            .remove
+            .iter()
+            .filter(|&&i| files[i].partition == p.partition)
+            .map(|&i| files[i].path.as_str())
+            .collect();
+        let status = match removed {
+            None => PartitionStatus::Planned,
+            Some(removed) if named.iter().all(|f| removed.contains_key(*f)) => PartitionStatus::Succeeded,
+            Some(removed) if named.iter().any(|f| removed.contains_key(*f)) => {
+                PartitionStatus::Failed { error: "partly dropped: the table's drop did not finish".into() }
+            }
+            Some(_) => continue,
+        };
+        if !matches!(status, PartitionStatus::Failed { .. }) {
+            dropped += 1;
+        }
         report.partition_reports.push(PartitionReport {
             partition: p.partition.clone(),
-            status: status.clone(),
+            status,
             files_before: (p.data_files + p.delete_files) as u64,
             files_after: 0,
             bytes_before: p.bytes,
@@ -331,14 +369,23 @@ fn record_drops(
         });
     }
     for &i in &dplan.file_level {
-        report.details.push(format!("file expired by its timestamp bound: {}", files[i].path));
+        if removed.is_none_or(|r| r.contains_key(&files[i].path)) {
+            report.details.push(format!("file expired by its timestamp bound: {}", files[i].path));
+        }
     }
-    report.partitions += dplan.partitions.len() as u64;
+    let (files_removed, bytes_removed) = match removed {
+        None => (dplan.remove.len() as u64, dplan.remove.iter().map(|&i| files[i].size).sum::<u64>()),
+        Some(removed) => (removed.len() as u64, removed.values().sum()),
+    };
+    report.partitions += dropped;
+    report.files_processed += files_removed;
     let outcome = report.retention_outcome();
-    outcome.partitions_dropped += dplan.partitions.len() as u64;
-    outcome.files_removed += dplan.remove.len() as u64;
-    outcome.bytes_removed += dplan.remove.iter().map(|&i| files[i].size).sum::<u64>();
-    report.status = TableStatus::Succeeded;
+    outcome.partitions_dropped += dropped;
+    outcome.files_removed += files_removed;
+    outcome.bytes_removed += bytes_removed;
+    if files_removed > 0 {
+        report.status = TableStatus::Succeeded;
+    }
 }
 
 /// Copies the expired data files to the archive (same path relative to the warehouse root) and checks
@@ -442,7 +489,7 @@ async fn expire_snapshots(
     };
     match commit_with_retry(&job.catalog, &t.ident, table, inventory, job.commit_retry, cancel, rebase).await
     {
-        Ok(_) => {}
+        Ok(committed) => report.retention_outcome().commit_conflicts += u64::from(committed.conflicts),
         Err(CommitError::Abandoned(_)) => return Ok(()),
         Err(e) => return Err(e.into()),
     }
@@ -451,10 +498,6 @@ async fn expire_snapshots(
     let ids_after: HashSet<i64> = after_table.metadata().snapshots().map(|s| s.snapshot_id()).collect();
     let mut expired: Vec<i64> = ids_before.difference(&ids_after).copied().collect();
     expired.sort_unstable();
-    job.metrics
-        .snapshots_expired_total
-        .with_label_values(&[&t.tenant, &t.dataset, &t.table])
-        .inc_by(expired.len() as u64);
     for id in &expired {
         info!(tenant = %t.tenant, dataset = %t.dataset, table = %t.table, snapshot_id = id, "expired snapshot");
     }
@@ -522,7 +565,6 @@ async fn expire_snapshots(
         mode,
     };
     let outcome = gate.delete(&candidates).await;
-    job.metrics.bytes_reclaimed_total.with_label_values(&labels(t)).inc_by(outcome.bytes_deleted());
     report.bytes_reclaimed += outcome.bytes_deleted();
     let typed = report.retention_outcome();
     typed.files_deleted += outcome.deleted.len() as u64;

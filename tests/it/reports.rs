@@ -146,3 +146,127 @@ async fn the_typed_outcomes_agree_with_the_metrics_of_the_same_passes() {
     assert_eq!(metric_sum(&scrape, "compactor_files_deleted_total"), deleted);
     assert_eq!(metric_sum(&scrape, "compactor_bytes_freed_total"), freed);
 }
+
+/// Sums one figure of every table's typed outcome of a pass.
+fn outcome_sum(report: &signaldb_compactor::job::PassReport, figure: &str) -> u64 {
+    report
+        .tables
+        .iter()
+        .filter_map(|t| t.outcome.as_ref())
+        .map(|o| serde_json::to_value(o).unwrap()[figure].as_u64().unwrap_or(0))
+        .sum()
+}
+
+fn age(path: &std::path::Path) {
+    let status = std::process::Command::new("find")
+        .arg(path)
+        .args(["-type", "f", "-exec", "touch", "-d", "3 days ago", "{}", "+"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Metrics come from the typed outcomes only: a dry run moves no action counter (only what it
+/// observed), a real pass moves each counter by its outcome's figure, and a table that fails after it
+/// deleted files still reports, counts and audits the files it deleted.
+#[tokio::test]
+async fn metrics_follow_the_outcomes_in_dry_runs_real_passes_and_failures_partway() {
+    use signaldb_compactor::config::Mode;
+    use signaldb_compactor::job::{Job, Outcome, PassRequest, TableStatus};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    generate_small(dir.path()).await;
+    let data = dir.path().join("warehouse/acme/production/logs/data");
+    for i in 0..3 {
+        std::fs::write(data.join(format!("orphan-{i}.parquet")), vec![0u8; 100]).unwrap();
+    }
+    age(&dir.path().join("warehouse"));
+    let ctx =
+        crate::support::context(dir.path(), crate::support::fixed_end() + chrono::TimeDelta::days(10), |c| {
+            c.compaction.min_input_files = 2;
+            c.retention.enabled = true;
+            c.retention.snapshots_to_keep = 1;
+            c.retention.max_snapshot_age = std::time::Duration::from_secs(1);
+            c.orphans.enabled = true;
+            c.orphans.batch_size = 1;
+        })
+        .await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let compaction = signaldb_compactor::compaction::CompactionJob::new(&ctx);
+    let retention = signaldb_compactor::retention::RetentionJob::new(&ctx);
+    let orphans = signaldb_compactor::orphans::OrphanJob::new(&ctx);
+    let counter = |name: &str| metric_sum(&ctx.metrics.render(), name);
+    let actions = [
+        "compactor_compaction_runs_total",
+        "compactor_files_compacted_total",
+        "compactor_bytes_compacted_total",
+        "compactor_partitions_dropped_total",
+        "compactor_snapshots_expired_total",
+        "compactor_bytes_reclaimed_total",
+        "compactor_files_deleted_total",
+        "compactor_bytes_freed_total",
+    ];
+
+    // Dry runs: every job plans work, no action counter moves, observations are counted.
+    let dry = PassRequest::all(Mode::DryRun);
+    let c = compaction.run_once(&dry, &cancel).await.unwrap();
+    let r = retention.run_once(&dry, &cancel).await.unwrap();
+    let o = orphans.run_once(&dry, &cancel).await.unwrap();
+    assert!(outcome_sum(&r, "partitions_dropped") > 0, "{r:#?}");
+    assert_eq!(outcome_sum(&o, "identified"), 3, "{o:#?}");
+    assert!(c.tables.iter().any(|t| t.status == TableStatus::Succeeded), "{c:#?}");
+    for name in actions {
+        assert_eq!(counter(name), 0, "{name} moved in a dry run");
+    }
+    assert_eq!(counter("compactor_partitions_evaluated_total"), outcome_sum(&r, "partitions_evaluated"));
+    assert_eq!(counter("compactor_files_scanned_total"), outcome_sum(&o, "scanned"));
+    assert_eq!(counter("compactor_orphans_identified_total"), 3);
+
+    // A real compaction: the counters are its outcome's figures.
+    let real = PassRequest::all(Mode::Execute);
+    let c = compaction.run_once(&real, &cancel).await.unwrap();
+    assert!(outcome_sum(&c, "groups_committed") > 0, "{c:#?}");
+    assert_eq!(counter("compactor_compaction_runs_total"), outcome_sum(&c, "groups_committed"));
+    assert_eq!(counter("compactor_files_compacted_total"), outcome_sum(&c, "files_rewritten"));
+    assert_eq!(counter("compactor_bytes_compacted_total"), outcome_sum(&c, "bytes_rewritten"));
+
+    // Orphan cleanup that fails after its second batch (its checkpoint table vanishes): the two
+    // files it deleted are in the report's outcome, the audit row and the metrics alike.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let db = dir.path().join("catalog.db");
+    let hook: signaldb_compactor::job::BeforeCommitHook = {
+        let calls = calls.clone();
+        Arc::new(move |_| {
+            let (calls, db) = (calls.clone(), db.clone());
+            Box::pin(async move {
+                if calls.fetch_add(1, Ordering::SeqCst) == 1 {
+                    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", db.display())).await.unwrap();
+                    sqlx::query("DROP TABLE cleanup_progress").execute(&pool).await.unwrap();
+                }
+            }) as futures::future::BoxFuture<'static, ()>
+        })
+    };
+    let filter = signaldb_compactor::job::TableFilter::only(["acme.production.logs".to_string()]);
+    let request = PassRequest { filter, ..PassRequest::all(Mode::Execute) };
+    let o = orphans.with_before_batch(hook).run_once(&request, &cancel).await.unwrap();
+    let logs = o.tables.iter().find(|t| t.table == "acme.production.logs").unwrap();
+    let gone = (0..3).filter(|i| !data.join(format!("orphan-{i}.parquet")).exists()).count() as u64;
+    assert_eq!(gone, 2, "{o:#?}");
+    assert!(matches!(logs.status, TableStatus::Failed { .. }), "{logs:#?}");
+    let Some(Outcome::Orphans(outcome)) = &logs.outcome else { panic!("{logs:#?}") };
+    assert_eq!((outcome.deleted, outcome.bytes_freed), (2, 200));
+    assert_eq!(counter("compactor_files_deleted_total"), 2);
+    assert_eq!(counter("compactor_bytes_freed_total"), 200);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", dir.path().join("catalog.db").display()))
+        .await
+        .unwrap();
+    let (files, bytes): (i64, i64) = sqlx::query_as(
+        "SELECT files_processed, bytes_reclaimed FROM compactor_runs \
+         WHERE run_type = 'orphans' AND table_name = 'logs' AND status = 'failed'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((files, bytes), (2, 200));
+}
