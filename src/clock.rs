@@ -24,3 +24,23 @@ impl Clock for FixedClock {
         self.0
     }
 }
+
+/// A clock moved by hand, shared by clones: tests of what happens as time passes.
+#[derive(Debug, Clone)]
+pub struct ManualClock(std::sync::Arc<std::sync::Mutex<DateTime<Utc>>>);
+
+impl ManualClock {
+    pub fn new(at: DateTime<Utc>) -> ManualClock {
+        ManualClock(std::sync::Arc::new(std::sync::Mutex::new(at)))
+    }
+
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = at;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -144,6 +144,68 @@ fn target_file_size(job: &CompactionJob, table: &Table) -> u64 {
         .unwrap_or(job.config.target_file_size_bytes)
 }
 
+/// The table's partitions, their planner inputs, the options and the planner's decisions.
+struct TablePlan<'a> {
+    parts: Vec<Partition<'a>>,
+    inputs: Vec<PartitionInput>,
+    opts: PlanOptions,
+    decisions: Vec<(usize, Decision)>,
+}
+
+/// The one planning step, shared by the read-only [`look`] and the pass itself.
+fn plan_table<'a>(
+    job: &CompactionJob,
+    table: &Table,
+    inventory: &'a Inventory,
+    request: &PassRequest,
+) -> TablePlan<'a> {
+    let parts = partitions(table, inventory);
+    let inputs: Vec<PartitionInput> = parts.iter().map(|p| planner_input(table, inventory, p)).collect();
+    let target = target_file_size(job, table);
+    let opts = PlanOptions {
+        target_file_size: target,
+        small_file_threshold: target / 100 * job.config.small_file_threshold_percent,
+        min_input_files: job.config.min_input_files,
+        partition_lateness: job.config.partition_lateness,
+        compact_open_partitions: job.config.compact_open_partitions,
+        full: request.full,
+        only: request.partitions.clone(),
+    };
+    let decisions = plan::plan(&inputs, &opts, job.clock.now());
+    TablePlan { parts, inputs, opts, decisions }
+}
+
+/// What a read-only look at a table found, before any lock, lease or audit row.
+pub(super) enum Look {
+    /// Nothing to compact now: the table's figures, the metadata location they were read from, and
+    /// when a partition that is still open falls due (`None`: not before the table changes).
+    Idle { files: u64, bytes: u64, pointer: String, until: Option<chrono::DateTime<chrono::Utc>> },
+    /// Work to do, a table to skip or fail, or the look could not tell: the pass proper decides, under
+    /// the table's lease and audit row.
+    Pass,
+}
+
+/// Reads the table's metadata and manifests and plans, changing nothing: most tables of a pass have
+/// nothing to do, and for them no lease is taken and no audit row written.
+pub(super) async fn look(job: &CompactionJob, t: &TableRef, request: &PassRequest) -> Look {
+    let Ok(table) = job.catalog.load(t).await else { return Look::Pass };
+    if !matches!(crate::table::guard::commit_blocker(&table).await, Ok(None)) {
+        return Look::Pass;
+    }
+    let Ok(inventory) = Inventory::load(&table).await else { return Look::Pass };
+    let TablePlan { inputs, opts, decisions, .. } = plan_table(job, &table, &inventory, request);
+    if decisions.iter().any(|(_, d)| matches!(d, Decision::Compact { .. })) {
+        return Look::Pass;
+    }
+    let Some(pointer) = table.metadata_location() else { return Look::Pass };
+    Look::Idle {
+        files: inventory.data.len() as u64,
+        bytes: inventory.data.iter().map(|f| f.size()).sum(),
+        pointer: pointer.to_string(),
+        until: plan::next_due(&inputs, &decisions, &opts),
+    }
+}
+
 pub(super) async fn compact_table(
     job: &CompactionJob,
     t: &TableRef,
@@ -190,19 +252,7 @@ async fn run(
         return Ok(TableReport::new(t, TableStatus::Skipped { reason: reason.to_string() }));
     }
     let inventory = Inventory::load(&table).await?;
-    let parts = partitions(&table, &inventory);
-    let inputs: Vec<PartitionInput> = parts.iter().map(|p| planner_input(&table, &inventory, p)).collect();
-    let target = target_file_size(job, &table);
-    let opts = PlanOptions {
-        target_file_size: target,
-        small_file_threshold: target / 100 * job.config.small_file_threshold_percent,
-        min_input_files: job.config.min_input_files,
-        partition_lateness: job.config.partition_lateness,
-        compact_open_partitions: job.config.compact_open_partitions,
-        full: request.full,
-        only: request.partitions.clone(),
-    };
-    let decisions = plan::plan(&inputs, &opts, job.clock.now());
+    let TablePlan { parts, inputs, decisions, .. } = plan_table(job, &table, &inventory, request);
 
     let mut report = TableReport::new(t, TableStatus::Unchanged);
     let mut work = Vec::new();

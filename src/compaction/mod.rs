@@ -18,18 +18,23 @@ pub mod plan;
 pub mod rewrite;
 pub mod sort;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use iceberg::TableIdent;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::RunType;
 use crate::catalog::Catalog;
+use crate::catalog::TableRef;
 use crate::clock::Clock;
 use crate::config::{CompactionConfig, Mode};
-use crate::job::TablePass;
 use crate::job::{BeforeCommitHook, Job, JobError, JobKind, PassReport, PassRequest};
+use crate::job::{TablePass, TableReport, TableStatus};
 use crate::metrics::Metrics;
 use crate::service::Context;
 
@@ -41,6 +46,18 @@ pub struct CompactionJob {
     config: CompactionConfig,
     pass: TablePass,
     before_commit: Option<BeforeCommitHook>,
+    /// Tables the last look found nothing to do in: skipped without being
+    /// read while their catalog pointer stays put and no open partition falls due.
+    idle: std::sync::Mutex<HashMap<TableIdent, Idle>>,
+}
+
+/// A table with nothing to compact, as a pass found it.
+#[derive(Debug, Clone)]
+struct Idle {
+    pointer: String,
+    until: Option<DateTime<Utc>>,
+    files: u64,
+    bytes: u64,
 }
 
 impl CompactionJob {
@@ -52,6 +69,7 @@ impl CompactionJob {
             config: ctx.config.compaction.clone(),
             pass: TablePass::new(ctx),
             before_commit: None,
+            idle: Default::default(),
         }
     }
 
@@ -59,6 +77,65 @@ impl CompactionJob {
     pub fn with_before_commit(mut self, hook: BeforeCommitHook) -> Self {
         self.before_commit = Some(hook);
         self
+    }
+}
+
+impl CompactionJob {
+    /// Every table's catalog pointer (one query), for a pass that may skip unchanged tables; empty
+    /// when the pass must look at every partition anyway (`--full`, `--partition`) or the query fails.
+    async fn pointers(&self, request: &PassRequest) -> HashMap<TableIdent, String> {
+        if request.full || !request.partitions.is_empty() {
+            return HashMap::new();
+        }
+        let Ok(rows) = self.catalog.table_pointers().await else { return HashMap::new() };
+        rows.into_iter()
+            .filter(|r| r.catalog == self.catalog.name() && !r.view)
+            .filter_map(|r| Some((r.ident, r.pointer?)))
+            .collect()
+    }
+
+    /// The report of a table with nothing to do, decided without lock, lease or audit row: from the
+    /// last pass's look while the table's pointer has not moved and no open partition has fallen due,
+    /// else from a fresh read-only look. `None`: the table has work (or the look could not tell), and
+    /// the pass proper runs it.
+    async fn idle_report(
+        &self,
+        t: &TableRef,
+        request: &PassRequest,
+        pointer: Option<&String>,
+    ) -> Option<TableReport> {
+        if request.full || !request.partitions.is_empty() {
+            return None;
+        }
+        let key = t.ident.clone();
+        let now = self.clock.now();
+        let remembered = self.idle.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
+        let idle = match remembered {
+            Some(idle) if Some(&idle.pointer) == pointer && idle.until.is_none_or(|due| now < due) => idle,
+            _ => {
+                // A panic here (a hostile table) must not end the pass: the pass proper runs the table
+                // under its audit row, where a panic is recorded as the table's failure.
+                let look = std::panic::AssertUnwindSafe(execute::look(self, t, request)).catch_unwind().await;
+                match look {
+                    Ok(execute::Look::Idle { files, bytes, pointer, until }) => {
+                        Idle { pointer, until, files, bytes }
+                    }
+                    Ok(execute::Look::Pass) | Err(_) => {
+                        self.idle.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                        return None;
+                    }
+                }
+            }
+        };
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).insert(key, idle.clone());
+        tracing::debug!(table = %t, "nothing to compact; no lease taken, no audit row");
+        let mut report = TableReport::new(t, TableStatus::Unchanged);
+        (report.files_before, report.files_after) = (idle.files, idle.files);
+        (report.bytes_before, report.bytes_after) = (idle.bytes, idle.bytes);
+        let outcome = report.compaction_outcome();
+        (outcome.files_before, outcome.files_after) = (idle.files, idle.files);
+        (outcome.bytes_before, outcome.bytes_after) = (idle.bytes, idle.bytes);
+        Some(report)
     }
 }
 
@@ -87,9 +164,14 @@ impl Job for CompactionJob {
     ) -> Result<PassReport, JobError> {
         let started_at = self.pass.clock.now();
         let (selected, mut tables) = self.pass.select(request).await?;
+        let pointers = self.pointers(request).await;
         for table in &selected {
             if cancel.is_cancelled() {
                 break;
+            }
+            if let Some(report) = self.idle_report(table, request, pointers.get(&table.ident)).await {
+                tables.push(report);
+                continue;
             }
             let work = execute::compact_table(self, table, request, cancel);
             tables.push(self.pass.run(RunType::Compaction, request.mode, table, work).await?);

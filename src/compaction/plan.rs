@@ -99,6 +99,21 @@ pub fn plan(partitions: &[PartitionInput], opts: &PlanOptions, now: DateTime<Utc
         .collect()
 }
 
+/// When the earliest partition the plan skipped as still open falls due (`end + partition_lateness`),
+/// if any: until then, and while the table does not change, planning again decides the same.
+pub fn next_due(
+    partitions: &[PartitionInput],
+    decisions: &[(usize, Decision)],
+    opts: &PlanOptions,
+) -> Option<DateTime<Utc>> {
+    let lateness = chrono::Duration::from_std(opts.partition_lateness).ok()?;
+    decisions
+        .iter()
+        .filter(|(_, d)| matches!(d, Decision::Skip { reason: SkipReason::OpenPartition }))
+        .filter_map(|(i, _)| partitions[*i].end?.checked_add_signed(lateness))
+        .min()
+}
+
 fn plan_partition(p: &PartitionInput, opts: &PlanOptions, now: DateTime<Utc>) -> Decision {
     let lateness = chrono::Duration::from_std(opts.partition_lateness).unwrap_or(chrono::Duration::MAX);
     let closed = p.end.is_none_or(|end| end.checked_add_signed(lateness).is_some_and(|t| t <= now));
@@ -207,6 +222,25 @@ mod tests {
                 .collect(),
             delete_files: 0,
         }
+    }
+
+    #[test]
+    fn next_due_is_the_earliest_open_partition_closing() {
+        // 12:00 now, lateness 10 min: hour 12 (ends 13:00) and hour 13 (ends 14:00) are open; hour 10
+        // is closed but too small to compact.
+        let parts =
+            [partition("h=12", 13, &[MB; 6]), partition("h=10", 10, &[MB]), partition("h=13", 14, &[MB])];
+        let decisions = plan(&parts, &opts(), now());
+        let due = Utc.with_ymd_and_hms(2026, 11, 21, 13, 10, 0).unwrap();
+        assert_eq!(next_due(&parts, &decisions, &opts()), Some(due));
+        // Planning again at that instant compacts it: the due time is when the decision changes.
+        assert!(matches!(plan(&parts, &opts(), due)[0].1, Decision::Compact { .. }));
+        assert!(matches!(
+            plan(&parts, &opts(), due - chrono::Duration::seconds(1))[0].1,
+            Decision::Skip { .. }
+        ));
+        // Only closed partitions: nothing falls due until the table changes.
+        assert_eq!(next_due(&parts[1..2], &plan(&parts[1..2], &opts(), now()), &opts()), None);
     }
 
     #[test]

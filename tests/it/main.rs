@@ -19,6 +19,7 @@ mod hostile;
 mod leases;
 mod matrix;
 mod metadata_backlog;
+mod noop;
 mod observability;
 mod opt_in;
 mod orphans;
