@@ -13,11 +13,17 @@ BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/signaldb-compactor/target}/release/s
 WORK=${WORK:-/tmp/signaldb-compactor-bench/retention}
 HOURS=${HOURS:-275}
 [ -x "$BIN" ] || { echo "build the release binary first: cargo build --release" >&2; exit 2; }
-rm -rf "$WORK" && mkdir -p "$WORK"
 end=2026-01-20T00:30:00Z
-gen_start=$(date +%s.%N)
-"$BIN" generate --dir "$WORK" --tenants 2 --datasets 20 --hours "$HOURS" --files-per-hour 1 --rows-per-file 10 \
-    --tables traces --end "$end" --concurrency 4 --json > "$WORK/generate.json"
+# The generated warehouse is kept beside $WORK (generation takes minutes) and copied back for each run:
+# metadata and manifests hold absolute paths, so the copy is restored to the same place.
+PRISTINE="$WORK.pristine-$HOURS"
+if [ ! -f "$PRISTINE/generate.json" ]; then
+  rm -rf "$WORK" "$PRISTINE" && mkdir -p "$WORK"
+  "$BIN" generate --dir "$WORK" --tenants 2 --datasets 20 --hours "$HOURS" --files-per-hour 1 --rows-per-file 10 \
+      --tables traces --end "$end" --concurrency 4 --json > "$WORK/generate.json"
+  cp -a "$WORK" "$PRISTINE"
+fi
+rm -rf "$WORK" && cp -a "$PRISTINE" "$WORK"
 gen_s=$(python3 -c "import json;print('%.1f'%json.load(open('$WORK/generate.json'))['elapsed_secs'])")
 cat > "$WORK/signaldb.toml" <<TOML
 [schema]

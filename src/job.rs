@@ -663,6 +663,7 @@ impl TablePass {
             }
         };
         log_failures(run_type.as_str(), &report);
+        crate::table::manifests::forget();
         if let Some(outcome) = &report.outcome {
             outcome.count(&self.metrics, table, mode);
         }

@@ -84,7 +84,7 @@ async fn verify_table(ctx: &Context, t: &TableRef, deep: bool) -> TableVerificat
             if !seen_manifests.insert(m.manifest_path.clone()) {
                 continue;
             }
-            match m.load_manifest(&io).await {
+            match crate::table::manifests::load(&io, m).await {
                 Ok(manifest) => {
                     for e in manifest.entries().iter().filter(|e| e.is_alive()) {
                         let is_data = e.content_type() == iceberg::spec::DataContentType::Data;

@@ -118,6 +118,9 @@ impl CompactionJob {
                 let look = std::panic::AssertUnwindSafe(execute::look(self, t, request)).catch_unwind().await;
                 match look {
                     Ok(execute::Look::Idle { files, bytes, pointer, until }) => {
+                        // Its manifests are not needed again; a table with work rereads them from the
+                        // cache inside its pass, which forgets them when the table is done.
+                        crate::table::manifests::forget();
                         Idle { pointer, until, files, bytes }
                     }
                     Ok(execute::Look::Pass) | Err(_) => {

@@ -97,6 +97,7 @@ pub async fn run_pass(
         None => pass.await,
     };
     metrics.pass_overdue.with_label_values(&[job_label]).set(0);
+    crate::table::manifests::forget();
     let outcome = match caught {
         Ok(outcome) => outcome,
         Err(payload) => {

@@ -69,9 +69,8 @@ impl Inventory {
             .map(|m| {
                 let io = io.clone();
                 async move {
-                    let manifest = m.load_manifest(&io).await?;
-                    let (entries, _) = manifest.into_parts();
-                    Ok::<_, iceberg::Error>(entries)
+                    let manifest = super::manifests::load(&io, &m).await?;
+                    Ok::<_, iceberg::Error>(manifest.entries().to_vec())
                 }
             })
             .buffered(MANIFEST_READ_CONCURRENCY)

@@ -6,6 +6,7 @@ pub mod census;
 pub mod commit;
 pub mod guard;
 pub mod inventory;
+pub mod manifests;
 pub mod partition;
 pub mod producer;
 pub mod reachability;

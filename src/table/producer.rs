@@ -372,7 +372,7 @@ async fn writer_schema(
     {
         return Ok((schema, spec));
     }
-    let loaded = manifest.load_manifest(table.file_io()).await?;
+    let loaded = super::manifests::load(table.file_io(), manifest).await?;
     Ok((loaded.metadata().schema().clone(), Arc::new(loaded.metadata().partition_spec().clone())))
 }
 

@@ -139,7 +139,7 @@ pub async fn reachable_since(table: &Table, known: impl Fn(&str) -> bool) -> ice
         .map(|m| {
             let io = io.clone();
             async move {
-                let manifest = m.load_manifest(&io).await?;
+                let manifest = super::manifests::load(&io, &m).await?;
                 Ok::<_, iceberg::Error>(
                     manifest.entries().iter().map(|e| e.file_path().to_string()).collect(),
                 )
