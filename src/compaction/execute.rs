@@ -20,6 +20,7 @@ use super::plan::{self, Decision, FileInput, Group, PartitionInput, PlanOptions,
 use super::rewrite::{self, GroupInput, Rewritten};
 use crate::catalog::TableRef;
 use crate::failpoint;
+use crate::job::PickedFile;
 use crate::job::{PartitionReport, PartitionStatus, PassRequest, TableReport, TableStatus};
 use crate::table::commit::discard_uncommitted;
 use crate::table::partition;
@@ -131,6 +132,7 @@ fn planner_input(table: &Table, inventory: &Inventory, p: &Partition<'_>) -> Par
             .iter()
             .filter(|d| delete_applies(table, d, p.spec_id, &p.value))
             .count(),
+        current_spec: p.spec_id == md.default_partition_spec_id(),
     }
 }
 
@@ -171,11 +173,33 @@ pub(super) async fn compact_table(
     report
 }
 
-/// A group ready to run: which partition, which files.
+/// A group ready to run: which partition, which files, under which spec the output is written.
 struct Work<'a> {
     partition: usize,
     files: Vec<&'a LiveFile>,
     group: Group,
+    /// Write the output under the table's current spec (the inputs are of an older one).
+    to_current_spec: bool,
+}
+
+impl Work<'_> {
+    /// The picked files and why, for the report.
+    fn picked(&self) -> Vec<PickedFile> {
+        self.files
+            .iter()
+            .zip(&self.group.reasons)
+            .map(|(f, r)| PickedFile { path: f.path().to_string(), bytes: f.size(), reason: r.as_str() })
+            .collect()
+    }
+
+    /// `small 5, oversized 1`.
+    fn reasons(&self) -> String {
+        let mut counts: BTreeMap<plan::PickReason, usize> = BTreeMap::new();
+        for r in &self.group.reasons {
+            *counts.entry(*r).or_default() += 1;
+        }
+        counts.iter().map(|(r, n)| format!("{} {n}", r.as_str())).collect::<Vec<_>>().join(", ")
+    }
 }
 
 async fn run(
@@ -197,6 +221,8 @@ async fn run(
     let opts = PlanOptions {
         target_file_size: target,
         small_file_threshold: target / 100 * job.config.small_file_threshold_percent,
+        max_file_size: (target / 100).saturating_mul(job.config.max_file_size_percent),
+        rewrite_to_current_spec: job.config.rewrite_to_current_spec,
         min_input_files: job.config.min_input_files,
         partition_lateness: job.config.partition_lateness,
         compact_open_partitions: job.config.compact_open_partitions,
@@ -217,11 +243,14 @@ async fn run(
                     .inc();
                 report.partition_reports.push(skipped(input, reason));
             }
-            Decision::Compact { groups } => work.extend(groups.into_iter().map(|group| Work {
-                partition: i,
-                files: group.files.iter().map(|&f| parts[i].files[f]).collect(),
-                group,
-            })),
+            Decision::Compact { groups, to_current_spec } => {
+                work.extend(groups.into_iter().map(|group| Work {
+                    partition: i,
+                    files: group.files.iter().map(|&f| parts[i].files[f]).collect(),
+                    group,
+                    to_current_spec,
+                }))
+            }
         }
     }
     report.files_before = inventory.data.len() as u64;
@@ -230,16 +259,29 @@ async fn run(
         for w in &work {
             let p = &parts[w.partition];
             info!(
-                "[DRY-RUN] Would compact partition: tenant={} dataset={} table={} partition={} files={} -> {} bytes={}",
+                "[DRY-RUN] Would compact partition: tenant={} dataset={} table={} partition={} files={} -> {} bytes={} picked=[{}]{}",
                 t.tenant,
                 t.dataset,
                 t.table,
                 p.label,
                 w.files.len(),
                 w.group.estimated_output_files,
-                w.group.bytes
+                w.group.bytes,
+                w.reasons(),
+                if w.to_current_spec { " to_current_spec" } else { "" },
             );
-            report.partition_reports.push(planned(&p.label, &w.group));
+            for f in w.picked() {
+                info!(table = %t, partition = %p.label, file = %f.path, bytes = f.bytes, reason = f.reason, "[DRY-RUN] picked file");
+            }
+            report.details.push(format!(
+                "would rewrite {}: {} file(s) -> ~{} ({}){}",
+                p.label,
+                w.files.len(),
+                w.group.estimated_output_files,
+                w.reasons(),
+                if w.to_current_spec { ", under the current partition spec" } else { "" },
+            ));
+            report.partition_reports.push(planned(&p.label, w));
         }
         report.files_after = report.files_before
             - work
@@ -263,7 +305,8 @@ async fn run(
         .map(|i| async move {
             let w = &work_ref[i];
             let p = &parts_ref[w.partition];
-            (w.partition, run_group(job, t, table_ref, start_ref, p, w, latest_ref, cancel).await)
+            let result = run_group(job, t, table_ref, start_ref, p, w, latest_ref, cancel).await;
+            (w.partition, result.map(|done| GroupDone { work: i, ..done }))
         })
         .buffer_unordered(job.config.max_concurrent_rewrites.max(1))
         .collect()
@@ -301,6 +344,8 @@ impl Start {
 }
 
 struct GroupDone {
+    /// Index into the table's work list.
+    work: usize,
     committed: Committed,
     rewritten: Rewritten,
     inputs: usize,
@@ -416,7 +461,7 @@ async fn run_group(
                 bytes_in = input_bytes, bytes_out = rewritten.bytes_written, rows = rewritten.rows,
                 snapshot_id = committed.snapshot_id, attempts = committed.attempts, "compacted partition"
             );
-            Ok(GroupDone { committed, rewritten, inputs: w.files.len(), input_bytes })
+            Ok(GroupDone { work: 0, committed, rewritten, inputs: w.files.len(), input_bytes })
         }
         Err(e) => {
             drop(guard);
@@ -459,10 +504,12 @@ fn skipped(input: &PartitionInput, reason: SkipReason) -> PartitionReport {
         rows: input.files.iter().map(|f| f.records).sum(),
         snapshot_id: None,
         attempts: None,
+        picked: Vec::new(),
     }
 }
 
-fn planned(label: &str, group: &Group) -> PartitionReport {
+fn planned(label: &str, w: &Work<'_>) -> PartitionReport {
+    let group = &w.group;
     PartitionReport {
         partition: label.to_string(),
         status: PartitionStatus::Planned,
@@ -473,6 +520,7 @@ fn planned(label: &str, group: &Group) -> PartitionReport {
         rows: group.records,
         snapshot_id: None,
         attempts: None,
+        picked: w.picked(),
     }
 }
 
@@ -495,9 +543,11 @@ fn merge_results(
             rows: 0,
             snapshot_id: None,
             attempts: None,
+            picked: Vec::new(),
         });
         match result {
             Ok(done) => {
+                entry.picked.extend(work[done.work].picked());
                 entry.files_before += done.inputs as u64;
                 entry.files_after += done.rewritten.files.len() as u64;
                 entry.bytes_before += done.input_bytes;

@@ -311,14 +311,18 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
                 .await
                 .map_err(|e| RewriteError::Sort(e.to_string()))?;
             while let Some(batch) = sorted.try_next().await.map_err(|e| RewriteError::Sort(e.to_string()))? {
-                writer.write(batch).await?;
+                for piece in slices(&batch, input.target_file_size) {
+                    writer.write(piece).await?;
+                }
             }
         }
         None => {
             let mut batches = batches;
             while let Some(batch) = batches.try_next().await? {
                 read += batch.num_rows() as u64;
-                writer.write(batch).await?;
+                for piece in slices(&batch, input.target_file_size) {
+                    writer.write(piece).await?;
+                }
             }
         }
     }
@@ -340,6 +344,20 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
         })
         .collect::<Result<Vec<_>, RewriteError>>()?;
     Ok(Rewritten { files, rows: written, bytes_written, sort_order_id })
+}
+
+/// Parts of a batch that each hold at most a sixteenth of the target in Arrow memory. The rolling writer
+/// checks its size before each write, so a file passes the target by at most one write: written whole,
+/// one batch could make a file of a small target oversized (and split again on every pass).
+fn slices(batch: &arrow_array::RecordBatch, target: u64) -> Vec<arrow_array::RecordBatch> {
+    let rows = batch.num_rows();
+    let bytes = batch.get_array_memory_size() as u64;
+    let budget = (target / 16).max(1);
+    if rows <= 1 || bytes <= budget {
+        return vec![batch.clone()];
+    }
+    let per_slice = usize::try_from((rows as u64).saturating_mul(budget) / bytes).unwrap_or(rows).max(1);
+    (0..rows).step_by(per_slice).map(|start| batch.slice(start, per_slice.min(rows - start))).collect()
 }
 
 /// The same data file, claiming `sort_order_id` (iceberg's writer leaves it unset).

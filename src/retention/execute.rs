@@ -328,6 +328,7 @@ fn record_drops(
             rows: p.records,
             snapshot_id,
             attempts: None,
+            picked: Vec::new(),
         });
     }
     for &i in &dplan.file_level {

@@ -1051,13 +1051,94 @@ def kind_struct_move_rename(args):
 KINDS.update({"struct-move-rename": kind_struct_move_rename})
 
 
+# ---- issue 15: maintenance completeness ----------------------------------------------------------
+
+def kind_sizes(args):
+    """Hour-partitioned table (the SCHEMA above) with one file per append, each append its own hour:
+    `--sizes 20000,4000` rows. Returns the row count; file sizes are read back by the test."""
+    table = _create(args, SCHEMA, SPEC)
+    n = 0
+    for k, count in enumerate(int(c) for c in args.sizes.split(",")):
+        base = BASE + dt.timedelta(hours=4 * k)
+        rng = random.Random(k)
+        batch = pa.Table.from_pylist(
+            [
+                {
+                    "timestamp": base + dt.timedelta(seconds=rng.randrange(0, 3600)),
+                    "trace_id": "%032x" % rng.getrandbits(128),
+                    "service_name": rng.choice(["api", "db", "web"]),
+                    "duration_nanos": rng.randrange(1, 10**9),
+                }
+                for _ in range(count)
+            ],
+            schema=SCHEMA.as_arrow(),
+        )
+        table.append(batch)
+        n += count
+    return n
+
+
+def kind_respec(args):
+    """A day-partitioned table (several appends), then its spec evolved by PyIceberg to hour(timestamp)
+    + identity(service_name), then more appends under the new spec: old-spec day partitions whose rows
+    fan out into many new-spec partitions."""
+    from pyiceberg.transforms import DayTransform, IdentityTransform
+
+    spec = PartitionSpec(PartitionField(source_id=1, field_id=1000, transform=DayTransform(), name="timestamp_day"))
+    table = _create(args, SCHEMA, spec)
+    for k in range(args.appends):
+        table.append(rows(args.rows, k, BASE))
+    with table.update_spec() as update:
+        update.remove_field("timestamp_day")
+        update.add_field("timestamp", HourTransform(), "timestamp_hour")
+        update.add_field("service_name", IdentityTransform(), "service_name")
+    table = catalog(args).load_table(args.table)
+    for k in range(args.appends):
+        table.append(rows(args.rows, 100 + k, BASE + dt.timedelta(days=1)))
+    return args.rows * args.appends * 2
+
+
+KINDS.update({"sizes": kind_sizes, "respec": kind_respec})
+
+
+def cmd_props(args):
+    """Set (`--set k=v`, repeatable) and remove (`--unset k`) table properties through PyIceberg."""
+    table = catalog(args).load_table(args.table)
+    with table.transaction() as tx:
+        if args.set:
+            tx.set_properties(**dict(kv.split("=", 1) for kv in args.set))
+        if args.unset:
+            tx.remove_properties(*args.unset)
+    table = catalog(args).load_table(args.table)
+    return {"properties": dict(table.properties)}
+
+
+def cmd_files(args):
+    """Live data files: path, size, records, spec id, partition (as a list of strings)."""
+    table = catalog(args).load_table(args.table)
+    out = []
+    for task in table.scan().plan_files():
+        f = task.file
+        out.append(
+            {
+                "path": f.file_path,
+                "size": f.file_size_in_bytes,
+                "records": f.record_count,
+                "spec_id": f.spec_id,
+                "partition": [str(v) for v in f.partition],
+                "deletes": len(task.delete_files),
+            }
+        )
+    return {"files": sorted(out, key=lambda f: f["path"])}
+
+
 def cmd_kind(args):
     return {"rows": KINDS[args.kind](args)}
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["create", "scan", "append", "tag", "kind"])
+    p.add_argument("command", choices=["create", "scan", "append", "tag", "kind", "props", "files"])
     p.add_argument("--db", help="SQLite catalog file (or --uri)")
     p.add_argument("--uri", help="SQLAlchemy URL of the catalog database, e.g. postgresql+psycopg2://...")
     p.add_argument("--warehouse", required=True, help="a directory, or a URI such as s3://bucket/prefix")
@@ -1075,10 +1156,21 @@ def main():
     p.add_argument("--drop-mapping", action="store_true", help="kind add-files: remove the name mapping")
     p.add_argument("--type-name", default="long", help="kind identity-types: which primitive type")
     p.add_argument("--mapping-json", help="kind add-files-nostats: a name mapping to set")
+    p.add_argument("--sizes", default="20000,4000", help="kind sizes: rows per append (one hour each)")
+    p.add_argument("--set", action="append", help="props: KEY=VALUE to set (repeatable)")
+    p.add_argument("--unset", action="append", help="props: KEY to remove (repeatable)")
     args = p.parse_args()
     if not (args.db or args.uri):
         p.error("one of --db or --uri is required")
-    commands = {"create": cmd_create, "scan": cmd_scan, "append": cmd_append, "tag": cmd_tag, "kind": cmd_kind}
+    commands = {
+        "create": cmd_create,
+        "scan": cmd_scan,
+        "append": cmd_append,
+        "tag": cmd_tag,
+        "kind": cmd_kind,
+        "props": cmd_props,
+        "files": cmd_files,
+    }
     out = commands[args.command](args)
     print(json.dumps(out))
 
