@@ -24,6 +24,7 @@ use crate::job::PickedFile;
 use crate::job::{PartitionReport, PartitionStatus, PassRequest, TableReport, TableStatus};
 use crate::table::commit::discard_uncommitted;
 use crate::table::partition;
+use crate::table::properties::TableProperties;
 use crate::table::{
     Change, CommitError, Committed, Inventory, LiveFile, RetryPolicy, SnapshotChange, commit_with_retry,
 };
@@ -136,16 +137,6 @@ fn planner_input(table: &Table, inventory: &Inventory, p: &Partition<'_>) -> Par
     }
 }
 
-fn target_file_size(job: &CompactionJob, table: &Table) -> u64 {
-    table
-        .metadata()
-        .properties()
-        .get("write.target-file-size-bytes")
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|v| *v > 0)
-        .unwrap_or(job.config.target_file_size_bytes)
-}
-
 pub(super) async fn compact_table(
     job: &CompactionJob,
     t: &TableRef,
@@ -214,10 +205,21 @@ async fn run(
         job.metrics.tables_skipped_total.with_label_values(&["compaction", reason]).inc();
         return Ok(TableReport::new(t, TableStatus::Skipped { reason: reason.to_string() }));
     }
+    let props = match TableProperties::admit(&table) {
+        Ok(props) => props,
+        Err(excluded) => {
+            warn!(table = %t, reason = %excluded, "table skipped");
+            job.metrics
+                .tables_skipped_total
+                .with_label_values(&["compaction", excluded.metric_reason()])
+                .inc();
+            return Ok(TableReport::new(t, TableStatus::Skipped { reason: excluded.to_string() }));
+        }
+    };
     let inventory = Inventory::load(&table).await?;
     let parts = partitions(&table, &inventory);
     let inputs: Vec<PartitionInput> = parts.iter().map(|p| planner_input(&table, &inventory, p)).collect();
-    let target = target_file_size(job, &table);
+    let target = props.target_file_size_or(job.config.target_file_size_bytes);
     let opts = PlanOptions {
         target_file_size: target,
         small_file_threshold: target / 100 * job.config.small_file_threshold_percent,
@@ -297,7 +299,7 @@ async fn run(
     }
 
     let latest = Mutex::new((table.clone(), inventory.clone()));
-    let start = Start::new(&table, &inventory);
+    let start = Start::new(&table, &inventory, target);
     let (latest_ref, start_ref, table_ref, parts_ref) = (&latest, &start, &table, &parts);
     let work_ref = &work;
     // Indexes, not `work.iter()`: a closure over borrowed items trips the Send check of async_trait.
@@ -328,15 +330,18 @@ async fn run(
 /// What the rewrite started from: fixed for every group of this table pass.
 struct Start {
     schema_id: i32,
+    /// The table's target file size when the pass started.
+    target_file_size: u64,
     sequence_number: Option<i64>,
     deletes: HashSet<String>,
 }
 
 impl Start {
-    fn new(table: &Table, inventory: &Inventory) -> Start {
+    fn new(table: &Table, inventory: &Inventory, target_file_size: u64) -> Start {
         let v2 = table.metadata().format_version() == FormatVersion::V2;
         Start {
             schema_id: table.metadata().current_schema_id(),
+            target_file_size,
             sequence_number: v2.then(|| inventory.sequence_number()),
             deletes: inventory.deletes.iter().map(|d| d.path().to_string()).collect(),
         }
@@ -379,7 +384,7 @@ async fn run_group(
         spec_id: p.spec_id,
         partition: p.value.clone(),
         files: w.files.clone(),
-        target_file_size: target_file_size(job, table),
+        target_file_size: start.target_file_size,
         memory_limit: job.config.memory_limit_bytes,
     })
     .await
@@ -419,6 +424,10 @@ async fn run_group(
         |current: &Table, inv: &Inventory| -> Result<Change, String> {
             if current.metadata().current_schema_id() != start.schema_id {
                 return Err("the table schema changed since the rewrite started".into());
+            }
+            // An operator who disables the table (or breaks a switch) meanwhile is obeyed.
+            if let Err(excluded) = TableProperties::admit(current) {
+                return Err(format!("the table was excluded meanwhile ({excluded})"));
             }
             let live: HashSet<&str> = inv.data.iter().map(|f| f.path()).collect();
             if let Some(gone) = inputs.iter().find(|i| !live.contains(i.as_str())) {

@@ -8,6 +8,7 @@ pub mod guard;
 pub mod inventory;
 pub mod partition;
 pub mod producer;
+pub mod properties;
 pub mod reachability;
 
 pub use commit::{CommitError, Committed, RetryPolicy, commit_with_retry};

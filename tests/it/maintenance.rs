@@ -111,3 +111,164 @@ async fn an_oversized_file_is_split_into_target_size_files_and_one_below_the_max
     assert_eq!(report(&again, t).status, TableStatus::Unchanged, "{again:#?}");
     assert_eq!(files(d, t), after);
 }
+
+// ---- item 6: per-table switches as table properties (set by PyIceberg) ----------------------------
+
+async fn metadata_location(dir: &Path, table_name: &str) -> String {
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite:{}", dir.join("catalog.db").display())).await.unwrap();
+    sqlx::query_scalar("SELECT metadata_location FROM iceberg_tables WHERE table_name = ?")
+        .bind(table_name)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+}
+
+fn set_props(dir: &Path, table: &str, pairs: &[&str]) {
+    let mut args = vec!["props", "--table", table];
+    for p in pairs {
+        args.extend(["--set", p]);
+    }
+    pyiceberg(dir, &args);
+}
+
+/// Compaction (every partition closed, two files enough), retention (traces kept 7 days: the table's
+/// January data is long expired) and orphan cleanup, each one pass in execute mode.
+async fn every_job(dir: &Path) -> [Vec<TableReport>; 3] {
+    let compaction = compact(dir, Mode::Execute, |c| c.compaction.min_input_files = 2).await;
+    let ctx = context(dir, chrono::Utc::now(), |c| {
+        c.retention.enabled = true;
+        c.retention.mode = Mode::Execute;
+        c.retention.policy.global.traces = Some(signaldb_compactor::config::retention::RetentionValue::For(
+            std::time::Duration::from_secs(7 * 86400),
+        ));
+        c.orphans.enabled = true;
+        c.orphans.mode = Mode::Execute;
+    })
+    .await;
+    let request = PassRequest::all(Mode::Execute);
+    let cancel = CancellationToken::new();
+    let retention =
+        signaldb_compactor::retention::RetentionJob::new(&ctx).run_once(&request, &cancel).await.unwrap();
+    let orphans =
+        signaldb_compactor::orphans::OrphanJob::new(&ctx).run_once(&request, &cancel).await.unwrap();
+    [compaction, retention.tables, orphans.tables]
+}
+
+/// A file nothing references, three days old, in the table's data directory.
+fn plant_orphan(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("warehouse/acme.prod/traces/data/orphan-old.parquet");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"not referenced by anything").unwrap();
+    let touched = std::process::Command::new("touch").args(["-d", "3 days ago"]).arg(&path).status().unwrap();
+    assert!(touched.success());
+    path
+}
+
+#[tokio::test]
+async fn enabled_false_excludes_the_table_from_every_job_that_changes_it_and_bad_values_fail_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t = "acme.prod.traces";
+    pyiceberg(d, &["create", "--table", t, "--rows", "50", "--appends", "4"]);
+    let orphan = plant_orphan(d);
+    let before = pyiceberg(d, &["scan", "--table", t]);
+    let pointer = metadata_location(d, "traces").await;
+
+    for (value, reason) in [
+        ("false", "disabled_by_table_property: signaldb.compactor.enabled = false"),
+        ("perhaps", "invalid_table_property: table property signaldb.compactor.enabled = \"perhaps\""),
+    ] {
+        set_props(d, t, &[&format!("signaldb.compactor.enabled={value}")]);
+        let pointer = metadata_location(d, "traces").await;
+        for (job, reports) in ["compaction", "retention", "orphans"].iter().zip(every_job(d).await) {
+            let r = report(&reports, t);
+            match &r.status {
+                TableStatus::Skipped { reason: got } => assert!(got.starts_with(reason), "{job}: {got}"),
+                other => panic!("{job} with enabled={value}: {other:?}"),
+            }
+        }
+        assert_eq!(metadata_location(d, "traces").await, pointer, "enabled={value}: nothing committed");
+        assert!(orphan.exists(), "enabled={value}: nothing deleted");
+        assert_both_engines_read(d, t, &before);
+    }
+    // A typo in the namespace is no silent no-op either.
+    set_props(d, t, &["signaldb.compactor.enabled=true", "signaldb.compactor.enable=false"]);
+    let reports = compact(d, Mode::Execute, |c| c.compaction.min_input_files = 2).await;
+    assert!(
+        matches!(&report(&reports, t).status, TableStatus::Skipped { reason } if reason.contains("signaldb.compactor.enable ")),
+        "{reports:#?}"
+    );
+    assert_ne!(metadata_location(d, "traces").await, pointer, "the property commits moved the pointer");
+
+    // Enabled again (explicitly): compaction works on the same table.
+    pyiceberg(d, &["props", "--table", t, "--unset", "signaldb.compactor.enable"]);
+    let reports = compact(d, Mode::Execute, |c| c.compaction.min_input_files = 2).await;
+    assert_eq!(report(&reports, t).status, TableStatus::Succeeded, "{reports:#?}");
+    assert_both_engines_read(d, t, &before);
+}
+
+#[tokio::test]
+async fn the_table_target_file_size_property_wins_over_write_target_and_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t = "maint.sizes.traces";
+    pyiceberg(d, &["kind", "--kind", "sizes", "--table", t, "--sizes", "20000,4000"]);
+    let start = files(d, t);
+    let big = start.iter().max_by_key(|f| size(f)).unwrap().clone();
+    // Under Iceberg's own property (1 MiB) nothing is oversized or small enough in numbers.
+    set_props(d, t, &["write.target-file-size-bytes=1048576"]);
+    let reports = compact(d, Mode::Execute, |_| {}).await;
+    assert_eq!(report(&reports, t).status, TableStatus::Unchanged, "{reports:#?}");
+    // Ours (128 KiB) wins: the big file is now oversized and split under 180 % of 128 KiB.
+    set_props(d, t, &["signaldb.compactor.target-file-size-bytes=131072"]);
+    let before = pyiceberg(d, &["scan", "--table", t]);
+    let reports = compact(d, Mode::Execute, |_| {}).await;
+    assert_eq!(report(&reports, t).status, TableStatus::Succeeded, "{reports:#?}");
+    let pieces: Vec<_> = files(d, t).into_iter().filter(|f| f["partition"] == big["partition"]).collect();
+    assert!(pieces.len() >= 3, "{pieces:#?}");
+    assert!(pieces.iter().all(|f| size(f) <= 131_072 / 100 * 180), "{pieces:#?}");
+    assert_both_engines_read(d, t, &before);
+    // Out of bounds: the table is skipped, naming the property and value.
+    set_props(d, t, &["signaldb.compactor.target-file-size-bytes=100"]);
+    let reports = compact(d, Mode::Execute, |_| {}).await;
+    assert!(
+        matches!(&report(&reports, t).status, TableStatus::Skipped { reason }
+            if reason.contains("signaldb.compactor.target-file-size-bytes = \"100\"")),
+        "{reports:#?}"
+    );
+}
+
+#[tokio::test]
+async fn the_table_retention_property_is_the_most_specific_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Both hold January data; the configuration keeps traces 7 days and names no policy for `audit`.
+    pyiceberg(d, &["create", "--table", "acme.prod.traces", "--rows", "30", "--appends", "2"]);
+    pyiceberg(d, &["create", "--table", "acme.prod.audit", "--rows", "30", "--appends", "2"]);
+    set_props(d, "acme.prod.traces", &["signaldb.compactor.retention=forever"]);
+    set_props(d, "acme.prod.audit", &["signaldb.compactor.retention=30d"]);
+    let traces = pyiceberg(d, &["scan", "--table", "acme.prod.traces"]);
+    let [_, retention, _] = every_job(d).await;
+    let kept = report(&retention, "acme.prod.traces");
+    assert_eq!(kept.status, TableStatus::Unchanged, "forever beats the global 7 days: {kept:#?}");
+    assert_both_engines_read(d, "acme.prod.traces", &traces);
+    let dropped = report(&retention, "acme.prod.audit");
+    assert_eq!(
+        dropped.status,
+        TableStatus::Succeeded,
+        "30d applies to a table no policy names: {dropped:#?}"
+    );
+    let empty = serde_json::json!({"rows": 0, "checksum": pyiceberg(d, &["scan", "--table", "acme.prod.audit"])["checksum"]});
+    assert_eq!(empty["checksum"], "0000000000000000");
+    assert_both_engines_read(d, "acme.prod.audit", &empty);
+    // A retention that does not parse skips the table (nothing dropped), naming the property.
+    set_props(d, "acme.prod.traces", &["signaldb.compactor.retention=a fortnight"]);
+    let [_, retention, _] = every_job(d).await;
+    assert!(
+        matches!(&report(&retention, "acme.prod.traces").status, TableStatus::Skipped { reason }
+            if reason.contains("signaldb.compactor.retention = \"a fortnight\"")),
+        "{retention:#?}"
+    );
+    assert_both_engines_read(d, "acme.prod.traces", &traces);
+}
