@@ -386,6 +386,11 @@ async fn run_group(
         files: w.files.clone(),
         target_file_size: start.target_file_size,
         memory_limit: job.config.memory_limit_bytes,
+        output_spec_id: if w.to_current_spec {
+            table.metadata().default_partition_spec_id()
+        } else {
+            p.spec_id
+        },
     })
     .await
     .map_err(|e| match e.skip_reason() {
@@ -402,9 +407,21 @@ async fn run_group(
     let outputs: Vec<String> = rewritten.files.iter().map(|f| f.file.file_path().to_string()).collect();
     let inputs_stats: Vec<&iceberg::spec::DataFile> = w.files.iter().map(|f| f.entry.data_file()).collect();
     let outputs_stats: Vec<&iceberg::spec::DataFile> = rewritten.files.iter().map(|f| &f.file).collect();
-    if let Err(v) =
-        invariants::check(table.metadata().current_schema(), &p.value, &inputs_stats, &outputs_stats)
-    {
+    let schema = table.metadata().current_schema();
+    let checked = if w.to_current_spec {
+        match table.metadata().partition_spec_by_id(table.metadata().default_partition_spec_id()) {
+            Some(spec) => invariants::check_respec(schema, spec, &inputs_stats, &outputs_stats),
+            None => Err(invariants::Violation {
+                check: "partition",
+                column: "(partition spec)".into(),
+                input: "the current spec".into(),
+                output: "not found".into(),
+            }),
+        }
+    } else {
+        invariants::check(schema, &p.value, &inputs_stats, &outputs_stats)
+    };
+    if let Err(v) = checked {
         error!(
             table = %t, partition = %p.label, check = v.check, column = %v.column, input = %v.input,
             output = %v.output, "content invariant violated: group abandoned, nothing committed"

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use iceberg::arrow::ArrowFileReader;
+use iceberg::arrow::RecordBatchPartitionSplitter;
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::io::FileMetadata;
 use iceberg::scan::FileScanTask;
@@ -22,6 +23,8 @@ use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::partitioning::PartitioningWriter;
+use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
@@ -91,6 +94,9 @@ pub struct GroupInput<'a> {
     pub files: Vec<&'a LiveFile>,
     pub target_file_size: u64,
     pub memory_limit: u64,
+    /// The spec the output is written under: `spec_id`, or the table's current spec when the group
+    /// moves an older spec's files into it (rows are then split by the current spec's transforms).
+    pub output_spec_id: i32,
 }
 
 /// Parquet writer settings from `write.parquet.compression-codec` / `-level` (default zstd level 1).
@@ -265,8 +271,7 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
     let table = input.table;
     let metadata = table.metadata();
     let schema = metadata.current_schema().clone();
-    let spec =
-        metadata.partition_spec_by_id(input.spec_id).ok_or(RewriteError::UnknownSpec(input.spec_id))?;
+    metadata.partition_spec_by_id(input.spec_id).ok_or(RewriteError::UnknownSpec(input.spec_id))?;
     let expected: u64 = input.files.iter().map(|f| f.records()).sum();
 
     let mapping = name_mapping(table)?;
@@ -290,7 +295,12 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
     };
 
     let sort = SortPlan::for_table(metadata.default_sort_order(), &schema);
-    let key = PartitionKey::new(spec.as_ref().clone(), schema.clone(), input.partition.clone());
+    let out_spec = metadata
+        .partition_spec_by_id(input.output_spec_id)
+        .ok_or(RewriteError::UnknownSpec(input.output_spec_id))?;
+    let respec = input.output_spec_id != input.spec_id;
+    let value = if respec { Struct::empty() } else { input.partition.clone() };
+    let key = PartitionKey::new(out_spec.as_ref().clone(), schema.clone(), value);
     let rolling = RollingFileWriterBuilder::new(
         ParquetWriterBuilder::new(writer_properties(table)?, schema.clone()),
         usize::try_from(input.target_file_size).unwrap_or(usize::MAX),
@@ -302,7 +312,7 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
             DataFileFormat::Parquet,
         ),
     );
-    let mut writer = DataFileWriterBuilder::new(rolling).build(Some(key)).await?;
+    let mut writer = Sink::new(DataFileWriterBuilder::new(rolling), key, respec, out_spec, &schema).await?;
     let mut read = 0u64;
     match &sort {
         Some(plan) => {
@@ -337,13 +347,57 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
         .into_iter()
         .map(|f| {
             let file = match sort_order_id {
-                Some(id) => with_sort_order(&f, input.spec_id, id)?,
+                Some(id) => with_sort_order(&f, input.output_spec_id, id)?,
                 None => f,
             };
-            Ok(AddedFile { file, spec_id: input.spec_id })
+            Ok(AddedFile { file, spec_id: input.output_spec_id })
         })
         .collect::<Result<Vec<_>, RewriteError>>()?;
     Ok(Rewritten { files, rows: written, bytes_written, sort_order_id })
+}
+
+/// Where rewritten rows go: one writer for the group's partition, or (moving an older spec's files into
+/// a partitioned current spec) a writer per current-spec partition, each row's partition computed
+/// by the current spec's transforms.
+enum Sink<B: IcebergWriterBuilder> {
+    One(B::R),
+    Fanout(FanoutWriter<B>, Box<RecordBatchPartitionSplitter>),
+}
+
+impl<B: IcebergWriterBuilder> Sink<B> {
+    async fn new(
+        builder: B,
+        key: PartitionKey,
+        respec: bool,
+        spec: &iceberg::spec::PartitionSpecRef,
+        schema: &SchemaRef,
+    ) -> iceberg::Result<Self> {
+        if respec && !spec.is_unpartitioned() {
+            let splitter =
+                RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec.clone())?;
+            return Ok(Sink::Fanout(FanoutWriter::new(builder), Box::new(splitter)));
+        }
+        Ok(Sink::One(builder.build(Some(key)).await?))
+    }
+
+    async fn write(&mut self, batch: arrow_array::RecordBatch) -> iceberg::Result<()> {
+        match self {
+            Sink::One(w) => w.write(batch).await,
+            Sink::Fanout(w, splitter) => {
+                for (key, part) in splitter.split(&batch)? {
+                    w.write(key, part).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn close(self) -> iceberg::Result<Vec<DataFile>> {
+        match self {
+            Sink::One(mut w) => w.close().await,
+            Sink::Fanout(w, _) => w.close().await,
+        }
+    }
 }
 
 /// Parts of a batch that each hold at most a sixteenth of the target in Arrow memory. The rolling writer

@@ -272,3 +272,96 @@ async fn the_table_retention_property_is_the_most_specific_level() {
     );
     assert_both_engines_read(d, "acme.prod.traces", &traces);
 }
+
+// ---- item 5: rewriting older-spec files under the current spec ----------------------------------
+
+fn specs(dir: &Path, table: &str) -> std::collections::BTreeMap<i64, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for f in files(dir, table) {
+        *out.entry(f["spec_id"].as_i64().unwrap()).or_insert(0) += 1;
+    }
+    out
+}
+
+fn assert_engines_agree_filtered(
+    dir: &Path,
+    table: &str,
+    py_filter: &str,
+    sql: &str,
+    before: &serde_json::Value,
+) {
+    let py = pyiceberg(dir, &["scan", "--table", table, "--filter", py_filter]);
+    let duck = duckdb(dir, &["scan", "--table", table, "--filter", sql]);
+    assert_eq!(
+        (&py["rows"], &py["checksum"]),
+        (&before["rows"], &before["checksum"]),
+        "{table} {sql}: PyIceberg"
+    );
+    assert_eq!(
+        (&duck["rows"], &duck["checksum"]),
+        (&before["rows"], &before["checksum"]),
+        "{table} {sql}: DuckDB"
+    );
+}
+
+#[tokio::test]
+async fn files_of_an_older_spec_are_rewritten_under_the_current_spec_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t = "maint.respec.traces";
+    // day(timestamp) for three appends, then PyIceberg evolves the spec to hour(timestamp) +
+    // identity(service_name) and appends three more.
+    pyiceberg(d, &["kind", "--kind", "respec", "--table", t, "--rows", "60", "--appends", "3"]);
+    let start = specs(d, t);
+    assert_eq!(start.get(&0), Some(&3), "three files of the old spec: {start:?}");
+    let before = pyiceberg(d, &["scan", "--table", t]);
+    let api = pyiceberg(d, &["scan", "--table", t, "--filter", "service_name == 'api'"]);
+
+    // Off by default: the old spec's partition is compacted within its own spec.
+    let reports = compact(d, Mode::Execute, |c| c.compaction.min_input_files = 2).await;
+    assert_eq!(report(&reports, t).status, TableStatus::Succeeded, "{reports:#?}");
+    let after_default = specs(d, t);
+    assert_eq!(after_default.get(&0), Some(&1), "compacted under the old spec: {after_default:?}");
+    assert_both_engines_read(d, t, &before);
+
+    // Opt in: the plan says old_spec, and every old-spec file moves into the current spec.
+    let plan = compact(d, Mode::DryRun, |c| c.compaction.rewrite_to_current_spec = true).await;
+    let r = report(&plan, t);
+    let picked: Vec<_> = r.partition_reports.iter().flat_map(|p| &p.picked).collect();
+    assert_eq!(picked.len(), 1, "{r:#?}");
+    assert_eq!(picked[0].reason, "old_spec");
+    assert!(r.details.iter().any(|l| l.contains("under the current partition spec")), "{:?}", r.details);
+    let reports = compact(d, Mode::Execute, |c| c.compaction.rewrite_to_current_spec = true).await;
+    assert_eq!(report(&reports, t).status, TableStatus::Succeeded, "{reports:#?}");
+    let moved = specs(d, t);
+    assert_eq!(moved.get(&0), None, "no file of the old spec is left: {moved:?}");
+    // The old day's rows fan out into hour × service partitions of the current spec.
+    let current: Vec<_> =
+        files(d, t).into_iter().filter(|f| f["partition"].as_array().unwrap().len() == 2).collect();
+    assert!(current.len() >= 9 + after_default.get(&1).copied().unwrap_or(0) / 2, "{current:#?}");
+    assert_both_engines_read(d, t, &before);
+    assert_engines_agree_filtered(d, t, "service_name == 'api'", "service_name = 'api'", &api);
+    // Nothing is left to move: the next pass is a no-op.
+    let again = compact(d, Mode::Execute, |c| c.compaction.rewrite_to_current_spec = true).await;
+    assert_eq!(report(&again, t).status, TableStatus::Unchanged, "{again:#?}");
+}
+
+#[tokio::test]
+async fn full_rewrites_the_named_old_spec_partition_under_the_current_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t = "maint.respec.logs";
+    pyiceberg(d, &["kind", "--kind", "respec", "--table", t, "--rows", "40", "--appends", "2"]);
+    let before = pyiceberg(d, &["scan", "--table", t]);
+    let request = PassRequest {
+        full: true,
+        partitions: vec!["timestamp_day=2026-01-15".into()],
+        ..PassRequest::all(Mode::Execute)
+    };
+    let reports = compact_with(d, request, |_| {}).await;
+    let r = report(&reports, t);
+    assert_eq!(r.status, TableStatus::Succeeded, "{r:#?}");
+    assert_eq!(r.partition_reports.len(), 1, "only the named partition: {r:#?}");
+    assert_eq!(specs(d, t).get(&0), None, "the old spec's files moved");
+    assert_both_engines_read(d, t, &before);
+}
