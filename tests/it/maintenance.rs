@@ -433,3 +433,59 @@ async fn every_type_and_evolved_specs_move_into_the_current_spec_with_identical_
         }
     }
 }
+
+#[tokio::test]
+async fn a_table_disabled_between_rewrite_and_commit_gets_nothing_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let t = "acme.prod.traces";
+    pyiceberg(&d, &["create", "--table", t, "--rows", "50", "--appends", "4"]);
+    let before = pyiceberg(&d, &["scan", "--table", t]);
+    let ctx = context(&d, chrono::Utc::now(), |c| c.compaction.min_input_files = 2).await;
+    // The operator sets enabled=false (through PyIceberg) after the group's files are written.
+    let hook_dir = d.clone();
+    let hook: signaldb_compactor::job::BeforeCommitHook = std::sync::Arc::new(move |_label| {
+        let dir = hook_dir.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                set_props(&dir, "acme.prod.traces", &["signaldb.compactor.enabled=false"]);
+            })
+            .await
+            .unwrap();
+        }) as futures::future::BoxFuture<'static, ()>
+    });
+    let job = CompactionJob::new(&ctx).with_before_commit(hook);
+    let report = job.run_once(&PassRequest::all(Mode::Execute), &CancellationToken::new()).await.unwrap();
+    let r = report.tables.iter().find(|r| r.table == t).unwrap();
+    assert!(!r.partition_reports.is_empty());
+    for p in &r.partition_reports {
+        assert!(
+            matches!(&p.status, PartitionStatus::Skipped { reason } if reason.starts_with("abandoned")
+                && reason.contains("signaldb.compactor.enabled = false")),
+            "{p:#?}"
+        );
+    }
+    let after = pyiceberg(&d, &["scan", "--table", t]);
+    assert_eq!(after["operation"], before["operation"], "no replace snapshot landed");
+    assert_eq!(after["files"], before["files"]);
+    assert_both_engines_read(&d, t, &before);
+    // The abandoned outputs were deleted again: only the inputs are in the data directory.
+    let written: Vec<_> = walk(&d.join("warehouse/acme.prod/traces/data"))
+        .into_iter()
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("compact-"))
+        .collect();
+    assert!(written.is_empty(), "{written:?}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
