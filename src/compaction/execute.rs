@@ -260,17 +260,20 @@ async fn run(
     if request.mode.is_dry_run() {
         for w in &work {
             let p = &parts[w.partition];
+            // The exact line SignalDB's operators grep for; the reasons follow on lines of their own.
             info!(
-                "[DRY-RUN] Would compact partition: tenant={} dataset={} table={} partition={} files={} -> {} bytes={} picked=[{}]{}",
+                "[DRY-RUN] Would compact partition: tenant={} dataset={} table={} partition={} files={} -> {} bytes={}",
                 t.tenant,
                 t.dataset,
                 t.table,
                 p.label,
                 w.files.len(),
                 w.group.estimated_output_files,
-                w.group.bytes,
-                w.reasons(),
-                if w.to_current_spec { " to_current_spec" } else { "" },
+                w.group.bytes
+            );
+            info!(
+                table = %t, partition = %p.label, picked = %w.reasons(), to_current_spec = w.to_current_spec,
+                "[DRY-RUN] picked files"
             );
             for f in w.picked() {
                 info!(table = %t, partition = %p.label, file = %f.path, bytes = f.bytes, reason = f.reason, "[DRY-RUN] picked file");
