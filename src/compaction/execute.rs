@@ -109,6 +109,54 @@ fn delete_applies(table: &Table, delete: &LiveFile, spec_id: i32, value: &Struct
         || (delete_value == *value && float_bits(&delete_value) == float_bits(value))
 }
 
+/// Whether `delete` can be applied while rewriting partition (`spec_id`, `value`): a delete of an
+/// unpartitioned spec, or of the partition's own spec and value. Any other delete that may apply
+/// ([`delete_applies`]) makes the partition unrewritable (`has_delete_files`): applying it could
+/// delete rows it does not cover (an equality delete of another spec), not applying it could
+/// resurrect rows.
+fn delete_is_clean(table: &Table, delete: &LiveFile, spec_id: i32, value: &Struct) -> bool {
+    let delete_value = typed_value(table, delete);
+    delete.entry.data_file().partition().fields().is_empty()
+        || (delete.spec_id == spec_id
+            && delete_value == *value
+            && float_bits(&delete_value) == float_bits(value))
+}
+
+/// A live file's data sequence number (0 for v1 entries, which have none).
+fn data_seq(f: &LiveFile) -> i64 {
+    f.entry.sequence_number().unwrap_or(0)
+}
+
+/// Whether delete `d` applies to data file `f` by sequence number (the spec's rule: position deletes
+/// to data files of a sequence number at most theirs, equality deletes to strictly older ones).
+fn applies_by_seq(d: &LiveFile, f: &LiveFile) -> bool {
+    match d.entry.content_type() {
+        iceberg::spec::DataContentType::EqualityDeletes => data_seq(f) < data_seq(d),
+        _ => data_seq(f) <= data_seq(d),
+    }
+}
+
+/// Whether data file `f` lies in the scope of delete `d` (its partition, or everywhere for a delete of
+/// an unpartitioned spec).
+fn in_scope(table: &Table, d: &LiveFile, f: &LiveFile) -> bool {
+    delete_is_clean(table, d, f.spec_id, &typed_value(table, f))
+}
+
+/// The deletes a rewrite of these inputs applied that afterwards apply to no live data file: none of
+/// `remaining` (the table's live data files other than the inputs; the outputs carry the starting
+/// sequence number, so no equality delete present at the start applies to them, and no position
+/// delete names their new paths) is in a delete's scope and old enough for it.
+fn obsolete_deletes<'a>(
+    table: &Table,
+    deletes: impl Iterator<Item = &'a LiveFile>,
+    remaining: &[&LiveFile],
+) -> Vec<String> {
+    deletes
+        .filter(|d| !remaining.iter().any(|f| in_scope(table, d, f) && applies_by_seq(d, f)))
+        .map(|d| d.path().to_string())
+        .collect()
+}
+
 fn planner_input(table: &Table, inventory: &Inventory, p: &Partition<'_>) -> PartitionInput {
     let md = table.metadata();
     let end = md
@@ -126,12 +174,20 @@ fn planner_input(table: &Table, inventory: &Inventory, p: &Partition<'_>) -> Par
                 size: f.size(),
                 records: f.records(),
                 parquet: f.entry.file_format() == iceberg::spec::DataFileFormat::Parquet,
+                deletes: inventory
+                    .deletes
+                    .iter()
+                    .filter(|d| delete_is_clean(table, d, p.spec_id, &p.value) && applies_by_seq(d, f))
+                    .count(),
             })
             .collect(),
         delete_files: inventory
             .deletes
             .iter()
-            .filter(|d| delete_applies(table, d, p.spec_id, &p.value))
+            .filter(|d| {
+                delete_applies(table, d, p.spec_id, &p.value)
+                    && !delete_is_clean(table, d, p.spec_id, &p.value)
+            })
             .count(),
         current_spec: p.spec_id == md.default_partition_spec_id(),
     }
@@ -337,6 +393,8 @@ struct Start {
     target_file_size: u64,
     sequence_number: Option<i64>,
     deletes: HashSet<String>,
+    /// The live delete files at the start (a rewrite applies those that are clean for its partition).
+    delete_files: Vec<LiveFile>,
 }
 
 impl Start {
@@ -347,6 +405,7 @@ impl Start {
             target_file_size,
             sequence_number: v2.then(|| inventory.sequence_number()),
             deletes: inventory.deletes.iter().map(|d| d.path().to_string()).collect(),
+            delete_files: inventory.deletes.clone(),
         }
     }
 }
@@ -394,6 +453,18 @@ async fn run_group(
         } else {
             p.spec_id
         },
+        deletes: w
+            .files
+            .iter()
+            .map(|f| {
+                start
+                    .delete_files
+                    .iter()
+                    .filter(|d| delete_is_clean(table, d, p.spec_id, &p.value) && applies_by_seq(d, f))
+                    .cloned()
+                    .collect()
+            })
+            .collect(),
     })
     .await
     .map_err(|e| match e.skip_reason() {
@@ -413,7 +484,13 @@ async fn run_group(
     let schema = table.metadata().current_schema();
     let checked = if w.to_current_spec {
         match table.metadata().partition_spec_by_id(table.metadata().default_partition_spec_id()) {
-            Some(spec) => invariants::check_respec(schema, spec, &inputs_stats, &outputs_stats),
+            Some(spec) => invariants::check_respec(
+                schema,
+                spec,
+                &inputs_stats,
+                &outputs_stats,
+                rewritten.deletes_applied,
+            ),
             None => Err(invariants::Violation {
                 check: "partition",
                 column: "(partition spec)".into(),
@@ -422,7 +499,7 @@ async fn run_group(
             }),
         }
     } else {
-        invariants::check(schema, &p.value, &inputs_stats, &outputs_stats)
+        invariants::check(schema, &p.value, &inputs_stats, &outputs_stats, rewritten.deletes_applied)
     };
     if let Err(v) = checked {
         error!(
@@ -458,9 +535,18 @@ async fn run_group(
             }) {
                 return Err(format!("delete file {} was committed to the partition meanwhile", d.path()));
             }
+            // Deletes applied by this rewrite that no live data file needs any more leave with the
+            // inputs (decided on the table as it is now; only deletes present at the start were
+            // applied, and any other delete for the partition abandoned the group above).
+            let remaining: Vec<&LiveFile> = inv.data.iter().filter(|f| !inputs.contains(f.path())).collect();
+            let applied = inv.deletes.iter().filter(|d| {
+                start.deletes.contains(d.path()) && delete_is_clean(current, d, p.spec_id, &p.value)
+            });
+            let mut remove = inputs.clone();
+            remove.extend(obsolete_deletes(current, applied, &remaining));
             Ok(Change::Snapshot(SnapshotChange {
                 operation: Operation::Replace,
-                remove: inputs.clone(),
+                remove,
                 add: rewritten.files.clone(),
                 added_data_sequence_number: start.sequence_number,
                 summary: [("signaldb.compactor.version".to_string(), env!("CARGO_PKG_VERSION").to_string())]

@@ -4,7 +4,8 @@
 //!
 //! Terms: a *candidate* is a data file the planner picks, with the reason it was picked
 //! ([`PickReason`]): smaller than the small-file threshold (`small`), larger than the maximum file size
-//! (`oversized`: rewritten on its own into target-size files), of an older partition spec when
+//! (`oversized`: rewritten on its own into target-size files), one that delete files apply to
+//! (`deletes`: rewritten with them applied), of an older partition spec when
 //! `rewrite_to_current_spec` is on (`old_spec`), or any file under `--full` (`full`). Small candidates
 //! *qualify* with at least `min_input_files` of them or together at least the target; an oversized file
 //! or an old-spec partition qualifies on its own. A partition is *closed* once
@@ -23,6 +24,8 @@ pub struct FileInput {
     pub size: u64,
     pub records: u64,
     pub parquet: bool,
+    /// Delete files (position or equality) that apply to this file and the rewrite can apply.
+    pub deletes: usize,
 }
 
 /// One partition of one spec.
@@ -32,7 +35,8 @@ pub struct PartitionInput {
     /// End of the partition's time range, if it has one.
     pub end: Option<DateTime<Utc>>,
     pub files: Vec<FileInput>,
-    /// Live delete files that may apply to this partition (its own plus global ones).
+    /// Live delete files that may apply to this partition but cannot be applied by a rewrite (another
+    /// spec's, an all-void spec's): the partition is left alone.
     pub delete_files: usize,
     /// Whether the partition belongs to the table's current (default) partition spec.
     pub current_spec: bool,
@@ -63,7 +67,9 @@ pub enum SkipReason {
     OpenPartition,
     /// Not enough small files to be worth a rewrite.
     BelowThreshold,
-    /// Delete files apply to it; rewriting without applying them could resurrect rows.
+    /// A delete file the rewrite cannot apply (another partitioned or an all-void spec's) may apply
+    /// to it: rewriting without applying it could resurrect rows, applying it delete rows it does not
+    /// cover.
     HasDeleteFiles,
     /// Some of its data files are not Parquet.
     NotParquet,
@@ -90,6 +96,8 @@ pub enum PickReason {
     Oversized,
     /// Written under an older partition spec; rewritten under the current one.
     OldSpec,
+    /// Delete files apply to it: rewritten with them applied, so they can be removed.
+    Deletes,
     /// `--full`: every file of the selected partitions.
     Full,
 }
@@ -100,6 +108,7 @@ impl PickReason {
             PickReason::Small => "small",
             PickReason::Oversized => "oversized",
             PickReason::OldSpec => "old_spec",
+            PickReason::Deletes => "deletes",
             PickReason::Full => "full",
         }
     }
@@ -151,6 +160,8 @@ fn plan_partition(p: &PartitionInput, opts: &PlanOptions, now: DateTime<Utc>) ->
     let reason = |f: &FileInput| -> Option<PickReason> {
         if !p.current_spec && opts.rewrite_to_current_spec {
             Some(PickReason::OldSpec)
+        } else if f.deletes > 0 {
+            Some(PickReason::Deletes)
         } else if f.size > opts.max_file_size {
             Some(PickReason::Oversized)
         } else if f.size < opts.small_file_threshold {
@@ -260,6 +271,7 @@ mod tests {
                     size,
                     records: size / 100,
                     parquet: true,
+                    deletes: 0,
                 })
                 .collect(),
             delete_files: 0,
@@ -461,5 +473,20 @@ mod tests {
         p.current_spec = false;
         let o = PlanOptions { rewrite_to_current_spec: true, full: true, ..opts() };
         assert_eq!(plan(&[p], &o, now())[0].1, Decision::Skip { reason: SkipReason::HasDeleteFiles });
+    }
+
+    #[test]
+    fn a_file_with_deletes_is_picked_on_its_own_and_unapplicable_deletes_still_skip() {
+        let mut p = partition("h=1", 2, &[129 * MB, MB]);
+        p.files[0].deletes = 1;
+        let Decision::Compact { groups, .. } = &plan(&[p.clone()], &opts(), now())[0].1 else {
+            panic!("a file with deletes qualifies on its own")
+        };
+        assert_eq!(
+            groups.iter().map(|g| (g.files.clone(), g.reasons.clone())).collect::<Vec<_>>(),
+            vec![(vec![0], vec![PickReason::Deletes])]
+        );
+        p.delete_files = 1;
+        assert_eq!(plan(&[p], &opts(), now())[0].1, Decision::Skip { reason: SkipReason::HasDeleteFiles });
     }
 }

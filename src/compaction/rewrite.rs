@@ -13,7 +13,7 @@ use iceberg::arrow::ArrowFileReader;
 use iceberg::arrow::RecordBatchPartitionSplitter;
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::io::FileMetadata;
-use iceberg::scan::FileScanTask;
+use iceberg::scan::{FileScanTask, FileScanTaskDeleteFile};
 use iceberg::spec::{
     DEFAULT_SCHEMA_NAME_MAPPING, DataFile, DataFileBuilder, DataFileFormat, NameMapping, PartitionKey,
     SchemaRef, SortOrderRef, Struct,
@@ -43,6 +43,12 @@ pub enum RewriteError {
     BadProperty { key: &'static str, value: String, reason: String },
     #[error("row count mismatch: manifests say {expected}, read {read}, wrote {written}")]
     RowCount { expected: u64, read: u64, written: u64 },
+    #[error(
+        "row count out of bounds with deletes applied: manifests say {expected}, at most {deletable} \
+         deleted by position deletes{eq}, read {read}, wrote {written}",
+        eq = if *equality { " (plus equality deletes)" } else { "" }
+    )]
+    RowCountWithDeletes { expected: u64, deletable: u64, equality: bool, read: u64, written: u64 },
     #[error("partition spec {0} not found")]
     UnknownSpec(i32),
     #[error(transparent)]
@@ -84,6 +90,8 @@ pub struct Rewritten {
     pub bytes_written: u64,
     /// The sort order id the files claim (only when they really are sorted by it).
     pub sort_order_id: Option<i64>,
+    /// Delete files were applied: fewer rows may have been written than the inputs hold.
+    pub deletes_applied: bool,
 }
 
 /// One group to rewrite.
@@ -97,6 +105,8 @@ pub struct GroupInput<'a> {
     /// The spec the output is written under: `spec_id`, or the table's current spec when the group
     /// moves an older spec's files into it (rows are then split by the current spec's transforms).
     pub output_spec_id: i32,
+    /// Per input file (same order as `files`), the delete files to apply while reading it.
+    pub deletes: Vec<Vec<LiveFile>>,
 }
 
 /// Parquet writer settings from `write.parquet.compression-codec` / `-level` (default zstd level 1).
@@ -239,6 +249,18 @@ async fn read_schemas(
     Ok(out)
 }
 
+/// A delete file as iceberg's reader takes it.
+fn delete_task(d: &LiveFile) -> FileScanTaskDeleteFile {
+    let file = d.entry.data_file();
+    FileScanTaskDeleteFile {
+        file_path: d.path().to_string(),
+        file_size_in_bytes: d.size(),
+        file_type: d.entry.content_type(),
+        partition_spec_id: d.spec_id,
+        equality_ids: file.equality_ids(),
+    }
+}
+
 fn scan_task(
     table: &Table,
     file: &LiveFile,
@@ -246,9 +268,11 @@ fn scan_task(
     spec_id: i32,
     partition: &Struct,
     name_mapping: Option<Arc<NameMapping>>,
+    deletes: &[LiveFile],
 ) -> FileScanTask {
     let project_field_ids = schema.as_struct().fields().iter().map(|f| f.id).collect();
     FileScanTask::builder()
+        .with_deletes(deletes.iter().map(delete_task).collect())
         .with_file_size_in_bytes(file.size())
         .with_start(0)
         .with_length(file.size())
@@ -276,17 +300,37 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
 
     let mapping = name_mapping(table)?;
     let read_schemas = read_schemas(table, &input.files, mapping.as_deref()).await?;
+    let no_deletes: Vec<LiveFile> = Vec::new();
     let tasks: Vec<iceberg::Result<FileScanTask>> = input
         .files
         .iter()
         .zip(read_schemas)
-        .map(|(f, s)| Ok(scan_task(table, f, s, input.spec_id, &input.partition, mapping.clone())))
+        .enumerate()
+        .map(|(i, (f, s))| {
+            let deletes = input.deletes.get(i).unwrap_or(&no_deletes);
+            Ok(scan_task(table, f, s, input.spec_id, &input.partition, mapping.clone(), deletes))
+        })
         .collect();
-    let reader =
-        table.reader_builder().with_batch_size(BATCH_ROWS).with_data_file_concurrency_limit(2).build();
+    let with_deletes = input.deletes.iter().any(|d| !d.is_empty());
     let arrow_schema = Arc::new(schema_to_arrow_schema(&schema)?);
-    let batches =
-        pipelined(reader.read(futures::stream::iter(tasks).boxed())?.stream(), arrow_schema.clone());
+    let input_stream = if with_deletes {
+        // One reader per input file: iceberg's reader keeps loaded position deletes by data file path
+        // for all the tasks it reads, so a delete file given to one input must not reach another
+        // whose sequence number it does not cover.
+        let streams = tasks
+            .into_iter()
+            .map(|task| {
+                let reader = table.reader_builder().with_batch_size(BATCH_ROWS).build();
+                reader.read(futures::stream::iter([task]).boxed()).map(|r| r.stream())
+            })
+            .collect::<iceberg::Result<Vec<_>>>()?;
+        futures::stream::iter(streams).flatten().boxed()
+    } else {
+        let reader =
+            table.reader_builder().with_batch_size(BATCH_ROWS).with_data_file_concurrency_limit(2).build();
+        reader.read(futures::stream::iter(tasks).boxed())?.stream()
+    };
+    let batches = pipelined(input_stream, arrow_schema.clone());
     let qualified = format!("{}.{}", table.identifier().namespace().join("."), table.identifier().name());
     let batches = if crate::failpoint::is_armed(crate::failpoint::COMPACTION_SWAP_COLUMNS, &qualified) {
         batches.map_ok(columns::swap_first_two_of_a_type).boxed()
@@ -338,7 +382,22 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
     }
     let files = writer.close().await?;
     let written: u64 = files.iter().map(|f| f.record_count()).sum();
-    if read != expected || written != expected {
+    if with_deletes {
+        // Rows deleted by the applied deletes are gone: at most the position deletes' entries (a
+        // bound; they may name other files) unless an equality delete applies, which may delete any.
+        let mut seen = HashSet::new();
+        let (mut deletable, mut equality) = (0u64, false);
+        for d in input.deletes.iter().flatten().filter(|d| seen.insert(d.path().to_string())) {
+            match d.entry.content_type() {
+                iceberg::spec::DataContentType::EqualityDeletes => equality = true,
+                _ => deletable += d.records(),
+            }
+        }
+        let floor = if equality { 0 } else { expected.saturating_sub(deletable) };
+        if written != read || read > expected || read < floor {
+            return Err(RewriteError::RowCountWithDeletes { expected, deletable, equality, read, written });
+        }
+    } else if read != expected || written != expected {
         return Err(RewriteError::RowCount { expected, read, written });
     }
     let sort_order_id = sort.as_ref().map(|p| p.order_id);
@@ -353,7 +412,7 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
             Ok(AddedFile { file, spec_id: input.output_spec_id })
         })
         .collect::<Result<Vec<_>, RewriteError>>()?;
-    Ok(Rewritten { files, rows: written, bytes_written, sort_order_id })
+    Ok(Rewritten { files, rows: written, bytes_written, sort_order_id, deletes_applied: with_deletes })
 }
 
 /// Where rewritten rows go: one writer for the group's partition, or (moving an older spec's files into

@@ -1101,6 +1101,74 @@ def kind_respec(args):
 KINDS.update({"sizes": kind_sizes, "respec": kind_respec})
 
 
+def _commit_deletes(table, delete_files):
+    """Commits delete files in one fast append (PyIceberg 0.12 writes none itself: its merge-on-read
+    `delete` falls back to copy-on-write), through a manifest writer whose content is `deletes`."""
+    import pyiceberg.table.update.snapshot as snap
+    from pyiceberg.manifest import ManifestContent, ManifestWriterV2
+
+    class DeleteWriter(ManifestWriterV2):
+        def content(self):
+            return ManifestContent.DELETES
+
+        @property
+        def _meta(self):
+            return {**super()._meta, "content": "deletes"}
+
+    original = snap.write_manifest
+    snap.write_manifest = lambda format_version, spec, schema, output_file, snapshot_id, avro_compression: DeleteWriter(spec, schema, output_file, snapshot_id, avro_compression)
+    try:
+        with table.transaction() as tx:
+            with tx.update_snapshot().fast_append() as append:
+                for f in delete_files:
+                    append.append_data_file(f)
+    finally:
+        snap.write_manifest = original
+
+
+def cmd_posdelete(args):
+    """Position deletes: the first --count rows of each of the --targets data files (default: the first
+    two files, by path, of the table's first partition), in one delete file of their partition.
+    Returns the paths targeted and the rows deleted."""
+    import os
+    import uuid
+
+    import pyarrow.parquet as pq
+    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+
+    table = catalog(args).load_table(args.table)
+    files = sorted((t.file for t in table.scan().plan_files()), key=lambda f: (str(f.partition), f.file_path))
+    if args.targets:
+        targets = [f for f in files if f.file_path in args.targets]
+    else:
+        first = str(files[0].partition)
+        targets = [f for f in files if str(f.partition) == first][:2]
+    paths, positions = [], []
+    for f in targets:
+        n = min(args.count, f.record_count)
+        paths += [f.file_path] * n
+        positions += list(range(n))
+    location = table.location()
+    local = location[len("file://"):] if location.startswith("file://") else location
+    os.makedirs(os.path.join(local, "data"), exist_ok=True)
+    path = os.path.join(local, "data", "pos-delete-%s.parquet" % uuid.uuid4())
+    fp = pa.field("file_path", pa.string(), nullable=False, metadata={b"PARQUET:field_id": b"2147483546"})
+    pos = pa.field("pos", pa.int64(), nullable=False, metadata={b"PARQUET:field_id": b"2147483545"})
+    pq.write_table(pa.Table.from_arrays([pa.array(paths), pa.array(positions, pa.int64())], schema=pa.schema([fp, pos])), path)
+    delete_file = DataFile.from_args(
+        content=DataFileContent.POSITION_DELETES,
+        file_path="file://" + path,
+        file_format=FileFormat.PARQUET,
+        partition=targets[0].partition,
+        record_count=len(paths),
+        file_size_in_bytes=os.path.getsize(path),
+        spec_id=targets[0].spec_id,
+    )
+    delete_file.spec_id = targets[0].spec_id
+    _commit_deletes(table, [delete_file])
+    return {"targets": [f.file_path for f in targets], "deleted": len(paths), "delete_file": "file://" + path}
+
+
 def cmd_props(args):
     """Set (`--set k=v`, repeatable) and remove (`--unset k`) table properties through PyIceberg."""
     table = catalog(args).load_table(args.table)
@@ -1111,6 +1179,47 @@ def cmd_props(args):
             tx.remove_properties(*args.unset)
     table = catalog(args).load_table(args.table)
     return {"properties": dict(table.properties)}
+
+
+def cmd_eqdelete(args):
+    """An equality delete on trace_id (field 2) of the first --count rows of the table's first data file
+    (by partition, then path), in that file's partition, committed like a merge-on-read writer would.
+    trace_ids are unique, so engines that scope equality deletes by partition and those that do not
+    (DuckDB 1.5) agree. With --reinsert those rows are then appended again: newer than the delete, they
+    must survive it."""
+    import os
+    import uuid
+
+    import pyarrow.parquet as pq
+    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+
+    table = catalog(args).load_table(args.table)
+    files = sorted((t.file for t in table.scan().plan_files()), key=lambda f: (str(f.partition), f.file_path))
+    target = files[0]
+    local_of = lambda p: p[len("file://"):] if p.startswith("file://") else p
+    victims = pq.read_table(local_of(target.file_path)).slice(0, args.count)
+    ids = victims.column("trace_id").to_pylist()
+    location = table.location()
+    os.makedirs(os.path.join(local_of(location), "data"), exist_ok=True)
+    path = os.path.join(local_of(location), "data", "eq-delete-%s.parquet" % uuid.uuid4())
+    field = pa.field("trace_id", pa.string(), nullable=False, metadata={b"PARQUET:field_id": b"2"})
+    pq.write_table(pa.Table.from_arrays([pa.array(ids)], schema=pa.schema([field])), path)
+    delete_file = DataFile.from_args(
+        content=DataFileContent.EQUALITY_DELETES,
+        file_path="file://" + path,
+        file_format=FileFormat.PARQUET,
+        partition=target.partition,
+        record_count=len(ids),
+        file_size_in_bytes=os.path.getsize(path),
+        equality_ids=[2],
+        spec_id=target.spec_id,
+    )
+    delete_file.spec_id = target.spec_id
+    _commit_deletes(table, [delete_file])
+    if args.reinsert:
+        table = catalog(args).load_table(args.table)
+        table.append(pa.Table.from_pylist(victims.to_pylist(), schema=SCHEMA.as_arrow()))
+    return {"deleted": ids, "delete_file": "file://" + path}
 
 
 def cmd_files(args):
@@ -1138,7 +1247,7 @@ def cmd_kind(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["create", "scan", "append", "tag", "kind", "props", "files"])
+    p.add_argument("command", choices=["create", "scan", "append", "tag", "kind", "props", "files", "posdelete", "eqdelete"])
     p.add_argument("--db", help="SQLite catalog file (or --uri)")
     p.add_argument("--uri", help="SQLAlchemy URL of the catalog database, e.g. postgresql+psycopg2://...")
     p.add_argument("--warehouse", required=True, help="a directory, or a URI such as s3://bucket/prefix")
@@ -1159,6 +1268,9 @@ def main():
     p.add_argument("--sizes", default="20000,4000", help="kind sizes: rows per append (one hour each)")
     p.add_argument("--set", action="append", help="props: KEY=VALUE to set (repeatable)")
     p.add_argument("--unset", action="append", help="props: KEY to remove (repeatable)")
+    p.add_argument("--targets", action="append", help="posdelete: a data file path (repeatable)")
+    p.add_argument("--count", type=int, default=5, help="posdelete: rows deleted per target")
+    p.add_argument("--reinsert", action="store_true", help="eqdelete: append the deleted rows again")
     args = p.parse_args()
     if not (args.db or args.uri):
         p.error("one of --db or --uri is required")
@@ -1170,6 +1282,8 @@ def main():
         "kind": cmd_kind,
         "props": cmd_props,
         "files": cmd_files,
+        "posdelete": cmd_posdelete,
+        "eqdelete": cmd_eqdelete,
     }
     out = commands[args.command](args)
     print(json.dumps(out))

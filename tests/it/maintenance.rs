@@ -489,3 +489,139 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+// ---- item 1: deletes applied while rewriting ----------------------------------------------------
+
+/// Live data files with a delete applying to them (as PyIceberg plans the table).
+fn files_with_deletes(dir: &Path, table: &str) -> usize {
+    files(dir, table).iter().filter(|f| f["deletes"].as_u64().unwrap() > 0).count()
+}
+
+#[tokio::test]
+async fn position_deletes_are_applied_by_the_rewrite_and_then_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t = "acme.prod.traces";
+    pyiceberg(d, &["create", "--table", t, "--rows", "60", "--appends", "3"]);
+    let full = pyiceberg(d, &["scan", "--table", t]);
+    // One delete file (written the way merge-on-read writers do; PyIceberg 0.12 itself falls back to
+    // copy-on-write) deleting the first five rows of two files of the first hour.
+    let deleted = pyiceberg(d, &["posdelete", "--table", t, "--count", "5"]);
+    assert_eq!(deleted["deleted"], 10);
+    let before = pyiceberg(d, &["scan", "--table", t]);
+    assert_eq!(before["rows"].as_u64().unwrap(), full["rows"].as_u64().unwrap() - 10);
+    assert_both_engines_read(d, t, &before);
+    // PyIceberg attaches the delete to every file of the hour its sequence number covers.
+    assert!(files_with_deletes(d, t) >= 2);
+    let hour: Vec<_> = files(d, t).into_iter().filter(|f| f["deletes"].as_u64().unwrap() > 0).collect();
+    let partition = hour[0]["partition"].clone();
+
+    let plan = compact(d, Mode::DryRun, |c| c.compaction.min_input_files = 2).await;
+    let reasons: Vec<&str> =
+        report(&plan, t).partition_reports.iter().flat_map(|p| &p.picked).map(|f| f.reason).collect();
+    assert!(reasons.contains(&"deletes"), "{reasons:?}");
+
+    let reports = compact(d, Mode::Execute, |c| c.compaction.min_input_files = 2).await;
+    let r = report(&reports, t);
+    assert_eq!(r.status, TableStatus::Succeeded, "{r:#?}");
+    assert!(r.partition_reports.iter().all(|p| p.status == PartitionStatus::Succeeded), "{r:#?}");
+    // The rows the delete removed stay removed, in both engines; no delete file is live any more.
+    assert_both_engines_read(d, t, &before);
+    assert_eq!(files_with_deletes(d, t), 0, "the applied delete file left with its targets");
+    let after: Vec<_> = files(d, t).into_iter().filter(|f| f["partition"] == partition).collect();
+    assert_eq!(after.len(), 1, "{after:#?}");
+    let hour_rows: u64 = pyiceberg(d, &["files", "--table", t])["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["partition"] == partition)
+        .map(|f| f["records"].as_u64().unwrap())
+        .sum();
+    assert_eq!(after[0]["records"].as_u64().unwrap(), hour_rows);
+    let again = compact(d, Mode::Execute, |c| c.compaction.min_input_files = 2).await;
+    assert_eq!(report(&again, t).status, TableStatus::Unchanged, "{again:#?}");
+    assert_both_engines_read(d, t, &before);
+}
+
+#[tokio::test]
+async fn a_position_delete_committed_between_rewrite_and_commit_is_never_resurrected() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let t = "acme.prod.traces";
+    pyiceberg(&d, &["create", "--table", t, "--rows", "60", "--appends", "3"]);
+    // Deletes already there when the pass starts are applied; one more arrives mid-pass.
+    pyiceberg(&d, &["posdelete", "--table", t, "--count", "3"]);
+    let start = files(&d, t);
+    let before = pyiceberg(&d, &["scan", "--table", t]);
+    let ctx = context(&d, chrono::Utc::now(), |c| c.compaction.min_input_files = 2).await;
+    let hook_dir = d.clone();
+    let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hook_fired = fired.clone();
+    let victim = start.iter().find(|f| f["deletes"] == 0).unwrap()["path"].as_str().unwrap().to_string();
+    let victim_partition = start.iter().find(|f| path(f) == victim).unwrap()["partition"].clone();
+    let hook: signaldb_compactor::job::BeforeCommitHook = std::sync::Arc::new(move |_label| {
+        let (dir, fired, victim) = (hook_dir.clone(), hook_fired.clone(), victim.clone());
+        Box::pin(async move {
+            if !fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                tokio::task::spawn_blocking(move || {
+                    pyiceberg(
+                        &dir,
+                        &["posdelete", "--table", "acme.prod.traces", "--targets", &victim, "--count", "7"],
+                    );
+                })
+                .await
+                .unwrap();
+            }
+        }) as futures::future::BoxFuture<'static, ()>
+    });
+    let job = CompactionJob::new(&ctx).with_before_commit(hook);
+    let report_ = job.run_once(&PassRequest::all(Mode::Execute), &CancellationToken::new()).await.unwrap();
+    assert!(fired.load(std::sync::atomic::Ordering::SeqCst));
+    let r = report_.tables.iter().find(|r| r.table == t).unwrap();
+    // The seven rows deleted mid-pass stay deleted (the victim had no delete before), in both engines.
+    let after = pyiceberg(&d, &["scan", "--table", t]);
+    assert_eq!(after["rows"].as_u64().unwrap(), before["rows"].as_u64().unwrap() - 7, "{r:#?}");
+    assert_both_engines_read(&d, t, &after);
+    let now = files(&d, t);
+    let victim_now: Vec<_> = now.iter().filter(|f| f["partition"] == victim_partition).collect();
+    assert!(
+        victim_now.iter().any(|f| f["deletes"].as_u64().unwrap() > 0),
+        "the mid-pass delete still applies in its partition: {victim_now:#?} {r:#?}"
+    );
+    assert!(
+        r.partition_reports.iter().any(|p| matches!(&p.status, PartitionStatus::Skipped { reason }
+            if reason.starts_with("abandoned") && reason.contains("committed to the partition meanwhile"))),
+        "{r:#?}"
+    );
+}
+
+#[tokio::test]
+async fn equality_deletes_are_applied_only_to_older_rows_and_then_removed() {
+    // Without and with the deleted rows appended again after the delete (newer: they must survive).
+    for reinsert in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let t = "acme.prod.traces";
+        pyiceberg(d, &["create", "--table", t, "--rows", "60", "--appends", "3"]);
+        let full = duckdb(d, &["scan", "--table", t]);
+        let mut args = vec!["eqdelete", "--table", t, "--count", "4"];
+        if reinsert {
+            args.push("--reinsert");
+        }
+        pyiceberg(d, &args);
+        // PyIceberg 0.12 cannot read equality deletes; DuckDB is the reader before.
+        let before = duckdb(d, &["scan", "--table", t]);
+        let expected_rows = full["rows"].as_u64().unwrap() - if reinsert { 0 } else { 4 };
+        assert_eq!(before["rows"].as_u64().unwrap(), expected_rows);
+        if reinsert {
+            assert_eq!(before["checksum"], full["checksum"], "the reinserted rows are back");
+        }
+        let reports = compact(d, Mode::Execute, |c| c.compaction.min_input_files = 2).await;
+        let r = report(&reports, t);
+        assert_eq!(r.status, TableStatus::Succeeded, "reinsert={reinsert}: {r:#?}");
+        // The delete no longer applies to any live file and is gone: PyIceberg can read the table again,
+        // and both engines read exactly the rows DuckDB read before.
+        assert_eq!(files_with_deletes(d, t), 0, "reinsert={reinsert}");
+        assert_both_engines_read(d, t, &before);
+    }
+}
