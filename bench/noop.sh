@@ -28,10 +28,10 @@ cat > "$WORK/signaldb.toml" <<TOML
 catalog_uri = "sqlite:$WORK/catalog.db"
 [storage]
 dsn = "file://$WORK/warehouse"
+[compactor]
+interval = "5s"
 [compactor.http]
 listen = "127.0.0.1:$PORT"
-[compactor.compaction]
-interval = "5s"
 TOML
 tables=$(python3 -c "import json;print(json.load(open('$WORK/generate.json'))['tables'])" 2>/dev/null || echo "?")
 

@@ -562,17 +562,31 @@ async fn resolved_retention(config: &Config) -> anyhow::Result<Vec<RetentionRow>
     let warehouse = crate::storage::Warehouse::open(&config.storage, Access::ReadOnly)?;
     let catalog = crate::catalog::Catalog::connect(&config.catalog, &warehouse, Access::ReadOnly).await?;
     let policy = &config.retention.policy;
-    Ok(catalog
-        .discover()
-        .await?
-        .into_iter()
-        .map(|t| {
-            let r = policy.resolve(&t.tenant, &t.dataset, &t.table, t.signal);
-            let value = match r.value {
-                RetentionValue::Forever => "forever".to_string(),
-                v => v.to_string(),
-            };
-            (t.tenant, t.dataset, t.table, t.signal.to_string(), value, r.source.to_string())
-        })
-        .collect())
+    let mut rows = Vec::new();
+    for t in catalog.discover().await? {
+        // A table's own `signaldb.compactor.retention` is the most specific level.
+        let props = match catalog.load(&t).await {
+            Ok(table) => crate::table::properties::TableProperties::of(&table),
+            Err(_) => Ok(Default::default()),
+        };
+        let row = match props {
+            Ok(props) => {
+                let r =
+                    policy.resolve_with_property(&t.tenant, &t.dataset, &t.table, t.signal, props.retention);
+                let value = match r.value {
+                    RetentionValue::Forever => "forever".to_string(),
+                    v => v.to_string(),
+                };
+                let source = if props.enabled {
+                    r.source.to_string()
+                } else {
+                    format!("{} (table disabled)", r.source)
+                };
+                (value, source)
+            }
+            Err(e) => (format!("none: table skipped ({e})"), "table_property".to_string()),
+        };
+        rows.push((t.tenant, t.dataset, t.table, t.signal.to_string(), row.0, row.1));
+    }
+    Ok(rows)
 }

@@ -165,6 +165,17 @@ pub struct PartitionReport {
     pub snapshot_id: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
+    /// Compaction: the files picked for rewriting and why (`small`, `oversized`, `old_spec`, `full`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub picked: Vec<PickedFile>,
+}
+
+/// One file compaction picked, and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PickedFile {
+    pub path: String,
+    pub bytes: u64,
+    pub reason: &'static str,
 }
 
 /// The outcome of one table within a pass.

@@ -20,9 +20,11 @@ use super::plan::{self, Decision, FileInput, Group, PartitionInput, PlanOptions,
 use super::rewrite::{self, GroupInput, Rewritten};
 use crate::catalog::TableRef;
 use crate::failpoint;
+use crate::job::PickedFile;
 use crate::job::{PartitionReport, PartitionStatus, PassRequest, TableReport, TableStatus};
 use crate::table::commit::discard_uncommitted;
 use crate::table::partition;
+use crate::table::properties::TableProperties;
 use crate::table::{
     Change, CommitError, Committed, Inventory, LiveFile, RetryPolicy, SnapshotChange, commit_with_retry,
 };
@@ -107,6 +109,54 @@ fn delete_applies(table: &Table, delete: &LiveFile, spec_id: i32, value: &Struct
         || (delete_value == *value && float_bits(&delete_value) == float_bits(value))
 }
 
+/// Whether `delete` can be applied while rewriting partition (`spec_id`, `value`): a delete of an
+/// unpartitioned spec, or of the partition's own spec and value. Any other delete that may apply
+/// ([`delete_applies`]) makes the partition unrewritable (`has_delete_files`): applying it could
+/// delete rows it does not cover (an equality delete of another spec), not applying it could
+/// resurrect rows.
+fn delete_is_clean(table: &Table, delete: &LiveFile, spec_id: i32, value: &Struct) -> bool {
+    let delete_value = typed_value(table, delete);
+    delete.entry.data_file().partition().fields().is_empty()
+        || (delete.spec_id == spec_id
+            && delete_value == *value
+            && float_bits(&delete_value) == float_bits(value))
+}
+
+/// A live file's data sequence number (0 for v1 entries, which have none).
+fn data_seq(f: &LiveFile) -> i64 {
+    f.entry.sequence_number().unwrap_or(0)
+}
+
+/// Whether delete `d` applies to data file `f` by sequence number (the spec's rule: position deletes
+/// to data files of a sequence number at most theirs, equality deletes to strictly older ones).
+fn applies_by_seq(d: &LiveFile, f: &LiveFile) -> bool {
+    match d.entry.content_type() {
+        iceberg::spec::DataContentType::EqualityDeletes => data_seq(f) < data_seq(d),
+        _ => data_seq(f) <= data_seq(d),
+    }
+}
+
+/// Whether data file `f` lies in the scope of delete `d` (its partition, or everywhere for a delete of
+/// an unpartitioned spec).
+fn in_scope(table: &Table, d: &LiveFile, f: &LiveFile) -> bool {
+    delete_is_clean(table, d, f.spec_id, &typed_value(table, f))
+}
+
+/// The deletes a rewrite of these inputs applied that afterwards apply to no live data file: none of
+/// `remaining` (the table's live data files other than the inputs; the outputs carry the starting
+/// sequence number, so no equality delete present at the start applies to them, and no position
+/// delete names their new paths) is in a delete's scope and old enough for it.
+fn obsolete_deletes<'a>(
+    table: &Table,
+    deletes: impl Iterator<Item = &'a LiveFile>,
+    remaining: &[&LiveFile],
+) -> Vec<String> {
+    deletes
+        .filter(|d| !remaining.iter().any(|f| in_scope(table, d, f) && applies_by_seq(d, f)))
+        .map(|d| d.path().to_string())
+        .collect()
+}
+
 fn planner_input(table: &Table, inventory: &Inventory, p: &Partition<'_>) -> PartitionInput {
     let md = table.metadata();
     let end = md
@@ -124,24 +174,23 @@ fn planner_input(table: &Table, inventory: &Inventory, p: &Partition<'_>) -> Par
                 size: f.size(),
                 records: f.records(),
                 parquet: f.entry.file_format() == iceberg::spec::DataFileFormat::Parquet,
+                deletes: inventory
+                    .deletes
+                    .iter()
+                    .filter(|d| delete_is_clean(table, d, p.spec_id, &p.value) && applies_by_seq(d, f))
+                    .count(),
             })
             .collect(),
         delete_files: inventory
             .deletes
             .iter()
-            .filter(|d| delete_applies(table, d, p.spec_id, &p.value))
+            .filter(|d| {
+                delete_applies(table, d, p.spec_id, &p.value)
+                    && !delete_is_clean(table, d, p.spec_id, &p.value)
+            })
             .count(),
+        current_spec: p.spec_id == md.default_partition_spec_id(),
     }
-}
-
-fn target_file_size(job: &CompactionJob, table: &Table) -> u64 {
-    table
-        .metadata()
-        .properties()
-        .get("write.target-file-size-bytes")
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|v| *v > 0)
-        .unwrap_or(job.config.target_file_size_bytes)
 }
 
 /// The table's partitions, their planner inputs, the options and the planner's decisions.
@@ -156,15 +205,18 @@ struct TablePlan<'a> {
 fn plan_table<'a>(
     job: &CompactionJob,
     table: &Table,
+    props: &TableProperties,
     inventory: &'a Inventory,
     request: &PassRequest,
 ) -> TablePlan<'a> {
     let parts = partitions(table, inventory);
     let inputs: Vec<PartitionInput> = parts.iter().map(|p| planner_input(table, inventory, p)).collect();
-    let target = target_file_size(job, table);
+    let target = props.target_file_size_or(job.config.target_file_size_bytes);
     let opts = PlanOptions {
         target_file_size: target,
         small_file_threshold: target / 100 * job.config.small_file_threshold_percent,
+        max_file_size: (target / 100).saturating_mul(job.config.max_file_size_percent),
+        rewrite_to_current_spec: job.config.rewrite_to_current_spec,
         min_input_files: job.config.min_input_files,
         partition_lateness: job.config.partition_lateness,
         compact_open_partitions: job.config.compact_open_partitions,
@@ -192,8 +244,10 @@ pub(super) async fn look(job: &CompactionJob, t: &TableRef, request: &PassReques
     if !matches!(crate::table::guard::commit_blocker(&table).await, Ok(None)) {
         return Look::Pass;
     }
+    // A table its properties exclude is skipped visibly by the pass proper.
+    let Ok(props) = TableProperties::admit(&table) else { return Look::Pass };
     let Ok(inventory) = Inventory::load(&table).await else { return Look::Pass };
-    let TablePlan { inputs, opts, decisions, .. } = plan_table(job, &table, &inventory, request);
+    let TablePlan { inputs, opts, decisions, .. } = plan_table(job, &table, &props, &inventory, request);
     if decisions.iter().any(|(_, d)| matches!(d, Decision::Compact { .. })) {
         return Look::Pass;
     }
@@ -232,11 +286,33 @@ pub(super) async fn compact_table(
     report
 }
 
-/// A group ready to run: which partition, which files.
+/// A group ready to run: which partition, which files, under which spec the output is written.
 struct Work<'a> {
     partition: usize,
     files: Vec<&'a LiveFile>,
     group: Group,
+    /// Write the output under the table's current spec (the inputs are of an older one).
+    to_current_spec: bool,
+}
+
+impl Work<'_> {
+    /// The picked files and why, for the report.
+    fn picked(&self) -> Vec<PickedFile> {
+        self.files
+            .iter()
+            .zip(&self.group.reasons)
+            .map(|(f, r)| PickedFile { path: f.path().to_string(), bytes: f.size(), reason: r.as_str() })
+            .collect()
+    }
+
+    /// `small 5, oversized 1`.
+    fn reasons(&self) -> String {
+        let mut counts: BTreeMap<plan::PickReason, usize> = BTreeMap::new();
+        for r in &self.group.reasons {
+            *counts.entry(*r).or_default() += 1;
+        }
+        counts.iter().map(|(r, n)| format!("{} {n}", r.as_str())).collect::<Vec<_>>().join(", ")
+    }
 }
 
 async fn run(
@@ -251,8 +327,20 @@ async fn run(
         job.metrics.tables_skipped_total.with_label_values(&["compaction", reason]).inc();
         return Ok(TableReport::new(t, TableStatus::Skipped { reason: reason.to_string() }));
     }
+    let props = match TableProperties::admit(&table) {
+        Ok(props) => props,
+        Err(excluded) => {
+            warn!(table = %t, reason = %excluded, "table skipped");
+            job.metrics
+                .tables_skipped_total
+                .with_label_values(&["compaction", excluded.metric_reason()])
+                .inc();
+            return Ok(TableReport::new(t, TableStatus::Skipped { reason: excluded.to_string() }));
+        }
+    };
     let inventory = Inventory::load(&table).await?;
-    let TablePlan { parts, inputs, decisions, .. } = plan_table(job, &table, &inventory, request);
+    let TablePlan { parts, inputs, opts, decisions } = plan_table(job, &table, &props, &inventory, request);
+    let target = opts.target_file_size;
 
     let mut report = TableReport::new(t, TableStatus::Unchanged);
     let mut work = Vec::new();
@@ -266,11 +354,14 @@ async fn run(
                     .inc();
                 report.partition_reports.push(skipped(input, reason));
             }
-            Decision::Compact { groups } => work.extend(groups.into_iter().map(|group| Work {
-                partition: i,
-                files: group.files.iter().map(|&f| parts[i].files[f]).collect(),
-                group,
-            })),
+            Decision::Compact { groups, to_current_spec } => {
+                work.extend(groups.into_iter().map(|group| Work {
+                    partition: i,
+                    files: group.files.iter().map(|&f| parts[i].files[f]).collect(),
+                    group,
+                    to_current_spec,
+                }))
+            }
         }
     }
     report.files_before = inventory.data.len() as u64;
@@ -278,6 +369,7 @@ async fn run(
     if request.mode.is_dry_run() {
         for w in &work {
             let p = &parts[w.partition];
+            // The exact line SignalDB's operators grep for; the reasons follow on lines of their own.
             info!(
                 "[DRY-RUN] Would compact partition: tenant={} dataset={} table={} partition={} files={} -> {} bytes={}",
                 t.tenant,
@@ -288,7 +380,22 @@ async fn run(
                 w.group.estimated_output_files,
                 w.group.bytes
             );
-            report.partition_reports.push(planned(&p.label, &w.group));
+            info!(
+                table = %t, partition = %p.label, picked = %w.reasons(), to_current_spec = w.to_current_spec,
+                "[DRY-RUN] picked files"
+            );
+            for f in w.picked() {
+                info!(table = %t, partition = %p.label, file = %f.path, bytes = f.bytes, reason = f.reason, "[DRY-RUN] picked file");
+            }
+            report.details.push(format!(
+                "would rewrite {}: {} file(s) -> ~{} ({}){}",
+                p.label,
+                w.files.len(),
+                w.group.estimated_output_files,
+                w.reasons(),
+                if w.to_current_spec { ", under the current partition spec" } else { "" },
+            ));
+            report.partition_reports.push(planned(&p.label, w));
         }
         report.files_after = report.files_before
             - work
@@ -304,7 +411,7 @@ async fn run(
     }
 
     let latest = Mutex::new((table.clone(), inventory.clone()));
-    let start = Start::new(&table, &inventory);
+    let start = Start::new(&table, &inventory, target);
     let (latest_ref, start_ref, table_ref, parts_ref) = (&latest, &start, &table, &parts);
     let work_ref = &work;
     // Indexes, not `work.iter()`: a closure over borrowed items trips the Send check of async_trait.
@@ -312,7 +419,8 @@ async fn run(
         .map(|i| async move {
             let w = &work_ref[i];
             let p = &parts_ref[w.partition];
-            (w.partition, run_group(job, t, table_ref, start_ref, p, w, latest_ref, cancel).await)
+            let result = run_group(job, t, table_ref, start_ref, p, w, latest_ref, cancel).await;
+            (w.partition, result.map(|done| GroupDone { work: i, ..done }))
         })
         .buffer_unordered(job.config.max_concurrent_rewrites.max(1))
         .collect()
@@ -334,22 +442,30 @@ async fn run(
 /// What the rewrite started from: fixed for every group of this table pass.
 struct Start {
     schema_id: i32,
+    /// The table's target file size when the pass started.
+    target_file_size: u64,
     sequence_number: Option<i64>,
     deletes: HashSet<String>,
+    /// The live delete files at the start (a rewrite applies those that are clean for its partition).
+    delete_files: Vec<LiveFile>,
 }
 
 impl Start {
-    fn new(table: &Table, inventory: &Inventory) -> Start {
+    fn new(table: &Table, inventory: &Inventory, target_file_size: u64) -> Start {
         let v2 = table.metadata().format_version() == FormatVersion::V2;
         Start {
             schema_id: table.metadata().current_schema_id(),
+            target_file_size,
             sequence_number: v2.then(|| inventory.sequence_number()),
             deletes: inventory.deletes.iter().map(|d| d.path().to_string()).collect(),
+            delete_files: inventory.deletes.clone(),
         }
     }
 }
 
 struct GroupDone {
+    /// Index into the table's work list.
+    work: usize,
     committed: Committed,
     rewritten: Rewritten,
     inputs: usize,
@@ -388,8 +504,25 @@ async fn run_group(
         spec_id: p.spec_id,
         partition: p.value.clone(),
         files: w.files.clone(),
-        target_file_size: target_file_size(job, table),
+        target_file_size: start.target_file_size,
         memory_limit: job.config.memory_limit_bytes,
+        output_spec_id: if w.to_current_spec {
+            table.metadata().default_partition_spec_id()
+        } else {
+            p.spec_id
+        },
+        deletes: w
+            .files
+            .iter()
+            .map(|f| {
+                start
+                    .delete_files
+                    .iter()
+                    .filter(|d| delete_is_clean(table, d, p.spec_id, &p.value) && applies_by_seq(d, f))
+                    .cloned()
+                    .collect()
+            })
+            .collect(),
     })
     .await
     .map_err(|e| match e.skip_reason() {
@@ -406,9 +539,27 @@ async fn run_group(
     let outputs: Vec<String> = rewritten.files.iter().map(|f| f.file.file_path().to_string()).collect();
     let inputs_stats: Vec<&iceberg::spec::DataFile> = w.files.iter().map(|f| f.entry.data_file()).collect();
     let outputs_stats: Vec<&iceberg::spec::DataFile> = rewritten.files.iter().map(|f| &f.file).collect();
-    if let Err(v) =
-        invariants::check(table.metadata().current_schema(), &p.value, &inputs_stats, &outputs_stats)
-    {
+    let schema = table.metadata().current_schema();
+    let checked = if w.to_current_spec {
+        match table.metadata().partition_spec_by_id(table.metadata().default_partition_spec_id()) {
+            Some(spec) => invariants::check_respec(
+                schema,
+                spec,
+                &inputs_stats,
+                &outputs_stats,
+                rewritten.deletes_applied,
+            ),
+            None => Err(invariants::Violation {
+                check: "partition",
+                column: "(partition spec)".into(),
+                input: "the current spec".into(),
+                output: "not found".into(),
+            }),
+        }
+    } else {
+        invariants::check(schema, &p.value, &inputs_stats, &outputs_stats, rewritten.deletes_applied)
+    };
+    if let Err(v) = checked {
         error!(
             table = %t, partition = %p.label, check = v.check, column = %v.column, input = %v.input,
             output = %v.output, "content invariant violated: group abandoned, nothing committed"
@@ -429,6 +580,10 @@ async fn run_group(
             if current.metadata().current_schema_id() != start.schema_id {
                 return Err("the table schema changed since the rewrite started".into());
             }
+            // An operator who disables the table (or breaks a switch) meanwhile is obeyed.
+            if let Err(excluded) = TableProperties::admit(current) {
+                return Err(format!("the table was excluded meanwhile ({excluded})"));
+            }
             let live: HashSet<&str> = inv.data.iter().map(|f| f.path()).collect();
             if let Some(gone) = inputs.iter().find(|i| !live.contains(i.as_str())) {
                 return Err(format!("input {gone} is no longer live (removed by a concurrent commit)"));
@@ -438,9 +593,18 @@ async fn run_group(
             }) {
                 return Err(format!("delete file {} was committed to the partition meanwhile", d.path()));
             }
+            // Deletes applied by this rewrite that no live data file needs any more leave with the
+            // inputs (decided on the table as it is now; only deletes present at the start were
+            // applied, and any other delete for the partition abandoned the group above).
+            let remaining: Vec<&LiveFile> = inv.data.iter().filter(|f| !inputs.contains(f.path())).collect();
+            let applied = inv.deletes.iter().filter(|d| {
+                start.deletes.contains(d.path()) && delete_is_clean(current, d, p.spec_id, &p.value)
+            });
+            let mut remove = inputs.clone();
+            remove.extend(obsolete_deletes(current, applied, &remaining));
             Ok(Change::Snapshot(SnapshotChange {
                 operation: Operation::Replace,
-                remove: inputs.clone(),
+                remove,
                 add: rewritten.files.clone(),
                 added_data_sequence_number: start.sequence_number,
                 summary: [("signaldb.compactor.version".to_string(), env!("CARGO_PKG_VERSION").to_string())]
@@ -462,7 +626,7 @@ async fn run_group(
                 bytes_in = input_bytes, bytes_out = rewritten.bytes_written, rows = rewritten.rows,
                 snapshot_id = committed.snapshot_id, attempts = committed.attempts, "compacted partition"
             );
-            Ok(GroupDone { committed, rewritten, inputs: w.files.len(), input_bytes })
+            Ok(GroupDone { work: 0, committed, rewritten, inputs: w.files.len(), input_bytes })
         }
         Err(e) => {
             drop(guard);
@@ -505,10 +669,12 @@ fn skipped(input: &PartitionInput, reason: SkipReason) -> PartitionReport {
         rows: input.files.iter().map(|f| f.records).sum(),
         snapshot_id: None,
         attempts: None,
+        picked: Vec::new(),
     }
 }
 
-fn planned(label: &str, group: &Group) -> PartitionReport {
+fn planned(label: &str, w: &Work<'_>) -> PartitionReport {
+    let group = &w.group;
     PartitionReport {
         partition: label.to_string(),
         status: PartitionStatus::Planned,
@@ -519,6 +685,7 @@ fn planned(label: &str, group: &Group) -> PartitionReport {
         rows: group.records,
         snapshot_id: None,
         attempts: None,
+        picked: w.picked(),
     }
 }
 
@@ -541,9 +708,11 @@ fn merge_results(
             rows: 0,
             snapshot_id: None,
             attempts: None,
+            picked: Vec::new(),
         });
         match result {
             Ok(done) => {
+                entry.picked.extend(work[done.work].picked());
                 entry.files_before += done.inputs as u64;
                 entry.files_after += done.rewritten.files.len() as u64;
                 entry.bytes_before += done.input_bytes;

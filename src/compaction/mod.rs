@@ -9,7 +9,9 @@
 //! (compare-and-swap on the catalog row). Before every commit attempt the change is rebuilt against the
 //! table as it is then; it is abandoned if any input is no longer live, a delete file appeared that may
 //! apply to the partition, or the schema changed. Outputs keep the data sequence number of the snapshot
-//! the rewrite started from. Partitions with delete files are skipped (`has_delete_files`).
+//! the rewrite started from. Delete files of the partition's own spec and value (or of an
+//! unpartitioned spec) are applied while reading; the commit removes those no remaining data file
+//! needs. A partition another delete may apply to is skipped (`has_delete_files`).
 
 mod columns;
 mod execute;

@@ -2,11 +2,15 @@
 //! when each partition's time range ends), decide per partition what to rewrite, in groups of about
 //! the target size, or why not.
 //!
-//! Terms: a *candidate* is a data file smaller than the small-file threshold (every file under
-//! `--full`). A partition *qualifies* with at least `min_input_files` candidates or candidates totalling
-//! at least the target. A partition is *closed* once `end + partition_lateness <= now`; partitions
-//! without a time range are treated as closed (they cannot be told apart, and the commit path is safe
-//! against concurrent writers either way).
+//! Terms: a *candidate* is a data file the planner picks, with the reason it was picked
+//! ([`PickReason`]): smaller than the small-file threshold (`small`), larger than the maximum file size
+//! (`oversized`: rewritten on its own into target-size files), one that delete files apply to
+//! (`deletes`: rewritten with them applied), of an older partition spec when
+//! `rewrite_to_current_spec` is on (`old_spec`), or any file under `--full` (`full`). Small candidates
+//! *qualify* with at least `min_input_files` of them or together at least the target; an oversized file
+//! or an old-spec partition qualifies on its own. A partition is *closed* once
+//! `end + partition_lateness <= now`; partitions without a time range are treated as closed (they
+//! cannot be told apart, and the commit path is safe against concurrent writers either way).
 
 use std::time::Duration;
 
@@ -20,6 +24,8 @@ pub struct FileInput {
     pub size: u64,
     pub records: u64,
     pub parquet: bool,
+    /// Delete files (position or equality) that apply to this file and the rewrite can apply.
+    pub deletes: usize,
 }
 
 /// One partition of one spec.
@@ -29,14 +35,21 @@ pub struct PartitionInput {
     /// End of the partition's time range, if it has one.
     pub end: Option<DateTime<Utc>>,
     pub files: Vec<FileInput>,
-    /// Live delete files that may apply to this partition (its own plus global ones).
+    /// Live delete files that may apply to this partition but cannot be applied by a rewrite (another
+    /// spec's, an all-void spec's): the partition is left alone.
     pub delete_files: usize,
+    /// Whether the partition belongs to the table's current (default) partition spec.
+    pub current_spec: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
     pub target_file_size: u64,
     pub small_file_threshold: u64,
+    /// Files larger than this are split into target-size files (Iceberg Java's `max-file-size-bytes`).
+    pub max_file_size: u64,
+    /// Rewrite every file of an older partition spec under the current spec.
+    pub rewrite_to_current_spec: bool,
     pub min_input_files: usize,
     pub partition_lateness: Duration,
     pub compact_open_partitions: bool,
@@ -54,7 +67,9 @@ pub enum SkipReason {
     OpenPartition,
     /// Not enough small files to be worth a rewrite.
     BelowThreshold,
-    /// Delete files apply to it; rewriting without applying them could resurrect rows.
+    /// A delete file the rewrite cannot apply (another partitioned or an all-void spec's) may apply
+    /// to it: rewriting without applying it could resurrect rows, applying it delete rows it does not
+    /// cover.
     HasDeleteFiles,
     /// Some of its data files are not Parquet.
     NotParquet,
@@ -71,11 +86,41 @@ impl SkipReason {
     }
 }
 
+/// Why the planner picked a file; reported per file (`plan`, `--json`, the dry-run log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PickReason {
+    /// Smaller than `small_file_threshold_percent` of the target.
+    Small,
+    /// Larger than `max_file_size_percent` of the target: split into target-size files.
+    Oversized,
+    /// Written under an older partition spec; rewritten under the current one.
+    OldSpec,
+    /// Delete files apply to it: rewritten with them applied, so they can be removed.
+    Deletes,
+    /// `--full`: every file of the selected partitions.
+    Full,
+}
+
+impl PickReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PickReason::Small => "small",
+            PickReason::Oversized => "oversized",
+            PickReason::OldSpec => "old_spec",
+            PickReason::Deletes => "deletes",
+            PickReason::Full => "full",
+        }
+    }
+}
+
 /// A set of files rewritten together into about `ceil(bytes / target)` files, committed on its own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Group {
     /// Indexes into the partition's `files`.
     pub files: Vec<usize>,
+    /// Why each file was picked (same order as `files`).
+    pub reasons: Vec<PickReason>,
     pub bytes: u64,
     pub records: u64,
     pub estimated_output_files: u64,
@@ -85,7 +130,7 @@ pub struct Group {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum Decision {
-    Compact { groups: Vec<Group> },
+    Compact { groups: Vec<Group>, to_current_spec: bool },
     Skip { reason: SkipReason },
 }
 
@@ -126,37 +171,58 @@ fn plan_partition(p: &PartitionInput, opts: &PlanOptions, now: DateTime<Utc>) ->
     if p.files.iter().any(|f| !f.parquet) {
         return Decision::Skip { reason: SkipReason::NotParquet };
     }
-    let candidates: Vec<usize> =
-        (0..p.files.len()).filter(|&i| opts.full || p.files[i].size < opts.small_file_threshold).collect();
-    let total: u64 = candidates.iter().map(|&i| p.files[i].size).sum();
-    let qualifies = if opts.full {
-        !candidates.is_empty()
-    } else {
-        candidates.len() >= opts.min_input_files || (candidates.len() >= 2 && total >= opts.target_file_size)
+    let to_current_spec = !p.current_spec && (opts.rewrite_to_current_spec || opts.full);
+    let reason = |f: &FileInput| -> Option<PickReason> {
+        if !p.current_spec && opts.rewrite_to_current_spec {
+            Some(PickReason::OldSpec)
+        } else if f.deletes > 0 {
+            Some(PickReason::Deletes)
+        } else if f.size > opts.max_file_size {
+            Some(PickReason::Oversized)
+        } else if f.size < opts.small_file_threshold {
+            Some(PickReason::Small)
+        } else if opts.full {
+            Some(PickReason::Full)
+        } else {
+            None
+        }
     };
-    if !qualifies {
+    let picked: Vec<(usize, PickReason)> =
+        p.files.iter().enumerate().filter_map(|(i, f)| reason(f).map(|r| (i, r))).collect();
+    let small: Vec<usize> = picked.iter().filter(|(_, r)| *r == PickReason::Small).map(|(i, _)| *i).collect();
+    let small_total: u64 = small.iter().map(|&i| p.files[i].size).sum();
+    // Small files are worth a rewrite in numbers (or together reaching the target); a file of another
+    // reason is worth one on its own.
+    let small_qualify = opts.full
+        || small.len() >= opts.min_input_files
+        || (small.len() >= 2 && small_total >= opts.target_file_size);
+    let candidates: Vec<(usize, PickReason)> =
+        picked.into_iter().filter(|(_, r)| *r != PickReason::Small || small_qualify).collect();
+    if candidates.is_empty() {
         return Decision::Skip { reason: SkipReason::BelowThreshold };
     }
-    let sizes: Vec<u64> = candidates.iter().map(|&i| p.files[i].size).collect();
+    let sizes: Vec<u64> = candidates.iter().map(|&(i, _)| p.files[i].size).collect();
     let groups: Vec<Group> = bin_pack(&sizes, opts.target_file_size)
         .into_iter()
         .map(|bin| bin.into_iter().map(|j| candidates[j]).collect::<Vec<_>>())
-        // A group of one file gains nothing, unless a full rewrite was asked for.
-        .filter(|files| opts.full || files.len() > 1)
+        // A group of one small file gains nothing, unless a full rewrite was asked for; one oversized
+        // or old-spec file is rewritten on its own.
+        .filter(|files| opts.full || files.len() > 1 || files.iter().any(|(_, r)| *r != PickReason::Small))
         .map(|files| {
-            let bytes = files.iter().map(|&i| p.files[i].size).sum::<u64>();
+            let bytes = files.iter().map(|&(i, _)| p.files[i].size).sum::<u64>();
             Group {
-                records: files.iter().map(|&i| p.files[i].records).sum(),
+                records: files.iter().map(|&(i, _)| p.files[i].records).sum(),
                 estimated_output_files: bytes.div_ceil(opts.target_file_size).max(1),
                 bytes,
-                files,
+                reasons: files.iter().map(|&(_, r)| r).collect(),
+                files: files.into_iter().map(|(i, _)| i).collect(),
             }
         })
         .collect();
     if groups.is_empty() {
         return Decision::Skip { reason: SkipReason::BelowThreshold };
     }
-    Decision::Compact { groups }
+    Decision::Compact { groups, to_current_spec }
 }
 
 /// First-fit decreasing: items (by size) into bins of at most `target` bytes; an item larger than the
@@ -194,6 +260,8 @@ mod tests {
         PlanOptions {
             target_file_size: 128 * MB,
             small_file_threshold: 96 * MB,
+            max_file_size: 128 * MB / 100 * 180,
+            rewrite_to_current_spec: false,
             min_input_files: 5,
             partition_lateness: Duration::from_secs(600),
             compact_open_partitions: false,
@@ -218,9 +286,11 @@ mod tests {
                     size,
                     records: size / 100,
                     parquet: true,
+                    deletes: 0,
                 })
                 .collect(),
             delete_files: 0,
+            current_spec: true,
         }
     }
 
@@ -261,10 +331,12 @@ mod tests {
                 Decision::Compact {
                     groups: vec![Group {
                         files: vec![0, 1, 2, 3, 4, 5],
+                        reasons: vec![PickReason::Small; 6],
                         bytes: 6 * MB,
                         records: 6 * (MB / 100),
                         estimated_output_files: 1
-                    }]
+                    }],
+                    to_current_spec: false,
                 }
             )]
         );
@@ -295,7 +367,7 @@ mod tests {
         );
         // 130 MiB of candidates reach the target; the two that fit one bin are rewritten.
         let together = partition("h=1", 2, &[60 * MB, 60 * MB, 10 * MB]);
-        let Decision::Compact { groups } = &plan(&[together], &opts(), now())[0].1 else {
+        let Decision::Compact { groups, .. } = &plan(&[together], &opts(), now())[0].1 else {
             panic!("should compact")
         };
         assert_eq!(groups.iter().map(|g| g.files.clone()).collect::<Vec<_>>(), vec![vec![0, 1]]);
@@ -304,7 +376,9 @@ mod tests {
     #[test]
     fn large_files_are_not_candidates() {
         let p = partition("h=1", 2, &[MB, MB, MB, MB, MB, 100 * MB]);
-        let Decision::Compact { groups } = &plan(&[p], &opts(), now())[0].1 else { panic!("should compact") };
+        let Decision::Compact { groups, .. } = &plan(&[p], &opts(), now())[0].1 else {
+            panic!("should compact")
+        };
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].files, vec![0, 1, 2, 3, 4]);
     }
@@ -331,10 +405,12 @@ mod tests {
                 Decision::Compact {
                     groups: vec![Group {
                         files: vec![0],
+                        reasons: vec![PickReason::Full],
                         bytes: 100 * MB,
                         records: MB,
                         estimated_output_files: 1
-                    }]
+                    }],
+                    to_current_spec: false,
                 }
             )]
         );
@@ -345,5 +421,106 @@ mod tests {
         let mut p = partition("region=eu", 0, &[MB; 5]);
         p.end = None;
         assert!(matches!(plan(&[p], &opts(), now())[0].1, Decision::Compact { .. }));
+    }
+
+    #[test]
+    fn an_oversized_file_is_split_on_its_own_and_one_between_target_and_max_is_left_alone() {
+        // Target 128 MiB, max 180 % = 230.4 MiB.
+        let p = partition("h=1", 2, &[300 * MB, 200 * MB, 129 * MB]);
+        let Decision::Compact { groups, to_current_spec } = &plan(&[p], &opts(), now())[0].1 else {
+            panic!("an oversized file qualifies on its own")
+        };
+        assert!(!to_current_spec);
+        assert_eq!(
+            groups,
+            &vec![Group {
+                files: vec![0],
+                reasons: vec![PickReason::Oversized],
+                bytes: 300 * MB,
+                records: 3 * MB,
+                estimated_output_files: 3,
+            }]
+        );
+        let between = partition("h=1", 2, &[230 * MB, 129 * MB, 128 * MB]);
+        assert_eq!(
+            plan(&[between], &opts(), now())[0].1,
+            Decision::Skip { reason: SkipReason::BelowThreshold }
+        );
+        // Exactly the maximum is not above it.
+        let at_max = partition("h=1", 2, &[opts().max_file_size]);
+        assert_eq!(
+            plan(&[at_max], &opts(), now())[0].1,
+            Decision::Skip { reason: SkipReason::BelowThreshold }
+        );
+    }
+
+    #[test]
+    fn oversized_and_small_files_are_never_packed_together_and_reasons_follow_each_file() {
+        let p = partition("h=1", 2, &[MB, 400 * MB, MB, MB, MB, MB]);
+        let Decision::Compact { groups, .. } = &plan(&[p], &opts(), now())[0].1 else { panic!("compact") };
+        let mut got: Vec<(Vec<usize>, Vec<PickReason>)> =
+            groups.iter().map(|g| (g.files.clone(), g.reasons.clone())).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![(vec![0, 2, 3, 4, 5], vec![PickReason::Small; 5]), (vec![1], vec![PickReason::Oversized]),]
+        );
+        // Too few small files: only the oversized one is picked.
+        let p = partition("h=1", 2, &[MB, 400 * MB]);
+        let Decision::Compact { groups, .. } = &plan(&[p], &opts(), now())[0].1 else { panic!("compact") };
+        assert_eq!(groups.iter().map(|g| g.files.clone()).collect::<Vec<_>>(), vec![vec![1]]);
+    }
+
+    #[test]
+    fn old_spec_partitions_are_rewritten_whole_only_when_asked() {
+        let mut p = partition("h=1", 2, &[100 * MB, 129 * MB]);
+        p.current_spec = false;
+        assert_eq!(
+            plan(&[p.clone()], &opts(), now())[0].1,
+            Decision::Skip { reason: SkipReason::BelowThreshold }
+        );
+        let o = PlanOptions { rewrite_to_current_spec: true, ..opts() };
+        let Decision::Compact { groups, to_current_spec } = &plan(&[p.clone()], &o, now())[0].1 else {
+            panic!("old spec partitions are rewritten")
+        };
+        assert!(to_current_spec);
+        let mut files: Vec<usize> = groups.iter().flat_map(|g| g.files.clone()).collect();
+        files.sort();
+        assert_eq!(files, vec![0, 1]);
+        assert!(groups.iter().all(|g| g.reasons.iter().all(|r| *r == PickReason::OldSpec)));
+        // `--full` of an old-spec partition rewrites it under the current spec too.
+        let f = PlanOptions { full: true, ..opts() };
+        assert!(matches!(
+            plan(&[p.clone()], &f, now())[0].1,
+            Decision::Compact { to_current_spec: true, .. }
+        ));
+        // A current-spec partition is never moved.
+        let mut c = p;
+        c.current_spec = true;
+        assert!(matches!(plan(&[c], &f, now())[0].1, Decision::Compact { to_current_spec: false, .. }));
+    }
+
+    #[test]
+    fn delete_files_skip_oversized_and_old_spec_partitions_too() {
+        let mut p = partition("h=1", 2, &[400 * MB]);
+        p.delete_files = 1;
+        p.current_spec = false;
+        let o = PlanOptions { rewrite_to_current_spec: true, full: true, ..opts() };
+        assert_eq!(plan(&[p], &o, now())[0].1, Decision::Skip { reason: SkipReason::HasDeleteFiles });
+    }
+
+    #[test]
+    fn a_file_with_deletes_is_picked_on_its_own_and_unapplicable_deletes_still_skip() {
+        let mut p = partition("h=1", 2, &[129 * MB, MB]);
+        p.files[0].deletes = 1;
+        let Decision::Compact { groups, .. } = &plan(&[p.clone()], &opts(), now())[0].1 else {
+            panic!("a file with deletes qualifies on its own")
+        };
+        assert_eq!(
+            groups.iter().map(|g| (g.files.clone(), g.reasons.clone())).collect::<Vec<_>>(),
+            vec![(vec![0], vec![PickReason::Deletes])]
+        );
+        p.delete_files = 1;
+        assert_eq!(plan(&[p], &opts(), now())[0].1, Decision::Skip { reason: SkipReason::HasDeleteFiles });
     }
 }

@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use iceberg::arrow::ArrowFileReader;
+use iceberg::arrow::RecordBatchPartitionSplitter;
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::io::FileMetadata;
-use iceberg::scan::FileScanTask;
+use iceberg::scan::{FileScanTask, FileScanTaskDeleteFile};
 use iceberg::spec::{
     DEFAULT_SCHEMA_NAME_MAPPING, DataFile, DataFileBuilder, DataFileFormat, NameMapping, PartitionKey,
     SchemaRef, SortOrderRef, Struct,
@@ -22,6 +23,8 @@ use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::partitioning::PartitioningWriter;
+use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
@@ -40,6 +43,12 @@ pub enum RewriteError {
     BadProperty { key: &'static str, value: String, reason: String },
     #[error("row count mismatch: manifests say {expected}, read {read}, wrote {written}")]
     RowCount { expected: u64, read: u64, written: u64 },
+    #[error(
+        "row count out of bounds with deletes applied: manifests say {expected}, at most {deletable} \
+         deleted by position deletes{eq}, read {read}, wrote {written}",
+        eq = if *equality { " (plus equality deletes)" } else { "" }
+    )]
+    RowCountWithDeletes { expected: u64, deletable: u64, equality: bool, read: u64, written: u64 },
     #[error("partition spec {0} not found")]
     UnknownSpec(i32),
     #[error(transparent)]
@@ -81,6 +90,8 @@ pub struct Rewritten {
     pub bytes_written: u64,
     /// The sort order id the files claim (only when they really are sorted by it).
     pub sort_order_id: Option<i64>,
+    /// Delete files were applied: fewer rows may have been written than the inputs hold.
+    pub deletes_applied: bool,
 }
 
 /// One group to rewrite.
@@ -91,6 +102,11 @@ pub struct GroupInput<'a> {
     pub files: Vec<&'a LiveFile>,
     pub target_file_size: u64,
     pub memory_limit: u64,
+    /// The spec the output is written under: `spec_id`, or the table's current spec when the group
+    /// moves an older spec's files into it (rows are then split by the current spec's transforms).
+    pub output_spec_id: i32,
+    /// Per input file (same order as `files`), the delete files to apply while reading it.
+    pub deletes: Vec<Vec<LiveFile>>,
 }
 
 /// Parquet writer settings from `write.parquet.compression-codec` / `-level` (default zstd level 1).
@@ -233,6 +249,18 @@ async fn read_schemas(
     Ok(out)
 }
 
+/// A delete file as iceberg's reader takes it.
+fn delete_task(d: &LiveFile) -> FileScanTaskDeleteFile {
+    let file = d.entry.data_file();
+    FileScanTaskDeleteFile {
+        file_path: d.path().to_string(),
+        file_size_in_bytes: d.size(),
+        file_type: d.entry.content_type(),
+        partition_spec_id: d.spec_id,
+        equality_ids: file.equality_ids(),
+    }
+}
+
 fn scan_task(
     table: &Table,
     file: &LiveFile,
@@ -240,9 +268,11 @@ fn scan_task(
     spec_id: i32,
     partition: &Struct,
     name_mapping: Option<Arc<NameMapping>>,
+    deletes: &[LiveFile],
 ) -> FileScanTask {
     let project_field_ids = schema.as_struct().fields().iter().map(|f| f.id).collect();
     FileScanTask::builder()
+        .with_deletes(deletes.iter().map(delete_task).collect())
         .with_file_size_in_bytes(file.size())
         .with_start(0)
         .with_length(file.size())
@@ -265,23 +295,42 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
     let table = input.table;
     let metadata = table.metadata();
     let schema = metadata.current_schema().clone();
-    let spec =
-        metadata.partition_spec_by_id(input.spec_id).ok_or(RewriteError::UnknownSpec(input.spec_id))?;
+    metadata.partition_spec_by_id(input.spec_id).ok_or(RewriteError::UnknownSpec(input.spec_id))?;
     let expected: u64 = input.files.iter().map(|f| f.records()).sum();
 
     let mapping = name_mapping(table)?;
     let read_schemas = read_schemas(table, &input.files, mapping.as_deref()).await?;
+    let no_deletes: Vec<LiveFile> = Vec::new();
     let tasks: Vec<iceberg::Result<FileScanTask>> = input
         .files
         .iter()
         .zip(read_schemas)
-        .map(|(f, s)| Ok(scan_task(table, f, s, input.spec_id, &input.partition, mapping.clone())))
+        .enumerate()
+        .map(|(i, (f, s))| {
+            let deletes = input.deletes.get(i).unwrap_or(&no_deletes);
+            Ok(scan_task(table, f, s, input.spec_id, &input.partition, mapping.clone(), deletes))
+        })
         .collect();
-    let reader =
-        table.reader_builder().with_batch_size(BATCH_ROWS).with_data_file_concurrency_limit(2).build();
+    let with_deletes = input.deletes.iter().any(|d| !d.is_empty());
     let arrow_schema = Arc::new(schema_to_arrow_schema(&schema)?);
-    let batches =
-        pipelined(reader.read(futures::stream::iter(tasks).boxed())?.stream(), arrow_schema.clone());
+    let input_stream = if with_deletes {
+        // One reader per input file: iceberg's reader keeps loaded position deletes by data file path
+        // for all the tasks it reads, so a delete file given to one input must not reach another
+        // whose sequence number it does not cover.
+        let streams = tasks
+            .into_iter()
+            .map(|task| {
+                let reader = table.reader_builder().with_batch_size(BATCH_ROWS).build();
+                reader.read(futures::stream::iter([task]).boxed()).map(|r| r.stream())
+            })
+            .collect::<iceberg::Result<Vec<_>>>()?;
+        futures::stream::iter(streams).flatten().boxed()
+    } else {
+        let reader =
+            table.reader_builder().with_batch_size(BATCH_ROWS).with_data_file_concurrency_limit(2).build();
+        reader.read(futures::stream::iter(tasks).boxed())?.stream()
+    };
+    let batches = pipelined(input_stream, arrow_schema.clone());
     let qualified = format!("{}.{}", table.identifier().namespace().join("."), table.identifier().name());
     let batches = if crate::failpoint::is_armed(crate::failpoint::COMPACTION_SWAP_COLUMNS, &qualified) {
         batches.map_ok(columns::swap_first_two_of_a_type).boxed()
@@ -290,7 +339,12 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
     };
 
     let sort = SortPlan::for_table(metadata.default_sort_order(), &schema);
-    let key = PartitionKey::new(spec.as_ref().clone(), schema.clone(), input.partition.clone());
+    let out_spec = metadata
+        .partition_spec_by_id(input.output_spec_id)
+        .ok_or(RewriteError::UnknownSpec(input.output_spec_id))?;
+    let respec = input.output_spec_id != input.spec_id;
+    let value = if respec { Struct::empty() } else { input.partition.clone() };
+    let key = PartitionKey::new(out_spec.as_ref().clone(), schema.clone(), value);
     let rolling = RollingFileWriterBuilder::new(
         ParquetWriterBuilder::new(writer_properties(table)?, schema.clone()),
         usize::try_from(input.target_file_size).unwrap_or(usize::MAX),
@@ -302,7 +356,7 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
             DataFileFormat::Parquet,
         ),
     );
-    let mut writer = DataFileWriterBuilder::new(rolling).build(Some(key)).await?;
+    let mut writer = Sink::new(DataFileWriterBuilder::new(rolling), key, respec, out_spec, &schema).await?;
     let mut read = 0u64;
     match &sort {
         Some(plan) => {
@@ -311,20 +365,39 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
                 .await
                 .map_err(|e| RewriteError::Sort(e.to_string()))?;
             while let Some(batch) = sorted.try_next().await.map_err(|e| RewriteError::Sort(e.to_string()))? {
-                writer.write(batch).await?;
+                for piece in slices(&batch, input.target_file_size) {
+                    writer.write(piece).await?;
+                }
             }
         }
         None => {
             let mut batches = batches;
             while let Some(batch) = batches.try_next().await? {
                 read += batch.num_rows() as u64;
-                writer.write(batch).await?;
+                for piece in slices(&batch, input.target_file_size) {
+                    writer.write(piece).await?;
+                }
             }
         }
     }
     let files = writer.close().await?;
     let written: u64 = files.iter().map(|f| f.record_count()).sum();
-    if read != expected || written != expected {
+    if with_deletes {
+        // Rows deleted by the applied deletes are gone: at most the position deletes' entries (a
+        // bound; they may name other files) unless an equality delete applies, which may delete any.
+        let mut seen = HashSet::new();
+        let (mut deletable, mut equality) = (0u64, false);
+        for d in input.deletes.iter().flatten().filter(|d| seen.insert(d.path().to_string())) {
+            match d.entry.content_type() {
+                iceberg::spec::DataContentType::EqualityDeletes => equality = true,
+                _ => deletable += d.records(),
+            }
+        }
+        let floor = if equality { 0 } else { expected.saturating_sub(deletable) };
+        if written != read || read > expected || read < floor {
+            return Err(RewriteError::RowCountWithDeletes { expected, deletable, equality, read, written });
+        }
+    } else if read != expected || written != expected {
         return Err(RewriteError::RowCount { expected, read, written });
     }
     let sort_order_id = sort.as_ref().map(|p| p.order_id);
@@ -333,13 +406,71 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
         .into_iter()
         .map(|f| {
             let file = match sort_order_id {
-                Some(id) => with_sort_order(&f, input.spec_id, id)?,
+                Some(id) => with_sort_order(&f, input.output_spec_id, id)?,
                 None => f,
             };
-            Ok(AddedFile { file, spec_id: input.spec_id })
+            Ok(AddedFile { file, spec_id: input.output_spec_id })
         })
         .collect::<Result<Vec<_>, RewriteError>>()?;
-    Ok(Rewritten { files, rows: written, bytes_written, sort_order_id })
+    Ok(Rewritten { files, rows: written, bytes_written, sort_order_id, deletes_applied: with_deletes })
+}
+
+/// Where rewritten rows go: one writer for the group's partition, or (moving an older spec's files into
+/// a partitioned current spec) a writer per current-spec partition, each row's partition computed
+/// by the current spec's transforms.
+enum Sink<B: IcebergWriterBuilder> {
+    One(B::R),
+    Fanout(FanoutWriter<B>, Box<RecordBatchPartitionSplitter>),
+}
+
+impl<B: IcebergWriterBuilder> Sink<B> {
+    async fn new(
+        builder: B,
+        key: PartitionKey,
+        respec: bool,
+        spec: &iceberg::spec::PartitionSpecRef,
+        schema: &SchemaRef,
+    ) -> iceberg::Result<Self> {
+        if respec && !spec.is_unpartitioned() {
+            let splitter =
+                RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec.clone())?;
+            return Ok(Sink::Fanout(FanoutWriter::new(builder), Box::new(splitter)));
+        }
+        Ok(Sink::One(builder.build(Some(key)).await?))
+    }
+
+    async fn write(&mut self, batch: arrow_array::RecordBatch) -> iceberg::Result<()> {
+        match self {
+            Sink::One(w) => w.write(batch).await,
+            Sink::Fanout(w, splitter) => {
+                for (key, part) in splitter.split(&batch)? {
+                    w.write(key, part).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn close(self) -> iceberg::Result<Vec<DataFile>> {
+        match self {
+            Sink::One(mut w) => w.close().await,
+            Sink::Fanout(w, _) => w.close().await,
+        }
+    }
+}
+
+/// Parts of a batch that each hold at most a sixteenth of the target in Arrow memory. The rolling writer
+/// checks its size before each write, so a file passes the target by at most one write: written whole,
+/// one batch could make a file of a small target oversized (and split again on every pass).
+fn slices(batch: &arrow_array::RecordBatch, target: u64) -> Vec<arrow_array::RecordBatch> {
+    let rows = batch.num_rows();
+    let bytes = batch.get_array_memory_size() as u64;
+    let budget = (target / 16).max(1);
+    if rows <= 1 || bytes <= budget {
+        return vec![batch.clone()];
+    }
+    let per_slice = usize::try_from((rows as u64).saturating_mul(budget) / bytes).unwrap_or(rows).max(1);
+    (0..rows).step_by(per_slice).map(|start| batch.slice(start, per_slice.min(rows - start))).collect()
 }
 
 /// The same data file, claiming `sort_order_id` (iceberg's writer leaves it unset).

@@ -161,6 +161,10 @@ pub struct CompactionConfig {
     pub interval: Duration,
     pub target_file_size_bytes: u64,
     pub small_file_threshold_percent: u64,
+    /// Files above this percentage of the target are split into target-size files.
+    pub max_file_size_percent: u64,
+    /// Rewrite the files of older partition specs under the current spec.
+    pub rewrite_to_current_spec: bool,
     pub min_input_files: usize,
     #[serde(with = "humantime_serde")]
     pub partition_lateness: Duration,

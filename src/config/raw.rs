@@ -52,6 +52,8 @@ pub struct RawCompactor {
     pub interval: Option<Duration>,
     pub target_file_size_mb: Option<u64>,
     pub small_file_threshold_percent: Option<u64>,
+    pub max_file_size_percent: Option<u64>,
+    pub rewrite_to_current_spec: Option<bool>,
     pub min_input_files: Option<u64>,
     #[serde(default, with = "humantime_serde")]
     pub partition_lateness: Option<Duration>,

@@ -64,6 +64,8 @@ pub enum PolicySource {
     Tenant,
     Dataset,
     Table,
+    /// The table's own `signaldb.compactor.retention` property (most specific).
+    TableProperty,
     /// No policy applies (unknown signal, nothing configured): the data is kept.
     Default,
 }
@@ -75,6 +77,7 @@ impl fmt::Display for PolicySource {
             Self::Tenant => "tenant",
             Self::Dataset => "dataset",
             Self::Table => "table",
+            Self::TableProperty => "table_property",
             Self::Default => "default",
         })
     }
@@ -163,6 +166,22 @@ impl RetentionPolicy {
             (RetentionValue::Forever, PolicySource::Default)
         };
         ResolvedRetention { value, source }
+    }
+
+    /// Like [`Self::resolve`], with the table's `signaldb.compactor.retention` property (if set)
+    /// above every configured level.
+    pub fn resolve_with_property(
+        &self,
+        tenant: &str,
+        dataset: &str,
+        table: &str,
+        signal: Signal,
+        property: Option<RetentionValue>,
+    ) -> ResolvedRetention {
+        match property {
+            Some(value) => ResolvedRetention { value, source: PolicySource::TableProperty },
+            None => self.resolve(tenant, dataset, table, signal),
+        }
     }
 
     /// The most specific matching `table_policies` entry wins; none means keep forever.

@@ -38,6 +38,9 @@ const MAX_SHORT_WAIT: Duration = Duration::from_secs(HOUR);
 const MAX_LEASE_TTL_SECONDS: u64 = DAY;
 /// `target_file_size_mb`: 16 GiB.
 const MAX_TARGET_FILE_SIZE_MB: u64 = 16 * 1024;
+/// `max_file_size_percent`: 120 … 1,000 % of the target.
+const MIN_MAX_FILE_SIZE_PERCENT: u64 = 120;
+const MAX_MAX_FILE_SIZE_PERCENT: u64 = 1000;
 /// `memory_limit_mb`: 1 TiB.
 const MAX_MEMORY_LIMIT_MB: u64 = 1024 * 1024;
 /// Counts (`min_input_files`, `batch_size`, `snapshots_to_keep`): one million.
@@ -386,6 +389,20 @@ fn compaction(raw: &RawCompactor, global: Mode) -> Result<CompactionConfig> {
             "must be at most 100 (a percentage of the target file size)",
         ));
     }
+    // Above the target with room to spare: the writer rolls a file once it passes the target, so a
+    // file it wrote may exceed the target by one batch, and must never count as oversized.
+    let max_percent = raw.max_file_size_percent.unwrap_or(180);
+    if !(MIN_MAX_FILE_SIZE_PERCENT..=MAX_MAX_FILE_SIZE_PERCENT).contains(&max_percent) {
+        return Err(ConfigError::new(
+            "compactor.max_file_size_percent",
+            max_percent,
+            format!(
+                "must be between {MIN_MAX_FILE_SIZE_PERCENT} and {MAX_MAX_FILE_SIZE_PERCENT} (a percentage of \
+                 the target file size; files the compactor writes may pass the target by one batch and \
+                 must never count as oversized)"
+            ),
+        ));
+    }
     let target_mb =
         within("compactor.target_file_size_mb", raw.target_file_size_mb, 128, 1, MAX_TARGET_FILE_SIZE_MB)?;
     let memory_mb = within("compactor.memory_limit_mb", raw.memory_limit_mb, 256, 16, MAX_MEMORY_LIMIT_MB)?;
@@ -396,6 +413,8 @@ fn compaction(raw: &RawCompactor, global: Mode) -> Result<CompactionConfig> {
         // Bounded above: cannot overflow.
         target_file_size_bytes: target_mb * MIB,
         small_file_threshold_percent: threshold,
+        max_file_size_percent: max_percent,
+        rewrite_to_current_spec: raw.rewrite_to_current_spec.unwrap_or(false),
         min_input_files: within("compactor.min_input_files", raw.min_input_files, 5, 2, MAX_COUNT)? as usize,
         partition_lateness: bounded_duration(
             "compactor.partition_lateness",

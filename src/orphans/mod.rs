@@ -195,6 +195,13 @@ impl OrphanJob {
             Ok(live) => live.clone(),
             Err(e) => return Ok(self.skip(t, "unreadable_metadata", e)),
         };
+        // The table's own switches (as the census read them): `signaldb.compactor.enabled=false`, or
+        // one that does not parse, means nothing is deleted in its location.
+        if let Some(Err(excluded)) =
+            entry.table.as_ref().map(crate::table::properties::TableProperties::admit)
+        {
+            return Ok(self.skip(t, excluded.metric_reason(), &excluded.to_string()));
+        }
         let scope = match census.layout.scope(index, &live) {
             Ok(scope) => scope,
             Err(skip) => return Ok(self.skip(t, skip.reason(), &skip.to_string())),

@@ -18,6 +18,7 @@ use crate::config::Mode;
 use crate::config::retention::PolicySource;
 use crate::job::{PartitionReport, PartitionStatus, TableReport, TableStatus};
 use crate::storage::gate::{DeletionGate, human_age};
+use crate::table::properties::{Excluded, TableProperties};
 use crate::table::{
     Change, CommitError, Inventory, SnapshotChange, commit_with_retry, guard, partition, reachability,
 };
@@ -51,6 +52,9 @@ pub(super) async fn expire_table(
         if let Some(reason) = guard::commit_blocker(&table).await? {
             report.status = TableStatus::Skipped { reason: reason.to_string() };
             return Ok::<_, RetentionError>(report);
+        }
+        if let Err(excluded) = TableProperties::admit(&table) {
+            return Ok(excluded_report(job, t, "expiry", &excluded));
         }
         // A failure after the expiry landed keeps the report: its outcome counts what was done.
         if let Err(e) = expire_snapshots(job, t, table, mode, job.clock.now(), cancel, &mut report).await {
@@ -94,7 +98,19 @@ async fn run(
     logged: &Mutex<HashSet<(String, String, String)>>,
     cancel: &CancellationToken,
 ) -> Result<TableReport, RetentionError> {
-    let resolved = job.config.policy.resolve(&t.tenant, &t.dataset, &t.table, t.signal);
+    // The table first: its own properties may exclude it or set its retention.
+    let table = job.catalog.load(t).await?;
+    if let Some(reason) = guard::commit_blocker(&table).await? {
+        warn!(table = %t, reason, "table skipped");
+        job.metrics.tables_skipped_total.with_label_values(&["retention", reason]).inc();
+        return Ok(TableReport::new(t, TableStatus::Skipped { reason: reason.to_string() }));
+    }
+    let props = match TableProperties::admit(&table) {
+        Ok(props) => props,
+        Err(excluded) => return Ok(excluded_report(job, t, "retention", &excluded)),
+    };
+    let resolved =
+        job.config.policy.resolve_with_property(&t.tenant, &t.dataset, &t.table, t.signal, props.retention);
     let cutoff = plan::cutoff(now, resolved.value, job.config.grace_period);
     let key = (t.tenant.clone(), t.dataset.clone(), t.signal.to_string());
     if logged.lock().unwrap_or_else(|p| p.into_inner()).insert(key) {
@@ -111,12 +127,6 @@ async fn run(
         let mut report = TableReport::new(t, TableStatus::Unchanged);
         report.details.push("no retention policy names this table; kept as is".into());
         return Ok(report);
-    }
-    let table = job.catalog.load(t).await?;
-    if let Some(reason) = guard::commit_blocker(&table).await? {
-        warn!(table = %t, reason, "table skipped");
-        job.metrics.tables_skipped_total.with_label_values(&["retention", reason]).inc();
-        return Ok(TableReport::new(t, TableStatus::Skipped { reason: reason.to_string() }));
     }
     let mut report = TableReport::new(t, TableStatus::Unchanged);
     report.retention_outcome();
@@ -136,6 +146,14 @@ async fn run(
         report.status = TableStatus::Failed { error: crate::job::error_chain(&e) };
     }
     Ok(report)
+}
+
+/// A table its own properties exclude (`signaldb.compactor.enabled=false`, or a switch that does not
+/// parse): logged, counted, reported as skipped with the property named.
+fn excluded_report(job: &RetentionJob, t: &TableRef, which: &str, excluded: &Excluded) -> TableReport {
+    warn!(table = %t, reason = %excluded, "table skipped");
+    job.metrics.tables_skipped_total.with_label_values(&[which, excluded.metric_reason()]).inc();
+    TableReport::new(t, TableStatus::Skipped { reason: excluded.to_string() })
 }
 
 fn labels(t: &TableRef) -> [&str; 3] {
@@ -366,6 +384,7 @@ fn record_drops(
             rows: p.records,
             snapshot_id,
             attempts: None,
+            picked: Vec::new(),
         });
     }
     for &i in &dplan.file_level {

@@ -98,11 +98,25 @@ impl RetentionJob {
         let resolved = self.config.policy.resolve(&t.tenant, &t.dataset, &t.table, t.signal);
         if resolved.source == crate::config::retention::PolicySource::Default
             && t.signal == crate::catalog::Signal::Other
+            && !self.has_retention_property(t).await
         {
             return TableReport::new(t, TableStatus::Unchanged);
         }
         let mode = mode.and(self.config.mode);
         self.pass.record(RunType::Expiry, mode, t, execute::expire_table(self, t, mode, cancel)).await
+    }
+
+    /// Whether the table sets `signaldb.compactor.retention` (or a switch that does not parse, which
+    /// `expire_table` then reports). A table that cannot be loaded is left to the expiry, which fails
+    /// visibly.
+    async fn has_retention_property(&self, t: &crate::catalog::TableRef) -> bool {
+        match self.catalog.load(t).await {
+            Ok(table) => {
+                let props = table.metadata().properties();
+                props.keys().any(|k| k.starts_with(crate::table::properties::PREFIX))
+            }
+            Err(_) => true,
+        }
     }
 
     /// Runs `hook(table)` right before each partition-drop commit.

@@ -9,6 +9,7 @@ pub mod inventory;
 pub mod manifests;
 pub mod partition;
 pub mod producer;
+pub mod properties;
 pub mod reachability;
 
 pub use commit::{CommitError, Committed, RetryPolicy, commit_with_retry};

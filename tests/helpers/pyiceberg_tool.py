@@ -1051,13 +1051,203 @@ def kind_struct_move_rename(args):
 KINDS.update({"struct-move-rename": kind_struct_move_rename})
 
 
+# ---- issue 15: maintenance completeness ----------------------------------------------------------
+
+def kind_sizes(args):
+    """Hour-partitioned table (the SCHEMA above) with one file per append, each append its own hour:
+    `--sizes 20000,4000` rows. Returns the row count; file sizes are read back by the test."""
+    table = _create(args, SCHEMA, SPEC)
+    n = 0
+    for k, count in enumerate(int(c) for c in args.sizes.split(",")):
+        base = BASE + dt.timedelta(hours=4 * k)
+        rng = random.Random(k)
+        batch = pa.Table.from_pylist(
+            [
+                {
+                    "timestamp": base + dt.timedelta(seconds=rng.randrange(0, 3600)),
+                    "trace_id": "%032x" % rng.getrandbits(128),
+                    "service_name": rng.choice(["api", "db", "web"]),
+                    "duration_nanos": rng.randrange(1, 10**9),
+                }
+                for _ in range(count)
+            ],
+            schema=SCHEMA.as_arrow(),
+        )
+        table.append(batch)
+        n += count
+    return n
+
+
+def kind_respec(args):
+    """A day-partitioned table (several appends), then its spec evolved by PyIceberg to hour(timestamp)
+    + identity(service_name), then more appends under the new spec: old-spec day partitions whose rows
+    fan out into many new-spec partitions."""
+    from pyiceberg.transforms import DayTransform, IdentityTransform
+
+    spec = PartitionSpec(PartitionField(source_id=1, field_id=1000, transform=DayTransform(), name="timestamp_day"))
+    table = _create(args, SCHEMA, spec)
+    for k in range(args.appends):
+        table.append(rows(args.rows, k, BASE))
+    with table.update_spec() as update:
+        update.remove_field("timestamp_day")
+        update.add_field("timestamp", HourTransform(), "timestamp_hour")
+        update.add_field("service_name", IdentityTransform(), "service_name")
+    table = catalog(args).load_table(args.table)
+    for k in range(args.appends):
+        table.append(rows(args.rows, 100 + k, BASE + dt.timedelta(days=1)))
+    return args.rows * args.appends * 2
+
+
+KINDS.update({"sizes": kind_sizes, "respec": kind_respec})
+
+
+def _commit_deletes(table, delete_files):
+    """Commits delete files in one fast append (PyIceberg 0.12 writes none itself: its merge-on-read
+    `delete` falls back to copy-on-write), through a manifest writer whose content is `deletes`."""
+    import pyiceberg.table.update.snapshot as snap
+    from pyiceberg.manifest import ManifestContent, ManifestWriterV2
+
+    class DeleteWriter(ManifestWriterV2):
+        def content(self):
+            return ManifestContent.DELETES
+
+        @property
+        def _meta(self):
+            return {**super()._meta, "content": "deletes"}
+
+    original = snap.write_manifest
+    snap.write_manifest = lambda format_version, spec, schema, output_file, snapshot_id, avro_compression: DeleteWriter(spec, schema, output_file, snapshot_id, avro_compression)
+    try:
+        with table.transaction() as tx:
+            with tx.update_snapshot().fast_append() as append:
+                for f in delete_files:
+                    append.append_data_file(f)
+    finally:
+        snap.write_manifest = original
+
+
+def cmd_posdelete(args):
+    """Position deletes: the first --count rows of each of the --targets data files (default: the first
+    two files, by path, of the table's first partition), in one delete file of their partition.
+    Returns the paths targeted and the rows deleted."""
+    import os
+    import uuid
+
+    import pyarrow.parquet as pq
+    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+
+    table = catalog(args).load_table(args.table)
+    files = sorted((t.file for t in table.scan().plan_files()), key=lambda f: (str(f.partition), f.file_path))
+    if args.targets:
+        targets = [f for f in files if f.file_path in args.targets]
+    else:
+        first = str(files[0].partition)
+        targets = [f for f in files if str(f.partition) == first][:2]
+    paths, positions = [], []
+    for f in targets:
+        n = min(args.count, f.record_count)
+        paths += [f.file_path] * n
+        positions += list(range(n))
+    location = table.location()
+    local = location[len("file://"):] if location.startswith("file://") else location
+    os.makedirs(os.path.join(local, "data"), exist_ok=True)
+    path = os.path.join(local, "data", "pos-delete-%s.parquet" % uuid.uuid4())
+    fp = pa.field("file_path", pa.string(), nullable=False, metadata={b"PARQUET:field_id": b"2147483546"})
+    pos = pa.field("pos", pa.int64(), nullable=False, metadata={b"PARQUET:field_id": b"2147483545"})
+    pq.write_table(pa.Table.from_arrays([pa.array(paths), pa.array(positions, pa.int64())], schema=pa.schema([fp, pos])), path)
+    delete_file = DataFile.from_args(
+        content=DataFileContent.POSITION_DELETES,
+        file_path="file://" + path,
+        file_format=FileFormat.PARQUET,
+        partition=targets[0].partition,
+        record_count=len(paths),
+        file_size_in_bytes=os.path.getsize(path),
+        spec_id=targets[0].spec_id,
+    )
+    delete_file.spec_id = targets[0].spec_id
+    _commit_deletes(table, [delete_file])
+    return {"targets": [f.file_path for f in targets], "deleted": len(paths), "delete_file": "file://" + path}
+
+
+def cmd_props(args):
+    """Set (`--set k=v`, repeatable) and remove (`--unset k`) table properties through PyIceberg."""
+    table = catalog(args).load_table(args.table)
+    with table.transaction() as tx:
+        if args.set:
+            tx.set_properties(**dict(kv.split("=", 1) for kv in args.set))
+        if args.unset:
+            tx.remove_properties(*args.unset)
+    table = catalog(args).load_table(args.table)
+    return {"properties": dict(table.properties)}
+
+
+def cmd_eqdelete(args):
+    """An equality delete on trace_id (field 2) of the first --count rows of the table's first data file
+    (by partition, then path), in that file's partition, committed like a merge-on-read writer would.
+    trace_ids are unique, so engines that scope equality deletes by partition and those that do not
+    (DuckDB 1.5) agree. With --reinsert those rows are then appended again: newer than the delete, they
+    must survive it."""
+    import os
+    import uuid
+
+    import pyarrow.parquet as pq
+    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+
+    table = catalog(args).load_table(args.table)
+    files = sorted((t.file for t in table.scan().plan_files()), key=lambda f: (str(f.partition), f.file_path))
+    target = files[0]
+    local_of = lambda p: p[len("file://"):] if p.startswith("file://") else p
+    victims = pq.read_table(local_of(target.file_path)).slice(0, args.count)
+    ids = victims.column("trace_id").to_pylist()
+    location = table.location()
+    os.makedirs(os.path.join(local_of(location), "data"), exist_ok=True)
+    path = os.path.join(local_of(location), "data", "eq-delete-%s.parquet" % uuid.uuid4())
+    field = pa.field("trace_id", pa.string(), nullable=False, metadata={b"PARQUET:field_id": b"2"})
+    pq.write_table(pa.Table.from_arrays([pa.array(ids)], schema=pa.schema([field])), path)
+    delete_file = DataFile.from_args(
+        content=DataFileContent.EQUALITY_DELETES,
+        file_path="file://" + path,
+        file_format=FileFormat.PARQUET,
+        partition=target.partition,
+        record_count=len(ids),
+        file_size_in_bytes=os.path.getsize(path),
+        equality_ids=[2],
+        spec_id=target.spec_id,
+    )
+    delete_file.spec_id = target.spec_id
+    _commit_deletes(table, [delete_file])
+    if args.reinsert:
+        table = catalog(args).load_table(args.table)
+        table.append(pa.Table.from_pylist(victims.to_pylist(), schema=SCHEMA.as_arrow()))
+    return {"deleted": ids, "delete_file": "file://" + path}
+
+
+def cmd_files(args):
+    """Live data files: path, size, records, spec id, partition (as a list of strings)."""
+    table = catalog(args).load_table(args.table)
+    out = []
+    for task in table.scan().plan_files():
+        f = task.file
+        out.append(
+            {
+                "path": f.file_path,
+                "size": f.file_size_in_bytes,
+                "records": f.record_count,
+                "spec_id": f.spec_id,
+                "partition": [str(v) for v in f.partition],
+                "deletes": len(task.delete_files),
+            }
+        )
+    return {"files": sorted(out, key=lambda f: f["path"])}
+
+
 def cmd_kind(args):
     return {"rows": KINDS[args.kind](args)}
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["create", "scan", "append", "tag", "kind"])
+    p.add_argument("command", choices=["create", "scan", "append", "tag", "kind", "props", "files", "posdelete", "eqdelete"])
     p.add_argument("--db", help="SQLite catalog file (or --uri)")
     p.add_argument("--uri", help="SQLAlchemy URL of the catalog database, e.g. postgresql+psycopg2://...")
     p.add_argument("--warehouse", required=True, help="a directory, or a URI such as s3://bucket/prefix")
@@ -1075,10 +1265,26 @@ def main():
     p.add_argument("--drop-mapping", action="store_true", help="kind add-files: remove the name mapping")
     p.add_argument("--type-name", default="long", help="kind identity-types: which primitive type")
     p.add_argument("--mapping-json", help="kind add-files-nostats: a name mapping to set")
+    p.add_argument("--sizes", default="20000,4000", help="kind sizes: rows per append (one hour each)")
+    p.add_argument("--set", action="append", help="props: KEY=VALUE to set (repeatable)")
+    p.add_argument("--unset", action="append", help="props: KEY to remove (repeatable)")
+    p.add_argument("--targets", action="append", help="posdelete: a data file path (repeatable)")
+    p.add_argument("--count", type=int, default=5, help="posdelete: rows deleted per target")
+    p.add_argument("--reinsert", action="store_true", help="eqdelete: append the deleted rows again")
     args = p.parse_args()
     if not (args.db or args.uri):
         p.error("one of --db or --uri is required")
-    commands = {"create": cmd_create, "scan": cmd_scan, "append": cmd_append, "tag": cmd_tag, "kind": cmd_kind}
+    commands = {
+        "create": cmd_create,
+        "scan": cmd_scan,
+        "append": cmd_append,
+        "tag": cmd_tag,
+        "kind": cmd_kind,
+        "props": cmd_props,
+        "files": cmd_files,
+        "posdelete": cmd_posdelete,
+        "eqdelete": cmd_eqdelete,
+    }
     out = commands[args.command](args)
     print(json.dumps(out))
 

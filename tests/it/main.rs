@@ -17,6 +17,7 @@ mod faults;
 mod generate;
 mod hostile;
 mod leases;
+mod maintenance;
 mod matrix;
 mod metadata_backlog;
 mod noop;
