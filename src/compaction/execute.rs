@@ -335,7 +335,8 @@ async fn run_group(
         partition: p.value.clone(),
         files: w.files.clone(),
         target_file_size: target_file_size(job, table),
-        memory_limit: job.config.memory_limit_bytes,
+        // `memory_limit_mb` bounds the process's rewrites together: concurrent rewrites share it.
+        memory_limit: job.config.memory_limit_bytes / job.config.max_concurrent_rewrites.max(1) as u64,
     })
     .await
     .map_err(|e| match e.skip_reason() {
