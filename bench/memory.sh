@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Peak RSS of one sorted rewrite of a big partition at memory_limit_mb = 64, 256 and 1024.
 #
-#   bash bench/memory.sh            # FILES=100 ROWS=400000: one traces hour of ~2 GiB, 40 M rows
+#   bash bench/memory.sh            # FILES=100 ROWS=500000: one traces hour of ~2.1 GiB on disk, 50 M rows
 #   LIMITS="64 256" FILES=20 bash bench/memory.sh
 #
 # Generates the partition once (files sorted by the declared order and claiming it, or unsorted with
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/signaldb-compactor/target}/release/signaldb-compactor}
 WORK=${WORK:-/tmp/signaldb-compactor-memory}
 FILES=${FILES:-100}
-ROWS=${ROWS:-400000}
+ROWS=${ROWS:-500000}
 LIMITS=${LIMITS:-64 256 1024}
 LAYOUT=${LAYOUT:-}
 OVERHEAD_MIB=96

@@ -82,7 +82,7 @@ def delta_compact(d):
 
     table = DeltaTable(f"{d}/delta")
     t = time.perf_counter()
-    metrics = table.optimize.compact(writer_properties=WriterProperties(compression="ZSTD(1)"))
+    metrics = table.optimize.compact(writer_properties=WriterProperties(compression="ZSTD", compression_level=1))
     seconds = time.perf_counter() - t
     assert metrics["numFilesRemoved"] > 0, metrics
     return seconds
