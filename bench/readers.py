@@ -25,7 +25,7 @@ def main():
     con = connect()
     t = time.perf_counter()
     duck_rows = con.execute("SELECT count(*) FROM (SELECT * FROM iceberg_scan(?))", [location]).fetchone()[0]
-    duck_all = con.execute("SELECT * FROM iceberg_scan(?)", [location]).fetch_arrow_table().num_rows
+    duck_all = con.execute("SELECT * FROM iceberg_scan(?)", [location]).to_arrow_table().num_rows
     duckdb_s = time.perf_counter() - t
     assert rows == duck_rows == duck_all, (rows, duck_rows, duck_all)
     print(json.dumps({"files": files, "rows": rows, "pyiceberg_s": pyiceberg_s, "duckdb_s": duckdb_s}))
