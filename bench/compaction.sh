@@ -1,56 +1,92 @@
 #!/usr/bin/env bash
-# Compaction throughput vs DuckDB on the same small files, in one run on one machine.
+# Compaction throughput vs DuckDB, DataFusion and delta-rs on the same small files, in one run on one machine.
 #
-#   bash bench/compaction.sh            # FILES=1000 ROWS=1500 (~100 KB traces files, one partition)
+#   bash bench/compaction.sh            # FILES=1000 ROWS=1500 (~80 KB traces files), all variants
+#   VARIANTS="sorted unsorted-files" bash bench/compaction.sh
 #
-# For each variant (a table without a sort order, and one sorted by timestamp, trace_id) it generates a
-# fresh warehouse, copies the input file list, then measures
-#   ours:   signaldb-compactor once compaction (end to end: manifests, rewrite, commit), /usr/bin/time -v
-#   duckdb: COPY (SELECT * FROM read_parquet([...]) [ORDER BY ...]) TO ... (FORMAT parquet, COMPRESSION zstd)
-# and prints wall time, input MB/s, peak RSS and the ratio. Needs the release binary and `pip install duckdb`.
+# Variants (each a fresh warehouse made by `generate`):
+#   nosort          table without a sort order; peers copy without ORDER BY; delta-rs optimize.compact()
+#   sorted          sort order (timestamp, trace_id); files sorted by it and claiming it (SignalDB's writer)
+#   unsorted-files  same sort order declared, files neither sorted nor claiming it (`--unsorted-files`)
+#   sorted-10x100   like `sorted`, but FILES spread over 10 hour partitions (10 x 100 files)
+# For each it measures
+#   ours:       signaldb-compactor once compaction (end to end: manifests, rewrite, commit), /usr/bin/time -v
+#   duckdb:     COPY (SELECT * FROM read_parquet([...]) [ORDER BY ...]) TO ... zstd level 1, per partition
+#   datafusion: the same in DataFusion (Python bindings) under a FairSpillPool of MEMORY_MB (default 256,
+#               our default memory_limit_mb), both cores
+#   delta-rs:   (nosort only) the same files as a Delta table, one commit per file, then optimize.compact()
+# and prints wall time, peak RSS and our throughput relative to each peer (> 1: we are faster).
+# Peers are timed inside Python (no interpreter start-up, no catalog work); ours includes process start,
+# reading the manifests and the commit. Needs the release binary and `pip install duckdb datafusion deltalake`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/signaldb-compactor/target}/release/signaldb-compactor}
 WORK=${WORK:-/tmp/signaldb-compactor-bench}
 FILES=${FILES:-1000}
 ROWS=${ROWS:-1500}
+MEMORY_MB=${MEMORY_MB:-256}
+VARIANTS=${VARIANTS:-nosort sorted unsorted-files sorted-10x100}
 [ -x "$BIN" ] || { echo "build the release binary first: cargo build --release" >&2; exit 2; }
-python3 -c 'import duckdb' 2>/dev/null || { echo "pip install duckdb" >&2; exit 2; }
+python3 -c 'import duckdb, datafusion, deltalake' 2>/dev/null || { echo "pip install duckdb datafusion deltalake" >&2; exit 2; }
 
 peak_rss_mib() { awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$1"; }
 wall_s() { awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; printf "%.2f", s}' "$1"; }
+# A peer that failed (DataFusion under its pool) prints "failed" and its error goes to DIR/errors.txt.
+seconds() { python3 -c "
+import json, os; r = json.load(open('$1'))
+if r['seconds'] is None: open(os.path.dirname('$1') + '/errors.txt', 'a').write(r['error'] + '\\n'); print('failed')
+else: print('%.2f' % r['seconds'])"; }
+# peer NAME DIR ORDER: runs a peer under /usr/bin/time -v; prints "seconds rss".
+peer() {
+  local name=$1 dir=$2 order=$3
+  /usr/bin/time -v python3 bench/peers.py "$name" "$dir" "$order" "$MEMORY_MB" > "$dir/$name.json" 2> "$dir/$name.err" \
+    || { cat "$dir/$name.err" >&2; exit 1; }
+  echo "$(seconds "$dir/$name.json") $(peak_rss_mib "$dir/$name.err")"
+}
 
-printf '%-9s %8s %10s %10s %10s %10s %10s %8s\n' variant input_MB ours_s ours_MB/s ours_RSS duck_s duck_MB/s ratio
-for variant in unsorted sorted; do
+printf '%-15s %8s | %7s %7s | %7s %7s %6s | %7s %7s %6s | %7s %7s %6s\n' variant input_MB \
+  ours_s RSS duck_s RSS ratio df_s RSS ratio delta_s RSS ratio
+for variant in $VARIANTS; do
   dir="$WORK/$variant"
   rm -rf "$dir" && mkdir -p "$dir"
-  flag=""; order=""
-  if [ "$variant" = unsorted ]; then flag="--unsorted"; else order="ORDER BY \"timestamp\", trace_id"; fi
-  "$BIN" generate --dir "$dir" --tenants 1 --datasets 1 --hours 1 --files-per-hour "$FILES" \
-      --rows-per-file "$ROWS" --tables traces $flag --end 2026-01-01T00:59:00Z --json > "$dir/generate.json"
+  flags=(--hours 1 --files-per-hour "$FILES" --end 2026-01-01T00:59:00Z)
+  order='ORDER BY "timestamp", trace_id'
+  case $variant in
+    nosort) flags+=(--unsorted); order="" ;;
+    sorted) ;;
+    unsorted-files) flags+=(--unsorted-files) ;;
+    sorted-10x100) flags=(--hours 10 --files-per-hour $((FILES / 10)) --end 2026-01-01T09:59:00Z) ;;
+    *) echo "unknown variant $variant" >&2; exit 2 ;;
+  esac
+  "$BIN" generate --dir "$dir" --tenants 1 --datasets 1 --rows-per-file "$ROWS" --tables traces \
+      "${flags[@]}" --json > "$dir/generate.json"
   find "$dir/warehouse" -name '*.parquet' | sort > "$dir/inputs.txt"
   input_bytes=$(xargs stat -c %s < "$dir/inputs.txt" | awk '{s+=$1} END {print s}')
-  printf '[schema]\ncatalog_uri = "sqlite:%s/catalog.db"\n[storage]\ndsn = "file://%s/warehouse"\n' "$dir" "$dir" > "$dir/signaldb.toml"
+  printf '[schema]\ncatalog_uri = "sqlite:%s/catalog.db"\n[storage]\ndsn = "file://%s/warehouse"\n[compactor]\nmemory_limit_mb = %s\n' \
+      "$dir" "$dir" "$MEMORY_MB" > "$dir/signaldb.toml"
 
   (cd "$dir" && /usr/bin/time -v "$BIN" once compaction --json > ours.json 2> ours.err) || { cat "$dir/ours.err"; exit 1; }
-  /usr/bin/time -v python3 - "$dir" "$order" > "$dir/duck.json" 2> "$dir/duck.err" <<'PY' || { cat "$dir/duck.err"; exit 1; }
-import json, sys, time, duckdb
-d, order = sys.argv[1], sys.argv[2]
-files = [l.strip() for l in open(f"{d}/inputs.txt") if l.strip()]
-con = duckdb.connect()
-t = time.perf_counter()
-con.execute(f"COPY (SELECT * FROM read_parquet({files!r}) {order}) TO '{d}/duck.parquet' (FORMAT parquet, COMPRESSION zstd)")
-print(json.dumps({"seconds": time.perf_counter() - t}))
-PY
-  ours_s=$(wall_s "$dir/ours.err")
-  duck_s=$(python3 -c "import json;print('%.2f'%json.load(open('$dir/duck.json'))['seconds'])")
-  python3 - "$variant" "$input_bytes" "$ours_s" "$(peak_rss_mib "$dir/ours.err")" "$duck_s" "$(peak_rss_mib "$dir/duck.err")" "$dir" <<'PY'
+  read -r duck_s duck_rss < <(peer duckdb "$dir" "$order")
+  read -r df_s df_rss < <(peer datafusion "$dir" "$order")
+  delta_s=-; delta_rss=-
+  if [ "$variant" = nosort ]; then
+    python3 bench/peers.py delta-load "$dir" > "$dir/delta-load.json"
+    read -r delta_s delta_rss < <(peer delta-compact "$dir" "")
+  fi
+  python3 - "$variant" "$input_bytes" "$(wall_s "$dir/ours.err")" "$(peak_rss_mib "$dir/ours.err")" \
+      "$duck_s" "$duck_rss" "$df_s" "$df_rss" "$delta_s" "$delta_rss" "$dir" <<'PY'
 import json, sys
-variant, size, ours, ours_rss, duck, duck_rss, d = sys.argv[1:]
-size, ours, duck = int(size) / 1e6, float(ours), float(duck)
-report = json.load(open(f"{d}/ours.json"))[0]["tables"][0]
-assert report["status"] == "succeeded", report
-print(f"{variant:<9} {size:8.1f} {ours:10.2f} {size/ours:10.1f} {ours_rss+'MiB':>10} {duck:10.2f} {size/duck:10.1f} {duck/ours:7.2f}x"
-      f"   (files {report['files_before']} -> {report['files_after']}, rows {report['rows']}, duckdb RSS {duck_rss}MiB)")
+variant, size, ours, ours_rss, duck, duck_rss, df, df_rss, delta, delta_rss, d = sys.argv[1:]
+size, ours = int(size) / 1e6, float(ours)
+tables = json.load(open(f"{d}/ours.json"))[0]["tables"]
+assert all(t["status"] == "succeeded" for t in tables), tables
+def ratio(peer):
+    return "-" if peer in ("-", "failed") else f"{float(peer) / ours:.2f}x"
+before = sum(t["files_before"] for t in tables)
+after = sum(t["files_after"] for t in tables)
+print(f"{variant:<15} {size:8.1f} | {ours:7.2f} {ours_rss:>7} | {duck:>7} {duck_rss:>7} {ratio(duck):>6} | "
+      f"{df:>7} {df_rss:>7} {ratio(df):>6} | {delta:>7} {delta_rss:>7} {ratio(delta):>6}   (files {before} -> {after})")
 PY
+  [ ! -f "$dir/errors.txt" ] || sed 's/^/    peer error: /' "$dir/errors.txt"
 done
+echo "ratio = peer seconds / our seconds (our throughput relative to the peer); RSS in MiB"

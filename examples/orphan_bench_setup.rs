@@ -31,6 +31,7 @@ async fn main() -> anyhow::Result<()> {
         all_signals: false,
         tables: vec!["traces".into()],
         unsorted: true,
+        unsorted_files: false,
         end: chrono::Utc::now() - chrono::TimeDelta::days(2),
         concurrency: 2,
     })

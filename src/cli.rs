@@ -115,6 +115,10 @@ pub enum Command {
         /// Declare no sort order on the generated tables.
         #[arg(long)]
         unsorted: bool,
+        /// Write files unsorted and claiming no sort order, even on tables that declare one (by default
+        /// files are sorted by the declared order and claim it, as SignalDB's writer does).
+        #[arg(long)]
+        unsorted_files: bool,
         /// End of the time range (RFC 3339; default now).
         #[arg(long)]
         end: Option<DateTime<Utc>>,
@@ -205,6 +209,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
             all_signals,
             tables,
             unsorted,
+            unsorted_files,
             end,
             concurrency,
             json,
@@ -221,6 +226,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 all_signals,
                 tables,
                 unsorted,
+                unsorted_files,
                 end: end.unwrap_or_else(Utc::now),
                 concurrency,
             };

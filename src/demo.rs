@@ -73,6 +73,7 @@ pub async fn run(mut config: Config, opts: &DemoOptions, log: &Path) -> anyhow::
             all_signals: false,
             tables: Vec::new(),
             unsorted: false,
+            unsorted_files: false,
             end: Utc::now(),
             concurrency: 4,
         })

@@ -505,7 +505,8 @@ async fn run_group(
         partition: p.value.clone(),
         files: w.files.clone(),
         target_file_size: start.target_file_size,
-        memory_limit: job.config.memory_limit_bytes,
+        // `memory_limit_mb` bounds the process's rewrites together: concurrent rewrites share it.
+        memory_limit: job.config.memory_limit_bytes / job.config.max_concurrent_rewrites.max(1) as u64,
         output_spec_id: if w.to_current_spec {
             table.metadata().default_partition_spec_id()
         } else {

@@ -31,11 +31,26 @@ use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::columns;
-use super::sort::{SortPlan, sort_batches};
+use super::sort::{SortPlan, Tagged, sort_batches};
 use crate::table::{AddedFile, LiveFile};
 
-/// Rows per Arrow batch read from the inputs: bounds memory per batch.
+/// Most rows per Arrow batch read from the inputs.
 const BATCH_ROWS: usize = 8192;
+
+/// Decoded bytes aimed at per input batch: with wide rows a batch holds fewer rows, so memory per
+/// batch is bounded by bytes, not rows.
+const BATCH_BYTES: u64 = 4 << 20;
+
+/// Decoded bytes per compressed byte assumed when sizing batches (zstd Parquet of telemetry decodes to
+/// 4–7× its size; a higher guess only makes batches smaller).
+const DECODE_EXPANSION: u64 = 8;
+
+/// Rows per input batch for `files`: [`BATCH_BYTES`] over the widest file's estimated decoded row size.
+fn batch_rows(files: &[&LiveFile]) -> usize {
+    let widest = files.iter().map(|f| f.size() / f.records().max(1)).max().unwrap_or(0);
+    let row_bytes = (widest * DECODE_EXPANSION).max(1);
+    usize::try_from(BATCH_BYTES / row_bytes).unwrap_or(BATCH_ROWS).clamp(16, BATCH_ROWS)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RewriteError {
@@ -110,7 +125,8 @@ pub struct GroupInput<'a> {
 }
 
 /// Parquet writer settings from `write.parquet.compression-codec` / `-level` (default zstd level 1).
-pub fn writer_properties(table: &Table) -> Result<WriterProperties, RewriteError> {
+/// The writer's buffered row group is bounded by rows and by an eighth of `memory_limit` bytes.
+pub fn writer_properties(table: &Table, memory_limit: u64) -> Result<WriterProperties, RewriteError> {
     const CODEC: &str = "write.parquet.compression-codec";
     const LEVEL: &str = "write.parquet.compression-level";
     let props = table.metadata().properties();
@@ -147,30 +163,68 @@ pub fn writer_properties(table: &Table) -> Result<WriterProperties, RewriteError
         .set_compression(compression)
         // Bounded row groups bound the writer's buffered (encoded, not yet flushed) data.
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_max_row_group_bytes(Some(row_group_bytes(memory_limit)))
         .build())
 }
 
 /// Rows per Parquet row group written (the writer buffers one row group in memory).
 const ROW_GROUP_ROWS: usize = 256 * 1024;
 
+/// Encoded bytes per row group written: an eighth of the memory limit, between 1 and 128 MiB.
+fn row_group_bytes(memory_limit: u64) -> usize {
+    usize::try_from((memory_limit / 8).clamp(1 << 20, 128 << 20)).unwrap_or(128 << 20)
+}
+
 /// Batches read-ahead between the reader task and the writer.
 const PIPELINE_DEPTH: usize = 4;
+
+/// A decoded batch and the index of the input file it came from.
+type FileBatch = (usize, arrow_array::RecordBatch);
+type FileBatchStream = futures::stream::BoxStream<'static, iceberg::Result<FileBatch>>;
+
+/// Input files decoded at a time. Batches of different files interleave; each is tagged with its file.
+const FILE_CONCURRENCY: usize = 2;
+
+/// Reads each task with its own reader stream, tagging every batch with the task's index, so the sort
+/// can treat each file claiming the sort order as a sorted run.
+///
+/// Each input gets a reader of its own: iceberg's reader keeps loaded position deletes by data file
+/// path for all the tasks it reads, so a delete file given to one input must not reach another whose
+/// sequence number it does not cover.
+fn read_tagged(table: &Table, batch_rows: usize, tasks: Vec<FileScanTask>) -> FileBatchStream {
+    let table = table.clone();
+    futures::stream::iter(tasks.into_iter().enumerate())
+        .map(move |(i, task)| {
+            let reader = table
+                .reader_builder()
+                .with_batch_size(batch_rows)
+                .with_data_file_concurrency_limit(1)
+                .build();
+            (i, reader.read(futures::stream::iter([Ok(task)]).boxed()))
+        })
+        .map(|(i, read)| match read {
+            Ok(read) => read.stream().map_ok(move |b| (i, b)).boxed(),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        })
+        .flatten_unordered(FILE_CONCURRENCY)
+        .boxed()
+}
 
 /// Decodes the input on its own task so reading and writing use both cores; the bounded channel keeps
 /// at most `PIPELINE_DEPTH` batches in flight.
 /// Batches are made writable on the way ([`columns::materialize`], [`columns::conform`] to `target`).
-fn pipelined(
-    mut input: iceberg::scan::ArrowRecordBatchStream,
-    target: arrow_schema::SchemaRef,
-) -> iceberg::scan::ArrowRecordBatchStream {
+fn pipelined(mut input: FileBatchStream, target: arrow_schema::SchemaRef) -> FileBatchStream {
     let (tx, rx) = tokio::sync::mpsc::channel(PIPELINE_DEPTH);
     tokio::spawn(async move {
         while let Some(item) = input.next().await {
-            let item = item.and_then(|batch| {
-                columns::materialize(batch).and_then(|b| columns::conform(b, &target)).map_err(|e| {
-                    iceberg::Error::new(iceberg::ErrorKind::Unexpected, "making the batch writable")
-                        .with_source(e)
-                })
+            let item = item.and_then(|(file, batch)| {
+                columns::materialize(batch)
+                    .and_then(|b| columns::conform(b, &target))
+                    .map(|b| (file, b))
+                    .map_err(|e| {
+                        iceberg::Error::new(iceberg::ErrorKind::Unexpected, "making the batch writable")
+                            .with_source(e)
+                    })
             });
             if tx.send(item).await.is_err() {
                 break; // the writer stopped: stop reading
@@ -301,39 +355,23 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
     let mapping = name_mapping(table)?;
     let read_schemas = read_schemas(table, &input.files, mapping.as_deref()).await?;
     let no_deletes: Vec<LiveFile> = Vec::new();
-    let tasks: Vec<iceberg::Result<FileScanTask>> = input
+    let tasks: Vec<FileScanTask> = input
         .files
         .iter()
         .zip(read_schemas)
         .enumerate()
         .map(|(i, (f, s))| {
             let deletes = input.deletes.get(i).unwrap_or(&no_deletes);
-            Ok(scan_task(table, f, s, input.spec_id, &input.partition, mapping.clone(), deletes))
+            scan_task(table, f, s, input.spec_id, &input.partition, mapping.clone(), deletes)
         })
         .collect();
     let with_deletes = input.deletes.iter().any(|d| !d.is_empty());
+    let rows = batch_rows(&input.files);
     let arrow_schema = Arc::new(schema_to_arrow_schema(&schema)?);
-    let input_stream = if with_deletes {
-        // One reader per input file: iceberg's reader keeps loaded position deletes by data file path
-        // for all the tasks it reads, so a delete file given to one input must not reach another
-        // whose sequence number it does not cover.
-        let streams = tasks
-            .into_iter()
-            .map(|task| {
-                let reader = table.reader_builder().with_batch_size(BATCH_ROWS).build();
-                reader.read(futures::stream::iter([task]).boxed()).map(|r| r.stream())
-            })
-            .collect::<iceberg::Result<Vec<_>>>()?;
-        futures::stream::iter(streams).flatten().boxed()
-    } else {
-        let reader =
-            table.reader_builder().with_batch_size(BATCH_ROWS).with_data_file_concurrency_limit(2).build();
-        reader.read(futures::stream::iter(tasks).boxed())?.stream()
-    };
-    let batches = pipelined(input_stream, arrow_schema.clone());
+    let batches = pipelined(read_tagged(table, rows, tasks), arrow_schema.clone());
     let qualified = format!("{}.{}", table.identifier().namespace().join("."), table.identifier().name());
     let batches = if crate::failpoint::is_armed(crate::failpoint::COMPACTION_SWAP_COLUMNS, &qualified) {
-        batches.map_ok(columns::swap_first_two_of_a_type).boxed()
+        batches.map_ok(|(file, b)| (file, columns::swap_first_two_of_a_type(b))).boxed()
     } else {
         batches
     };
@@ -346,7 +384,7 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
     let value = if respec { Struct::empty() } else { input.partition.clone() };
     let key = PartitionKey::new(out_spec.as_ref().clone(), schema.clone(), value);
     let rolling = RollingFileWriterBuilder::new(
-        ParquetWriterBuilder::new(writer_properties(table)?, schema.clone()),
+        ParquetWriterBuilder::new(writer_properties(table, input.memory_limit)?, schema.clone()),
         usize::try_from(input.target_file_size).unwrap_or(usize::MAX),
         table.file_io().clone(),
         DefaultLocationGenerator::new(metadata)?,
@@ -360,10 +398,28 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
     let mut read = 0u64;
     match &sort {
         Some(plan) => {
-            let counted = batches.inspect_ok(|b| read += b.num_rows() as u64);
-            let mut sorted = sort_batches(counted.boxed(), plan, arrow_schema, input.memory_limit)
+            // A file claims the order when its manifest entry names the table's current sort order.
+            let claimed: Vec<bool> = input
+                .files
+                .iter()
+                .map(|f| f.entry.data_file().sort_order_id().is_some_and(|id| i64::from(id) == plan.order_id))
+                .collect();
+            let tagged = batches.map_ok(|(file, batch)| {
+                read += batch.num_rows() as u64;
+                Tagged { file, claimed: claimed.get(file).copied().unwrap_or(false), batch }
+            });
+            let (mut sorted, report) = sort_batches(tagged.boxed(), plan, arrow_schema, input.memory_limit)
                 .await
                 .map_err(|e| RewriteError::Sort(e.to_string()))?;
+            for &file in &report.unsorted_claims {
+                tracing::warn!(
+                    table = %qualified,
+                    path = input.files[file].path(),
+                    sort_order_id = plan.order_id,
+                    "input file claims the sort order but is not sorted by it: its rows are sorted, not merged"
+                );
+            }
+            tracing::debug!(table = %qualified, ?report, "sorted rewrite input");
             while let Some(batch) = sorted.try_next().await.map_err(|e| RewriteError::Sort(e.to_string()))? {
                 for piece in slices(&batch, input.target_file_size) {
                     writer.write(piece).await?;
@@ -372,7 +428,7 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
         }
         None => {
             let mut batches = batches;
-            while let Some(batch) = batches.try_next().await? {
+            while let Some((_, batch)) = batches.try_next().await? {
                 read += batch.num_rows() as u64;
                 for piece in slices(&batch, input.target_file_size) {
                     writer.write(piece).await?;
@@ -474,7 +530,11 @@ fn slices(batch: &arrow_array::RecordBatch, target: u64) -> Vec<arrow_array::Rec
 }
 
 /// The same data file, claiming `sort_order_id` (iceberg's writer leaves it unset).
-fn with_sort_order(f: &DataFile, spec_id: i32, sort_order_id: i64) -> Result<DataFile, RewriteError> {
+pub(crate) fn with_sort_order(
+    f: &DataFile,
+    spec_id: i32,
+    sort_order_id: i64,
+) -> Result<DataFile, RewriteError> {
     let id = i32::try_from(sort_order_id)
         .map_err(|_| RewriteError::Sort(format!("sort order id {sort_order_id}")))?;
     DataFileBuilder::default()

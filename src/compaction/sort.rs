@@ -1,30 +1,54 @@
-//! Sorting a rewrite's rows by the table's sort order within a memory budget: an external merge sort.
+//! Sorting a rewrite's rows by the table's sort order within a memory budget: a merge of the sorted
+//! runs the input already holds, and an external sort of the rest.
 //!
-//! Rows are gathered into chunks of at most a quarter of the budget (the rest is headroom for the
-//! decoder, the writer's buffered row group and allocator slack). A chunk is sorted in place: its rows'
-//! keys are encoded with arrow's row format, `(batch, row)` indexes are sorted by them, and the output
-//! is assembled 8k rows at a time with `interleave`, so a chunk is never copied whole. If the input
-//! fits one chunk it is emitted directly, otherwise every sorted chunk is spilled to a temporary Arrow
-//! IPC file and the runs are merged, a batch at a time, on a blocking thread.
+//! SignalDB's writer sorts every file by the table's sort order and says so (`sort_order_id` in the
+//! manifest entry). Batches of such a file are a sorted run; the claim is verified as rows arrive (each
+//! row's key, in arrow's row format, must not be below its predecessor's in the same file, across
+//! batches and chunks). From the first batch that breaks it, the file's rows are treated like rows of
+//! a file claiming nothing: sorted by comparison. Nothing is trusted that was not checked.
+//!
+//! Rows are gathered into chunks of at most a quarter of the budget; a full chunk is spilled on a
+//! blocking thread while the next is gathered (the rest of the budget is headroom for the decoder,
+//! the writer's buffered row group and allocator slack). A chunk's order is computed on
+//! `(batch, row)` indexes: loose rows are sorted, then all runs are merged pairwise (`n log k` key
+//! comparisons for `k` runs instead of `n log n`), and the output is assembled about `OUT_BYTES` at a
+//! time with `interleave`, so a chunk is never copied whole. If the input fits one chunk it is emitted
+//! directly, otherwise every chunk is spilled in order to a temporary Arrow IPC file and the spilled
+//! runs are merged through a binary heap on a blocking thread, at most a quarter of the budget's worth
+//! of runs open at once (more runs are first merged in groups, on disk).
+//!
+//! Whatever the path, the emitted stream re-checks that every row's key is not below its
+//! predecessor's and fails the rewrite otherwise: output never claims an order it does not have.
 //!
 //! Only sort orders made of identity transforms on top-level primitive columns are handled; for any
 //! other order `SortPlan::for_table` returns `None` and output claims no sort order.
 
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::PathBuf;
 
 use arrow_array::RecordBatch;
 use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::FileWriter;
-use arrow_row::{RowConverter, Rows, SortField};
+use arrow_row::{OwnedRow, RowConverter, Rows, SortField};
 use arrow_schema::{ArrowError, SchemaRef, SortOptions};
 use arrow_select::interleave::interleave_record_batch;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use iceberg::spec::{NullOrder, Schema, SortDirection, SortOrder, Transform, Type};
 
-/// Rows per emitted batch.
+/// Most rows per emitted (and spilled) batch.
 const OUT_ROWS: usize = 8192;
+
+/// Bytes aimed at per emitted (and spilled) batch: wide rows give fewer rows per batch.
+const OUT_BYTES: u64 = 2 << 20;
+
+/// Rows per emitted piece of `chunk`: [`OUT_BYTES`] over its average row size, at most [`OUT_ROWS`].
+fn piece_rows(chunk: &Chunk) -> usize {
+    let rows: usize = chunk.batches.iter().map(RecordBatch::num_rows).sum();
+    let row_bytes = (chunk.bytes / rows.max(1) as u64).max(1);
+    usize::try_from(OUT_BYTES / row_bytes).unwrap_or(OUT_ROWS).clamp(1, OUT_ROWS)
+}
 
 /// How to sort: the order's id and, per key, the top-level column index and direction.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,69 +98,225 @@ impl SortPlan {
     }
 }
 
+/// `batch` sorted by `plan` (a whole batch in memory: for writers of small files, such as `generate`).
+pub fn sort_batch(plan: &SortPlan, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let converter = plan.converter(batch.schema_ref())?;
+    let rows = plan.rows(&converter, batch)?;
+    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+    order.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
+    arrow_select::take::take_record_batch(batch, &arrow_array::UInt32Array::from(order))
+}
+
 type BatchStream = BoxStream<'static, Result<RecordBatch, ArrowError>>;
+
+/// One input batch, tagged with the input file it came from and whether that file claims (in its
+/// manifest entry) to be sorted by the plan's order.
+#[derive(Debug, Clone)]
+pub struct Tagged {
+    pub file: usize,
+    pub claimed: bool,
+    pub batch: RecordBatch,
+}
+
+/// What the sort learned about its input.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SortReport {
+    /// Batches merged as parts of verified sorted runs (not re-sorted).
+    pub merged_batches: usize,
+    /// Batches sorted by comparison (files not claiming the order, or found out of order).
+    pub sorted_batches: usize,
+    /// Input files that claim the order but are not sorted by it (their rows from the first
+    /// out-of-order batch on were sorted like unclaimed rows).
+    pub unsorted_claims: Vec<usize>,
+    /// Sorted runs spilled to disk.
+    pub spilled_runs: usize,
+}
 
 fn batch_bytes(b: &RecordBatch) -> u64 {
     b.get_array_memory_size() as u64
 }
 
-/// The `(batch, row)` order that sorts a chunk.
-fn sorted_order(
-    plan: &SortPlan,
-    schema: &SchemaRef,
-    chunk: &[RecordBatch],
-) -> Result<Vec<(usize, usize)>, ArrowError> {
-    let converter = plan.converter(schema)?;
-    let rows = chunk.iter().map(|b| plan.rows(&converter, b)).collect::<Result<Vec<Rows>, _>>()?;
-    let mut order: Vec<(usize, usize)> =
-        chunk.iter().enumerate().flat_map(|(b, batch)| (0..batch.num_rows()).map(move |i| (b, i))).collect();
-    order.sort_by(|&(ab, ai), &(bb, bi)| rows[ab].row(ai).cmp(&rows[bb].row(bi)));
-    Ok(order)
+/// A claimed file's verification state: the key of its last row seen and, if that row's batch is in
+/// the current chunk, the chunk run it extends.
+struct ClaimState {
+    last: OwnedRow,
+    run: Option<usize>,
+}
+
+/// The rows gathered for one in-memory sort: verified sorted runs (batch indexes, in order) and loose
+/// batches to be sorted by comparison.
+#[derive(Default)]
+struct Chunk {
+    batches: Vec<RecordBatch>,
+    rows: Vec<Rows>,
+    runs: Vec<Vec<usize>>,
+    loose: Vec<usize>,
+    bytes: u64,
+}
+
+/// Gathers tagged batches into chunks, verifying claimed files' order as rows arrive.
+struct Gatherer {
+    plan: SortPlan,
+    converter: RowConverter,
+    claims: HashMap<usize, ClaimState>,
+    broken: HashSet<usize>,
+    chunk: Chunk,
+    report: SortReport,
+}
+
+impl Gatherer {
+    fn push(&mut self, t: Tagged) -> Result<(), ArrowError> {
+        if t.batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let rows = self.plan.rows(&self.converter, &t.batch)?;
+        let index = self.chunk.batches.len();
+        self.chunk.bytes += batch_bytes(&t.batch) + rows.size() as u64;
+        let mut in_run = false;
+        if t.claimed && !self.broken.contains(&t.file) {
+            let state = self.claims.get(&t.file);
+            let continues = state.is_none_or(|s| s.last.row() <= rows.row(0));
+            if continues && (1..rows.num_rows()).all(|i| rows.row(i - 1) <= rows.row(i)) {
+                let run = match state.and_then(|s| s.run) {
+                    Some(run) => {
+                        self.chunk.runs[run].push(index);
+                        run
+                    }
+                    None => {
+                        self.chunk.runs.push(vec![index]);
+                        self.chunk.runs.len() - 1
+                    }
+                };
+                let last = rows.row(rows.num_rows() - 1).owned();
+                self.claims.insert(t.file, ClaimState { last, run: Some(run) });
+                in_run = true;
+            } else {
+                self.claims.remove(&t.file);
+                self.broken.insert(t.file);
+                self.report.unsorted_claims.push(t.file);
+            }
+        }
+        if in_run {
+            self.report.merged_batches += 1;
+        } else {
+            self.chunk.loose.push(index);
+            self.report.sorted_batches += 1;
+        }
+        self.chunk.batches.push(t.batch);
+        self.chunk.rows.push(rows);
+        Ok(())
+    }
+
+    /// Takes the current chunk; claimed files continue in a new run of the next chunk.
+    fn take(&mut self) -> Chunk {
+        for state in self.claims.values_mut() {
+            state.run = None;
+        }
+        std::mem::take(&mut self.chunk)
+    }
+}
+
+/// Merges two sorted index runs (stable: `a` first on ties).
+fn merge2(a: &[(u32, u32)], b: &[(u32, u32)], rows: &[Rows]) -> Vec<(u32, u32)> {
+    let key = |&(b, i): &(u32, u32)| rows[b as usize].row(i as usize);
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if key(&b[j]) < key(&a[i]) {
+            out.push(b[j]);
+            j += 1;
+        } else {
+            out.push(a[i]);
+            i += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+/// The `(batch, row)` order that sorts a chunk: loose batches are sorted by comparison, then every
+/// run is merged pairwise (a balanced merge tree: `n log k` comparisons for `k` runs).
+fn sorted_order(chunk: &Chunk) -> Vec<(u32, u32)> {
+    let rows = &chunk.rows;
+    let indexes = |b: usize| (0..chunk.batches[b].num_rows()).map(move |i| (b as u32, i as u32));
+    let mut runs: Vec<Vec<(u32, u32)>> =
+        chunk.runs.iter().map(|run| run.iter().flat_map(|&b| indexes(b)).collect()).collect();
+    if !chunk.loose.is_empty() {
+        let mut loose: Vec<(u32, u32)> = chunk.loose.iter().flat_map(|&b| indexes(b)).collect();
+        loose.sort_by(|&(ab, ai), &(bb, bi)| {
+            rows[ab as usize].row(ai as usize).cmp(&rows[bb as usize].row(bi as usize))
+        });
+        runs.push(loose);
+    }
+    while runs.len() > 1 {
+        let mut next = Vec::with_capacity(runs.len().div_ceil(2));
+        let mut it = runs.into_iter();
+        while let Some(a) = it.next() {
+            match it.next() {
+                Some(b) => next.push(merge2(&a, &b, rows)),
+                None => next.push(a),
+            }
+        }
+        runs = next;
+    }
+    runs.pop().unwrap_or_default()
 }
 
 /// The chunk's rows in `order` (at most `OUT_ROWS` of them).
-fn sorted_piece(chunk: &[RecordBatch], order: &[(usize, usize)]) -> Result<RecordBatch, ArrowError> {
-    let refs: Vec<&RecordBatch> = chunk.iter().collect();
-    interleave_record_batch(&refs, order)
+fn sorted_piece(batches: &[RecordBatch], order: &[(u32, u32)]) -> Result<RecordBatch, ArrowError> {
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    let order: Vec<(usize, usize)> = order.iter().map(|&(b, i)| (b as usize, i as usize)).collect();
+    interleave_record_batch(&refs, &order)
 }
 
-/// Sorts one in-memory chunk lazily: each poll assembles the next piece.
-fn sorted_stream(
-    plan: &SortPlan,
-    schema: &SchemaRef,
-    chunk: Vec<RecordBatch>,
-) -> Result<BatchStream, ArrowError> {
-    let order = sorted_order(plan, schema, &chunk)?;
-    Ok(futures::stream::unfold((chunk, order, 0usize), |(chunk, order, pos)| async move {
-        if pos >= order.len() {
-            return None;
+/// Emits one in-memory chunk: pieces are assembled on a blocking thread, a couple ahead of the writer,
+/// so assembling and encoding use both cores.
+fn sorted_stream(chunk: Chunk) -> BatchStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, ArrowError>>(2);
+    tokio::task::spawn_blocking(move || {
+        let order = sorted_order(&chunk);
+        for piece in order.chunks(piece_rows(&chunk)) {
+            let piece = sorted_piece(&chunk.batches, piece);
+            let failed = piece.is_err();
+            if tx.blocking_send(piece).is_err() || failed {
+                return; // the writer stopped reading, or it has the error
+            }
         }
-        let end = (pos + OUT_ROWS).min(order.len());
-        let piece = sorted_piece(&chunk, &order[pos..end]);
-        Some((piece, (chunk, order, end)))
-    })
-    .boxed())
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
 }
 
 /// Sorts `input` by `plan` within `memory_limit` bytes (spilling to a temporary directory beyond it).
+/// Batches of files that claim the order are merged as sorted runs once their order is verified; the
+/// rest are sorted. The returned stream re-checks the order of every row it emits and fails rather
+/// than yield a row out of order.
 pub async fn sort_batches<E>(
-    mut input: BoxStream<'_, Result<RecordBatch, E>>,
+    mut input: BoxStream<'_, Result<Tagged, E>>,
     plan: &SortPlan,
     schema: SchemaRef,
     memory_limit: u64,
-) -> Result<BatchStream, ArrowError>
+) -> Result<(BatchStream, SortReport), ArrowError>
 where
     E: std::fmt::Display,
 {
     let chunk_budget = (memory_limit / 4).max(1);
-    let mut chunk: Vec<RecordBatch> = Vec::new();
-    let mut chunk_bytes = 0u64;
+    let mut gatherer = Gatherer {
+        plan: plan.clone(),
+        converter: plan.converter(&schema)?,
+        claims: HashMap::new(),
+        broken: HashSet::new(),
+        chunk: Chunk::default(),
+        report: SortReport::default(),
+    };
     let mut spill: Option<(tempfile::TempDir, Vec<PathBuf>)> = None;
-    while let Some(batch) = input.next().await {
-        let batch = batch.map_err(|e| ArrowError::ExternalError(e.to_string().into()))?;
-        chunk_bytes += batch_bytes(&batch);
-        chunk.push(batch);
-        if chunk_bytes >= chunk_budget {
+    // A full chunk is spilled on a blocking thread while the next one is gathered (at most one spill in
+    // flight: two chunks, half the budget, at a time).
+    let mut spilling: Option<tokio::task::JoinHandle<Result<(), ArrowError>>> = None;
+    while let Some(tagged) = input.next().await {
+        let tagged = tagged.map_err(|e| ArrowError::ExternalError(e.to_string().into()))?;
+        gatherer.push(tagged)?;
+        if gatherer.chunk.bytes >= chunk_budget {
             let (dir, runs) = match &mut spill {
                 Some(s) => s,
                 None => spill.insert((
@@ -145,33 +325,76 @@ where
                 )),
             };
             let path = dir.path().join(format!("run-{}.arrow", runs.len()));
-            spill_run(plan, &schema, &std::mem::take(&mut chunk), &path)?;
-            runs.push(path);
-            chunk_bytes = 0;
+            runs.push(path.clone());
+            if let Some(previous) = spilling.take() {
+                join_spill(previous).await?;
+            }
+            let (chunk, schema) = (gatherer.take(), schema.clone());
+            spilling = Some(tokio::task::spawn_blocking(move || spill_run(&schema, &chunk, &path)));
         }
     }
-    let Some((dir, mut runs)) = spill else {
-        return sorted_stream(plan, &schema, chunk);
-    };
-    if !chunk.is_empty() {
-        let path = dir.path().join(format!("run-{}.arrow", runs.len()));
-        spill_run(plan, &schema, &chunk, &path)?;
-        runs.push(path);
+    if let Some(previous) = spilling.take() {
+        join_spill(previous).await?;
     }
-    drop(chunk);
-    Ok(merge_runs(plan.clone(), schema, dir, runs))
+    let chunk = gatherer.take();
+    let mut report = std::mem::take(&mut gatherer.report);
+    let stream = match spill {
+        None => sorted_stream(chunk),
+        Some((dir, mut runs)) => {
+            if !chunk.batches.is_empty() {
+                let path = dir.path().join(format!("run-{}.arrow", runs.len()));
+                let schema = schema.clone();
+                let spilled = path.clone();
+                join_spill(tokio::task::spawn_blocking(move || spill_run(&schema, &chunk, &spilled))).await?;
+                runs.push(path);
+            }
+            report.spilled_runs = runs.len();
+            // Each open run holds one batch of about `OUT_BYTES`; open runs share a quarter of the budget.
+            let fan_in = usize::try_from(chunk_budget / OUT_BYTES).unwrap_or(usize::MAX).max(2);
+            merge_runs(plan.clone(), schema.clone(), dir, runs, fan_in)
+        }
+    };
+    Ok((checked(stream, plan.clone(), schema)?, report))
 }
 
-fn spill_run(
-    plan: &SortPlan,
-    schema: &SchemaRef,
-    chunk: &[RecordBatch],
-    path: &PathBuf,
-) -> Result<(), ArrowError> {
-    let order = sorted_order(plan, schema, chunk)?;
+async fn join_spill(spill: tokio::task::JoinHandle<Result<(), ArrowError>>) -> Result<(), ArrowError> {
+    spill.await.map_err(|e| ArrowError::ExternalError(format!("spilling a sorted run: {e}").into()))?
+}
+
+/// Passes `sorted` through, failing at the first row whose key is below its predecessor's.
+fn checked(sorted: BatchStream, plan: SortPlan, schema: SchemaRef) -> Result<BatchStream, ArrowError> {
+    let converter = plan.converter(&schema)?;
+    let mut last: Option<OwnedRow> = None;
+    let mut emitted = 0u64;
+    Ok(sorted
+        .map(move |batch| {
+            let batch = batch?;
+            if batch.num_rows() == 0 {
+                return Ok(batch);
+            }
+            let rows = plan.rows(&converter, &batch)?;
+            let first_ok = last.as_ref().is_none_or(|l| l.row() <= rows.row(0));
+            if let Some(i) = (!first_ok)
+                .then_some(0)
+                .or_else(|| (1..rows.num_rows()).find(|&i| rows.row(i - 1) > rows.row(i)))
+            {
+                return Err(ArrowError::ComputeError(format!(
+                    "sorted output out of order at row {}: refusing to write it",
+                    emitted + i as u64
+                )));
+            }
+            last = Some(rows.row(rows.num_rows() - 1).owned());
+            emitted += batch.num_rows() as u64;
+            Ok(batch)
+        })
+        .boxed())
+}
+
+fn spill_run(schema: &SchemaRef, chunk: &Chunk, path: &PathBuf) -> Result<(), ArrowError> {
+    let order = sorted_order(chunk);
     let mut writer = FileWriter::try_new(File::create(path)?, schema)?;
-    for piece in order.chunks(OUT_ROWS) {
-        writer.write(&sorted_piece(chunk, piece)?)?;
+    for piece in order.chunks(piece_rows(chunk)) {
+        writer.write(&sorted_piece(&chunk.batches, piece)?)?;
     }
     writer.finish()
 }
@@ -187,22 +410,76 @@ struct Run {
 }
 
 /// Merges sorted runs on a blocking thread; batches come back through a small channel (bounded memory).
-fn merge_runs(plan: SortPlan, schema: SchemaRef, dir: tempfile::TempDir, runs: Vec<PathBuf>) -> BatchStream {
+/// At most `fan_in` runs are open at once: with more, groups of `fan_in` are first merged into longer
+/// runs on disk.
+fn merge_runs(
+    plan: SortPlan,
+    schema: SchemaRef,
+    dir: tempfile::TempDir,
+    runs: Vec<PathBuf>,
+    fan_in: usize,
+) -> BatchStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, ArrowError>>(2);
     tokio::task::spawn_blocking(move || {
-        let _keep_until_merged = dir;
-        if let Err(e) = merge_into(&plan, &schema, &runs, &tx) {
+        let result = merge_passes(&plan, &schema, dir.path(), runs, fan_in).and_then(|runs| {
+            merge_into(&plan, &schema, &runs, &mut |batch| tx.blocking_send(Ok(batch)).is_ok())
+        });
+        if let Err(e) = result {
             let _ = tx.blocking_send(Err(e));
         }
+        drop(dir);
     });
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
 }
 
+/// Merges groups of `fan_in` runs into single runs until at most `fan_in` remain.
+fn merge_passes(
+    plan: &SortPlan,
+    schema: &SchemaRef,
+    dir: &std::path::Path,
+    mut runs: Vec<PathBuf>,
+    fan_in: usize,
+) -> Result<Vec<PathBuf>, ArrowError> {
+    let fan_in = fan_in.max(2);
+    let mut pass = 0;
+    while runs.len() > fan_in {
+        pass += 1;
+        let mut next = Vec::with_capacity(runs.len().div_ceil(fan_in));
+        for (i, group) in runs.chunks(fan_in).enumerate() {
+            if group.len() == 1 {
+                next.push(group[0].clone());
+                continue;
+            }
+            let path = dir.join(format!("pass-{pass}-run-{i}.arrow"));
+            let mut writer = FileWriter::try_new(File::create(&path)?, schema)?;
+            let mut failed = None;
+            merge_into(plan, schema, group, &mut |batch| match writer.write(&batch) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            writer.finish()?;
+            for merged in group {
+                std::fs::remove_file(merged)?;
+            }
+            next.push(path);
+        }
+        runs = next;
+    }
+    Ok(runs)
+}
+
+/// Merges the sorted runs in `paths`, handing each output batch to `sink` (which returns false to stop).
 fn merge_into(
     plan: &SortPlan,
     schema: &SchemaRef,
     paths: &[PathBuf],
-    tx: &tokio::sync::mpsc::Sender<Result<RecordBatch, ArrowError>>,
+    sink: &mut dyn FnMut(RecordBatch) -> bool,
 ) -> Result<(), ArrowError> {
     let converter = plan.converter(schema)?;
     let mut sources: Vec<RecordBatch> = Vec::new();
@@ -215,15 +492,18 @@ fn merge_into(
             runs.push(Run { reader, batch, rows, pos: 0, source: sources.len() - 1 });
         }
     }
-    let mut indices: Vec<(usize, usize)> = Vec::with_capacity(OUT_ROWS);
-    while !runs.is_empty() {
-        // The smallest current row among the runs (few runs: a linear scan beats a heap here).
-        let mut best = 0;
-        for r in 1..runs.len() {
-            if runs[r].rows.row(runs[r].pos) < runs[best].rows.row(runs[best].pos) {
-                best = r;
-            }
-        }
+    // Output batches sized by bytes, like the runs' own batches.
+    let (bytes, rows) =
+        sources.iter().fold((0u64, 0u64), |(b, r), s| (b + batch_bytes(s), r + s.num_rows() as u64));
+    let out_rows =
+        usize::try_from(OUT_BYTES / (bytes / rows.max(1)).max(1)).unwrap_or(OUT_ROWS).clamp(1, OUT_ROWS);
+    // A binary min-heap of run indexes by each run's current row.
+    let mut heap: Vec<usize> = (0..runs.len()).collect();
+    for i in (0..heap.len() / 2).rev() {
+        sift_down(&mut heap, i, &runs);
+    }
+    let mut indices: Vec<(usize, usize)> = Vec::with_capacity(out_rows);
+    while let Some(&best) = heap.first() {
         let run = &mut runs[best];
         indices.push((run.source, run.pos));
         run.pos += 1;
@@ -237,27 +517,50 @@ fn merge_into(
                     run.source = sources.len() - 1;
                 }
                 None => {
-                    runs.swap_remove(best);
+                    let last = heap.pop().expect("heap is not empty");
+                    if !heap.is_empty() {
+                        heap[0] = last;
+                    }
                 }
             }
         }
-        if indices.len() == OUT_ROWS || runs.is_empty() {
+        sift_down(&mut heap, 0, &runs);
+        if indices.len() == out_rows || heap.is_empty() {
             if !indices.is_empty() {
                 let refs: Vec<&RecordBatch> = sources.iter().collect();
                 let out = interleave_record_batch(&refs, &indices)?;
                 indices.clear();
-                if tx.blocking_send(Ok(out)).is_err() {
-                    return Ok(()); // the writer stopped reading
+                if !sink(out) {
+                    return Ok(()); // the consumer stopped
                 }
             }
             // Keep only the batches runs still point into, re-indexed.
-            sources = runs.iter().map(|r| r.batch.clone()).collect();
-            for (i, run) in runs.iter_mut().enumerate() {
-                run.source = i;
+            sources = heap.iter().map(|&r| runs[r].batch.clone()).collect();
+            for (i, &r) in heap.iter().enumerate() {
+                runs[r].source = i;
             }
         }
     }
     Ok(())
+}
+
+fn sift_down(heap: &mut [usize], mut i: usize, runs: &[Run]) {
+    let key = |r: usize| runs[r].rows.row(runs[r].pos);
+    loop {
+        let (l, r) = (2 * i + 1, 2 * i + 2);
+        let mut least = i;
+        if l < heap.len() && key(heap[l]) < key(heap[least]) {
+            least = l;
+        }
+        if r < heap.len() && key(heap[r]) < key(heap[least]) {
+            least = r;
+        }
+        if least == i {
+            return;
+        }
+        heap.swap(i, least);
+        i = least;
+    }
 }
 
 #[cfg(test)]
@@ -291,19 +594,33 @@ mod tests {
         }
     }
 
-    async fn run(batches: Vec<RecordBatch>, memory: u64) -> Vec<(i64, Option<String>)> {
-        let input = futures::stream::iter(batches.into_iter().map(Ok::<_, ArrowError>)).boxed();
-        let mut out = sort_batches(input, &plan(), schema(), memory).await.unwrap();
+    fn values(b: &RecordBatch) -> Vec<(i64, Option<String>)> {
+        let ts = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        let id = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        (0..b.num_rows()).map(|i| (ts.value(i), (!id.is_null(i)).then(|| id.value(i).to_string()))).collect()
+    }
+
+    async fn sort_tagged(
+        input: Vec<Tagged>,
+        plan: &SortPlan,
+        memory: u64,
+    ) -> Result<(Vec<(i64, Option<String>)>, SortReport), ArrowError> {
+        let input = futures::stream::iter(input.into_iter().map(Ok::<_, ArrowError>)).boxed();
+        let (mut out, report) = sort_batches(input, plan, schema(), memory).await?;
         let mut rows = Vec::new();
         while let Some(b) = out.next().await {
-            let b = b.unwrap();
-            let ts = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
-            let id = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
-            for i in 0..b.num_rows() {
-                rows.push((ts.value(i), (!id.is_null(i)).then(|| id.value(i).to_string())));
-            }
+            rows.extend(values(&b?));
         }
-        rows
+        Ok((rows, report))
+    }
+
+    async fn run(batches: Vec<RecordBatch>, memory: u64) -> Vec<(i64, Option<String>)> {
+        let tagged = batches
+            .into_iter()
+            .enumerate()
+            .map(|(file, batch)| Tagged { file, claimed: false, batch })
+            .collect();
+        sort_tagged(tagged, &plan(), memory).await.unwrap().0
     }
 
     fn inputs() -> (Vec<RecordBatch>, Vec<(i64, Option<String>)>) {
@@ -346,5 +663,216 @@ mod tests {
     #[tokio::test]
     async fn empty_input_yields_nothing() {
         assert!(run(vec![], 1024).await.is_empty());
+    }
+
+    /// An independent comparator for `(ts, id)` under `plan` (column 0 then 1).
+    fn cmp_under(
+        plan: &SortPlan,
+        a: &(i64, Option<String>),
+        b: &(i64, Option<String>),
+    ) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        fn one<T: Ord>(x: Option<&T>, y: Option<&T>, o: SortOptions) -> Ordering {
+            match (x, y) {
+                (None, None) => Ordering::Equal,
+                (None, Some(_)) => {
+                    if o.nulls_first {
+                        Ordering::Less
+                    } else {
+                        Ordering::Greater
+                    }
+                }
+                (Some(_), None) => {
+                    if o.nulls_first {
+                        Ordering::Greater
+                    } else {
+                        Ordering::Less
+                    }
+                }
+                (Some(x), Some(y)) => {
+                    if o.descending {
+                        y.cmp(x)
+                    } else {
+                        x.cmp(y)
+                    }
+                }
+            }
+        }
+        for &(col, o) in &plan.keys {
+            let c =
+                if col == 0 { one(Some(&a.0), Some(&b.0), o) } else { one(a.1.as_ref(), b.1.as_ref(), o) };
+            if c != Ordering::Equal {
+                return c;
+            }
+        }
+        Ordering::Equal
+    }
+
+    fn assert_sorted_multiset(
+        plan: &SortPlan,
+        got: &[(i64, Option<String>)],
+        mut want: Vec<(i64, Option<String>)>,
+    ) {
+        for w in got.windows(2) {
+            assert_ne!(cmp_under(plan, &w[0], &w[1]), std::cmp::Ordering::Greater, "out of order: {w:?}");
+        }
+        let mut got = got.to_vec();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "rows differ as multisets");
+    }
+
+    /// `rows` split into tagged batches of at most `per_batch` rows, all from `file`.
+    fn file_batches(
+        file: usize,
+        claimed: bool,
+        rows: &[(i64, Option<String>)],
+        per_batch: usize,
+    ) -> Vec<Tagged> {
+        rows.chunks(per_batch.max(1))
+            .map(|c| Tagged {
+                file,
+                claimed,
+                batch: batch(c.iter().map(|r| r.0).collect(), c.iter().map(|r| r.1.as_deref()).collect()),
+            })
+            .collect()
+    }
+
+    fn random_rows(seed: u64, n: usize) -> Vec<(i64, Option<String>)> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let v = (x % 1_000_003) as i64;
+                (v % 50, (v % 5 != 0).then(|| format!("k{}", v % 11)))
+            })
+            .collect()
+    }
+
+    fn plans() -> Vec<SortPlan> {
+        let mut out = Vec::new();
+        for descending in [false, true] {
+            for nulls_first in [false, true] {
+                out.push(SortPlan {
+                    order_id: 3,
+                    keys: vec![
+                        (0, SortOptions { descending, nulls_first: !nulls_first }),
+                        (1, SortOptions { descending: !descending, nulls_first }),
+                    ],
+                });
+                out.push(SortPlan { order_id: 4, keys: vec![(1, SortOptions { descending, nulls_first })] });
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn claimed_sorted_runs_are_merged_not_sorted() {
+        for plan in plans() {
+            for memory in [1 << 30, 16 * 1024] {
+                let mut per_file = Vec::new();
+                let mut all = Vec::new();
+                for file in 0..12 {
+                    let mut rows = random_rows(file as u64 * 7 + 1, 700);
+                    rows.sort_by(|a, b| cmp_under(&plan, a, b));
+                    all.extend(rows.clone());
+                    per_file.push(file_batches(file, true, &rows, 100).into_iter());
+                }
+                // Files interleave batch by batch, as files decoded at once do.
+                let mut input = Vec::new();
+                while input.len() < 12 * 7 {
+                    input.extend(per_file.iter_mut().filter_map(Iterator::next));
+                }
+                let (got, report) = sort_tagged(input, &plan, memory).await.unwrap();
+                assert_sorted_multiset(&plan, &got, all);
+                assert_eq!(report.sorted_batches, 0, "{plan:?}");
+                assert!(report.unsorted_claims.is_empty());
+                assert_eq!(report.merged_batches, 12 * 7);
+                assert_eq!(report.spilled_runs > 0, memory < 1 << 20);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_claiming_the_order_but_unsorted_is_sorted_not_merged() {
+        let plan = plan();
+        for memory in [1 << 30, 8 * 1024] {
+            let mut sorted = random_rows(5, 600);
+            sorted.sort_by(|a, b| cmp_under(&plan, a, b));
+            // File 1 lies inside a batch; file 2 lies only across batches (each batch sorted on its own);
+            // file 3 lies only in its last row.
+            let liar_inside = random_rows(9, 600);
+            let mut across = sorted.clone();
+            across.rotate_left(300);
+            let mut last = sorted.clone();
+            last.push((-1, None));
+            let mut input = file_batches(0, true, &sorted, 128);
+            input.extend(file_batches(1, true, &liar_inside, 128));
+            input.extend(file_batches(2, true, &across, 100));
+            input.extend(file_batches(3, true, &last, 128));
+            let want = [sorted.clone(), liar_inside, across, last].concat();
+            let (got, report) = sort_tagged(input, &plan, memory).await.unwrap();
+            assert_sorted_multiset(&plan, &got, want);
+            assert_eq!(report.unsorted_claims, vec![1, 2, 3], "memory {memory}");
+        }
+    }
+
+    #[tokio::test]
+    async fn mixed_claimed_and_unclaimed_inputs_with_equal_keys_across_runs() {
+        let plan = plan();
+        let same: Vec<(i64, Option<String>)> = (0..300).map(|i| (i / 100, Some("k".to_string()))).collect();
+        let mut input = Vec::new();
+        let mut want = Vec::new();
+        for file in 0..6 {
+            let claimed = file % 2 == 0;
+            let rows = if claimed { same.clone() } else { random_rows(file as u64 + 40, 300) };
+            want.extend(rows.clone());
+            input.extend(file_batches(file, claimed, &rows, 64));
+        }
+        let (got, report) = sort_tagged(input, &plan, 1 << 30).await.unwrap();
+        assert_sorted_multiset(&plan, &got, want);
+        assert!(report.merged_batches > 0 && report.sorted_batches > 0, "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn the_output_check_refuses_rows_out_of_order() {
+        let unsorted = futures::stream::iter([
+            Ok(batch(vec![1, 2], vec![Some("a"), Some("b")])),
+            Ok(batch(vec![2, 1], vec![Some("c"), Some("a")])),
+        ])
+        .boxed();
+        let mut out = checked(unsorted, plan(), schema()).unwrap();
+        assert!(out.next().await.unwrap().is_ok());
+        let err = out.next().await.unwrap().unwrap_err().to_string();
+        assert!(err.contains("out of order at row 3"), "{err}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        #[test]
+        fn merge_equals_a_full_sort(
+            files in proptest::collection::vec(
+                (proptest::prelude::any::<u64>(), 0usize..400, 1usize..150, 0u8..3), 1..10),
+            plan_index in 0usize..8,
+            memory_kb in proptest::prelude::prop_oneof![proptest::prelude::Just(1usize << 20), 4usize..64],
+        ) {
+            let plan = plans()[plan_index].clone();
+            let mut input = Vec::new();
+            let mut want = Vec::new();
+            for (file, &(seed, n, per_batch, kind)) in files.iter().enumerate() {
+                let mut rows = random_rows(seed, n);
+                // kind 0: claimed and sorted; 1: claimed but (maybe) unsorted; 2: unclaimed.
+                if kind == 0 {
+                    rows.sort_by(|a, b| cmp_under(&plan, a, b));
+                }
+                want.extend(rows.clone());
+                input.extend(file_batches(file, kind < 2, &rows, per_batch));
+            }
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let (got, _) = rt.block_on(sort_tagged(input, &plan, memory_kb as u64 * 1024)).unwrap();
+            assert_sorted_multiset(&plan, &got, want);
+        }
     }
 }

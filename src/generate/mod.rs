@@ -30,6 +30,8 @@ use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
 use crate::catalog::{Access, Catalog};
+use crate::compaction::rewrite::with_sort_order;
+use crate::compaction::sort::{SortPlan, sort_batch};
 use crate::config::{CatalogConfig, StorageConfig};
 use crate::storage::{Dsn, Warehouse};
 
@@ -50,6 +52,9 @@ pub struct GenerateOptions {
     pub tables: Vec<String>,
     /// Declare no sort order on the tables.
     pub unsorted: bool,
+    /// Write files in generation order, claiming no sort order, even where the table declares one
+    /// (by default files are sorted by the declared order and claim it, as SignalDB's writer does).
+    pub unsorted_files: bool,
     /// The end of the generated time range (exclusive); the last hour is the one containing it.
     pub end: DateTime<Utc>,
     /// Tables generated concurrently.
@@ -225,7 +230,8 @@ async fn fill_table(
         for f in 0..opts.files_per_hour {
             let seed = batch::file_seed(opts.seed, &job.namespace.join("."), job.table, hour_start, f);
             let spec = batch::FileSpec { seed, rows: opts.rows_per_file, start: hour_start, end: hour_end };
-            let (n, size) = append_file(catalog, &mut table, &columns, &spec).await?;
+            let layout = if opts.unsorted_files { FileLayout::Unsorted } else { FileLayout::Sorted };
+            let (n, size) = append_file_as(catalog, &mut table, &columns, &spec, layout).await?;
             files += 1;
             rows += n;
             bytes += size;
@@ -242,7 +248,18 @@ pub async fn append_file(
     columns: &[schema::Column],
     spec: &batch::FileSpec,
 ) -> anyhow::Result<(u64, u64)> {
-    let data_files = write_file(table, columns, spec).await?;
+    append_file_as(catalog, table, columns, spec, FileLayout::Sorted).await
+}
+
+/// [`append_file`] with the given row layout.
+pub async fn append_file_as(
+    catalog: &Catalog,
+    table: &mut Table,
+    columns: &[schema::Column],
+    spec: &batch::FileSpec,
+    layout: FileLayout,
+) -> anyhow::Result<(u64, u64)> {
+    let data_files = write_file_as(table, columns, spec, layout).await?;
     let rows = data_files.iter().map(|f| f.record_count()).sum();
     let bytes = data_files.iter().map(|f| f.file_size_in_bytes()).sum();
     let tx = Transaction::new(table);
@@ -251,16 +268,57 @@ pub async fn append_file(
     Ok((rows, bytes))
 }
 
-/// Writes one Parquet file into its hour partition without committing it.
+/// How a generated file's rows are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileLayout {
+    /// Sorted by the table's declared sort order and claiming it (`sort_order_id` in the manifest
+    /// entry), as SignalDB's writer does. Tables without a sort order get unsorted files.
+    #[default]
+    Sorted,
+    /// In generation order, claiming no sort order (files from a writer that does not sort).
+    Unsorted,
+    /// In reverse generation order (timestamps descending) but claiming the table's sort order: a
+    /// buggy writer's files, for tests of the compactor's verification of sort claims.
+    Misclaimed,
+}
+
+/// Writes one Parquet file into its hour partition without committing it, as SignalDB's writer does.
 pub async fn write_file(
     table: &Table,
     columns: &[schema::Column],
     spec: &batch::FileSpec,
 ) -> anyhow::Result<Vec<iceberg::spec::DataFile>> {
+    write_file_as(table, columns, spec, FileLayout::Sorted).await
+}
+
+/// [`write_file`] with the given row layout.
+pub async fn write_file_as(
+    table: &Table,
+    columns: &[schema::Column],
+    spec: &batch::FileSpec,
+    layout: FileLayout,
+) -> anyhow::Result<Vec<iceberg::spec::DataFile>> {
     let metadata = table.metadata();
     let iceberg_schema = metadata.current_schema().clone();
     let arrow_schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(&iceberg_schema)?);
-    let record_batch = batch::build(columns, &arrow_schema, spec)?;
+    let mut record_batch = batch::build(columns, &arrow_schema, spec)?;
+    let sort = match layout {
+        FileLayout::Sorted | FileLayout::Misclaimed => {
+            SortPlan::for_table(metadata.default_sort_order(), &iceberg_schema)
+        }
+        FileLayout::Unsorted => None,
+    };
+    match (&sort, layout) {
+        (Some(plan), FileLayout::Sorted) => record_batch = sort_batch(plan, &record_batch)?,
+        (_, FileLayout::Misclaimed) => {
+            let reversed: Vec<u32> = (0..record_batch.num_rows() as u32).rev().collect();
+            record_batch = arrow_select::take::take_record_batch(
+                &record_batch,
+                &arrow_array::UInt32Array::from(reversed),
+            )?;
+        }
+        _ => {}
+    }
     let hour = (spec.start.timestamp() / 3600) as i32;
     let partition = Struct::from_iter([Some(Literal::int(hour))]);
     let key = PartitionKey::new(
@@ -283,7 +341,14 @@ pub async fn write_file(
     );
     let mut writer = DataFileWriterBuilder::new(rolling).build(Some(key)).await?;
     writer.write(record_batch).await?;
-    Ok(writer.close().await?)
+    let files = writer.close().await?;
+    match &sort {
+        Some(plan) => files
+            .iter()
+            .map(|f| Ok(with_sort_order(f, metadata.default_partition_spec_id(), plan.order_id)?))
+            .collect(),
+        None => Ok(files),
+    }
 }
 
 /// `Transaction::commit` retries conflicts itself; SQLite "database is locked" under parallel writers

@@ -121,7 +121,10 @@ impl Storage for ObjectStoreStorage {
 
     async fn writer(&self, path: &str) -> Result<Box<dyn FileWrite>> {
         let (store, p) = self.resolve(path)?;
-        Ok(Box::new(ObjectWrite { writer: Some(BufWriter::new(store, p)), location: path.to_string() }))
+        // At most two 10 MiB parts in flight: bounds a big output file's buffered bytes (compaction's
+        // memory model, docs/configuration.md).
+        let writer = BufWriter::new(store, p).with_max_concurrency(WRITE_CONCURRENCY);
+        Ok(Box::new(ObjectWrite { writer: Some(writer), location: path.to_string() }))
     }
 
     async fn delete(&self, path: &str) -> Result<()> {
@@ -173,6 +176,9 @@ impl FileRead for ObjectRead {
         self.store.get_range(&self.path, range).await.map_err(|e| io_error(&self.location, "get_range", e))
     }
 }
+
+/// Parts of a multipart write uploaded at once.
+const WRITE_CONCURRENCY: usize = 2;
 
 /// Streams writes through `object_store`'s buffered writer: small files become one `put`, large ones a
 /// multipart upload. On the local store either is an atomic rename, so a crash never leaves a

@@ -103,6 +103,7 @@ async fn chaos(uri: Option<String>, iterations: usize) {
             all_signals: false,
             tables: vec!["traces".into(), "logs".into()],
             unsorted: false,
+            unsorted_files: false,
             end,
             concurrency: 2,
         },

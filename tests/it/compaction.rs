@@ -35,6 +35,7 @@ fn options(dir: &std::path::Path, files: usize) -> GenerateOptions {
         all_signals: false,
         tables: Vec::new(),
         unsorted: false,
+        unsorted_files: false,
         end: fixed_end(),
         concurrency: 3,
     }
@@ -673,4 +674,136 @@ async fn a_content_invariant_violation_commits_nothing_and_deletes_its_outputs()
     assert!(ctx.metrics.render().contains(
         "compactor_invariant_violations_total{job=\"compaction\",table=\"swapped.prod.traces\"} 3"
     ));
+}
+
+/// Every compacted (`compact-*`) file of `table`: claims sort order 1 and is sorted by
+/// (timestamp, trace_id) with nulls first; returns the rows checked.
+async fn assert_compacted_files_sorted(ctx: &Context, table: &str) -> u64 {
+    let t = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.qualified() == table).unwrap();
+    let table = ctx.catalog.load(&t).await.unwrap();
+    let inventory = Inventory::load(&table).await.unwrap();
+    let mut rows = 0u64;
+    for f in inventory.data.iter().filter(|f| f.path().contains("/compact-")) {
+        assert_eq!(f.entry.data_file().sort_order_id(), Some(1), "{} claims the sort order", f.path());
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(local(f.path())).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut last: Option<(i64, String)> = None;
+        for batch in reader {
+            let batch = batch.unwrap();
+            let ts = batch
+                .column_by_name("timestamp")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap();
+            let id =
+                batch.column_by_name("trace_id").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+            for i in 0..batch.num_rows() {
+                let key = (ts.value(i), id.value(i).to_string());
+                if let Some(prev) = &last {
+                    assert!(prev <= &key, "{} not sorted at row {rows}: {prev:?} > {key:?}", f.path());
+                }
+                last = Some(key);
+                rows += 1;
+            }
+        }
+    }
+    rows
+}
+
+/// Sorted runs are merged, and a claim is verified, not trusted: one closed hour holds files sorted and
+/// claiming the order (SignalDB's writer), files claiming it while unsorted (a buggy writer), and files
+/// claiming nothing. With an ample and a tiny (spilling) memory budget, the output is sorted, claims the
+/// order, and both independent readers see the same rows as before.
+#[tokio::test]
+async fn claimed_sorted_runs_merge_and_false_claims_are_caught() {
+    use signaldb_compactor::generate::{FileLayout, append_file_as, batch::FileSpec, schema::columns};
+    for memory in [256 << 20, 48 * 1024] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = options(dir.path(), 3);
+        opts.tables = vec!["traces".into()];
+        opts.hours = 2;
+        generate(&opts).await.unwrap();
+        let ctx = context(dir.path(), now(), |c| c.compaction.memory_limit_bytes = memory).await;
+        let t = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+        let mut table = ctx.catalog.load(&t).await.unwrap();
+        let hour = fixed_end() - TimeDelta::minutes(90); // 09:00, closed
+        let start = chrono::DurationRound::duration_trunc(hour, TimeDelta::hours(1)).unwrap();
+        for (i, layout) in
+            [FileLayout::Misclaimed, FileLayout::Unsorted, FileLayout::Misclaimed, FileLayout::Sorted]
+                .into_iter()
+                .enumerate()
+        {
+            let spec = FileSpec { seed: 500 + i as u64, rows: 300, start, end: start + TimeDelta::hours(1) };
+            append_file_as(&ctx.catalog, &mut table, &columns("traces"), &spec, layout).await.unwrap();
+        }
+        let name = t.qualified();
+        let before = pyiceberg(dir.path(), &["scan", "--table", &name]);
+        let before_duck = crate::support::duckdb(dir.path(), &["scan", "--table", &name]);
+        assert_eq!(before["checksum"], before_duck["checksum"]);
+
+        let report = run(&ctx, Mode::Execute).await;
+        assert_eq!(report.failed_tables(), 0, "{report:#?}");
+        let after = pyiceberg(dir.path(), &["scan", "--table", &name]);
+        let after_duck = crate::support::duckdb(dir.path(), &["scan", "--table", &name]);
+        assert_eq!(after["operation"], "replace");
+        for after in [&after, &after_duck] {
+            assert_eq!(after["rows"], before["rows"], "memory {memory}: row count");
+            assert_eq!(after["checksum"], before["checksum"], "memory {memory}: row multiset");
+        }
+        let files = files_per_partition(&ctx, &name).await;
+        assert_eq!(files["timestamp_hour=2026-11-21-09"], 1, "3 + 4 files -> 1");
+        // Hours 09 (3 generated + 4 appended files of 200/300 rows) and 10 is open: 3*200 + 4*300.
+        assert_eq!(assert_compacted_files_sorted(&ctx, &name).await, 3 * 200 + 4 * 300);
+    }
+}
+
+/// `generate` writes files as SignalDB's writer does: sorted by the declared order and claiming it;
+/// `unsorted_files` writes them in generation order, claiming nothing.
+#[tokio::test]
+async fn generated_files_claim_the_sort_order_unless_asked_not_to() {
+    for unsorted_files in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = options(dir.path(), 2);
+        opts.tables = vec!["traces".into()];
+        opts.hours = 1;
+        opts.unsorted_files = unsorted_files;
+        generate(&opts).await.unwrap();
+        let ctx = context(dir.path(), now(), |_| {}).await;
+        let t = ctx.catalog.discover().await.unwrap().into_iter().next().unwrap();
+        let table = ctx.catalog.load(&t).await.unwrap();
+        let inventory = Inventory::load(&table).await.unwrap();
+        assert_eq!(inventory.data.len(), 2);
+        for f in &inventory.data {
+            let want = (!unsorted_files).then_some(1);
+            assert_eq!(f.entry.data_file().sort_order_id(), want, "{}", f.path());
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(local(f.path())).unwrap())
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            let mut keys = Vec::new();
+            for batch in reader {
+                let batch = batch.unwrap();
+                let ts = batch
+                    .column_by_name("timestamp")
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<TimestampMicrosecondArray>()
+                    .unwrap();
+                let id =
+                    batch.column_by_name("trace_id").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+                keys.extend((0..batch.num_rows()).map(|i| (ts.value(i), id.value(i).to_string())));
+            }
+            if !unsorted_files {
+                assert!(
+                    keys.windows(2).all(|w| w[0] <= w[1]),
+                    "{} claims the order but is not sorted",
+                    f.path()
+                );
+            }
+        }
+    }
 }

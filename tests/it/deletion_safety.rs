@@ -33,6 +33,7 @@ fn options(dir: &Path) -> GenerateOptions {
         all_signals: false,
         tables: vec!["traces".into(), "logs".into()],
         unsorted: false,
+        unsorted_files: false,
         end: fixed_end(),
         concurrency: 2,
     }

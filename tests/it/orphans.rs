@@ -30,6 +30,7 @@ fn options(dir: &Path, tables: &[&str]) -> GenerateOptions {
         all_signals: false,
         tables: tables.iter().map(|t| t.to_string()).collect(),
         unsorted: false,
+        unsorted_files: false,
         end: fixed_end(),
         concurrency: 2,
     }

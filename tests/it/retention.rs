@@ -31,6 +31,7 @@ fn traces_only(dir: &std::path::Path, hours: u32, files: usize, rows: usize) -> 
         all_signals: false,
         tables: vec!["traces".into()],
         unsorted: false,
+        unsorted_files: false,
         end: fixed_end(),
         concurrency: 1,
     }

@@ -45,6 +45,7 @@ pub fn small_options(dir: &Path) -> GenerateOptions {
         all_signals: false,
         tables: Vec::new(),
         unsorted: false,
+        unsorted_files: false,
         end: fixed_end(),
         concurrency: 2,
     }
