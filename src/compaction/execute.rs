@@ -26,7 +26,8 @@ use crate::table::commit::discard_uncommitted;
 use crate::table::partition;
 use crate::table::properties::TableProperties;
 use crate::table::{
-    Change, CommitError, Committed, Inventory, LiveFile, RetryPolicy, SnapshotChange, commit_with_retry,
+    Abandon, Change, CommitError, Committed, Inventory, LiveFile, RetryPolicy, SnapshotChange,
+    commit_with_retry,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -474,7 +475,9 @@ struct GroupDone {
 
 /// A group that did not commit: abandoned cleanly (the table moved on) or failed.
 enum GroupFailure {
-    Abandoned(String),
+    /// Shutdown was requested before the group's rewrite started; nothing was written.
+    NotStarted,
+    Abandoned(Abandon),
     /// Deliberately not rewritten (e.g. `no_field_ids`); nothing was written.
     Skipped(&'static str),
     Failed(String),
@@ -497,7 +500,7 @@ async fn run_group(
     cancel: &CancellationToken,
 ) -> Result<GroupDone, GroupFailure> {
     if cancel.is_cancelled() {
-        return Err(GroupFailure::Abandoned("shutdown requested before the rewrite started".into()));
+        return Err(GroupFailure::NotStarted);
     }
     let rewritten = rewrite::rewrite(GroupInput {
         table,
@@ -577,22 +580,22 @@ async fn run_group(
 
     let inputs: HashSet<String> = w.files.iter().map(|f| f.path().to_string()).collect();
     let rebase =
-        |current: &Table, inv: &Inventory| -> Result<Change, String> {
+        |current: &Table, inv: &Inventory| -> Result<Change, Abandon> {
             if current.metadata().current_schema_id() != start.schema_id {
-                return Err("the table schema changed since the rewrite started".into());
+                return Err(Abandon::SchemaChanged);
             }
             // An operator who disables the table (or breaks a switch) meanwhile is obeyed.
             if let Err(excluded) = TableProperties::admit(current) {
-                return Err(format!("the table was excluded meanwhile ({excluded})"));
+                return Err(Abandon::Excluded(excluded.to_string()));
             }
             let live: HashSet<&str> = inv.data.iter().map(|f| f.path()).collect();
             if let Some(gone) = inputs.iter().find(|i| !live.contains(i.as_str())) {
-                return Err(format!("input {gone} is no longer live (removed by a concurrent commit)"));
+                return Err(Abandon::InputGone(gone.clone()));
             }
             if let Some(d) = inv.deletes.iter().find(|d| {
                 delete_applies(current, d, p.spec_id, &p.value) && !start.deletes.contains(d.path())
             }) {
-                return Err(format!("delete file {} was committed to the partition meanwhile", d.path()));
+                return Err(Abandon::DeleteFileAdded(d.path().to_string()));
             }
             // Deletes applied by this rewrite that no live data file needs any more leave with the
             // inputs (decided on the table as it is now; only deletes present at the start were
@@ -746,7 +749,12 @@ fn merge_results(
                     {
                         entry.status = PartitionStatus::Skipped { reason: format!("abandoned: {why}") }
                     }
-                    GroupFailure::Abandoned(_) => {}
+                    GroupFailure::NotStarted if !matches!(entry.status, PartitionStatus::Failed { .. }) => {
+                        entry.status = PartitionStatus::Skipped {
+                            reason: "abandoned: shutdown requested before the rewrite started".into(),
+                        }
+                    }
+                    GroupFailure::Abandoned(_) | GroupFailure::NotStarted => {}
                     GroupFailure::Skipped(reason)
                         if !matches!(entry.status, PartitionStatus::Failed { .. }) =>
                     {

@@ -46,6 +46,55 @@ use crate::table::reachability::Reachable;
 
 mod checkpoint;
 
+/// Why orphan cleanup of one table stopped with an error. Every variant names the table; the message
+/// is what the table's report shows.
+#[derive(Debug, thiserror::Error)]
+pub enum OrphanError {
+    /// The table is not in this pass's census (it appeared after the catalog was read).
+    #[error("the table appeared after this pass read the catalog; cleaned next pass")]
+    NotInCensus { table: String },
+    /// Listing the table's location failed.
+    #[error("listing {location}: {source}")]
+    Listing {
+        table: String,
+        location: String,
+        #[source]
+        source: crate::storage::StorageError,
+    },
+    /// The table's lease was lost to another replica before a deletion batch.
+    #[error("the table's lease was lost to another replica")]
+    LeaseLost { table: String },
+    /// Revalidated over the refreshed live set, the table may not delete this pass.
+    #[error("{skip}")]
+    Refused { table: String, skip: crate::storage::deletable::TableSkip },
+    /// Reading or writing the table's `cleanup_progress` row failed.
+    #[error("{source}")]
+    Checkpoint {
+        table: String,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl OrphanError {
+    /// The table (`tenant.dataset.table`) the error is about.
+    pub fn table(&self) -> &str {
+        match self {
+            OrphanError::NotInCensus { table }
+            | OrphanError::Listing { table, .. }
+            | OrphanError::LeaseLost { table }
+            | OrphanError::Refused { table, .. }
+            | OrphanError::Checkpoint { table, .. } => table,
+        }
+    }
+
+    /// Whether the next pass may simply try again: everything but a table the deletion rules refuse,
+    /// which needs the catalog or the configuration to change first.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, OrphanError::Refused { .. })
+    }
+}
+
 pub struct OrphanJob {
     catalog: Catalog,
     warehouse: Warehouse,
@@ -134,7 +183,7 @@ impl Job for OrphanJob {
                 let report = self
                     .clean_table(t, &census, request.mode, cancel)
                     .await
-                    .unwrap_or_else(|e| TableReport::new(t, TableStatus::Failed { error: e }));
+                    .unwrap_or_else(|e| TableReport::new(t, TableStatus::Failed { error: e.to_string() }));
                 self.metrics
                     .orphan_cleanup_duration_seconds
                     .with_label_values(&[&t.tenant, &t.dataset, &t.table])
@@ -181,13 +230,13 @@ impl OrphanJob {
         census: &Census,
         mode: Mode,
         cancel: &CancellationToken,
-    ) -> Result<TableReport, String> {
+    ) -> Result<TableReport, OrphanError> {
         let labels = self.labels(t);
         self.metrics.orphan_cleanup_runs_total.with_label_values(&labels).inc();
         let (Some(index), Some(entry)) =
             (census.index(&self.catalog, &t.ident), census.entry(&self.catalog, &t.ident))
         else {
-            return Err("the table appeared after this pass read the catalog; cleaned next pass".into());
+            return Err(OrphanError::NotInCensus { table: t.qualified() });
         };
         // The census' reading (its record of this table counts as live throughout); commits since then
         // (e.g. the expiry that just ran) are caught up with before every batch.
@@ -250,8 +299,8 @@ impl OrphanJob {
         info!(table = %t, orphans = candidates.len(), scanned, "identified orphan files");
         let batches = Batches { census, index, live };
         // A failure after some batches were deleted keeps the report: its outcome counts them.
-        if let Err(error) = self.delete_in_batches(t, batches, candidates, now, cancel, &mut report).await {
-            report.status = TableStatus::Failed { error };
+        if let Err(e) = self.delete_in_batches(t, batches, candidates, now, cancel, &mut report).await {
+            report.status = TableStatus::Failed { error: e.to_string() };
         }
         Ok(report)
     }
@@ -272,13 +321,15 @@ impl OrphanJob {
         t: &TableRef,
         scope: &crate::storage::deletable::Scope<'_>,
         now: DateTime<Utc>,
-    ) -> Result<(u64, Vec<(Keep, u64)>, Vec<Candidate>), String> {
+    ) -> Result<(u64, Vec<(Keep, u64)>, Vec<Candidate>), OrphanError> {
         let location = scope.location();
         let mut listing = self.warehouse.list(location);
         let (mut scanned, mut out) = (0u64, Vec::new());
         let mut kept: std::collections::BTreeMap<String, (Keep, u64)> = Default::default();
         let mut links = LinkCache::default();
-        while let Some(meta) = listing.try_next().await.map_err(|e| format!("listing {location}: {e}"))? {
+        let listing_failed =
+            |source| OrphanError::Listing { table: t.qualified(), location: location.to_string(), source };
+        while let Some(meta) = listing.try_next().await.map_err(listing_failed)? {
             scanned += 1;
             let object = meta.location;
             if object.ends_with("/version-hint.text") {
@@ -317,10 +368,11 @@ impl OrphanJob {
         now: DateTime<Utc>,
         cancel: &CancellationToken,
         report: &mut TableReport,
-    ) -> Result<(), String> {
+    ) -> Result<(), OrphanError> {
         let Batches { census, index, mut live } = batches;
+        let checkpoint_failed = |source| OrphanError::Checkpoint { table: t.qualified(), source };
         let mut checkpoint =
-            checkpoint::Checkpoint::resume(&self.catalog, t, now).await.map_err(|e| e.to_string())?;
+            checkpoint::Checkpoint::resume(&self.catalog, t, now).await.map_err(checkpoint_failed)?;
         let pending: Vec<Candidate> = candidates
             .into_iter()
             .filter(|c| checkpoint.last_path().is_none_or(|last| c.location.as_str() > last))
@@ -336,7 +388,9 @@ impl OrphanJob {
                 hook(t.qualified()).await;
             }
             // Another replica may own the table now: stop (its checkpoint lets that replica resume).
-            crate::service::leases::check()?;
+            if crate::service::leases::check().is_err() {
+                return Err(OrphanError::LeaseLost { table: t.qualified() });
+            }
             // The census brought up to date: this table's own commits since it was read (unless
             // `revalidate_before_delete = false`), and every other row registered, moved or committing
             // a reference into this table. Only new manifest lists and manifests are read.
@@ -351,7 +405,10 @@ impl OrphanJob {
             }
             let paths: Vec<String> = batch.iter().map(|c| c.location.clone()).collect();
             // The same rules, established again over the (possibly refreshed) live set.
-            let scope = census.layout.scope(index, &live).map_err(|skip| skip.to_string())?;
+            let scope = census
+                .layout
+                .scope(index, &live)
+                .map_err(|skip| OrphanError::Refused { table: t.qualified(), skip })?;
             let gate = DeletionGate {
                 warehouse: &self.warehouse,
                 scope: &scope,
@@ -382,10 +439,10 @@ impl OrphanJob {
             checkpoint
                 .advance(&self.catalog, last, outcome.deleted.len() as u64, freed)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(checkpoint_failed)?;
             crate::failpoint::hit(crate::failpoint::ORPHANS_AFTER_BATCH);
         }
-        checkpoint.complete(&self.catalog).await.map_err(|e| e.to_string())?;
+        checkpoint.complete(&self.catalog).await.map_err(checkpoint_failed)?;
         report
             .details
             .push(format!("deleted {} orphan file(s), {} bytes", report.files_after, report.bytes_after));

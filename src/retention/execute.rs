@@ -20,7 +20,8 @@ use crate::job::{PartitionReport, PartitionStatus, TableReport, TableStatus};
 use crate::storage::gate::{DeletionGate, human_age};
 use crate::table::properties::{Excluded, TableProperties};
 use crate::table::{
-    Change, CommitError, Inventory, SnapshotChange, commit_with_retry, guard, partition, reachability,
+    Abandon, Change, CommitError, Inventory, Leftover, SnapshotChange, commit_with_retry, guard, partition,
+    reachability,
 };
 
 /// Files removed per `delete` commit; larger drops are split into several commits.
@@ -287,7 +288,7 @@ async fn drop_expired(
     let chunks = dplan.remove.len().div_ceil(MAX_REMOVALS_PER_COMMIT) + 2;
     for _ in 0..chunks {
         let mut proposed: HashMap<String, u64> = HashMap::new();
-        let rebase = |tbl: &Table, inv: &Inventory| -> Result<Change, String> {
+        let rebase = |tbl: &Table, inv: &Inventory| -> Result<Change, Abandon> {
             let all = facts(tbl, inv);
             let replanned = plan::plan_drops(&all, cutoff);
             proposed = replanned
@@ -299,7 +300,7 @@ async fn drop_expired(
                 .collect();
             let remove: HashSet<String> = proposed.keys().cloned().collect();
             if remove.is_empty() {
-                return Err("nothing left to drop".into());
+                return Err(Abandon::NothingLeft(Leftover::Drop));
             }
             Ok(Change::Snapshot(SnapshotChange {
                 operation: Operation::Delete,
@@ -320,7 +321,8 @@ async fn drop_expired(
                 latest = committed.table.clone();
                 current = (committed.table, committed.inventory);
             }
-            Err(CommitError::Abandoned(reason)) if reason == "nothing left to drop" => break,
+            // Another writer dropped (or rewrote) the rest meanwhile: the drop is complete.
+            Err(CommitError::Abandoned(Abandon::NothingLeft(_))) => break,
             Err(e) => {
                 if let CommitError::TooManyConflicts(n) = &e {
                     report.retention_outcome().commit_conflicts += u64::from(*n);
@@ -498,18 +500,30 @@ async fn expire_snapshots(
     let before = reachability::reachable(&table).await?;
     let ids_before: HashSet<i64> = table.metadata().snapshots().map(|s| s.snapshot_id()).collect();
     let inventory = Inventory::load(&table).await?;
-    let rebase = |tbl: &Table, _: &Inventory| -> Result<Change, String> {
-        let refs = crate::table::refs(tbl.metadata()).map_err(|e| e.to_string())?;
+    let rebase = |tbl: &Table, _: &Inventory| -> Result<Change, Abandon> {
+        let refs = crate::table::refs(tbl.metadata()).map_err(|e| Abandon::Unreadable(e.to_string()))?;
         let p = plan::plan_expiry(tbl.metadata(), &refs, policy, now);
         if p.expire.is_empty() && p.remove_refs.is_empty() {
-            return Err("nothing left to expire".into());
+            return Err(Abandon::NothingLeft(Leftover::Expire));
         }
         Ok(Change::ExpireSnapshots { snapshot_ids: p.expire, refs: p.remove_refs })
     };
     match commit_with_retry(&job.catalog, &t.ident, table, inventory, job.commit_retry, cancel, rebase).await
     {
         Ok(committed) => report.retention_outcome().commit_conflicts += u64::from(committed.conflicts),
-        Err(CommitError::Abandoned(_)) => return Ok(()),
+        // What each abandon means for the report:
+        // - nothing left: another writer expired those snapshots meanwhile; nothing to report.
+        // - lease lost or shutdown: not the table's fault and retried next pass, so not a failure;
+        //   but visible (a log line and a detail), never silently fine. Drops committed before it
+        //   stay committed; another replica owns the table now, or the process is stopping.
+        // - anything else (the reloaded metadata's refs cannot be read): the table failed, as when
+        //   the first reading of them fails.
+        Err(CommitError::Abandoned(Abandon::NothingLeft(_))) => return Ok(()),
+        Err(CommitError::Abandoned(why @ (Abandon::LeaseLost | Abandon::Shutdown))) => {
+            warn!(table = %t, reason = %why, "snapshot expiry abandoned; retried next pass");
+            report.details.push(format!("snapshot expiry abandoned: {why}"));
+            return Ok(());
+        }
         Err(e) => return Err(e.into()),
     }
     // Reload: files another writer committed meanwhile must count as reachable too.

@@ -23,10 +23,59 @@ use super::inventory::Inventory;
 use super::producer::{Change, ProduceError, Staged, stage};
 use crate::catalog::{Catalog, CatalogError};
 
+/// Why a change was not committed although nothing failed: the table moved on under it, the work
+/// was told to stop, or another replica owns the table now. Nothing of the change landed; the files it
+/// wrote are deleted again by the caller or left to the orphan cleaner. The messages are those the
+/// reports have always shown (`abandoned: <message>`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Abandon {
+    /// A file the change removes is no longer live (a concurrent commit removed it).
+    #[error("input {0} is no longer live (removed by a concurrent commit)")]
+    InputGone(String),
+    /// A delete file that may apply to the change's inputs was committed since the work started.
+    #[error("delete file {0} was committed to the partition meanwhile")]
+    DeleteFileAdded(String),
+    /// The table's current schema is not the one the work started from.
+    #[error("the table schema changed since the rewrite started")]
+    SchemaChanged,
+    /// The table's own properties exclude it now (`signaldb.compactor.enabled=false`, or a switch that
+    /// does not parse).
+    #[error("the table was excluded meanwhile ({0})")]
+    Excluded(String),
+    /// Re-planned on the table as it is now, the change is empty: someone else did the work.
+    #[error("nothing left to {0}")]
+    NothingLeft(Leftover),
+    /// The table's metadata, as reloaded, cannot be read the way the change needs.
+    #[error("{0}")]
+    Unreadable(String),
+    /// The table's lease was lost to another replica; that replica owns the table now.
+    #[error("the table's lease was lost to another replica")]
+    LeaseLost,
+    /// The process is shutting down.
+    #[error("shutdown requested")]
+    Shutdown,
+}
+
+/// What an [`Abandon::NothingLeft`] change would have done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftover {
+    Drop,
+    Expire,
+}
+
+impl std::fmt::Display for Leftover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Leftover::Drop => "drop",
+            Leftover::Expire => "expire",
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
     #[error("abandoned: {0}")]
-    Abandoned(String),
+    Abandoned(Abandon),
     #[error("gave up after {0} conflicting commit attempts")]
     TooManyConflicts(u32),
     #[error("commit outcome unknown (database failed during commit): {0}")]
@@ -95,7 +144,8 @@ enum Swap {
 
 /// Commits the change that `rebase` builds, retrying on conflicts. `rebase` sees the table and its
 /// inventory as they are now (the first call: as planned) and either returns the change to commit or
-/// refuses (the change no longer applies): then nothing is committed and `Abandoned` is returned.
+/// refuses with an [`Abandon`] (the change no longer applies): then nothing is committed and `Abandoned`
+/// is returned.
 pub async fn commit_with_retry<F>(
     catalog: &Catalog,
     ident: &TableIdent,
@@ -106,7 +156,7 @@ pub async fn commit_with_retry<F>(
     mut rebase: F,
 ) -> Result<Committed, CommitError>
 where
-    F: FnMut(&Table, &Inventory) -> Result<Change, String>,
+    F: FnMut(&Table, &Inventory) -> Result<Change, Abandon>,
 {
     let mut conflicts = 0;
     for attempt in 1..=policy.max_attempts.max(1) {
@@ -136,7 +186,7 @@ where
                 let wait = policy.backoff(attempt);
                 debug!(table = %ident, attempt, wait_ms = wait.as_millis() as u64, "commit conflict; rebasing");
                 tokio::select! {
-                    _ = cancel.cancelled() => return Err(CommitError::Abandoned("shutdown requested".into())),
+                    _ = cancel.cancelled() => return Err(CommitError::Abandoned(Abandon::Shutdown)),
                     _ = tokio::time::sleep(wait) => {}
                 }
                 table = catalog.iceberg_load(ident).await?;
@@ -145,7 +195,7 @@ where
         }
     }
     if cancel.is_cancelled() {
-        return Err(CommitError::Abandoned("shutdown requested".into()));
+        return Err(CommitError::Abandoned(Abandon::Shutdown));
     }
     Err(CommitError::TooManyConflicts(conflicts))
 }
@@ -198,7 +248,7 @@ async fn swap(
         Ok(false) => {
             let _ = tx.rollback().await;
             discard_uncommitted(table, &own_files).await;
-            return Err(CommitError::Abandoned("the table's lease was lost to another replica".into()));
+            return Err(CommitError::Abandoned(Abandon::LeaseLost));
         }
         Err(e) => {
             drop(tx);

@@ -12,7 +12,7 @@ pub mod producer;
 pub mod properties;
 pub mod reachability;
 
-pub use commit::{CommitError, Committed, RetryPolicy, commit_with_retry};
+pub use commit::{Abandon, CommitError, Committed, Leftover, RetryPolicy, commit_with_retry};
 pub use inventory::{Inventory, LiveFile};
 pub use producer::{AddedFile, Change, ProduceError, SnapshotChange, Staged};
 
