@@ -539,6 +539,26 @@ pub trait Job: Send + Sync + 'static {
     ) -> Result<PassReport, JobError>;
 }
 
+/// This task's hold on one table: its in-process lock, and its replica lease when the pass has one.
+/// Only [`TablePass::run`] makes one; whatever commits to the table or deletes in its location takes
+/// it (or its [`fence`](Claim::fence)), so work that forgot the lock or the lease does not compile.
+/// The lock is held as long as the claim lives.
+pub struct Claim {
+    _lock: std::sync::Arc<tokio::sync::OwnedMutexGuard<()>>,
+    lease: Option<std::sync::Arc<dyn crate::table::Fence>>,
+}
+
+impl Claim {
+    /// The fence of the table's lease; [`Unleased`](crate::table::Unleased) in a dry run or when
+    /// leases are disabled (no write access to the catalog database).
+    pub fn fence(&self) -> &dyn crate::table::Fence {
+        match &self.lease {
+            Some(lease) => lease.as_ref(),
+            None => &crate::table::Unleased,
+        }
+    }
+}
+
 /// What every job's pass over tables shares: selecting tables, and running one table's work under its
 /// in-process lock, the table's replica lease, an audit row and a log span. Jobs hold one and keep only
 /// their per-table work.
@@ -585,25 +605,33 @@ impl TablePass {
         Ok((selected, missing))
     }
 
-    /// Runs `work` (one table's work) holding the table's lock and, for a real (not dry-run) pass, its
-    /// replica lease, recorded as [`record`](Self::record) does. A table another replica holds is
+    /// Runs `work` (one table's work, given the table's [`Claim`]) holding the table's lock and, for a
+    /// real (not dry-run) pass, its replica lease, recorded as [`record`](Self::record) does. A table another replica holds is
     /// skipped (`leased_elsewhere`) without an audit row; the lease is released when the work ends.
     /// `Err`: the lease could not be taken, or the table failed, because the catalog database cannot be
     /// reached; the rest of the pass would fail the same way table after table, so the caller ends the
     /// pass (retried at the next tick).
-    pub async fn run(
+    pub async fn run<W, F>(
         &self,
         run_type: crate::audit::RunType,
         mode: Mode,
         table: &TableRef,
-        work: impl std::future::Future<Output = TableReport>,
-    ) -> Result<TableReport, JobError> {
+        work: W,
+    ) -> Result<TableReport, JobError>
+    where
+        W: FnOnce(Claim) -> F,
+        F: std::future::Future<Output = TableReport>,
+    {
         use crate::service::leases::Acquired;
-        let _guard = self.locks.lock(&table.qualified()).await;
+        // Released after the lease (below), when the claim is gone too.
+        let lock = std::sync::Arc::new(self.locks.lock(&table.qualified()).await);
         let acquired = if mode.is_dry_run() { Ok(None) } else { self.leases.acquire(table).await };
         let job = run_type.as_str();
         let lease = match acquired {
-            Ok(None) => return self.unless_unreachable(self.record(run_type, mode, table, work).await).await,
+            Ok(None) => {
+                let claim = Claim { _lock: lock.clone(), lease: None };
+                return self.unless_unreachable(self.record(run_type, mode, table, work(claim)).await).await;
+            }
             Ok(Some(Acquired::Held(lease))) => lease,
             Ok(Some(Acquired::Busy { holder })) => {
                 tracing::info!(job, table = %table, holder, "table leased by another replica; skipped");
@@ -622,11 +650,13 @@ impl TablePass {
                 return Ok(TableReport::new(table, TableStatus::Failed { error }));
             }
         };
-        let report = lease.scope(self.record(run_type, mode, table, work)).await;
+        let claim = Claim { _lock: lock.clone(), lease: Some(lease.fence()) };
+        let report = self.record(run_type, mode, table, work(claim)).await;
         if lease.is_lost() {
             self.metrics.leases_lost_total.with_label_values(&[job]).inc();
         }
         lease.release().await;
+        drop(lock);
         self.unless_unreachable(report).await
     }
 

@@ -26,8 +26,8 @@ use crate::table::commit::discard_uncommitted;
 use crate::table::partition;
 use crate::table::properties::TableProperties;
 use crate::table::{
-    Abandon, Change, CommitError, Committed, Inventory, LiveFile, RetryPolicy, SnapshotChange,
-    commit_with_retry,
+    Abandon, Change, CommitError, CommitTarget, Committed, Fence, Inventory, LiveFile, RetryPolicy,
+    SnapshotChange, commit_with_retry,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -266,9 +266,10 @@ pub(super) async fn compact_table(
     t: &TableRef,
     request: &PassRequest,
     cancel: &CancellationToken,
+    fence: &dyn Fence,
 ) -> TableReport {
     let started = Instant::now();
-    let report = match run(job, t, request, cancel).await {
+    let report = match run(job, t, request, cancel, fence).await {
         Ok(mut report) => {
             let (files_before, files_after) = (report.files_before, report.files_after);
             let (bytes_before, bytes_after) = (report.bytes_before, report.bytes_after);
@@ -321,6 +322,7 @@ async fn run(
     t: &TableRef,
     request: &PassRequest,
     cancel: &CancellationToken,
+    fence: &dyn Fence,
 ) -> Result<TableReport, ExecError> {
     let table = job.catalog.load(t).await?;
     if let Some(reason) = crate::table::guard::commit_blocker(&table).await? {
@@ -411,16 +413,24 @@ async fn run(
         return Ok(report);
     }
 
+    let commit_to = CommitTarget {
+        catalog: &job.catalog,
+        ident: &t.ident,
+        policy: RetryPolicy::configured(&job.config),
+        cancel,
+        fence,
+    };
     let latest = Mutex::new((table.clone(), inventory.clone()));
     let start = Start::new(&table, &inventory, target);
     let (latest_ref, start_ref, table_ref, parts_ref) = (&latest, &start, &table, &parts);
+    let commit_ref = &commit_to;
     let work_ref = &work;
     // Indexes, not `work.iter()`: a closure over borrowed items trips the Send check of async_trait.
     let results: Vec<(usize, Result<GroupDone, GroupFailure>)> = futures::stream::iter(0..work.len())
         .map(|i| async move {
             let w = &work_ref[i];
             let p = &parts_ref[w.partition];
-            let result = run_group(job, t, table_ref, start_ref, p, w, latest_ref, cancel).await;
+            let result = run_group(job, t, table_ref, start_ref, p, w, latest_ref, commit_ref).await;
             (w.partition, result.map(|done| GroupDone { work: i, ..done }))
         })
         .buffer_unordered(job.config.max_concurrent_rewrites.max(1))
@@ -497,9 +507,9 @@ async fn run_group(
     p: &Partition<'_>,
     w: &Work<'_>,
     latest: &Mutex<(Table, Inventory)>,
-    cancel: &CancellationToken,
+    commit_to: &CommitTarget<'_>,
 ) -> Result<GroupDone, GroupFailure> {
-    if cancel.is_cancelled() {
+    if commit_to.cancel.is_cancelled() {
         return Err(GroupFailure::NotStarted);
     }
     let rewritten = rewrite::rewrite(GroupInput {
@@ -615,11 +625,9 @@ async fn run_group(
                     .into(),
             }))
         };
-    let policy = RetryPolicy::configured(&job.config);
     let mut guard = latest.lock().await;
     let (base_table, base_inventory) = guard.clone();
-    let outcome =
-        commit_with_retry(&job.catalog, &t.ident, base_table, base_inventory, policy, cancel, rebase).await;
+    let outcome = commit_with_retry(commit_to, base_table, base_inventory, rebase).await;
     match outcome {
         Ok(committed) => {
             *guard = (committed.table.clone(), committed.inventory.clone());

@@ -178,7 +178,9 @@ impl Job for CompactionJob {
                 tables.push(report);
                 continue;
             }
-            let work = execute::compact_table(self, table, request, cancel);
+            let work = |claim: crate::job::Claim| async move {
+                execute::compact_table(self, table, request, cancel, claim.fence()).await
+            };
             tables.push(self.pass.run(RunType::Compaction, request.mode, table, work).await?);
         }
         Ok(PassReport {

@@ -167,13 +167,14 @@ impl Job for OrphanJob {
         if let Some(expiry) = &self.expiry {
             expiry.use_census(census.clone()).await;
         }
+        let census = &census;
         for t in &selected {
             if cancel.is_cancelled() {
                 break;
             }
-            let work = async {
+            let work = |claim: crate::job::Claim| async move {
                 if let Some(expiry) = &self.expiry {
-                    let expired = expiry.expire_table(t, request.mode, cancel).await;
+                    let expired = expiry.expire_table(t, request.mode, cancel, &claim).await;
                     if let TableStatus::Failed { error } = &expired.status {
                         warn!(table = %t, error, "snapshot expiry before orphan cleanup failed; cleaning anyway");
                     }
@@ -181,7 +182,7 @@ impl Job for OrphanJob {
                 let started = Instant::now();
                 // A failure is logged with its table by `TablePass::record`.
                 let report = self
-                    .clean_table(t, &census, request.mode, cancel)
+                    .clean_table(t, census, request.mode, cancel, claim.fence())
                     .await
                     .unwrap_or_else(|e| TableReport::new(t, TableStatus::Failed { error: e.to_string() }));
                 self.metrics
@@ -210,6 +211,8 @@ struct Batches<'a> {
     census: &'a Census,
     index: usize,
     live: Reachable,
+    /// The table's lease: another replica may own the table by the next batch.
+    fence: &'a dyn crate::table::Fence,
 }
 
 /// A listed object that is an orphan candidate.
@@ -230,6 +233,7 @@ impl OrphanJob {
         census: &Census,
         mode: Mode,
         cancel: &CancellationToken,
+        fence: &dyn crate::table::Fence,
     ) -> Result<TableReport, OrphanError> {
         let labels = self.labels(t);
         self.metrics.orphan_cleanup_runs_total.with_label_values(&labels).inc();
@@ -297,7 +301,7 @@ impl OrphanJob {
             return Ok(report);
         }
         info!(table = %t, orphans = candidates.len(), scanned, "identified orphan files");
-        let batches = Batches { census, index, live };
+        let batches = Batches { census, index, live, fence };
         // A failure after some batches were deleted keeps the report: its outcome counts them.
         if let Err(e) = self.delete_in_batches(t, batches, candidates, now, cancel, &mut report).await {
             report.status = TableStatus::Failed { error: e.to_string() };
@@ -369,7 +373,7 @@ impl OrphanJob {
         cancel: &CancellationToken,
         report: &mut TableReport,
     ) -> Result<(), OrphanError> {
-        let Batches { census, index, mut live } = batches;
+        let Batches { census, index, mut live, fence } = batches;
         let checkpoint_failed = |source| OrphanError::Checkpoint { table: t.qualified(), source };
         let mut checkpoint =
             checkpoint::Checkpoint::resume(&self.catalog, t, now).await.map_err(checkpoint_failed)?;
@@ -388,7 +392,7 @@ impl OrphanJob {
                 hook(t.qualified()).await;
             }
             // Another replica may own the table now: stop (its checkpoint lets that replica resume).
-            if crate::service::leases::check().is_err() {
+            if fence.is_lost() {
                 return Err(OrphanError::LeaseLost { table: t.qualified() });
             }
             // The census brought up to date: this table's own commits since it was read (unless

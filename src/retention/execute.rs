@@ -20,8 +20,8 @@ use crate::job::{PartitionReport, PartitionStatus, TableReport, TableStatus};
 use crate::storage::gate::{DeletionGate, human_age};
 use crate::table::properties::{Excluded, TableProperties};
 use crate::table::{
-    Abandon, Change, CommitError, Inventory, Leftover, SnapshotChange, commit_with_retry, guard, partition,
-    reachability,
+    Abandon, Change, CommitError, CommitTarget, Fence, Inventory, Leftover, SnapshotChange,
+    commit_with_retry, guard, partition, reachability,
 };
 
 /// Files removed per `delete` commit; larger drops are split into several commits.
@@ -45,7 +45,9 @@ pub(super) async fn expire_table(
     t: &TableRef,
     mode: Mode,
     cancel: &CancellationToken,
+    fence: &dyn Fence,
 ) -> TableReport {
+    let commit_to = commit_target(job, t, cancel, fence);
     let run = async {
         let table = job.catalog.load(t).await?;
         let mut report = TableReport::new(t, TableStatus::Unchanged);
@@ -58,7 +60,8 @@ pub(super) async fn expire_table(
             return Ok(excluded_report(job, t, "expiry", &excluded));
         }
         // A failure after the expiry landed keeps the report: its outcome counts what was done.
-        if let Err(e) = expire_snapshots(job, t, table, mode, job.clock.now(), cancel, &mut report).await {
+        if let Err(e) = expire_snapshots(job, t, table, mode, job.clock.now(), &commit_to, &mut report).await
+        {
             report.status = TableStatus::Failed { error: crate::job::error_chain(&e) };
         }
         Ok(report)
@@ -77,9 +80,10 @@ pub(super) async fn retain_table(
     now: DateTime<Utc>,
     logged: &Mutex<HashSet<(String, String, String)>>,
     cancel: &CancellationToken,
+    fence: &dyn Fence,
 ) -> TableReport {
     let started = Instant::now();
-    let report = match run(job, t, mode, now, logged, cancel).await {
+    let report = match run(job, t, mode, now, logged, &commit_target(job, t, cancel, fence)).await {
         Ok(report) => report,
         // Logged with its table by `TablePass::record`.
         Err(e) => TableReport::new(t, TableStatus::Failed { error: crate::job::error_chain(&e) }),
@@ -91,13 +95,23 @@ pub(super) async fn retain_table(
     report
 }
 
+/// Where this table's drops and expiries commit.
+fn commit_target<'a>(
+    job: &'a RetentionJob,
+    t: &'a TableRef,
+    cancel: &'a CancellationToken,
+    fence: &'a dyn Fence,
+) -> CommitTarget<'a> {
+    CommitTarget { catalog: &job.catalog, ident: &t.ident, policy: job.commit_retry, cancel, fence }
+}
+
 async fn run(
     job: &RetentionJob,
     t: &TableRef,
     mode: Mode,
     now: DateTime<Utc>,
     logged: &Mutex<HashSet<(String, String, String)>>,
-    cancel: &CancellationToken,
+    commit_to: &CommitTarget<'_>,
 ) -> Result<TableReport, RetentionError> {
     // The table first: its own properties may exclude it or set its retention.
     let table = job.catalog.load(t).await?;
@@ -138,10 +152,10 @@ async fn run(
     // A failure after a commit landed keeps the report: its outcome counts what was done.
     let steps = async {
         let table = match cutoff {
-            Some(cutoff) => drop_expired(job, t, table, cutoff, mode, cancel, &mut report).await?,
+            Some(cutoff) => drop_expired(job, t, table, cutoff, mode, commit_to, &mut report).await?,
             None => table,
         };
-        expire_snapshots(job, t, table, mode, now, cancel, &mut report).await
+        expire_snapshots(job, t, table, mode, now, commit_to, &mut report).await
     };
     if let Err(e) = steps.await {
         report.status = TableStatus::Failed { error: crate::job::error_chain(&e) };
@@ -232,7 +246,7 @@ async fn drop_expired(
     table: Table,
     cutoff: DateTime<Utc>,
     mode: Mode,
-    cancel: &CancellationToken,
+    commit_to: &CommitTarget<'_>,
     report: &mut TableReport,
 ) -> Result<Table, RetentionError> {
     let inventory = Inventory::load(&table).await?;
@@ -275,7 +289,6 @@ async fn drop_expired(
         Some(archive) => Some(archive_files(job, archive, &dplan, &files).await?),
         None => None,
     };
-    let policy = job.commit_retry;
     if let Some(hook) = &job.before_commit {
         hook(t.qualified()).await;
     }
@@ -311,8 +324,7 @@ async fn drop_expired(
             }))
         };
         let (tbl, inv) = current;
-        let result =
-            commit_with_retry(&job.catalog, &t.ident, tbl.clone(), inv, policy, cancel, rebase).await;
+        let result = commit_with_retry(commit_to, tbl.clone(), inv, rebase).await;
         match result {
             Ok(committed) => {
                 report.retention_outcome().commit_conflicts += u64::from(committed.conflicts);
@@ -462,7 +474,7 @@ async fn expire_snapshots(
     table: Table,
     mode: Mode,
     now: DateTime<Utc>,
-    cancel: &CancellationToken,
+    commit_to: &CommitTarget<'_>,
     report: &mut TableReport,
 ) -> Result<(), RetentionError> {
     let policy = match plan::expiry_policy(
@@ -508,8 +520,7 @@ async fn expire_snapshots(
         }
         Ok(Change::ExpireSnapshots { snapshot_ids: p.expire, refs: p.remove_refs })
     };
-    match commit_with_retry(&job.catalog, &t.ident, table, inventory, job.commit_retry, cancel, rebase).await
-    {
+    match commit_with_retry(commit_to, table, inventory, rebase).await {
         Ok(committed) => report.retention_outcome().commit_conflicts += u64::from(committed.conflicts),
         // What each abandon means for the report:
         // - nothing left: another writer expired those snapshots meanwhile; nothing to report.

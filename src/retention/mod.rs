@@ -26,10 +26,10 @@ use crate::audit::RunType;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::{Mode, RetentionConfig};
-use crate::job::TablePass;
 use crate::job::{
     BeforeCommitHook, Job, JobError, JobKind, PassReport, PassRequest, TableReport, TableStatus,
 };
+use crate::job::{Claim, TablePass};
 use crate::metrics::Metrics;
 use crate::service::Context;
 use crate::storage::Warehouse;
@@ -87,23 +87,48 @@ impl RetentionJob {
         Ok(built)
     }
 
-    /// Expires `t`'s snapshots (and deletes what that made unreachable) without dropping partitions.
-    /// The caller holds the table's lock. Tables no policy names are left alone, as in a full pass.
+    /// Expires `t`'s snapshots (and deletes what that made unreachable) without dropping partitions,
+    /// under the caller's `claim` on the table (its lock, and its lease for a real pass), in an audit
+    /// row of its own. Tables no policy names are left alone, as in a full pass.
     pub async fn expire_table(
         &self,
         t: &crate::catalog::TableRef,
         mode: Mode,
         cancel: &CancellationToken,
+        claim: &Claim,
     ) -> TableReport {
-        let resolved = self.config.policy.resolve(&t.tenant, &t.dataset, &t.table, t.signal);
-        if resolved.source == crate::config::retention::PolicySource::Default
-            && t.signal == crate::catalog::Signal::Other
-            && !self.has_retention_property(t).await
-        {
+        if self.named_by_no_policy(t).await {
             return TableReport::new(t, TableStatus::Unchanged);
         }
         let mode = mode.and(self.config.mode);
-        self.pass.record(RunType::Expiry, mode, t, execute::expire_table(self, t, mode, cancel)).await
+        let work = execute::expire_table(self, t, mode, cancel, claim.fence());
+        self.pass.record(RunType::Expiry, mode, t, work).await
+    }
+
+    /// [`expire_table`](Self::expire_table) on its own: takes the table's claim (lock, and lease for a
+    /// real pass) first. `Err`: the catalog database cannot be reached.
+    pub async fn claim_and_expire_table(
+        &self,
+        t: &crate::catalog::TableRef,
+        mode: Mode,
+        cancel: &CancellationToken,
+    ) -> Result<TableReport, JobError> {
+        if self.named_by_no_policy(t).await {
+            return Ok(TableReport::new(t, TableStatus::Unchanged));
+        }
+        let mode = mode.and(self.config.mode);
+        let work =
+            |claim: Claim| async move { execute::expire_table(self, t, mode, cancel, claim.fence()).await };
+        self.pass.run(RunType::Expiry, mode, t, work).await
+    }
+
+    /// Whether no policy names `t` and it is not a known signal nor sets a retention property: then
+    /// nothing of it expires.
+    async fn named_by_no_policy(&self, t: &crate::catalog::TableRef) -> bool {
+        let resolved = self.config.policy.resolve(&t.tenant, &t.dataset, &t.table, t.signal);
+        resolved.source == crate::config::retention::PolicySource::Default
+            && t.signal == crate::catalog::Signal::Other
+            && !self.has_retention_property(t).await
     }
 
     /// Whether the table sets `signaldb.compactor.retention` (or a switch that does not parse, which
@@ -163,7 +188,18 @@ impl Job for RetentionJob {
                 if cancel.is_cancelled() {
                     return None;
                 }
-                let work = execute::retain_table(self, table, request.mode, started_at, logged_ref, cancel);
+                let work = |claim: Claim| async move {
+                    execute::retain_table(
+                        self,
+                        table,
+                        request.mode,
+                        started_at,
+                        logged_ref,
+                        cancel,
+                        claim.fence(),
+                    )
+                    .await
+                };
                 Some(self.pass.run(RunType::Retention, request.mode, table, work).await)
             })
             .buffered(TABLE_CONCURRENCY);

@@ -9,11 +9,11 @@
 //! A holder that loses its lease (another replica took it after it expired, or renewals failed for
 //! two thirds of the ttl) abandons before committing: the commit path [`fence`]s inside the catalog
 //! transaction that swaps the table's pointer, extending the lease only if the row still names this
-//! holder, and rolls back otherwise; orphan cleanup [`check`]s before each deletion batch. The lease
+//! holder, and rolls back otherwise; orphan cleanup checks it before each deletion batch. The lease
 //! divides work; the catalog compare-and-swap alone already keeps every commit atomic.
 //!
-//! The lease of the table a task works on travels with that work as a task-local, so the commit path
-//! deep inside a job needs no extra argument.
+//! The lease reaches those paths as an explicit [`Fence`] ([`Lease::fence`], carried by the table's
+//! `job::Claim`), so a path that commits or deletes without one does not compile.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +23,7 @@ use sqlx::AnyPool;
 use tracing::{debug, info, warn};
 
 use crate::catalog::TableRef;
+use crate::table::Fence;
 
 /// The `partition_id` of a lease on a whole table.
 pub const WHOLE_TABLE: &str = "*";
@@ -65,10 +66,6 @@ struct LeaseState {
     lost: AtomicBool,
     /// When the last acquire or renewal succeeded (the local deadline runs from it).
     renewed: std::sync::Mutex<Instant>,
-}
-
-tokio::task_local! {
-    static CURRENT: Arc<LeaseState>;
 }
 
 impl Leases {
@@ -164,9 +161,9 @@ impl Leases {
 }
 
 impl Lease {
-    /// Runs `work` with this lease as the task's current lease (seen by [`fence`] and [`check`]).
-    pub async fn scope<F: std::future::Future>(&self, work: F) -> F::Output {
-        CURRENT.scope(self.state.clone(), work).await
+    /// The fence the table's commits and deletion batches go through while this lease is held.
+    pub fn fence(&self) -> Arc<dyn Fence> {
+        self.state.clone()
     }
 
     /// Whether the lease was lost while held.
@@ -299,31 +296,25 @@ pub fn now_ms_sql(postgres: bool) -> &'static str {
     }
 }
 
-/// Fails if the current task works under a lease that was lost. No lease (leases disabled, or a
-/// caller outside a table pass): nothing to check.
-pub fn check() -> Result<(), String> {
-    match CURRENT.try_with(|s| s.is_lost()) {
-        Ok(true) => Err("the table's lease was lost to another replica".into()),
-        _ => Ok(()),
+#[async_trait::async_trait]
+impl Fence for LeaseState {
+    async fn fence(&self, conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let started = Instant::now();
+        let held = self.extend(conn).await?;
+        if held {
+            self.touched(started);
+        } else {
+            self.mark_lost("another holder took the lease over");
+        }
+        Ok(held)
     }
-}
 
-/// Inside the transaction that commits to a table: extends the current task's lease if this holder
-/// still has it. `Ok(false)`: the lease is lost and the transaction must not commit. Holding the
-/// updated row until the transaction ends keeps another replica from taking the lease meanwhile.
-pub async fn fence(conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
-    let Ok(state) = CURRENT.try_with(|s| s.clone()) else { return Ok(true) };
-    if state.lost.load(Ordering::SeqCst) {
-        return Ok(false);
+    fn is_lost(&self) -> bool {
+        LeaseState::is_lost(self)
     }
-    let started = Instant::now();
-    let held = state.extend(conn).await?;
-    if held {
-        state.touched(started);
-    } else {
-        state.mark_lost("another holder took the lease over");
-    }
-    Ok(held)
 }
 
 fn host_name() -> String {

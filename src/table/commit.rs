@@ -19,6 +19,7 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::fence::Fence;
 use super::inventory::Inventory;
 use super::producer::{Change, ProduceError, Staged, stage};
 use crate::catalog::{Catalog, CatalogError};
@@ -142,27 +143,36 @@ enum Swap {
     Conflict,
 }
 
+/// Where a change is committed, and under what: the table, the retry bounds, the shutdown signal and
+/// the fence of the lease the work holds on the table.
+#[derive(Clone, Copy)]
+pub struct CommitTarget<'a> {
+    pub catalog: &'a Catalog,
+    pub ident: &'a TableIdent,
+    pub policy: RetryPolicy,
+    pub cancel: &'a CancellationToken,
+    pub fence: &'a dyn Fence,
+}
+
 /// Commits the change that `rebase` builds, retrying on conflicts. `rebase` sees the table and its
 /// inventory as they are now (the first call: as planned) and either returns the change to commit or
 /// refuses with an [`Abandon`] (the change no longer applies): then nothing is committed and `Abandoned`
 /// is returned.
 pub async fn commit_with_retry<F>(
-    catalog: &Catalog,
-    ident: &TableIdent,
+    target: &CommitTarget<'_>,
     mut table: Table,
     mut inventory: Inventory,
-    policy: RetryPolicy,
-    cancel: &CancellationToken,
     mut rebase: F,
 ) -> Result<Committed, CommitError>
 where
     F: FnMut(&Table, &Inventory) -> Result<Change, Abandon>,
 {
+    let CommitTarget { catalog, ident, policy, cancel, fence } = *target;
     let mut conflicts = 0;
     for attempt in 1..=policy.max_attempts.max(1) {
         let change = rebase(&table, &inventory).map_err(CommitError::Abandoned)?;
         let staged = stage(&table, &inventory, &change).await?;
-        match swap(catalog, ident, &table, &staged).await? {
+        match swap(catalog, ident, fence, &table, &staged).await? {
             Swap::Landed(location) => {
                 let committed = confirm(catalog, ident, &staged).await?;
                 let superseded = super::backlog::superseded(&table, &committed);
@@ -221,6 +231,7 @@ fn next_metadata_location(current: &str, table: &Table, next: &TableMetadata) ->
 async fn swap(
     catalog: &Catalog,
     ident: &TableIdent,
+    fence: &dyn Fence,
     table: &Table,
     staged: &Staged,
 ) -> Result<Swap, CommitError> {
@@ -243,7 +254,7 @@ async fn swap(
     };
     // A replica that lost the table's lease must not commit; holding the lease row until the
     // transaction ends keeps another replica from taking it meanwhile.
-    match crate::service::leases::fence(&mut tx).await {
+    match fence.fence(&mut tx).await {
         Ok(true) => {}
         Ok(false) => {
             let _ = tx.rollback().await;

@@ -4,6 +4,7 @@
 pub mod backlog;
 pub mod census;
 pub mod commit;
+pub mod fence;
 pub mod guard;
 pub mod inventory;
 pub mod manifests;
@@ -12,7 +13,8 @@ pub mod producer;
 pub mod properties;
 pub mod reachability;
 
-pub use commit::{Abandon, CommitError, Committed, Leftover, RetryPolicy, commit_with_retry};
+pub use commit::{Abandon, CommitError, CommitTarget, Committed, Leftover, RetryPolicy, commit_with_retry};
+pub use fence::{Fence, Unleased};
 pub use inventory::{Inventory, LiveFile};
 pub use producer::{AddedFile, Change, ProduceError, SnapshotChange, Staged};
 

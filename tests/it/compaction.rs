@@ -15,7 +15,9 @@ use signaldb_compactor::config::Mode;
 use signaldb_compactor::generate::{GenerateOptions, generate};
 use signaldb_compactor::job::{Job, PartitionStatus, PassReport, PassRequest, TableStatus};
 use signaldb_compactor::service::Context;
-use signaldb_compactor::table::{Change, Inventory, RetryPolicy, SnapshotChange, commit_with_retry};
+use signaldb_compactor::table::{
+    Change, CommitTarget, Inventory, RetryPolicy, SnapshotChange, Unleased, commit_with_retry,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
@@ -295,23 +297,22 @@ async fn a_concurrent_commit_removing_an_input_makes_the_group_abandon() {
                 removed_rows.store(victim.records() as usize, Ordering::SeqCst);
                 let path = victim.path().to_string();
                 let policy = RetryPolicy { max_attempts: 3, base_backoff: Duration::from_millis(5) };
-                commit_with_retry(
-                    &catalog,
-                    &ident,
-                    table,
-                    inventory,
+                let target = CommitTarget {
+                    catalog: &catalog,
+                    ident: &ident,
                     policy,
-                    &CancellationToken::new(),
-                    |_, _| {
-                        Ok(Change::Snapshot(SnapshotChange {
-                            operation: Operation::Delete,
-                            remove: [path.clone()].into(),
-                            add: vec![],
-                            added_data_sequence_number: None,
-                            summary: Default::default(),
-                        }))
-                    },
-                )
+                    cancel: &CancellationToken::new(),
+                    fence: &Unleased,
+                };
+                commit_with_retry(&target, table, inventory, |_, _| {
+                    Ok(Change::Snapshot(SnapshotChange {
+                        operation: Operation::Delete,
+                        remove: [path.clone()].into(),
+                        add: vec![],
+                        added_data_sequence_number: None,
+                        summary: Default::default(),
+                    }))
+                })
                 .await
                 .unwrap();
             }) as futures::future::BoxFuture<'static, ()>

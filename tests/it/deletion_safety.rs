@@ -300,7 +300,7 @@ async fn case3_two_entries_sharing_a_location_delete_nothing_there() {
     })
     .await;
     let job = signaldb_compactor::retention::RetentionJob::new(&expiry);
-    let report = job.expire_table(&traces, Mode::Execute, &CancellationToken::new()).await;
+    let report = job.claim_and_expire_table(&traces, Mode::Execute, &CancellationToken::new()).await.unwrap();
     assert!(!matches!(report.status, TableStatus::Failed { .. }), "{report:#?}");
     assert_all_live_exist(&ctx).await;
     assert_eq!(
