@@ -150,7 +150,7 @@ impl Audit {
         for holder in holders {
             let dead = match &holder {
                 None => true,
-                Some(h) => !crate::service::leases::holder_is_live(pool, self.postgres, h).await?,
+                Some(h) => !crate::runtime::leases::holder_is_live(pool, self.postgres, h).await?,
             };
             if !dead {
                 continue;

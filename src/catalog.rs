@@ -21,55 +21,12 @@ use iceberg::spec::TableMetadata;
 use iceberg::table::Table;
 use iceberg::{CatalogBuilder as _, NamespaceIdent, Runtime, TableIdent};
 use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
-use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
 use crate::config::CatalogConfig;
+pub use crate::model::{Access, DEFAULT_DATASET, Signal, TableRef};
 use crate::storage::Warehouse;
-
-/// The kind of data a table holds, from its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Signal {
-    Traces,
-    Logs,
-    Metrics,
-    Profiles,
-    /// Not a SignalDB signal table: compacted and orphan-cleaned, retained only by explicit policy.
-    Other,
-}
-
-impl Signal {
-    pub const KNOWN: [Signal; 4] = [Signal::Traces, Signal::Logs, Signal::Metrics, Signal::Profiles];
-
-    /// `traces`, `logs`, `profiles`, `metrics_*` (the eight SignalDB tables); anything else is `Other`.
-    pub fn from_table_name(name: &str) -> Signal {
-        match name {
-            "traces" => Signal::Traces,
-            "logs" => Signal::Logs,
-            "profiles" => Signal::Profiles,
-            n if n.starts_with("metrics_") => Signal::Metrics,
-            _ => Signal::Other,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Signal::Traces => "traces",
-            Signal::Logs => "logs",
-            Signal::Metrics => "metrics",
-            Signal::Profiles => "profiles",
-            Signal::Other => "other",
-        }
-    }
-}
-
-impl fmt::Display for Signal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One row of `iceberg_tables`, of any catalog name and type.
 #[derive(Debug, Clone)]
@@ -95,48 +52,6 @@ impl CatalogRow {
         } else {
             format!("{}:{}.{}", self.catalog, self.namespace, self.name)
         }
-    }
-}
-
-/// A catalog table in SignalDB's terms.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct TableRef {
-    pub tenant: String,
-    pub dataset: String,
-    pub table: String,
-    pub signal: Signal,
-    #[serde(skip)]
-    pub ident: TableIdent,
-}
-
-/// Dataset name used for single-level namespaces.
-pub const DEFAULT_DATASET: &str = "default";
-
-impl TableRef {
-    /// Maps a namespace to tenant and dataset: `[t, d]` → (t, d); `[t]` → (t, `default`);
-    /// `[t, a, b, …]` → (t, `a.b.…`). `None` for an empty namespace.
-    pub fn from_namespace(levels: &[String], table: &str) -> Option<TableRef> {
-        let (tenant, rest) = levels.split_first()?;
-        let dataset = if rest.is_empty() { DEFAULT_DATASET.to_string() } else { rest.join(".") };
-        let ident = TableIdent::new(NamespaceIdent::from_vec(levels.to_vec()).ok()?, table.into());
-        Some(TableRef {
-            tenant: tenant.clone(),
-            dataset,
-            table: table.to_string(),
-            signal: Signal::from_table_name(table),
-            ident,
-        })
-    }
-
-    /// `tenant.dataset.table`, the form `--table` takes.
-    pub fn qualified(&self) -> String {
-        format!("{}.{}.{}", self.tenant, self.dataset, self.table)
-    }
-}
-
-impl fmt::Display for TableRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.qualified())
     }
 }
 
@@ -189,14 +104,6 @@ pub fn is_unreachable(e: &sqlx::Error) -> bool {
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed
     )
-}
-
-/// Whether this process may write to the catalog database and the warehouse at all. Read-only (every
-/// job in dry-run) creates nothing: not the SQLite file, not the warehouse directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    ReadOnly,
-    ReadWrite,
 }
 
 /// The catalog: our own pool on the catalog database for discovery, loading, the compare-and-swap

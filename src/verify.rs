@@ -11,7 +11,7 @@ use object_store::ObjectStoreExt;
 use serde::Serialize;
 
 use crate::catalog::TableRef;
-use crate::service::Context;
+use crate::runtime::Context;
 
 /// Files checked concurrently.
 const CONCURRENCY: usize = 16;

@@ -36,9 +36,10 @@ use crate::catalog::TableRef;
 use crate::clock::Clock;
 use crate::config::{CompactionConfig, Mode};
 use crate::job::{BeforeCommitHook, Job, JobError, JobKind, PassReport, PassRequest};
-use crate::job::{TablePass, TableReport, TableStatus};
+use crate::job::{TableReport, TableStatus};
 use crate::metrics::Metrics;
-use crate::service::Context;
+use crate::runtime::Context;
+use crate::runtime::TablePass;
 
 /// The compaction job: holds only what it needs.
 pub struct CompactionJob {
@@ -178,7 +179,7 @@ impl Job for CompactionJob {
                 tables.push(report);
                 continue;
             }
-            let work = |claim: crate::job::Claim| async move {
+            let work = |claim: crate::runtime::Claim| async move {
                 execute::compact_table(self, table, request, cancel, claim.fence()).await
             };
             tables.push(self.pass.run(RunType::Compaction, request.mode, table, work).await?);

@@ -5,6 +5,7 @@
 //! operator meant or stop startup. So `[compactor*]` tables reject unknown keys, a key given in both its
 //! forms is an error, and floors are enforced rather than silently raised.
 
+mod dsn;
 pub(crate) mod env;
 pub(crate) mod raw;
 pub mod redact;
@@ -24,32 +25,24 @@ pub use env::{EnvOverride, utf8_vars};
 use raw::RawConfig;
 pub use retention::{RetentionPolicy, RetentionValue};
 
-use crate::storage::Dsn;
+pub use crate::model::Mode;
+pub use dsn::Dsn;
 
 /// Default config file looked up in the working directory when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "signaldb.toml";
 
-/// Whether a pass may change storage or the catalog.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// What a table whose references cannot be read completely (a corrupt manifest, metadata iceberg-rust
+/// cannot parse) means for the other tables. Its own location is protected either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Mode {
-    DryRun,
-    Execute,
-}
-
-impl Mode {
-    pub fn from_dry_run(dry_run: bool) -> Self {
-        if dry_run { Self::DryRun } else { Self::Execute }
-    }
-
-    pub fn is_dry_run(self) -> bool {
-        self == Self::DryRun
-    }
-
-    /// The stricter of two modes: any dry-run wins.
-    pub fn and(self, other: Mode) -> Mode {
-        if self.is_dry_run() || other.is_dry_run() { Self::DryRun } else { Self::Execute }
-    }
+pub enum UnreadableNeighbours {
+    /// No table deletes anything while some table's references are unknown: any file could be one of
+    /// them (the default; `unknown_neighbour`).
+    #[default]
+    Block,
+    /// Other tables go on deleting; a file the unreadable table references outside its own location
+    /// could then be deleted. For operators who know no table references another's files.
+    ProtectLocation,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -232,7 +225,7 @@ pub struct OrphanConfig {
     #[serde(serialize_with = "serialize_window")]
     pub window: Option<crate::window::Window>,
     /// What a table whose references cannot be read completely means for every other table.
-    pub unreadable_neighbours: crate::storage::deletable::UnreadableNeighbours,
+    pub unreadable_neighbours: UnreadableNeighbours,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -270,8 +263,8 @@ pub struct Sources {
 impl Config {
     /// Whether the configuration enables `kind` (its loop runs, and `once`/the admin API may run it for
     /// real; a disabled job runs only as an explicitly requested dry run).
-    pub fn job_enabled(&self, kind: crate::job::JobKind) -> bool {
-        use crate::job::JobKind;
+    pub fn job_enabled(&self, kind: crate::model::JobKind) -> bool {
+        use crate::model::JobKind;
         match kind {
             JobKind::Compaction => self.compaction.enabled,
             JobKind::Retention => self.retention.enabled,

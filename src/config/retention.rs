@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::catalog::Signal;
+use crate::model::Signal;
 
 /// One retention setting: keep for a duration, or keep forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

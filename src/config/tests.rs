@@ -106,7 +106,7 @@ traces = "forever"
     .unwrap();
     let p = &c.retention.policy;
     let days = |n: u64| RetentionValue::For(Duration::from_secs(n * 86_400));
-    use crate::catalog::Signal;
+    use crate::model::Signal;
     assert_eq!(p.resolve("acme", "production", "traces", Signal::Traces).value, days(30));
     assert_eq!(p.resolve("acme", "staging", "traces", Signal::Traces).value, days(14));
     assert_eq!(p.resolve("acme", "audit", "traces", Signal::Traces).value, RetentionValue::Forever);
@@ -181,7 +181,7 @@ fn tenant_overrides_load_in_the_map_form_and_the_list_form_alike() {
         serde_json::to_value(&list.retention.policy).unwrap(),
         serde_json::to_value(&map.retention.policy).unwrap()
     );
-    use crate::catalog::Signal;
+    use crate::model::Signal;
     for c in [&list, &map] {
         let p = &c.retention.policy;
         let days = |n: u64| RetentionValue::For(Duration::from_secs(n * 86_400));

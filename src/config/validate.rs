@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use super::Dsn;
+use super::UnreadableNeighbours;
 use super::raw::{RawCompactor, RawConfig, RawOrphanCleanup, RawRetention, RawStorage};
 use super::retention::{
     DatasetOverride, RetentionPolicy, RetentionValue, SignalRetention, TablePolicy, TenantOverride,
@@ -13,8 +15,6 @@ use super::{
     CatalogConfig, CompactionConfig, Config, ConfigError, HttpConfig, LogFormat, Mode, OrphanConfig,
     RetentionConfig, ServiceConfig, StorageConfig,
 };
-use crate::storage::Dsn;
-use crate::storage::deletable::UnreadableNeighbours;
 
 const HOUR: u64 = 3600;
 const DAY: u64 = 24 * HOUR;

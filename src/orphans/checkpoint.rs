@@ -73,13 +73,14 @@ impl Checkpoint {
         self.resumed
     }
 
-    /// Records a finished batch.
+    /// Records a finished batch at `now` (the pass's clock).
     pub async fn advance(
         &mut self,
         catalog: &Catalog,
         last: &str,
         files: u64,
         bytes: u64,
+        now: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE cleanup_progress SET last_path = $1, files_deleted = files_deleted + $2, \
@@ -89,7 +90,7 @@ impl Checkpoint {
         .bind(last)
         .bind(files as i64)
         .bind(bytes as i64)
-        .bind(Utc::now().to_rfc3339())
+        .bind(now.to_rfc3339())
         .bind(&self.run_id)
         .bind(&self.tenant)
         .bind(&self.dataset)
@@ -100,12 +101,13 @@ impl Checkpoint {
         Ok(())
     }
 
-    pub async fn complete(self, catalog: &Catalog) -> Result<(), sqlx::Error> {
+    /// Marks the run completed at `now` (the pass's clock).
+    pub async fn complete(self, catalog: &Catalog, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE cleanup_progress SET status = 'completed', updated_at = $1 \
              WHERE run_id = $2 AND tenant_id = $3 AND dataset_id = $4 AND table_name = $5",
         )
-        .bind(Utc::now().to_rfc3339())
+        .bind(now.to_rfc3339())
         .bind(&self.run_id)
         .bind(&self.tenant)
         .bind(&self.dataset)

@@ -34,10 +34,10 @@ use crate::audit::RunType;
 use crate::catalog::{Catalog, TableRef};
 use crate::clock::Clock;
 use crate::config::{Mode, OrphanConfig};
-use crate::job::TablePass;
 use crate::job::{Job, JobError, JobKind, PassReport, PassRequest, TableReport, TableStatus};
 use crate::metrics::Metrics;
-use crate::service::Context;
+use crate::runtime::Context;
+use crate::runtime::TablePass;
 use crate::storage::deletable::{Keep, Object};
 use crate::storage::gate::{DeletionGate, human_age};
 use crate::storage::{LinkCache, Warehouse};
@@ -172,7 +172,7 @@ impl Job for OrphanJob {
             if cancel.is_cancelled() {
                 break;
             }
-            let work = |claim: crate::job::Claim| async move {
+            let work = |claim: crate::runtime::Claim| async move {
                 if let Some(expiry) = &self.expiry {
                     let expired = expiry.expire_table(t, request.mode, cancel, &claim).await;
                     if let TableStatus::Failed { error } = &expired.status {
@@ -441,12 +441,12 @@ impl OrphanJob {
             }
             let last = paths.last().expect("non-empty batch");
             checkpoint
-                .advance(&self.catalog, last, outcome.deleted.len() as u64, freed)
+                .advance(&self.catalog, last, outcome.deleted.len() as u64, freed, self.clock.now())
                 .await
                 .map_err(checkpoint_failed)?;
             crate::failpoint::hit(crate::failpoint::ORPHANS_AFTER_BATCH);
         }
-        checkpoint.complete(&self.catalog).await.map_err(checkpoint_failed)?;
+        checkpoint.complete(&self.catalog, self.clock.now()).await.map_err(checkpoint_failed)?;
         report
             .details
             .push(format!("deleted {} orphan file(s), {} bytes", report.files_after, report.bytes_after));

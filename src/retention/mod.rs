@@ -29,9 +29,9 @@ use crate::config::{Mode, RetentionConfig};
 use crate::job::{
     BeforeCommitHook, Job, JobError, JobKind, PassReport, PassRequest, TableReport, TableStatus,
 };
-use crate::job::{Claim, TablePass};
 use crate::metrics::Metrics;
-use crate::service::Context;
+use crate::runtime::Context;
+use crate::runtime::{Claim, TablePass};
 use crate::storage::Warehouse;
 use crate::table::census::Census;
 

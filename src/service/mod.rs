@@ -1,10 +1,8 @@
-//! The daemon: the shared context (config, catalog, store, metrics, clock), every enabled job's loop
-//! and the HTTP server, all stopped by one `CancellationToken`.
+//! The daemon, the top layer: every enabled job's loop, the HTTP server and the admin API over the
+//! runtime's shared [`Context`], all stopped by one `CancellationToken`.
 
 pub mod admin;
 pub mod http;
-pub mod leases;
-pub mod locks;
 pub mod periodic;
 pub mod status;
 
@@ -16,107 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::catalog::{Access, Catalog, Signal};
-use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
 use crate::job::{Job, JobKind};
-use crate::metrics::Metrics;
-use crate::storage::Warehouse;
 pub use periodic::{run_pass, run_periodic};
+// The runtime layer's parts, under the names callers have always used.
+pub use crate::runtime::{Context, ContextBuilder, leases, locks};
 pub use status::StatusBoard;
-
-/// What every job shares: built once at startup.
-#[derive(Clone)]
-pub struct Context {
-    pub config: Arc<Config>,
-    pub catalog: Catalog,
-    pub warehouse: Warehouse,
-    /// Retention's cold tier, when `archive_dsn` is set.
-    pub archive: Option<Warehouse>,
-    pub metrics: Metrics,
-    pub clock: Arc<dyn Clock>,
-    /// One job per table at a time.
-    pub locks: locks::TableLocks,
-    /// The audit trail (a no-op without write access).
-    pub audit: crate::audit::Audit,
-    /// Table leases shared with other replicas (none without write access).
-    pub leases: leases::Leases,
-}
-
-impl Context {
-    /// Opens storage and the catalog. `access` is read-only when nothing this process will run may
-    /// write (every job in dry-run): then not even a missing catalog file or directory is created.
-    pub async fn build(
-        config: Config,
-        registry: prometheus::Registry,
-        access: Access,
-    ) -> anyhow::Result<Context> {
-        let warehouse = Warehouse::open(&config.storage, access).context("opening the warehouse storage")?;
-        let catalog = Catalog::connect(&config.catalog, &warehouse, access)
-            .await
-            .context("connecting to the catalog")?;
-        let (audit, leases) = match access {
-            Access::ReadWrite => {
-                let holder = leases::holder_id();
-                let leases = leases::Leases::new(
-                    catalog.pool().clone(),
-                    catalog.is_postgres(),
-                    holder.clone(),
-                    config.service.lease_ttl,
-                );
-                (
-                    crate::audit::Audit::new(Some(catalog.pool().clone()), holder, catalog.is_postgres()),
-                    leases,
-                )
-            }
-            Access::ReadOnly => (crate::audit::Audit::disabled(), leases::Leases::disabled()),
-        };
-        let recovered = audit
-            .recover(chrono::Utc::now(), config.service.audit_retention)
-            .await
-            .context("recovering the audit trail")?;
-        if recovered > 0 {
-            warn!(runs = recovered, "audit rows left running by a stopped process marked failed");
-        }
-        let archive = match &config.retention.archive {
-            Some(dsn) => {
-                let storage = crate::config::StorageConfig {
-                    dsn: dsn.clone(),
-                    extra_roots: Vec::new(),
-                    ..config.storage.clone()
-                };
-                // Created lazily by the first copy: an unusable archive fails that table's drop, not
-                // the whole daemon's startup.
-                Some(
-                    Warehouse::open(&storage, Access::ReadOnly)
-                        .context("opening the retention archive storage")?,
-                )
-            }
-            None => None,
-        };
-        Ok(Context {
-            config: Arc::new(config),
-            catalog,
-            warehouse,
-            archive,
-            metrics: Metrics::new(registry),
-            clock: Arc::new(SystemClock),
-            locks: locks::TableLocks::default(),
-            audit,
-            leases,
-        })
-    }
-
-    /// Discovers tables and records how many of each signal exist.
-    pub async fn discover(&self) -> Result<Vec<crate::catalog::TableRef>, crate::catalog::CatalogError> {
-        let tables = self.catalog.discover().await?;
-        for signal in Signal::KNOWN.into_iter().chain([Signal::Other]) {
-            let n = tables.iter().filter(|t| t.signal == signal).count();
-            self.metrics.tables_discovered.with_label_values(&[signal.as_str()]).set(n as i64);
-        }
-        Ok(tables)
-    }
-}
 
 /// The jobs this build provides, each with whether its configuration enables it.
 pub fn jobs(ctx: &Context) -> Vec<(Arc<dyn Job>, bool)> {

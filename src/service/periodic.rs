@@ -59,7 +59,7 @@ pub async fn run_periodic(
         let span = info_span!("pass", job = %kind, mode = ?request.mode);
         // `run_pass` has logged and counted the outcome; the loop only waits for the next tick.
         let _ = run_pass(job.as_ref(), &request, &cancel, &status, &metrics).instrument(span).await;
-        status.set_next_run(kind, Utc::now() + chrono::Duration::from_std(interval).unwrap_or_default());
+        status.set_next_run(kind, clock.now() + chrono::Duration::from_std(interval).unwrap_or_default());
     }
     info!(job = %kind, "loop stopped");
 }

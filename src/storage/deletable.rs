@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::path::{is_within, normalize, percent_decoded, same_location};
-use crate::table::reachability::Reachable;
+use crate::storage::reachable::Reachable;
 
 /// Why a table deletes nothing this pass. `reason()` is the metric label and the report's reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,19 +101,7 @@ pub enum Keep {
     NotSupersededMetadata,
 }
 
-/// What a table whose references cannot be read completely (a corrupt manifest, metadata iceberg-rust
-/// cannot parse) means for the other tables. Its own location is protected either way.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UnreadableNeighbours {
-    /// No table deletes anything while some table's references are unknown: any file could be one of
-    /// them (the default; `unknown_neighbour`).
-    #[default]
-    Block,
-    /// Other tables go on deleting; a file the unreadable table references outside its own location
-    /// could then be deleted. For operators who know no table references another's files.
-    ProtectLocation,
-}
+pub use crate::config::UnreadableNeighbours;
 
 /// Which tables reference a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

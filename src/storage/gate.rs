@@ -222,7 +222,7 @@ mod tests {
 
     use super::*;
     use crate::storage::deletable::Layout;
-    use crate::table::reachability::Reachable;
+    use crate::storage::reachable::Reachable;
 
     fn layout(tables: &[&str]) -> Layout {
         let mut l = Layout::new(["s3://bucket/w".to_string()]);
@@ -352,7 +352,7 @@ mod attack {
 
     use super::*;
     use crate::storage::deletable::Layout;
-    use crate::table::reachability::Reachable;
+    use crate::storage::reachable::Reachable;
 
     /// Time of check vs time of use: the gate looks for links (lstat per component), then HEADs, then
     /// deletes by path through `std::fs::remove_file`, which follows a directory link swapped in

@@ -98,6 +98,8 @@ pub async fn reclaim(catalog: &Catalog, after: &Table, candidates: &[String]) ->
         warehouse,
         scope: &scope,
         grace: Duration::ZERO,
+        // Wall-clock time on purpose: the grace is zero and the files were just superseded by this
+        // process, so only the store's own timestamps (real time) can be compared with it.
         now: chrono::Utc::now(),
         mode: Mode::Execute,
     };

@@ -279,6 +279,8 @@ async fn stage_snapshot(
     let mut properties = summary.build();
     add_totals(base.snapshot.as_ref().map(|s| &s.summary().additional_properties), &mut properties);
     properties.extend(change.summary.clone());
+    // Wall-clock time on purpose, not the injected `Clock`: snapshot timestamps are ordered against
+    // every other writer's, and a simulated clock (tests run days ahead) would break that order.
     let now_ms = chrono::Utc::now().timestamp_millis().max(metadata.last_updated_ms());
     let snapshot = Snapshot::builder()
         .with_snapshot_id(snapshot_id)

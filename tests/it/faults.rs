@@ -7,17 +7,16 @@ use std::sync::Arc;
 use chrono::TimeDelta;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
-use signaldb_compactor::catalog::{Access, Catalog};
+use signaldb_compactor::catalog::Access;
 use signaldb_compactor::compaction::CompactionJob;
 use signaldb_compactor::config::Mode;
 use signaldb_compactor::job::{Job, PassRequest, TableStatus};
 use signaldb_compactor::orphans::OrphanJob;
 use signaldb_compactor::service::Context;
-use signaldb_compactor::storage::Warehouse;
 use signaldb_compactor::storage::faults::FaultyStore;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{context, fixed_end, generate_small};
+use crate::support::{context_builder, fixed_end, generate_small};
 
 /// Every table's row timestamps, sorted (a row multiset fingerprint that fits every signal).
 async fn fingerprint(ctx: &Context) -> Vec<(String, Vec<i64>)> {
@@ -50,17 +49,18 @@ async fn assert_consistent(ctx: &Context, rows: &[(String, Vec<i64>)], step: &st
 async fn failing_store_operations_fail_passes_cleanly_and_the_next_pass_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     generate_small(dir.path()).await;
-    let mut ctx = context(dir.path(), fixed_end() + TimeDelta::minutes(5), |c| {
+    let faulty = Arc::new(FaultyStore::new(Arc::new(object_store::local::LocalFileSystem::new()), 11));
+    let ctx = context_builder(dir.path(), Access::ReadWrite, |c| {
         c.compaction.min_input_files = 2;
         c.compaction.commit_retry_backoff = std::time::Duration::from_millis(5);
         c.orphans.enabled = true;
         c.orphans.mode = Mode::Execute;
     })
-    .await;
-    let faulty = Arc::new(FaultyStore::new(Arc::new(object_store::local::LocalFileSystem::new()), 11));
-    let warehouse = Warehouse::with_store(ctx.warehouse.root().to_string(), faulty.clone());
-    ctx.catalog = Catalog::connect(&ctx.config.catalog, &warehouse, Access::ReadWrite).await.unwrap();
-    ctx.warehouse = warehouse;
+    .with_store(faulty.clone())
+    .build()
+    .await
+    .unwrap()
+    .with_clock(Arc::new(signaldb_compactor::clock::FixedClock(fixed_end() + TimeDelta::minutes(5))));
     let rows = fingerprint(&ctx).await;
     let run = |ctx: &Context| {
         let job = CompactionJob::new(ctx);
@@ -104,7 +104,9 @@ async fn failing_store_operations_fail_passes_cleanly_and_the_next_pass_succeeds
     assert_consistent(&ctx, &rows, "after recovery").await;
 
     // Orphan cleanup ten days later: a planted orphan (and any leftovers of failed writes).
-    ctx.clock = Arc::new(signaldb_compactor::clock::FixedClock(chrono::Utc::now() + TimeDelta::days(10)));
+    let ctx = ctx.with_clock(Arc::new(signaldb_compactor::clock::FixedClock(
+        chrono::Utc::now() + TimeDelta::days(10),
+    )));
     let traces = ctx
         .catalog
         .discover()

@@ -16,6 +16,7 @@ mod discovery;
 mod faults;
 mod generate;
 mod hostile;
+mod layers;
 mod leases;
 mod maintenance;
 mod matrix;

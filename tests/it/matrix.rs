@@ -363,8 +363,9 @@ pub async fn acceptance(backend: &Backend) {
     assert!(ctx.warehouse.store().head(&orphan).await.is_ok(), "{name}: a young orphan is kept");
 
     // 4. Ten days later: retention drops every expired hour (PyIceberg's table too) and expires snapshots.
-    let mut late = backend.context(Access::ReadWrite, now, configure).await;
-    late.clock = Arc::new(signaldb_compactor::clock::FixedClock(chrono::Utc::now() + TimeDelta::days(10)));
+    let late = backend.context(Access::ReadWrite, now, configure).await.with_clock(Arc::new(
+        signaldb_compactor::clock::FixedClock(chrono::Utc::now() + TimeDelta::days(10)),
+    ));
     let retention = run(&RetentionJob::new(&late), Mode::Execute).await;
     assert_eq!(retention.failed_tables(), 0, "{name}: {retention:#?}");
     let t = retention.tables.iter().find(|t| t.table == traces).unwrap();

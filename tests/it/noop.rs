@@ -29,12 +29,12 @@ async fn idle_tables_take_no_lease_write_no_audit_row_and_are_not_reread_until_t
     generate_small(dir.path()).await;
     // Hours 08:00, 09:00 and 10:00 (ending 11:00); at 10:31 with 10 min lateness hour 10 is still open.
     let clock = signaldb_compactor::clock::ManualClock::new(fixed_end() + TimeDelta::minutes(1));
-    let mut ctx = crate::support::context(dir.path(), fixed_end(), |c| {
+    let ctx = crate::support::context(dir.path(), fixed_end(), |c| {
         c.compaction.min_input_files = 2;
         c.compaction.partition_lateness = std::time::Duration::from_secs(600);
     })
     .await;
-    ctx.clock = std::sync::Arc::new(clock.clone());
+    let ctx = ctx.with_clock(std::sync::Arc::new(clock.clone()));
     let job = signaldb_compactor::compaction::CompactionJob::new(&ctx);
     let cancel = tokio_util::sync::CancellationToken::new();
     let real = PassRequest::all(Mode::Execute);

@@ -58,7 +58,7 @@ async fn dashboard_and_alert_metrics_exist_in_a_real_scrape() {
     // orphan cleanup (one planted orphan), verify.
     let dir = tempfile::tempdir().unwrap();
     generate_small(dir.path()).await;
-    let mut ctx = context(dir.path(), fixed_end() + TimeDelta::minutes(5), |c| {
+    let ctx = context(dir.path(), fixed_end() + TimeDelta::minutes(5), |c| {
         c.compaction.min_input_files = 2;
         c.retention.enabled = true;
         c.retention.mode = Mode::Execute;
@@ -75,7 +75,9 @@ async fn dashboard_and_alert_metrics_exist_in_a_real_scrape() {
     run_pass(compaction.as_ref(), &PassRequest::all(Mode::Execute), &cancel, &status, &ctx.metrics)
         .await
         .unwrap();
-    ctx.clock = Arc::new(signaldb_compactor::clock::FixedClock(chrono::Utc::now() + TimeDelta::days(10)));
+    let ctx = ctx.with_clock(Arc::new(signaldb_compactor::clock::FixedClock(
+        chrono::Utc::now() + TimeDelta::days(10),
+    )));
     let retention: Arc<dyn Job> = Arc::new(signaldb_compactor::retention::RetentionJob::new(&ctx));
     run_pass(retention.as_ref(), &PassRequest::all(Mode::Execute), &cancel, &status, &ctx.metrics)
         .await

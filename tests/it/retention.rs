@@ -255,12 +255,12 @@ async fn a_drop_racing_a_compaction_of_the_same_partition_stays_consistent() {
     // Retention runs as another writer would: its own context, so no in-process table lock is shared,
     // and outside the lease protocol (another engine, or a replica whose lease expired): the catalog
     // compare-and-swap alone must keep the table consistent.
-    let mut replica = context(dir.path(), now, |c| {
+    let replica = context(dir.path(), now, |c| {
         enable(c, RetentionValue::For(Duration::from_secs(7200)));
         c.retention.grace_period = Duration::ZERO;
     })
     .await;
-    replica.leases = signaldb_compactor::service::leases::Leases::disabled();
+    let replica = replica.without_leases();
     let retention = Arc::new(RetentionJob::new(&replica));
     let hook: BeforeCommitHook = {
         let retention = retention.clone();

@@ -134,17 +134,27 @@ pub async fn context_with_access(
     access: Access,
     tweak: impl FnOnce(&mut signaldb_compactor::config::Config),
 ) -> signaldb_compactor::service::Context {
+    // The audit recovery at build time runs on the system clock; the jobs then see `now`.
+    context_builder(dir, access, tweak)
+        .build()
+        .await
+        .expect("context builds")
+        .with_clock(std::sync::Arc::new(signaldb_compactor::clock::FixedClock(now)))
+}
+
+/// The builder [`context_with_access`] uses: the directory's catalog and warehouse, `tweak`ed.
+pub fn context_builder(
+    dir: &Path,
+    access: Access,
+    tweak: impl FnOnce(&mut signaldb_compactor::config::Config),
+) -> signaldb_compactor::service::ContextBuilder {
     let (mut config, _) =
         signaldb_compactor::config::Config::load(None, std::iter::empty(), dir).expect("default config");
     let (catalog, storage) = dir_config(dir);
     config.catalog = catalog;
     config.storage = storage;
     tweak(&mut config);
-    let mut ctx = signaldb_compactor::service::Context::build(config, prometheus::Registry::new(), access)
-        .await
-        .expect("context builds");
-    ctx.clock = std::sync::Arc::new(signaldb_compactor::clock::FixedClock(now));
-    ctx
+    signaldb_compactor::service::Context::builder(config, prometheus::Registry::new(), access)
 }
 
 /// Every file under `dir` with its bytes, sorted: a dry-run must leave this identical.

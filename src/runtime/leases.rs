@@ -13,7 +13,7 @@
 //! divides work; the catalog compare-and-swap alone already keeps every commit atomic.
 //!
 //! The lease reaches those paths as an explicit [`Fence`] ([`Lease::fence`], carried by the table's
-//! `job::Claim`), so a path that commits or deletes without one does not compile.
+//! `runtime::Claim`), so a path that commits or deletes without one does not compile.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,0 +1,83 @@
+//! The reachable set: normalized locations of every file some metadata references. Computed by
+//! `table::reachability` (which reads the metadata); consumed here by the deletion rules.
+
+use std::collections::HashSet;
+
+use super::path::{normalize, percent_decoded};
+
+/// Normalized locations of every file the table's metadata references.
+///
+/// A reference with percent-escapes also makes its decoded reading live (engines disagree on which
+/// object such a location names), and a reference that does not normalize at all is kept verbatim and
+/// listed in [`Reachable::uncanonical`]: a cleaner must then delete nothing for the table.
+#[derive(Debug, Clone, Default)]
+pub struct Reachable {
+    paths: HashSet<String>,
+    /// Second readings of percent-escaped references: live, but not the table's own spelling.
+    alternates: HashSet<String>,
+    uncanonical: Vec<String>,
+}
+
+impl Reachable {
+    /// A set from known locations (tests, and callers that add files they know are live).
+    pub fn from_locations<'a>(locations: impl IntoIterator<Item = &'a str>) -> Reachable {
+        let mut out = Reachable::default();
+        for l in locations {
+            out.insert(l);
+        }
+        out
+    }
+
+    pub fn contains(&self, location: &str) -> bool {
+        normalize(location).is_some_and(|n| self.paths.contains(&n) || self.alternates.contains(&n))
+    }
+
+    /// References that could not be put in canonical form (kept verbatim).
+    pub fn uncanonical(&self) -> &[String] {
+        &self.uncanonical
+    }
+
+    /// Every canonical reference (not the alternate readings).
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.paths.iter().map(String::as_str)
+    }
+
+    /// Adds every reference of `other` (a later reading of the same table).
+    pub fn extend(&mut self, other: &Reachable) {
+        self.paths.extend(other.paths.iter().cloned());
+        self.alternates.extend(other.alternates.iter().cloned());
+        self.uncanonical.extend(other.uncanonical.iter().cloned());
+    }
+
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Locations in `self` but not in `other` (sorted).
+    pub fn minus(&self, other: &Reachable) -> Vec<String> {
+        let mut out: Vec<String> = self.paths.difference(&other.paths).cloned().collect();
+        out.sort();
+        out
+    }
+
+    /// Adds one referenced location (normalized; kept verbatim when it does not normalize).
+    pub fn insert(&mut self, location: &str) {
+        match normalize(location) {
+            Some(n) => {
+                if let Some(decoded) = percent_decoded(&n) {
+                    self.alternates.insert(decoded);
+                }
+                self.paths.insert(n);
+            }
+            None => {
+                // Cannot be compared; keep it verbatim so it is never mistaken for unreferenced.
+                self.uncanonical.push(location.to_string());
+                self.paths.insert(location.to_string());
+            }
+        }
+    }
+}
