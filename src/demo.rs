@@ -63,19 +63,13 @@ pub async fn run(mut config: Config, opts: &DemoOptions, log: &Path) -> anyhow::
     if !dir.join("catalog.db").exists() {
         println!("generating {} hours of SignalDB data under {} ...", opts.hours, dir.display());
         let report = generate(&GenerateOptions {
-            dir: dir.clone(),
-            tenants: 2,
-            datasets: 1,
             hours: opts.hours,
             files_per_hour: 6,
             rows_per_file: 200,
             seed: 42,
-            all_signals: false,
-            tables: Vec::new(),
-            unsorted: false,
-            unsorted_files: false,
             end: Utc::now(),
             concurrency: 4,
+            ..GenerateOptions::small(&dir)
         })
         .await?;
         println!(

@@ -61,6 +61,29 @@ pub struct GenerateOptions {
     pub concurrency: usize,
 }
 
+impl GenerateOptions {
+    /// A small warehouse under `dir`: two tenants, one dataset, the default tables, three hours of
+    /// four files of 50 rows each, seed 7, ending at a fixed instant (2026-11-21 10:30 UTC) so that
+    /// runs are reproducible. Tests and examples change what they need with `..small(dir)`.
+    pub fn small(dir: &Path) -> GenerateOptions {
+        GenerateOptions {
+            dir: dir.to_path_buf(),
+            tenants: 2,
+            datasets: 1,
+            hours: 3,
+            files_per_hour: 4,
+            rows_per_file: 50,
+            seed: 7,
+            all_signals: false,
+            tables: Vec::new(),
+            unsorted: false,
+            unsorted_files: false,
+            end: DateTime::from_timestamp(1_795_257_000, 0).expect("a valid instant"),
+            concurrency: 2,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct GenerateReport {
     pub dir: PathBuf,

@@ -135,17 +135,16 @@ impl Storage for ObjectStoreStorage {
         }
     }
 
+    /// Refused. Only two paths delete: the deletion gate (orphans, expiry cleanup, superseded
+    /// metadata), which checks every object against the catalog first, and `discard_uncommitted`,
+    /// which deletes files this process wrote for a commit that definitely failed. A recursive delete
+    /// by prefix would be a third, unchecked one. Nothing calls it today (our code, iceberg 0.10.1 and
+    /// iceberg-catalog-sql's `purge_table` included, which deletes file by file).
     async fn delete_prefix(&self, path: &str) -> Result<()> {
-        let (store, p) = self.resolve(path)?;
-        let locations = store.list(Some(&p)).map(|m| m.map(|m| m.location)).boxed();
-        let mut deleted = store.delete_stream(locations);
-        while let Some(r) = deleted.next().await {
-            match r {
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(io_error(path, "delete_prefix", e)),
-            }
-        }
-        Ok(())
+        Err(Error::new(
+            ErrorKind::FeatureUnsupported,
+            format!("delete_prefix {path}: refused (the compactor deletes only through its deletion gate)"),
+        ))
     }
 
     async fn delete_stream(&self, mut paths: BoxStream<'static, String>) -> Result<()> {
@@ -200,5 +199,26 @@ impl FileWrite for ObjectWrite {
         let mut writer =
             self.writer.take().ok_or_else(|| io_error(&self.location, "close", "file already closed"))?;
         writer.shutdown().await.map_err(|e| io_error(&self.location, "close", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn delete_prefix_refuses_and_deletes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t/data/a.parquet");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, b"x").unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new());
+        let storage = ObjectStoreStorageFactory::new(store, PathMapper::Local)
+            .build(&StorageConfig::default())
+            .unwrap();
+        let prefix = format!("file://{}/t", dir.path().display());
+        let refused = storage.delete_prefix(&prefix).await.unwrap_err();
+        assert!(matches!(refused.kind(), ErrorKind::FeatureUnsupported), "{refused}");
+        assert!(file.exists(), "nothing deleted");
     }
 }

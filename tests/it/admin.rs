@@ -288,17 +288,9 @@ impl Job for RecordingJob {
 pub(crate) async fn raw(addr: &str, request: Vec<u8>, timeout: Duration) -> (u16, String) {
     let addr = addr.to_string();
     tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-        stream.set_read_timeout(Some(timeout)).unwrap();
-        stream.set_write_timeout(Some(timeout)).unwrap();
-        let _ = stream.write_all(&request);
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response);
-        let response = String::from_utf8_lossy(&response).to_string();
-        let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        (code, body)
+        // A partial exchange (the server answering and closing early) is an answer too.
+        let (response, _) = crate::support::http_exchange(&addr, &request, timeout).unwrap();
+        crate::support::http_parse(&response)
     })
     .await
     .unwrap()

@@ -93,19 +93,14 @@ async fn chaos(uri: Option<String>, iterations: usize) {
             + TimeDelta::minutes(30);
     signaldb_compactor::generate::generate_into(
         &GenerateOptions {
-            dir: dir.path().to_path_buf(),
             tenants: 1,
-            datasets: 1,
             hours: 8,
             files_per_hour: 6,
             rows_per_file: 40,
             seed: 21,
-            all_signals: false,
             tables: vec!["traces".into(), "logs".into()],
-            unsorted: false,
-            unsorted_files: false,
             end,
-            concurrency: 2,
+            ..GenerateOptions::small(dir.path())
         },
         uri.as_deref(),
         None,

@@ -27,19 +27,13 @@ use crate::support::{
 /// 1 tenant × 1 dataset × 3 tables, hours 07–10 ending 10:30, `files` files per hour.
 fn options(dir: &std::path::Path, files: usize) -> GenerateOptions {
     GenerateOptions {
-        dir: dir.to_path_buf(),
         tenants: 1,
-        datasets: 1,
         hours: 4,
         files_per_hour: files,
         rows_per_file: 200,
         seed: 11,
-        all_signals: false,
-        tables: Vec::new(),
-        unsorted: false,
-        unsorted_files: false,
-        end: fixed_end(),
         concurrency: 3,
+        ..GenerateOptions::small(dir)
     }
 }
 

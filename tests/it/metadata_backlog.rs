@@ -18,19 +18,13 @@ use crate::support::{context, fixed_end, pyiceberg};
 
 fn options(dir: &Path) -> GenerateOptions {
     GenerateOptions {
-        dir: dir.to_path_buf(),
         tenants: 1,
-        datasets: 1,
         hours: 4,
         files_per_hour: 6,
         rows_per_file: 20,
         seed: 5,
-        all_signals: false,
         tables: vec!["traces".into()],
-        unsorted: false,
-        unsorted_files: false,
-        end: fixed_end(),
-        concurrency: 2,
+        ..GenerateOptions::small(dir)
     }
 }
 

@@ -20,19 +20,13 @@ use crate::support::{context, fixed_end, pyiceberg, run_bin, snapshot_bytes, wri
 
 fn options(dir: &Path, tables: &[&str]) -> GenerateOptions {
     GenerateOptions {
-        dir: dir.to_path_buf(),
         tenants: 1,
-        datasets: 1,
         hours: 2,
         files_per_hour: 6,
         rows_per_file: 40,
         seed: 3,
-        all_signals: false,
         tables: tables.iter().map(|t| t.to_string()).collect(),
-        unsorted: false,
-        unsorted_files: false,
-        end: fixed_end(),
-        concurrency: 2,
+        ..GenerateOptions::small(dir)
     }
 }
 

@@ -21,19 +21,14 @@ use crate::support::{context, fixed_end, pyiceberg, run_bin, snapshot_bytes, wri
 
 fn traces_only(dir: &std::path::Path, hours: u32, files: usize, rows: usize) -> GenerateOptions {
     GenerateOptions {
-        dir: dir.to_path_buf(),
         tenants: 1,
-        datasets: 1,
         hours,
         files_per_hour: files,
         rows_per_file: rows,
         seed: 5,
-        all_signals: false,
         tables: vec!["traces".into()],
-        unsorted: false,
-        unsorted_files: false,
-        end: fixed_end(),
         concurrency: 1,
+        ..GenerateOptions::small(dir)
     }
 }
 

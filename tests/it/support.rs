@@ -34,21 +34,7 @@ pub fn fixed_end() -> DateTime<Utc> {
 }
 
 pub fn small_options(dir: &Path) -> GenerateOptions {
-    GenerateOptions {
-        dir: dir.to_path_buf(),
-        tenants: 2,
-        datasets: 1,
-        hours: 3,
-        files_per_hour: 4,
-        rows_per_file: 50,
-        seed: 7,
-        all_signals: false,
-        tables: Vec::new(),
-        unsorted: false,
-        unsorted_files: false,
-        end: fixed_end(),
-        concurrency: 2,
-    }
+    GenerateOptions::small(dir)
 }
 
 pub async fn generate_small(dir: &Path) -> GenerateReport {
@@ -101,16 +87,39 @@ pub fn duckdb(dir: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("helper prints JSON")
 }
 
-/// A minimal HTTP/1.0 GET: (status code, body).
-pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+/// The one HTTP test client underneath every helper: connects, sends `request` as written (any
+/// bytes), and reads until the server closes, each write and read bounded by `timeout`. Returns what
+/// was read and the first write or read error (a fuzzer accepts a partial exchange; others do not).
+pub fn http_exchange(
+    addr: &str,
+    request: &[u8],
+    timeout: Duration,
+) -> std::io::Result<(Vec<u8>, Option<std::io::Error>)> {
     let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let written = stream.write_all(request);
+    let mut response = Vec::new();
+    let read = stream.read_to_end(&mut response);
+    Ok((response, written.err().or(read.err())))
+}
+
+/// An HTTP/1.0 response's (status code, body); code 0 when there is no status line.
+pub fn http_parse(response: &[u8]) -> (u16, String) {
+    let response = String::from_utf8_lossy(response);
     let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((code, body))
+    (code, body)
+}
+
+/// A minimal HTTP/1.0 GET: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let (response, failed) = http_exchange(addr, request.as_bytes(), Duration::from_secs(10))?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(http_parse(&response)),
+    }
 }
 
 /// A free loopback port (bound and released; good enough for a test).
@@ -195,8 +204,6 @@ pub fn http_request(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
@@ -208,12 +215,12 @@ pub fn http_request(
     if let Some(b) = body {
         request.push_str(b);
     }
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (code, body)
+    let (response, failed) =
+        http_exchange(addr, request.as_bytes(), Duration::from_secs(60)).expect("connect");
+    if let Some(e) = failed {
+        panic!("HTTP exchange with {addr} failed: {e}");
+    }
+    http_parse(&response)
 }
 
 /// A throwaway PostgreSQL server (Debian's binaries: initdb + pg_ctl in a temp dir, on a free loopback
