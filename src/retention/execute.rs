@@ -559,11 +559,8 @@ async fn expire_snapshots(
             return Ok(());
         }
     };
-    let keep_metadata = !after_table
-        .metadata()
-        .properties()
-        .get("write.metadata.delete-after-commit.enabled")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let keep_metadata = !crate::table::properties::IcebergProperties::of(after_table.metadata())
+        .delete_metadata_after_commit();
     let candidates: Vec<String> = before
         .minus(&after)
         .into_iter()

@@ -120,20 +120,19 @@ pub struct ExpiryPolicy {
 /// The table's expiry policy: `history.expire.*` properties where set, else the configuration.
 /// `Err(reason)` when the table must not be expired (`gc.enabled=false`) or a property is invalid.
 pub fn expiry_policy(md: &TableMetadata, keep: u32, max_age: Duration) -> Result<ExpiryPolicy, String> {
-    let props = md.properties();
-    if props.get("gc.enabled").is_some_and(|v| v.eq_ignore_ascii_case("false")) {
+    let props = crate::table::properties::IcebergProperties::of(md);
+    if !props.gc_enabled() {
         return Err("gc_disabled".into());
     }
-    let number = |key: &str| -> Result<Option<i64>, String> {
-        props.get(key).map(|v| v.parse::<i64>().map_err(|_| format!("invalid_property:{key}"))).transpose()
-    };
+    let history = props.history_expire().map_err(|key| format!("invalid_property:{key}"))?;
     let ms = |v: i64| Duration::from_millis(v.max(0) as u64);
     Ok(ExpiryPolicy {
-        min_snapshots_to_keep: number("history.expire.min-snapshots-to-keep")?
+        min_snapshots_to_keep: history
+            .min_snapshots_to_keep
             .map(|v| v.clamp(1, i64::from(u32::MAX)) as u32)
             .unwrap_or(keep),
-        max_snapshot_age: number("history.expire.max-snapshot-age-ms")?.map(ms).unwrap_or(max_age),
-        max_ref_age: number("history.expire.max-ref-age-ms")?.map(ms),
+        max_snapshot_age: history.max_snapshot_age_ms.map(ms).unwrap_or(max_age),
+        max_ref_age: history.max_ref_age_ms.map(ms),
     })
 }
 

@@ -68,6 +68,42 @@ pub struct AdminState {
     status: Arc<StatusBoard>,
     metrics: Metrics,
     running: Running,
+    /// What `/v1/tables` counts as a small file (compaction's rule).
+    small_files: SmallFileRule,
+}
+
+/// A data file is small when it is below `threshold_percent` of the table's target file size (the
+/// table's own property, else `target`): the rule compaction picks files by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmallFileRule {
+    pub target: u64,
+    pub threshold_percent: u64,
+}
+
+impl Default for SmallFileRule {
+    /// The configuration's defaults (`target_file_size_mb = 128`, `small_file_threshold_percent = 75`).
+    fn default() -> Self {
+        SmallFileRule { target: 128 * 1024 * 1024, threshold_percent: 75 }
+    }
+}
+
+impl SmallFileRule {
+    /// The configured rule.
+    pub fn configured(config: &crate::config::CompactionConfig) -> Self {
+        SmallFileRule {
+            target: config.target_file_size_bytes,
+            threshold_percent: config.small_file_threshold_percent,
+        }
+    }
+
+    /// The size under which a file of `table` is small.
+    fn limit(&self, table: &iceberg::table::Table) -> u64 {
+        // A table whose switches do not parse is excluded from compaction; here it keeps the
+        // configured target.
+        let target = crate::table::properties::TableProperties::of(table)
+            .map_or(self.target, |p| p.target_file_size_or(self.target));
+        target / 100 * self.threshold_percent
+    }
 }
 
 impl AdminState {
@@ -91,7 +127,14 @@ impl AdminState {
             status,
             metrics: Metrics::new(prometheus::Registry::new()),
             running: Running::default(),
+            small_files: SmallFileRule::default(),
         }
+    }
+
+    /// Counts small files in `/v1/tables` by `rule` (the daemon passes the configured one).
+    pub fn with_small_file_rule(mut self, rule: SmallFileRule) -> Self {
+        self.small_files = rule;
+        self
     }
 
     /// Runs requested passes on the daemon's tracker, status board and metrics, as its loops do.
@@ -501,14 +544,9 @@ async fn tables(State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Res
     for t in all.iter().filter(|t| allowed(&role, Some(&t.tenant))) {
         let Ok(table) = state.catalog.load(t).await else { continue };
         let stats = crate::stats::TableStats::of(&table);
-        let target = table
-            .metadata()
-            .properties()
-            .get("write.target-file-size-bytes")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(128 * 1024 * 1024);
+        let small = state.small_files.limit(&table);
         let small_files = match crate::table::Inventory::load(&table).await {
-            Ok(inv) => inv.data.iter().filter(|f| f.size() < target / 4 * 3).count() as u64,
+            Ok(inv) => inv.data.iter().filter(|f| f.size() < small).count() as u64,
             Err(_) => 0,
         };
         let last_runs = if state.audit_readable { last_runs(&state.catalog, t).await } else { Vec::new() };

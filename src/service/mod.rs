@@ -91,7 +91,8 @@ pub async fn run_jobs(
             ctx.audit.is_enabled(),
             cancel.clone(),
         )
-        .on_daemon(tracker.clone(), status.clone(), ctx.metrics.clone()),
+        .on_daemon(tracker.clone(), status.clone(), ctx.metrics.clone())
+        .with_small_file_rule(admin::SmallFileRule::configured(&ctx.config.compaction)),
     );
     let app = http::router(state).merge(admin::router(admin));
     tracker.spawn(http::serve(listener, app, cancel.clone()));

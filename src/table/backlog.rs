@@ -24,8 +24,6 @@ use crate::storage::gate::DeletionGate;
 use crate::storage::path::{normalize, table_location_of_metadata};
 use crate::table::reachability::Reachable;
 
-const DELETE_AFTER_COMMIT: &str = "write.metadata.delete-after-commit.enabled";
-
 /// The metadata files a table lists: its metadata log and its current file.
 fn listed(t: &Table) -> impl Iterator<Item = &str> {
     t.metadata().metadata_log().iter().map(|e| e.metadata_file.as_str()).chain(t.metadata_location())
@@ -50,11 +48,7 @@ pub struct Reclaimed {
 /// Deletes `candidates` (from [`superseded`]) of the committed table `after` when its properties ask
 /// for it.
 pub async fn reclaim(catalog: &Catalog, after: &Table, candidates: &[String]) -> Reclaimed {
-    let enabled = after
-        .metadata()
-        .properties()
-        .get(DELETE_AFTER_COMMIT)
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let enabled = super::properties::IcebergProperties::of(after.metadata()).delete_metadata_after_commit();
     if !enabled || candidates.is_empty() {
         return Reclaimed::default();
     }

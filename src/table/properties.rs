@@ -9,6 +9,10 @@
 //! Precedence: a table property is the most specific setting, above the configuration's
 //! table policy / dataset / tenant / global chain (retention) and above `target_file_size_mb`
 //! (compaction); `signaldb.compactor.target-file-size-bytes` wins over `write.target-file-size-bytes`.
+//!
+//! Iceberg's own properties the compactor honours ([`IcebergProperties`]: `gc.enabled`,
+//! `history.expire.*`, `write.metadata.delete-after-commit.enabled`) are another writer's settings:
+//! read here, in one place, with the leniency each has always had.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -170,6 +174,61 @@ impl TableProperties {
     }
 }
 
+/// `false` (any case): snapshot expiry must not remove anything from the table.
+pub const GC_ENABLED: &str = "gc.enabled";
+/// Snapshots kept by expiry at least (overrides `snapshots_to_keep`).
+pub const MIN_SNAPSHOTS_TO_KEEP: &str = "history.expire.min-snapshots-to-keep";
+/// Snapshot age expiry keeps, in milliseconds (overrides `max_snapshot_age`).
+pub const MAX_SNAPSHOT_AGE_MS: &str = "history.expire.max-snapshot-age-ms";
+/// Age past which non-main refs are removed, in milliseconds.
+pub const MAX_REF_AGE_MS: &str = "history.expire.max-ref-age-ms";
+/// `true` (any case): metadata files that fall out of the metadata log are deleted after a commit.
+pub const METADATA_DELETE_AFTER_COMMIT: &str = "write.metadata.delete-after-commit.enabled";
+
+/// Iceberg's own properties of one table, as the compactor reads them.
+#[derive(Debug, Clone, Copy)]
+pub struct IcebergProperties<'a>(&'a HashMap<String, String>);
+
+/// The table's `history.expire.*` settings (each `None` when unset).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistoryExpire {
+    pub min_snapshots_to_keep: Option<i64>,
+    pub max_snapshot_age_ms: Option<i64>,
+    pub max_ref_age_ms: Option<i64>,
+}
+
+impl<'a> IcebergProperties<'a> {
+    pub fn of(metadata: &'a iceberg::spec::TableMetadata) -> Self {
+        IcebergProperties(metadata.properties())
+    }
+
+    pub fn from_map(props: &'a HashMap<String, String>) -> Self {
+        IcebergProperties(props)
+    }
+
+    /// `gc.enabled`: only an explicit `false` (any case) turns garbage collection off.
+    pub fn gc_enabled(&self) -> bool {
+        !self.0.get(GC_ENABLED).is_some_and(|v| v.eq_ignore_ascii_case("false"))
+    }
+
+    /// `write.metadata.delete-after-commit.enabled`: only an explicit `true` (any case) turns it on.
+    pub fn delete_metadata_after_commit(&self) -> bool {
+        self.0.get(METADATA_DELETE_AFTER_COMMIT).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    /// The `history.expire.*` settings. `Err(key)`: that property is set but not an integer.
+    pub fn history_expire(&self) -> Result<HistoryExpire, &'static str> {
+        let number = |key: &'static str| -> Result<Option<i64>, &'static str> {
+            self.0.get(key).map(|v| v.parse::<i64>().map_err(|_| key)).transpose()
+        };
+        Ok(HistoryExpire {
+            min_snapshots_to_keep: number(MIN_SNAPSHOTS_TO_KEEP)?,
+            max_snapshot_age_ms: number(MAX_SNAPSHOT_AGE_MS)?,
+            max_ref_age_ms: number(MAX_REF_AGE_MS)?,
+        })
+    }
+}
+
 fn parse_target(v: &str) -> Result<u64, String> {
     let bytes: u64 = v.trim().parse().map_err(|e| format!("expected a number of bytes ({e})"))?;
     if !(MIN_TARGET_FILE_SIZE..=MAX_TARGET_FILE_SIZE).contains(&bytes) {
@@ -247,5 +306,27 @@ mod tests {
         assert!(matches!(e, Err(Excluded::Invalid(_))));
         assert_eq!(TableProperties::admit_props(&props(&[(ENABLED, "false")])), Err(Excluded::Disabled));
         assert!(TableProperties::admit_props(&props(&[(ENABLED, "true")])).is_ok());
+    }
+
+    #[test]
+    fn iceberg_properties_read_as_before() {
+        let read = |pairs: &[(&str, &str)]| {
+            let p = props(pairs);
+            let i = IcebergProperties::from_map(&p);
+            (i.gc_enabled(), i.delete_metadata_after_commit(), i.history_expire())
+        };
+        assert_eq!(read(&[]), (true, false, Ok(HistoryExpire::default())));
+        assert!(!read(&[(GC_ENABLED, "FALSE"), (METADATA_DELETE_AFTER_COMMIT, "True")]).0);
+        assert!(read(&[(METADATA_DELETE_AFTER_COMMIT, "True")]).1);
+        assert!(read(&[(GC_ENABLED, "no")]).0, "only an explicit false turns gc off");
+        assert_eq!(
+            read(&[(MIN_SNAPSHOTS_TO_KEEP, "7"), (MAX_SNAPSHOT_AGE_MS, "1000")]).2,
+            Ok(HistoryExpire {
+                min_snapshots_to_keep: Some(7),
+                max_snapshot_age_ms: Some(1000),
+                max_ref_age_ms: None
+            })
+        );
+        assert_eq!(read(&[(MAX_REF_AGE_MS, "soon")]).2, Err(MAX_REF_AGE_MS));
     }
 }
