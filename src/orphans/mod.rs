@@ -421,27 +421,16 @@ impl OrphanJob {
                 mode: Mode::Execute,
             };
             let outcome = gate.delete(&paths).await;
-            let freed = outcome.bytes_deleted();
-            for (path, reason) in &outcome.refused {
-                info!(table = %t, path, ?reason, "orphan candidate kept at revalidation");
-            }
-            for (path, error) in &outcome.failed {
-                warn!(table = %t, path, error, "orphan deletion failed; retried next pass");
-            }
-            report.files_after += outcome.deleted.len() as u64;
-            report.bytes_after += freed;
-            report.files_processed += outcome.deleted.len() as u64;
-            report.bytes_reclaimed += freed;
-            let typed = report.orphan_outcome();
-            typed.deleted += outcome.deleted.len() as u64;
-            typed.bytes_freed += freed;
-            typed.deletion_failures += outcome.failed.len() as u64;
-            if !outcome.deleted.is_empty() {
-                report.status = TableStatus::Succeeded;
-            }
+            record_batch(t, &outcome, report);
             let last = paths.last().expect("non-empty batch");
             checkpoint
-                .advance(&self.catalog, last, outcome.deleted.len() as u64, freed, self.clock.now())
+                .advance(
+                    &self.catalog,
+                    last,
+                    outcome.deleted.len() as u64,
+                    outcome.bytes_deleted(),
+                    self.clock.now(),
+                )
                 .await
                 .map_err(checkpoint_failed)?;
             crate::failpoint::hit(crate::failpoint::ORPHANS_AFTER_BATCH);
@@ -451,5 +440,27 @@ impl OrphanJob {
             .details
             .push(format!("deleted {} orphan file(s), {} bytes", report.files_after, report.bytes_after));
         Ok(())
+    }
+}
+
+/// One deletion batch's outcome, logged and added to the table's report.
+fn record_batch(t: &TableRef, outcome: &crate::storage::gate::GateOutcome, report: &mut TableReport) {
+    let freed = outcome.bytes_deleted();
+    for (path, reason) in &outcome.refused {
+        info!(table = %t, path, ?reason, "orphan candidate kept at revalidation");
+    }
+    for (path, error) in &outcome.failed {
+        warn!(table = %t, path, error, "orphan deletion failed; retried next pass");
+    }
+    report.files_after += outcome.deleted.len() as u64;
+    report.bytes_after += freed;
+    report.files_processed += outcome.deleted.len() as u64;
+    report.bytes_reclaimed += freed;
+    let typed = report.orphan_outcome();
+    typed.deleted += outcome.deleted.len() as u64;
+    typed.bytes_freed += freed;
+    typed.deletion_failures += outcome.failed.len() as u64;
+    if !outcome.deleted.is_empty() {
+        report.status = TableStatus::Succeeded;
     }
 }

@@ -17,18 +17,17 @@ use crate::catalog::{Signal, TableRef};
 use crate::config::Mode;
 use crate::config::retention::PolicySource;
 use crate::job::{PartitionReport, PartitionStatus, TableReport, TableStatus};
-use crate::storage::gate::{DeletionGate, human_age};
 use crate::table::properties::{Excluded, TableProperties};
 use crate::table::{
     Abandon, Change, CommitError, CommitTarget, Fence, Inventory, Leftover, SnapshotChange,
-    commit_with_retry, guard, partition, reachability,
+    commit_with_retry, guard, partition,
 };
 
 /// Files removed per `delete` commit; larger drops are split into several commits.
 const MAX_REMOVALS_PER_COMMIT: usize = 20_000;
 
 #[derive(Debug, thiserror::Error)]
-enum RetentionError {
+pub(super) enum RetentionError {
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
     #[error("reading table metadata: {0}")]
@@ -60,7 +59,9 @@ pub(super) async fn expire_table(
             return Ok(excluded_report(job, t, "expiry", &excluded));
         }
         // A failure after the expiry landed keeps the report: its outcome counts what was done.
-        if let Err(e) = expire_snapshots(job, t, table, mode, job.clock.now(), &commit_to, &mut report).await
+        if let Err(e) =
+            super::expire::expire_snapshots(job, t, table, mode, job.clock.now(), &commit_to, &mut report)
+                .await
         {
             report.status = TableStatus::Failed { error: crate::job::error_chain(&e) };
         }
@@ -155,7 +156,7 @@ async fn run(
             Some(cutoff) => drop_expired(job, t, table, cutoff, mode, commit_to, &mut report).await?,
             None => table,
         };
-        expire_snapshots(job, t, table, mode, now, commit_to, &mut report).await
+        super::expire::expire_snapshots(job, t, table, mode, now, commit_to, &mut report).await
     };
     if let Err(e) = steps.await {
         report.status = TableStatus::Failed { error: crate::job::error_chain(&e) };
@@ -239,7 +240,9 @@ fn short_label(label: &str) -> String {
         .join("/")
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Drops the partitions (and files) that expired before `cutoff`: one `delete` commit per chunk of
+/// at most [`MAX_REMOVALS_PER_COMMIT`] files, archived first when an archive is configured. Returns
+/// the table as the last confirmed commit left it (or as planned when nothing was dropped).
 async fn drop_expired(
     job: &RetentionJob,
     t: &TableRef,
@@ -262,26 +265,8 @@ async fn drop_expired(
     if dplan.remove.is_empty() {
         return Ok(table);
     }
-    for p in &dplan.partitions {
-        if mode.is_dry_run() {
-            info!(
-                "[DRY-RUN] Would drop partition: tenant={} dataset={} table={} {}",
-                t.tenant,
-                t.dataset,
-                t.table,
-                short_label(&p.partition)
-            );
-        }
-    }
-    for &i in &dplan.file_level {
-        if mode.is_dry_run() {
-            info!(
-                "[DRY-RUN] Would drop file: tenant={} dataset={} table={} path={}",
-                t.tenant, t.dataset, t.table, files[i].path
-            );
-        }
-    }
     if mode.is_dry_run() {
+        log_would_drop(t, &dplan, &files);
         record_drops(report, &dplan, &files, None, None);
         return Ok(table);
     }
@@ -292,13 +277,66 @@ async fn drop_expired(
     if let Some(hook) = &job.before_commit {
         hook(t.qualified()).await;
     }
-    let mut latest = table.clone();
-    let mut current = (table, inventory);
-    let mut last_snapshot = None;
-    // What landed (path → size), chunk by chunk: the report and the metrics count only removals a
-    // confirmed commit made, also when a later chunk fails.
-    let mut removed: HashMap<String, u64> = HashMap::new();
     let chunks = dplan.remove.len().div_ceil(MAX_REMOVALS_PER_COMMIT) + 2;
+    let (landed, result) =
+        commit_drops(table, inventory, cutoff, allowed.as_ref(), chunks, commit_to, report).await;
+    record_drops(report, &dplan, &files, Some(&landed.removed), landed.last_snapshot);
+    result?;
+    for p in report.partition_reports.iter().filter(|p| p.status == PartitionStatus::Succeeded) {
+        info!(
+            tenant = %t.tenant, dataset = %t.dataset, table = %t.table, partition = %short_label(&p.partition),
+            files = p.files_before, bytes = p.bytes_before, rows = p.rows, "dropped partition"
+        );
+    }
+    report.snapshot_id = landed.last_snapshot;
+    let stats = crate::stats::TableStats::of(&landed.latest);
+    (report.files_after, report.bytes_after) = (stats.data_files, stats.bytes);
+    Ok(landed.latest)
+}
+
+/// The dry run's account of a drop, one line per partition and per file dropped on its own bound.
+fn log_would_drop(t: &TableRef, dplan: &DropPlan, files: &[FileFacts]) {
+    for p in &dplan.partitions {
+        info!(
+            "[DRY-RUN] Would drop partition: tenant={} dataset={} table={} {}",
+            t.tenant,
+            t.dataset,
+            t.table,
+            short_label(&p.partition)
+        );
+    }
+    for &i in &dplan.file_level {
+        info!(
+            "[DRY-RUN] Would drop file: tenant={} dataset={} table={} path={}",
+            t.tenant, t.dataset, t.table, files[i].path
+        );
+    }
+}
+
+/// What the drop commits landed.
+struct Landed {
+    /// Path → size of every file a confirmed commit removed, chunk by chunk: the report and the
+    /// metrics count only these, also when a later chunk fails.
+    removed: HashMap<String, u64>,
+    last_snapshot: Option<i64>,
+    /// The last confirmed commit's table (or the planned one when nothing was left to drop).
+    latest: Table,
+}
+
+/// Commits the drop in chunks, each re-planned on the table as it is at every attempt (appends
+/// committed meanwhile are removed only if they too landed in an expired partition), until nothing is
+/// left or `chunks` commits were made. Returns what landed, and the error that stopped it if any.
+async fn commit_drops(
+    table: Table,
+    inventory: Inventory,
+    cutoff: DateTime<Utc>,
+    allowed: Option<&HashSet<String>>,
+    chunks: usize,
+    commit_to: &CommitTarget<'_>,
+    report: &mut TableReport,
+) -> (Landed, Result<(), CommitError>) {
+    let mut landed = Landed { removed: HashMap::new(), last_snapshot: None, latest: table.clone() };
+    let mut current = (table, inventory);
     for _ in 0..chunks {
         let mut proposed: HashMap<String, u64> = HashMap::new();
         let rebase = |tbl: &Table, inv: &Inventory| -> Result<Change, Abandon> {
@@ -308,7 +346,7 @@ async fn drop_expired(
                 .remove
                 .iter()
                 .map(|&i| (all[i].path.clone(), all[i].size))
-                .filter(|(p, _)| allowed.as_ref().is_none_or(|a| a.contains(p)))
+                .filter(|(p, _)| allowed.is_none_or(|a| a.contains(p)))
                 .take(MAX_REMOVALS_PER_COMMIT)
                 .collect();
             let remove: HashSet<String> = proposed.keys().cloned().collect();
@@ -324,13 +362,12 @@ async fn drop_expired(
             }))
         };
         let (tbl, inv) = current;
-        let result = commit_with_retry(commit_to, tbl.clone(), inv, rebase).await;
-        match result {
+        match commit_with_retry(commit_to, tbl.clone(), inv, rebase).await {
             Ok(committed) => {
                 report.retention_outcome().commit_conflicts += u64::from(committed.conflicts);
-                removed.extend(proposed);
-                last_snapshot = Some(committed.snapshot_id);
-                latest = committed.table.clone();
+                landed.removed.extend(proposed);
+                landed.last_snapshot = Some(committed.snapshot_id);
+                landed.latest = committed.table.clone();
                 current = (committed.table, committed.inventory);
             }
             // Another writer dropped (or rewrote) the rest meanwhile: the drop is complete.
@@ -339,24 +376,11 @@ async fn drop_expired(
                 if let CommitError::TooManyConflicts(n) = &e {
                     report.retention_outcome().commit_conflicts += u64::from(*n);
                 }
-                record_drops(report, &dplan, &files, Some(&removed), last_snapshot);
-                return Err(e.into());
+                return (landed, Err(e));
             }
         }
     }
-    record_drops(report, &dplan, &files, Some(&removed), last_snapshot);
-    for p in report.partition_reports.iter().filter(|p| p.status == PartitionStatus::Succeeded) {
-        info!(
-            tenant = %t.tenant, dataset = %t.dataset, table = %t.table, partition = %short_label(&p.partition),
-            files = p.files_before, bytes = p.bytes_before, rows = p.rows, "dropped partition"
-        );
-    }
-    report.snapshot_id = last_snapshot;
-    // The last confirmed commit's table (or the planned one when nothing was left to drop).
-    let table = latest;
-    let stats = crate::stats::TableStats::of(&table);
-    (report.files_after, report.bytes_after) = (stats.data_files, stats.bytes);
-    Ok(table)
+    (landed, Ok(()))
 }
 
 /// Records the drops in the report: in dry-run (`removed` is `None`) what the plan would drop; else
@@ -465,163 +489,6 @@ async fn archive_files(
         done.insert(f.path.clone());
     }
     Ok(done)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn expire_snapshots(
-    job: &RetentionJob,
-    t: &TableRef,
-    table: Table,
-    mode: Mode,
-    now: DateTime<Utc>,
-    commit_to: &CommitTarget<'_>,
-    report: &mut TableReport,
-) -> Result<(), RetentionError> {
-    let policy = match plan::expiry_policy(
-        table.metadata(),
-        job.config.snapshots_to_keep,
-        job.config.max_snapshot_age,
-    ) {
-        Ok(p) => p,
-        Err(reason) => {
-            report.details.push(format!("snapshot expiry skipped: {reason}"));
-            job.metrics.tables_skipped_total.with_label_values(&["expiry", &reason]).inc();
-            return Ok(());
-        }
-    };
-    let expiry = plan::plan_expiry(table.metadata(), &crate::table::refs(table.metadata())?, policy, now);
-    if expiry.expire.is_empty() && expiry.remove_refs.is_empty() {
-        return Ok(());
-    }
-    if mode.is_dry_run() {
-        for id in &expiry.expire {
-            let age = table
-                .metadata()
-                .snapshot_by_id(*id)
-                .and_then(|s| (now.timestamp_millis() - s.timestamp_ms()).try_into().ok())
-                .map(|ms: u64| human_age(std::time::Duration::from_millis(ms)))
-                .unwrap_or_default();
-            info!("[DRY-RUN] Would expire snapshot: snapshot_id={id} age={age}");
-            report.details.push(format!("would expire snapshot {id} (age {age})"));
-        }
-        report.retention_outcome().snapshots_expired += expiry.expire.len() as u64;
-        report.status = TableStatus::Succeeded;
-        return Ok(());
-    }
-    // What is reachable now; if this cannot be read completely, expire nothing.
-    let before = reachability::reachable(&table).await?;
-    let ids_before: HashSet<i64> = table.metadata().snapshots().map(|s| s.snapshot_id()).collect();
-    let inventory = Inventory::load(&table).await?;
-    let rebase = |tbl: &Table, _: &Inventory| -> Result<Change, Abandon> {
-        let refs = crate::table::refs(tbl.metadata()).map_err(|e| Abandon::Unreadable(e.to_string()))?;
-        let p = plan::plan_expiry(tbl.metadata(), &refs, policy, now);
-        if p.expire.is_empty() && p.remove_refs.is_empty() {
-            return Err(Abandon::NothingLeft(Leftover::Expire));
-        }
-        Ok(Change::ExpireSnapshots { snapshot_ids: p.expire, refs: p.remove_refs })
-    };
-    match commit_with_retry(commit_to, table, inventory, rebase).await {
-        Ok(committed) => report.retention_outcome().commit_conflicts += u64::from(committed.conflicts),
-        // What each abandon means for the report:
-        // - nothing left: another writer expired those snapshots meanwhile; nothing to report.
-        // - lease lost or shutdown: not the table's fault and retried next pass, so not a failure;
-        //   but visible (a log line and a detail), never silently fine. Drops committed before it
-        //   stay committed; another replica owns the table now, or the process is stopping.
-        // - anything else (the reloaded metadata's refs cannot be read): the table failed, as when
-        //   the first reading of them fails.
-        Err(CommitError::Abandoned(Abandon::NothingLeft(_))) => return Ok(()),
-        Err(CommitError::Abandoned(why @ (Abandon::LeaseLost | Abandon::Shutdown))) => {
-            warn!(table = %t, reason = %why, "snapshot expiry abandoned; retried next pass");
-            report.details.push(format!("snapshot expiry abandoned: {why}"));
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    }
-    // Reload: files another writer committed meanwhile must count as reachable too.
-    let after_table = job.catalog.iceberg_load(&t.ident).await?;
-    let ids_after: HashSet<i64> = after_table.metadata().snapshots().map(|s| s.snapshot_id()).collect();
-    let mut expired: Vec<i64> = ids_before.difference(&ids_after).copied().collect();
-    expired.sort_unstable();
-    for id in &expired {
-        info!(tenant = %t.tenant, dataset = %t.dataset, table = %t.table, snapshot_id = id, "expired snapshot");
-    }
-    report.retention_outcome().snapshots_expired += expired.len() as u64;
-    report.details.push(format!(
-        "expired {} snapshot(s), removed ref(s) {:?}",
-        expired.len(),
-        expiry.remove_refs
-    ));
-    report.status = TableStatus::Succeeded;
-    let after = match reachability::reachable(&after_table).await {
-        Ok(r) => r,
-        Err(e) => {
-            warn!(table = %t, error = %e, "cannot compute the reachable set after expiry; deleting nothing");
-            return Ok(());
-        }
-    };
-    let keep_metadata = !crate::table::properties::IcebergProperties::of(after_table.metadata())
-        .delete_metadata_after_commit();
-    let candidates: Vec<String> = before
-        .minus(&after)
-        .into_iter()
-        .filter(|p| !(keep_metadata && p.ends_with(".metadata.json")))
-        .collect();
-    if candidates.is_empty() {
-        return Ok(());
-    }
-    // Every other table's location and references: a file another catalog entry (a backup registered
-    // from older metadata, a table that imported it) still references is not deleted.
-    let census = job.census().await?;
-    let mut after = after;
-    match census.changes(&job.catalog, Some(&t.ident)).await {
-        Ok(extra) => after.extend(&extra),
-        Err(why) => {
-            warn!(table = %t, reason = why, "files unreachable after expiry kept: the catalog changed during the pass");
-            report
-                .details
-                .push(format!("unreachable after expiry: {} file(s) kept ({why})", candidates.len()));
-            return Ok(());
-        }
-    }
-    let scope = match census.index(&job.catalog, &t.ident).map(|i| census.layout.scope(i, &after)) {
-        Some(Ok(scope)) => scope.after_change(),
-        Some(Err(skip)) => {
-            warn!(table = %t, reason = %skip, "files unreachable after expiry kept: the table may not delete this pass");
-            job.metrics.tables_skipped_total.with_label_values(&["expiry_cleanup", skip.reason()]).inc();
-            report
-                .details
-                .push(format!("unreachable after expiry: {} file(s) kept ({skip})", candidates.len()));
-            return Ok(());
-        }
-        None => {
-            warn!(table = %t, "the table is not in this pass's census; files unreachable after expiry kept");
-            return Ok(());
-        }
-    };
-    let gate = DeletionGate {
-        warehouse: &job.warehouse,
-        scope: &scope,
-        grace: job.config.grace_period,
-        now: job.clock.now(),
-        mode,
-    };
-    let outcome = gate.delete(&candidates).await;
-    report.bytes_reclaimed += outcome.bytes_deleted();
-    let typed = report.retention_outcome();
-    typed.files_deleted += outcome.deleted.len() as u64;
-    typed.bytes_deleted += outcome.bytes_deleted();
-    report.details.push(format!(
-        "unreachable after expiry: {} file(s), deleted {} ({} bytes), kept {}, failed {}",
-        candidates.len(),
-        outcome.deleted.len(),
-        outcome.bytes_deleted(),
-        outcome.refused.len(),
-        outcome.failed.len()
-    ));
-    for (path, error) in &outcome.failed {
-        warn!(table = %t, path, error, "could not delete an unreachable file; retried next pass");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

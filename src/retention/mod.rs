@@ -12,6 +12,7 @@
 //! only through the deletion gate.
 
 mod execute;
+mod expire;
 pub mod plan;
 
 use std::collections::HashSet;
