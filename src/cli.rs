@@ -160,6 +160,7 @@ pub fn main() -> ExitCode {
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .on_thread_park(crate::alloc::collect_thread)
         .enable_all()
         .build()
     {

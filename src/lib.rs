@@ -1,5 +1,6 @@
 //! signaldb-compactor: keeps SignalDB's Apache Iceberg tables healthy. See `ARCHITECTURE.md`.
 
+pub mod alloc;
 pub mod audit;
 pub mod catalog;
 pub mod cli;

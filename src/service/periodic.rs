@@ -98,6 +98,7 @@ pub async fn run_pass(
     };
     metrics.pass_overdue.with_label_values(&[job_label]).set(0);
     crate::table::manifests::forget();
+    crate::alloc::release_after_pass();
     let outcome = match caught {
         Ok(outcome) => outcome,
         Err(payload) => {

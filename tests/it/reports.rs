@@ -2,7 +2,9 @@
 //! before -> after; retention: partitions dropped, files and bytes removed, snapshots expired;
 //! orphans: scanned, identified, deleted, bytes freed) and drive the text report and the JSON alike.
 
-use crate::support::{generate_small, run_bin, write_config};
+use signaldb_compactor::generate::GenerateOptions;
+
+use crate::support::{generate_small, run_bin, small_options, write_config};
 
 fn line<'a>(text: &'a str, table: &str) -> &'a str {
     text.lines()
@@ -13,9 +15,19 @@ fn line<'a>(text: &'a str, table: &str) -> &'a str {
 #[tokio::test]
 async fn each_job_reports_its_own_figures_in_text_and_json() {
     let dir = tempfile::tempdir().unwrap();
-    generate_small(dir.path()).await;
+    // The binary runs on the wall clock: the data ends five days before it (at half past, as
+    // `fixed_end`), so logs (3 days + grace) are past retention and traces (7 days) are not, whatever
+    // the date the suite runs on.
+    let end = chrono::DurationRound::duration_trunc(
+        chrono::Utc::now() - chrono::TimeDelta::days(5),
+        chrono::TimeDelta::hours(1),
+    )
+    .unwrap()
+        + chrono::TimeDelta::minutes(30);
+    signaldb_compactor::generate::generate(&GenerateOptions { end, ..small_options(dir.path()) })
+        .await
+        .expect("generate succeeds");
     write_config(dir.path(), "[compactor]\nmin_input_files = 2\n");
-    // Generated days ago: logs (3 days) are past retention, traces (7 days) are not.
     let out = run_bin(dir.path(), &["once", "retention", "--dry-run"], &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
@@ -104,16 +116,17 @@ async fn the_typed_outcomes_agree_with_the_metrics_of_the_same_passes() {
             .unwrap()
             .success()
     );
-    let ctx =
-        crate::support::context(dir.path(), crate::support::fixed_end() + chrono::TimeDelta::days(10), |c| {
-            c.retention.enabled = true;
-            c.retention.mode = signaldb_compactor::config::Mode::Execute;
-            c.retention.snapshots_to_keep = 1;
-            c.retention.max_snapshot_age = std::time::Duration::from_secs(1);
-            c.orphans.enabled = true;
-            c.orphans.mode = signaldb_compactor::config::Mode::Execute;
-        })
-        .await;
+    // Snapshots carry the wall-clock time of their commit (just now): the pass's clock is a day later,
+    // and far past the generated data's retention, whatever the date the suite runs on.
+    let ctx = crate::support::context(dir.path(), chrono::Utc::now() + chrono::TimeDelta::days(1), |c| {
+        c.retention.enabled = true;
+        c.retention.mode = signaldb_compactor::config::Mode::Execute;
+        c.retention.snapshots_to_keep = 1;
+        c.retention.max_snapshot_age = std::time::Duration::from_secs(1);
+        c.orphans.enabled = true;
+        c.orphans.mode = signaldb_compactor::config::Mode::Execute;
+    })
+    .await;
     let cancel = tokio_util::sync::CancellationToken::new();
     let request = PassRequest::all(signaldb_compactor::config::Mode::Execute);
     let retention =
