@@ -6,6 +6,7 @@ pub mod census;
 pub mod commit;
 pub mod guard;
 pub mod inventory;
+pub mod manifest_plan;
 pub mod manifests;
 pub mod partition;
 pub mod producer;
@@ -14,7 +15,7 @@ pub mod reachability;
 
 pub use commit::{CommitError, Committed, RetryPolicy, commit_with_retry};
 pub use inventory::{Inventory, LiveFile};
-pub use producer::{AddedFile, Change, ProduceError, SnapshotChange, Staged};
+pub use producer::{AddedFile, Change, ManifestRewrite, ProduceError, SnapshotChange, Staged};
 
 use std::collections::BTreeMap;
 
