@@ -251,6 +251,14 @@ pub(super) async fn look(job: &CompactionJob, t: &TableRef, request: &PassReques
     if decisions.iter().any(|(_, d)| matches!(d, Decision::Compact { .. })) {
         return Look::Pass;
     }
+    // Manifests due for a rewrite (or a plan that could not tell) are work too.
+    if request.partitions.is_empty() {
+        match super::manifests::assess(job, &table, &props, &inventory).await {
+            Ok(None) => {}
+            Ok(Some(plan)) if plan.trigger.is_none() => {}
+            Ok(Some(_)) | Err(_) => return Look::Pass,
+        }
+    }
     let Some(pointer) = table.metadata_location() else { return Look::Pass };
     Look::Idle {
         files: inventory.data.len() as u64,
@@ -407,6 +415,10 @@ async fn run(
         if !work.is_empty() {
             report.status = TableStatus::Succeeded;
         }
+        if request.partitions.is_empty() {
+            super::manifests::step(job, t, &table, &inventory, &props, request.mode, &mut report, cancel)
+                .await;
+        }
         return Ok(report);
     }
 
@@ -426,8 +438,14 @@ async fn run(
         .collect()
         .await;
 
-    let (final_table, _) = latest.into_inner();
+    let (final_table, final_inventory) = latest.into_inner();
     merge_results(&mut report, &parts, &work, results);
+    // After the partitions: the manifests as the pass left them (the step rebases if the table moved).
+    if request.partitions.is_empty() && !cancel.is_cancelled() {
+        let mode = request.mode;
+        super::manifests::step(job, t, &final_table, &final_inventory, &props, mode, &mut report, cancel)
+            .await;
+    }
     let files_delta: i64 = report
         .partition_reports
         .iter()

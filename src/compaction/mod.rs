@@ -16,6 +16,7 @@
 mod columns;
 mod execute;
 pub mod invariants;
+pub mod manifests;
 pub mod plan;
 pub mod rewrite;
 pub mod sort;

@@ -18,6 +18,7 @@ mod generate;
 mod hostile;
 mod leases;
 mod maintenance;
+mod manifests;
 mod matrix;
 mod metadata_backlog;
 mod noop;
