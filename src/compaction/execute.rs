@@ -231,7 +231,13 @@ fn plan_table<'a>(
 pub(super) enum Look {
     /// Nothing to compact now: the table's figures, the metadata location they were read from, and
     /// when a partition that is still open falls due (`None`: not before the table changes).
-    Idle { files: u64, bytes: u64, pointer: String, until: Option<chrono::DateTime<chrono::Utc>> },
+    Idle {
+        files: u64,
+        bytes: u64,
+        manifests: u64,
+        pointer: String,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// Work to do, a table to skip or fail, or the look could not tell: the pass proper decides, under
     /// the table's lease and audit row.
     Pass,
@@ -261,6 +267,7 @@ pub(super) async fn look(job: &CompactionJob, t: &TableRef, request: &PassReques
     }
     let Some(pointer) = table.metadata_location() else { return Look::Pass };
     Look::Idle {
+        manifests: super::manifests::data_manifests(&inventory),
         files: inventory.data.len() as u64,
         bytes: inventory.data.iter().map(|f| f.size()).sum(),
         pointer: pointer.to_string(),
@@ -351,6 +358,10 @@ async fn run(
     let target = opts.target_file_size;
 
     let mut report = TableReport::new(t, TableStatus::Unchanged);
+    // The pass's figure; the manifest step after the partitions sees the table as they left it.
+    let manifests = super::manifests::data_manifests(&inventory);
+    let outcome = report.compaction_outcome();
+    (outcome.manifests_before, outcome.manifests_after) = (manifests, manifests);
     let mut work = Vec::new();
     for (i, decision) in decisions {
         let input = &inputs[i];

@@ -64,9 +64,9 @@ pub(super) async fn step(
     report: &mut TableReport,
     cancel: &CancellationToken,
 ) {
+    // `manifests_before` is the pass's (set before the partitions); this is the table as they left it.
     let before = data_manifests(inventory);
-    let outcome = report.compaction_outcome();
-    (outcome.manifests_before, outcome.manifests_after) = (before, before);
+    report.compaction_outcome().manifests_after = before;
     let plan = match assess(job, table, props, inventory).await {
         Ok(Some(plan)) => plan,
         Ok(None) => return,
