@@ -16,6 +16,8 @@ static ARMED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 
 /// Names the failpoints of this build, for documentation and tests.
 pub const COMPACTION_BEFORE_SWAP: &str = "compaction-before-swap";
+/// Crash point: a table's manifest rewrite, right before its commit (nothing of it is committed).
+pub const MANIFESTS_BEFORE_SWAP: &str = "manifests-before-swap";
 pub const ORPHANS_AFTER_BATCH: &str = "orphans-after-batch";
 /// Panic point: compaction of one table, after a group was rewritten and right before its commit
 /// (where iceberg's snapshot-summary code runs).

@@ -204,6 +204,12 @@ pub struct CompactionOutcome {
     pub bytes_rewritten: u64,
     /// Commit attempts that lost a race with another writer (committed groups and given-up ones).
     pub commit_conflicts: u64,
+    /// Data manifests of the table's current snapshot before and after the pass (in dry-run: after
+    /// the planned manifest rewrite).
+    pub manifests_before: u64,
+    pub manifests_after: u64,
+    /// Data manifests replaced by a committed manifest rewrite (`replace` snapshot changing no file).
+    pub manifests_rewritten: u64,
 }
 
 /// Retention on one table (in dry-run: what would be done).
@@ -244,13 +250,22 @@ impl Outcome {
         use crate::stats::human_bytes as b;
         let would = if dry_run { "would " } else { "" };
         match self {
-            Outcome::Compaction(c) => format!(
-                "files {} -> {}, bytes {} -> {}",
-                c.files_before,
-                c.files_after,
-                b(c.bytes_before),
-                b(c.bytes_after)
-            ),
+            Outcome::Compaction(c) => {
+                let mut line = format!(
+                    "files {} -> {}, bytes {} -> {}",
+                    c.files_before,
+                    c.files_after,
+                    b(c.bytes_before),
+                    b(c.bytes_after)
+                );
+                if c.manifests_before != c.manifests_after {
+                    line.push_str(&format!(
+                        ", data manifests {} -> {}",
+                        c.manifests_before, c.manifests_after
+                    ));
+                }
+                line
+            }
             Outcome::Retention(r) => format!(
                 "{would}drop {} partition(s) ({} file(s), {}), {would}expire {} snapshot(s), {would}delete {} unreachable file(s) ({})",
                 r.partitions_dropped,
@@ -295,6 +310,10 @@ impl Outcome {
                     metrics.files_compacted_total.with_label_values(&signal).inc_by(c.files_rewritten);
                     metrics.bytes_compacted_total.with_label_values(&signal).inc_by(c.bytes_rewritten);
                     metrics.commit_conflicts_total.with_label_values(&signal).inc_by(c.commit_conflicts);
+                    metrics
+                        .manifests_rewritten_total
+                        .with_label_values(&signal)
+                        .inc_by(c.manifests_rewritten);
                 }
             }
             Outcome::Retention(r) => {

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub compaction_duration_seconds: HistogramVec,
     /// Commit attempts that lost the compare-and-swap to another writer.
     pub commit_conflicts_total: IntCounterVec,
+    /// Compaction: data manifests replaced by committed manifest rewrites.
+    pub manifests_rewritten_total: IntCounterVec,
     /// Partitions not compacted, by reason.
     pub partitions_skipped_total: IntCounterVec,
     /// Whole tables a job left alone, by job and reason (unsupported format, encrypted, unreadable).
@@ -166,6 +168,12 @@ impl Metrics {
                 r,
                 "compactor_commit_conflicts_total",
                 "Commit attempts that lost the catalog compare-and-swap to another writer",
+                &TABLE_LABELS,
+            ),
+            manifests_rewritten_total: counter(
+                r,
+                "compactor_manifests_rewritten_total",
+                "Data manifests replaced by committed manifest rewrites (clustered by partition)",
                 &TABLE_LABELS,
             ),
             partitions_skipped_total: counter(

@@ -232,7 +232,13 @@ fn plan_table<'a>(
 pub(super) enum Look {
     /// Nothing to compact now: the table's figures, the metadata location they were read from, and
     /// when a partition that is still open falls due (`None`: not before the table changes).
-    Idle { files: u64, bytes: u64, pointer: String, until: Option<chrono::DateTime<chrono::Utc>> },
+    Idle {
+        files: u64,
+        bytes: u64,
+        manifests: u64,
+        pointer: String,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// Work to do, a table to skip or fail, or the look could not tell: the pass proper decides, under
     /// the table's lease and audit row.
     Pass,
@@ -252,8 +258,17 @@ pub(super) async fn look(job: &CompactionJob, t: &TableRef, request: &PassReques
     if decisions.iter().any(|(_, d)| matches!(d, Decision::Compact { .. })) {
         return Look::Pass;
     }
+    // Manifests due for a rewrite (or a plan that could not tell) are work too.
+    if request.partitions.is_empty() {
+        match super::manifests::assess(job, &table, &props, &inventory).await {
+            Ok(None) => {}
+            Ok(Some(plan)) if plan.trigger.is_none() => {}
+            Ok(Some(_)) | Err(_) => return Look::Pass,
+        }
+    }
     let Some(pointer) = table.metadata_location() else { return Look::Pass };
     Look::Idle {
+        manifests: super::manifests::data_manifests(&inventory),
         files: inventory.data.len() as u64,
         bytes: inventory.data.iter().map(|f| f.size()).sum(),
         pointer: pointer.to_string(),
@@ -346,6 +361,10 @@ async fn run(
     let target = opts.target_file_size;
 
     let mut report = TableReport::new(t, TableStatus::Unchanged);
+    // The pass's figure; the manifest step after the partitions sees the table as they left it.
+    let manifests = super::manifests::data_manifests(&inventory);
+    let outcome = report.compaction_outcome();
+    (outcome.manifests_before, outcome.manifests_after) = (manifests, manifests);
     let mut work = Vec::new();
     for (i, decision) in decisions {
         let input = &inputs[i];
@@ -410,6 +429,11 @@ async fn run(
         if !work.is_empty() {
             report.status = TableStatus::Succeeded;
         }
+        if request.partitions.is_empty() {
+            let mode = request.mode;
+            super::manifests::step(job, t, &table, &inventory, &props, mode, &mut report, cancel, fence)
+                .await;
+        }
         return Ok(report);
     }
 
@@ -437,8 +461,24 @@ async fn run(
         .collect()
         .await;
 
-    let (final_table, _) = latest.into_inner();
+    let (final_table, final_inventory) = latest.into_inner();
     merge_results(&mut report, &parts, &work, results);
+    // After the partitions: the manifests as the pass left them (the step rebases if the table moved).
+    if request.partitions.is_empty() && !cancel.is_cancelled() {
+        let mode = request.mode;
+        super::manifests::step(
+            job,
+            t,
+            &final_table,
+            &final_inventory,
+            &props,
+            mode,
+            &mut report,
+            cancel,
+            fence,
+        )
+        .await;
+    }
     let files_delta: i64 = report
         .partition_reports
         .iter()

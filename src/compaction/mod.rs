@@ -16,6 +16,7 @@
 mod columns;
 mod execute;
 pub mod invariants;
+pub mod manifests;
 pub mod plan;
 pub mod rewrite;
 pub mod sort;
@@ -61,6 +62,8 @@ struct Idle {
     until: Option<DateTime<Utc>>,
     files: u64,
     bytes: u64,
+    /// Data manifests of the current snapshot.
+    manifests: u64,
 }
 
 impl CompactionJob {
@@ -120,11 +123,11 @@ impl CompactionJob {
                 // under its audit row, where a panic is recorded as the table's failure.
                 let look = std::panic::AssertUnwindSafe(execute::look(self, t, request)).catch_unwind().await;
                 match look {
-                    Ok(execute::Look::Idle { files, bytes, pointer, until }) => {
+                    Ok(execute::Look::Idle { files, bytes, manifests, pointer, until }) => {
                         // Its manifests are not needed again; a table with work rereads them from the
                         // cache inside its pass, which forgets them when the table is done.
                         crate::table::manifests::forget();
-                        Idle { pointer, until, files, bytes }
+                        Idle { pointer, until, files, bytes, manifests }
                     }
                     Ok(execute::Look::Pass) | Err(_) => {
                         self.idle.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
@@ -141,6 +144,7 @@ impl CompactionJob {
         let outcome = report.compaction_outcome();
         (outcome.files_before, outcome.files_after) = (idle.files, idle.files);
         (outcome.bytes_before, outcome.bytes_after) = (idle.bytes, idle.bytes);
+        (outcome.manifests_before, outcome.manifests_after) = (idle.manifests, idle.manifests);
         Some(report)
     }
 }

@@ -158,6 +158,9 @@ pub struct CompactionConfig {
     pub max_file_size_percent: u64,
     /// Rewrite the files of older partition specs under the current spec.
     pub rewrite_to_current_spec: bool,
+    /// Rewrite a table's data manifests, clustered by partition, when its Iceberg thresholds say so
+    /// (`commit.manifest.min-count-to-merge`, `commit.manifest.target-size-bytes`).
+    pub rewrite_manifests: bool,
     pub min_input_files: usize,
     #[serde(with = "humantime_serde")]
     pub partition_lateness: Duration,

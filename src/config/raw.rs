@@ -54,6 +54,7 @@ pub struct RawCompactor {
     pub small_file_threshold_percent: Option<u64>,
     pub max_file_size_percent: Option<u64>,
     pub rewrite_to_current_spec: Option<bool>,
+    pub rewrite_manifests: Option<bool>,
     pub min_input_files: Option<u64>,
     #[serde(default, with = "humantime_serde")]
     pub partition_lateness: Option<Duration>,

@@ -28,6 +28,7 @@ fn defaults_are_safe() {
     assert_eq!(c.compaction.target_file_size_bytes, 128 * 1024 * 1024);
     assert_eq!(c.compaction.max_file_size_percent, 180, "Iceberg Java's default");
     assert!(!c.compaction.rewrite_to_current_spec, "moving files between specs is opt-in");
+    assert!(c.compaction.rewrite_manifests, "manifest rewrites change no data file: on by default");
     assert_eq!(c.compaction.partition_lateness, Duration::from_secs(600));
     assert_eq!(c.http.listen.to_string(), "0.0.0.0:9091");
     assert_eq!(c.service.shutdown_timeout, Duration::from_secs(30));

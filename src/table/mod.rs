@@ -7,6 +7,7 @@ pub mod commit;
 pub mod fence;
 pub mod guard;
 pub mod inventory;
+pub mod manifest_plan;
 pub mod manifests;
 pub mod partition;
 pub mod producer;
@@ -16,7 +17,7 @@ pub mod reachability;
 pub use commit::{Abandon, CommitError, CommitTarget, Committed, Leftover, RetryPolicy, commit_with_retry};
 pub use fence::{Fence, Unleased};
 pub use inventory::{Inventory, LiveFile};
-pub use producer::{AddedFile, Change, ProduceError, SnapshotChange, Staged};
+pub use producer::{AddedFile, Change, ManifestRewrite, ProduceError, SnapshotChange, Staged};
 
 use std::collections::BTreeMap;
 

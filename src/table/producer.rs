@@ -23,6 +23,7 @@ use iceberg::table::Table;
 use rand::Rng;
 
 use super::inventory::{Inventory, LiveFile};
+use super::manifest_plan::{self, ManifestInput, Thresholds};
 
 /// A new data file and the partition spec it was written with.
 #[derive(Debug, Clone)]
@@ -38,6 +39,17 @@ pub enum Change {
     Snapshot(SnapshotChange),
     /// Metadata only: remove these snapshots (and their statistics) and these refs.
     ExpireSnapshots { snapshot_ids: Vec<i64>, refs: Vec<String> },
+    /// A `replace` snapshot that changes no file: the data manifests rewritten, clustered by partition
+    /// (planned on the snapshot staged on, so a rebase after a conflict recomputes it).
+    RewriteManifests(ManifestRewrite),
+}
+
+/// A rewrite of the data manifests (see `manifest_plan`).
+#[derive(Debug, Clone)]
+pub struct ManifestRewrite {
+    pub thresholds: Thresholds,
+    /// Extra snapshot summary properties (e.g. who committed).
+    pub summary: HashMap<String, String>,
 }
 
 /// A new snapshot: files removed and added.
@@ -135,6 +147,7 @@ pub async fn stage(table: &Table, base: &Inventory, change: &Change) -> Result<S
     match change {
         Change::Snapshot(c) => stage_snapshot(table, base, c).await,
         Change::ExpireSnapshots { snapshot_ids, refs } => stage_expiry(table, base, snapshot_ids, refs),
+        Change::RewriteManifests(r) => stage_manifest_rewrite(table, base, r).await,
     }
 }
 
@@ -265,6 +278,33 @@ async fn stage_snapshot(
         entries.push(added_entries);
     }
 
+    let mut properties = summary.build();
+    add_totals(base.snapshot.as_ref().map(|s| &s.summary().additional_properties), &mut properties);
+    properties.extend(change.summary.clone());
+    let new = NewSnapshot { snapshot_id, sequence_number, operation: change.operation.clone(), properties };
+    finish(table, base, w, new, manifests, entries).await
+}
+
+/// The snapshot a staging writes, with its summary.
+struct NewSnapshot {
+    snapshot_id: i64,
+    sequence_number: i64,
+    operation: Operation,
+    properties: HashMap<String, String>,
+}
+
+/// Writes the manifest list of `manifests` and stages the next metadata with the new snapshot as
+/// `main` (main's retention settings kept).
+async fn finish(
+    table: &Table,
+    base: &Inventory,
+    mut w: Writers<'_>,
+    new: NewSnapshot,
+    manifests: Vec<ManifestFile>,
+    entries: Vec<Vec<ManifestEntryRef>>,
+) -> Result<Staged, ProduceError> {
+    let metadata = table.metadata();
+    let NewSnapshot { snapshot_id, sequence_number, operation, properties } = new;
     let list_path = format!("{}/metadata/snap-{snapshot_id}-1-{}.avro", metadata.location(), w.commit_uuid);
     let parent = base.snapshot_id();
     let out = table.file_io().new_output(&list_path)?;
@@ -276,9 +316,6 @@ async fn stage_snapshot(
     list.add_manifests(manifests.iter().cloned())?;
     list.close().await?;
 
-    let mut properties = summary.build();
-    add_totals(base.snapshot.as_ref().map(|s| &s.summary().additional_properties), &mut properties);
-    properties.extend(change.summary.clone());
     // Wall-clock time on purpose, not the injected `Clock`: snapshot timestamps are ordered against
     // every other writer's, and a simulated clock (tests run days ahead) would break that order.
     let now_ms = chrono::Utc::now().timestamp_millis().max(metadata.last_updated_ms());
@@ -288,10 +325,7 @@ async fn stage_snapshot(
         .with_sequence_number(sequence_number)
         .with_timestamp_ms(now_ms)
         .with_manifest_list(list_path)
-        .with_summary(Summary {
-            operation: change.operation.clone(),
-            additional_properties: properties.clone(),
-        })
+        .with_summary(Summary { operation, additional_properties: properties.clone() })
         .with_schema_id(metadata.current_schema_id())
         .build();
     let current_location = table.metadata_location_result()?.to_string();
@@ -310,6 +344,134 @@ async fn stage_snapshot(
         written: w.written,
         summary: properties,
         inventory,
+    })
+}
+
+/// The data manifests of `base` as the manifest planner sees them, and the index of each in
+/// `base.manifests`. A partition's key is its label (time-ordered for time transforms) followed by
+/// its typed value, so two partitions that print alike never share a key.
+pub async fn manifest_inputs(
+    table: &Table,
+    base: &Inventory,
+) -> Result<(Vec<usize>, Vec<ManifestInput>), ProduceError> {
+    let metadata = table.metadata();
+    let schema = metadata.current_schema();
+    let (mut index, mut inputs) = (Vec::new(), Vec::new());
+    for (i, (manifest, live)) in base.manifests.iter().zip(&base.entries).enumerate() {
+        if manifest.content != ManifestContentType::Data {
+            continue;
+        }
+        let spec_id = manifest.partition_spec_id;
+        let spec = metadata.partition_spec_by_id(spec_id).ok_or(ProduceError::UnknownSpec(spec_id))?;
+        // Entries typed by an older schema (a promoted partition source) stay with that schema.
+        let own_schema = if live.is_empty() {
+            None
+        } else {
+            let (written, _) = writer_schema(table, manifest, live).await?;
+            (written.schema_id() != metadata.current_schema_id()).then(|| written.schema_id())
+        };
+        let partitions = live
+            .iter()
+            .map(|e| {
+                let value = super::partition::coerce(spec, schema, e.data_file().partition());
+                format!("{}\u{0}{value:?}", super::partition::label(spec, schema, &value))
+            })
+            .collect();
+        index.push(i);
+        inputs.push(ManifestInput {
+            group: (spec_id, own_schema),
+            length: u64::try_from(manifest.manifest_length).unwrap_or(0),
+            partitions,
+        });
+    }
+    Ok((index, inputs))
+}
+
+/// Stages a `replace` snapshot whose data manifests are `base`'s live data entries, clustered by
+/// partition into new manifests as EXISTING entries keeping their snapshot id and both sequence
+/// numbers; delete manifests are kept as they are. No file is added or removed: the summary's totals
+/// are the parent's.
+async fn stage_manifest_rewrite(
+    table: &Table,
+    base: &Inventory,
+    rewrite: &ManifestRewrite,
+) -> Result<Staged, ProduceError> {
+    let metadata = table.metadata();
+    if metadata.format_version() > FormatVersion::V2 {
+        return Err(ProduceError::UnsupportedFormat(metadata.format_version().to_string()));
+    }
+    let (index, inputs) = manifest_inputs(table, base).await?;
+    let plan = manifest_plan::plan(&inputs, rewrite.thresholds);
+    let snapshot_id = unique_snapshot_id(metadata);
+    let sequence_number = metadata.next_sequence_number();
+    let mut w =
+        Writers { table, metadata, snapshot_id, commit_uuid: uuid::Uuid::now_v7(), written: Vec::new() };
+    let v1 = metadata.format_version() == FormatVersion::V1;
+    let (mut manifests, mut entries) = (Vec::new(), Vec::new());
+    let mut processed = 0;
+    for planned in &plan.planned {
+        let first = index[planned.entries[0].0];
+        let (schema, _) = writer_schema(table, &base.manifests[first], &base.entries[first]).await?;
+        let mut writer = w.new_manifest(planned.group.0, schema, ManifestContentType::Data)?;
+        let mut kept = Vec::with_capacity(planned.entries.len());
+        for &(i, e) in &planned.entries {
+            let existing = existing_entry(&base.entries[index[i]][e], v1)?;
+            let (data_seq, file_seq) = (existing.sequence_number.unwrap_or(0), existing.file_sequence_number);
+            let added_by = existing.snapshot_id.unwrap_or_default();
+            writer.add_existing_file(existing.data_file.clone(), added_by, data_seq, file_seq)?;
+            kept.push(Arc::new(existing));
+        }
+        processed += kept.len();
+        manifests.push(writer.write_manifest_file().await?);
+        entries.push(kept);
+    }
+    // Delete manifests stay as they are: every delete entry keeps its manifest, status and numbers.
+    let mut delete_manifests = 0;
+    for (manifest, live) in base.manifests.iter().zip(&base.entries) {
+        if manifest.content == ManifestContentType::Deletes {
+            delete_manifests += 1;
+            manifests.push(manifest.clone());
+            entries.push(live.clone());
+        }
+    }
+    let mut properties = HashMap::new();
+    add_totals(base.snapshot.as_ref().map(|s| &s.summary().additional_properties), &mut properties);
+    // Iceberg Java's RewriteManifests summary keys.
+    for (key, value) in [
+        ("manifests-created", plan.planned.len()),
+        ("manifests-replaced", plan.manifests_before),
+        ("manifests-kept", delete_manifests),
+        ("entries-processed", processed),
+    ] {
+        properties.insert(key.to_string(), value.to_string());
+    }
+    properties.extend(rewrite.summary.clone());
+    let new = NewSnapshot { snapshot_id, sequence_number, operation: Operation::Replace, properties };
+    finish(table, base, w, new, manifests, entries).await
+}
+
+/// `entry` as an EXISTING entry with its snapshot id and both sequence numbers (v1 entries have none
+/// and read as 0; an old v2 entry without a file sequence number takes its data sequence number, the
+/// writer requiring one). An entry missing what it must carry is an error, never a guess.
+fn existing_entry(entry: &ManifestEntry, v1: bool) -> Result<ManifestEntry, ProduceError> {
+    let missing = |what: &str| {
+        ProduceError::Iceberg(iceberg::Error::new(
+            iceberg::ErrorKind::DataInvalid,
+            format!("manifest entry of {} has no {what}", entry.file_path()),
+        ))
+    };
+    let snapshot_id = entry.snapshot_id().ok_or_else(|| missing("snapshot id"))?;
+    let data_seq = match entry.sequence_number() {
+        Some(seq) => seq,
+        None if v1 => 0,
+        None => return Err(missing("data sequence number")),
+    };
+    Ok(ManifestEntry {
+        status: ManifestStatus::Existing,
+        snapshot_id: Some(snapshot_id),
+        sequence_number: Some(data_seq),
+        file_sequence_number: Some(entry.file_sequence_number.unwrap_or(data_seq)),
+        data_file: entry.data_file().clone(),
     })
 }
 

@@ -51,6 +51,9 @@ pub struct TableProperties {
     pub target_file_size: Option<TargetFileSize>,
     /// `signaldb.compactor.retention`.
     pub retention: Option<RetentionValue>,
+    /// Iceberg's `commit.manifest.min-count-to-merge` and `commit.manifest.target-size-bytes` (other
+    /// writers' settings: a value that does not parse falls back to Iceberg's default).
+    pub manifests: super::manifest_plan::Thresholds,
 }
 
 /// A table's target file size and the property it came from.
@@ -62,7 +65,12 @@ pub struct TargetFileSize {
 
 impl Default for TableProperties {
     fn default() -> Self {
-        TableProperties { enabled: true, target_file_size: None, retention: None }
+        TableProperties {
+            enabled: true,
+            target_file_size: None,
+            retention: None,
+            manifests: super::manifest_plan::Thresholds::default(),
+        }
     }
 }
 
@@ -117,7 +125,10 @@ impl TableProperties {
         if let Some((key, value)) = ours.iter().find(|(k, _)| !KNOWN.contains(&k.as_str())) {
             return Err(error(key, value, format!("unknown property (known: {})", KNOWN.join(", "))));
         }
-        let mut out = TableProperties::default();
+        let mut out = TableProperties {
+            manifests: super::manifest_plan::thresholds(props),
+            ..TableProperties::default()
+        };
         if let Some(v) = props.get(ENABLED) {
             out.enabled = match v.trim().to_ascii_lowercase().as_str() {
                 "true" => true,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """DuckDB's Iceberg extension as a second independent reader for the integration tests.
 
-  scan --db PATH|--uri URL --warehouse DIR|URI --table NS1.NS2.T [--filter SQL]
+  scan --db PATH|--uri URL --warehouse DIR|URI --table NS1.NS2.T [--filter SQL] [--snapshot-id ID]
        Row count and the same order-independent content checksum as pyiceberg_tool.py's `scan`, read by
        DuckDB's `iceberg_scan` from the table's current metadata file (found through the catalog).
 
@@ -43,10 +43,14 @@ def cmd_scan(args):
     location = catalog(args).load_table(args.table).metadata_location
     path = location[len("file://"):] if location.startswith("file://") else location
     con = connect()
+    params = [path]
     query = "SELECT * FROM iceberg_scan(?)"
+    if args.snapshot_id is not None:
+        query = "SELECT * FROM iceberg_scan(?, snapshot_from_id = ?)"
+        params.append(args.snapshot_id)
     if args.filter:
         query += " WHERE " + args.filter
-    data = con.execute(query, [path]).to_arrow_table()
+    data = con.execute(query, params).to_arrow_table()
     rows_list = data.to_pylist()
     return {"rows": len(rows_list), "checksum": checksum(rows_list), "metadata_location": location}
 
@@ -60,6 +64,7 @@ def main():
     p.add_argument("--s3-endpoint")
     p.add_argument("--table", required=True)
     p.add_argument("--filter", help="an SQL condition, e.g. \"s IS NULL\"")
+    p.add_argument("--snapshot-id", type=int, help="read the table at this snapshot (time travel)")
     args = p.parse_args()
     if not (args.db or args.uri):
         p.error("one of --db or --uri is required")

@@ -12,6 +12,10 @@ Subcommands print one JSON object on stdout:
   kind     --kind K --table NS1.NS2.T [--rows N --appends K]: a table of one kind that once broke
            compaction (add-files, truncate-null, identity, promote, nested); see KINDS.
   scan     [--filter EXPR]: the same through a PyIceberg row filter.
+  scan     [--snapshot-id ID]: the same at an older snapshot (time travel).
+  manifests --table T [--snapshot-id ID]: the snapshot's manifests and live entries as PyIceberg's
+           `inspect` reads them (paths, content, status, snapshot ids, both sequence numbers), and every
+           snapshot id of the table.
 """
 import argparse
 import datetime as dt
@@ -159,7 +163,10 @@ def checksum(rows_list):
 
 def cmd_scan(args):
     table = catalog(args).load_table(args.table)
-    data = table.scan(row_filter=args.filter).to_arrow() if args.filter else table.scan().to_arrow()
+    scan_args = {"row_filter": args.filter} if args.filter else {}
+    if args.snapshot_id is not None:
+        scan_args["snapshot_id"] = args.snapshot_id
+    data = table.scan(**scan_args).to_arrow()
     rows_list = data.to_pylist()
     if args.since:
         since = dt.datetime.fromisoformat(args.since)
@@ -1241,13 +1248,77 @@ def cmd_files(args):
     return {"files": sorted(out, key=lambda f: f["path"])}
 
 
+def cmd_manifests(args):
+    """A snapshot's manifests and live entries as PyIceberg's `inspect` tables read them."""
+    table = catalog(args).load_table(args.table)
+    manifests = table.inspect.manifests().to_pylist() if args.snapshot_id is None else None
+    # PyIceberg's own manifest reader (inspect.entries needs column statistics every delete file lacks).
+    snapshot = table.snapshot_by_id(args.snapshot_id) if args.snapshot_id is not None else table.current_snapshot()
+    entries = [
+        {
+            "status": int(e.status),
+            "snapshot_id": e.snapshot_id,
+            "sequence_number": e.sequence_number,
+            "file_sequence_number": e.file_sequence_number,
+            "data_file": {
+                "file_path": e.data_file.file_path,
+                "content": int(e.data_file.content),
+                "partition": dict(zip([f.name for f in table.specs()[e.data_file.spec_id].fields], e.data_file.partition)),
+            },
+        }
+        for m in (snapshot.manifests(table.io) if snapshot else [])
+        for e in m.fetch_manifest_entry(table.io, discard_deleted=True)
+    ]
+    return {
+        "manifests": None
+        if manifests is None
+        else sorted(
+            (
+                {
+                    "path": m["path"],
+                    "content": m["content"],
+                    "spec_id": m["partition_spec_id"],
+                    "added_snapshot_id": m["added_snapshot_id"],
+                    "bounds": [[str(f["lower_bound"]), str(f["upper_bound"])] for f in m["partition_summaries"] or []],
+                    "files": (m["added_data_files_count"] or 0)
+                    + (m["existing_data_files_count"] or 0)
+                    + (m["added_delete_files_count"] or 0)
+                    + (m["existing_delete_files_count"] or 0),
+                }
+                for m in manifests
+            ),
+            key=lambda m: m["path"],
+        ),
+        "entries": sorted(
+            (
+                {
+                    "path": e["data_file"]["file_path"],
+                    "content": e["data_file"]["content"],
+                    "status": e["status"],
+                    "snapshot_id": e["snapshot_id"],
+                    "sequence_number": e["sequence_number"],
+                    "file_sequence_number": e["file_sequence_number"],
+                    "partition": json.loads(json.dumps(e["data_file"]["partition"], default=str)),
+                }
+                for e in entries
+            ),
+            key=lambda e: e["path"],
+        ),
+        "snapshots": [s.snapshot_id for s in table.snapshots()],
+        "current_snapshot_id": table.current_snapshot().snapshot_id if table.current_snapshot() else None,
+        "parent_snapshot_id": table.current_snapshot().parent_snapshot_id if table.current_snapshot() else None,
+        "summary": dict(table.current_snapshot().summary.additional_properties) if table.current_snapshot() else {},
+        "operation": table.current_snapshot().summary.operation.value if table.current_snapshot() else None,
+    }
+
+
 def cmd_kind(args):
     return {"rows": KINDS[args.kind](args)}
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["create", "scan", "append", "tag", "kind", "props", "files", "posdelete", "eqdelete"])
+    p.add_argument("command", choices=["create", "scan", "append", "tag", "kind", "props", "files", "posdelete", "eqdelete", "manifests"])
     p.add_argument("--db", help="SQLite catalog file (or --uri)")
     p.add_argument("--uri", help="SQLAlchemy URL of the catalog database, e.g. postgresql+psycopg2://...")
     p.add_argument("--warehouse", required=True, help="a directory, or a URI such as s3://bucket/prefix")
@@ -1271,6 +1342,7 @@ def main():
     p.add_argument("--targets", action="append", help="posdelete: a data file path (repeatable)")
     p.add_argument("--count", type=int, default=5, help="posdelete: rows deleted per target")
     p.add_argument("--reinsert", action="store_true", help="eqdelete: append the deleted rows again")
+    p.add_argument("--snapshot-id", type=int, help="scan, manifests: at this snapshot (time travel)")
     args = p.parse_args()
     if not (args.db or args.uri):
         p.error("one of --db or --uri is required")
@@ -1284,6 +1356,7 @@ def main():
         "files": cmd_files,
         "posdelete": cmd_posdelete,
         "eqdelete": cmd_eqdelete,
+        "manifests": cmd_manifests,
     }
     out = commands[args.command](args)
     print(json.dumps(out))

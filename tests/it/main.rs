@@ -19,6 +19,7 @@ mod hostile;
 mod layers;
 mod leases;
 mod maintenance;
+mod manifests;
 mod matrix;
 mod metadata_backlog;
 mod noop;

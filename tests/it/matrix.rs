@@ -62,7 +62,7 @@ impl Backend {
         Backend { dir, uri, storage, pg, s3 }
     }
 
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         format!(
             "{} + {}",
             if self.pg.is_some() { "postgresql" } else { "sqlite" },
@@ -71,7 +71,7 @@ impl Backend {
     }
 
     /// A context on this backend with the given access and clock.
-    async fn context(
+    pub(crate) async fn context(
         &self,
         access: Access,
         now: chrono::DateTime<chrono::Utc>,
@@ -89,7 +89,7 @@ impl Backend {
     }
 
     /// Runs the PyIceberg helper on this backend's catalog and warehouse.
-    fn pyiceberg(&self, args: &[&str]) -> serde_json::Value {
+    pub(crate) fn pyiceberg(&self, args: &[&str]) -> serde_json::Value {
         self.helper("pyiceberg_tool.py", args)
     }
 
@@ -100,7 +100,7 @@ impl Backend {
 
     /// DuckDB reads every table of the catalog with exactly PyIceberg's rows (content checksum). Local
     /// warehouses only: DuckDB reads S3 through another extension, which is not installed offline.
-    async fn readers_agree(&self, ctx: &Context, after: &str) {
+    pub(crate) async fn readers_agree(&self, ctx: &Context, after: &str) {
         if self.storage.is_some() {
             return;
         }

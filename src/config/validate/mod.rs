@@ -419,6 +419,7 @@ fn compaction(raw: &RawCompactor, global: Mode) -> Result<CompactionConfig> {
         small_file_threshold_percent: threshold,
         max_file_size_percent: max_percent,
         rewrite_to_current_spec: raw.rewrite_to_current_spec.unwrap_or(false),
+        rewrite_manifests: raw.rewrite_manifests.unwrap_or(true),
         min_input_files: within("compactor.min_input_files", raw.min_input_files, 5, 2, MAX_COUNT)? as usize,
         partition_lateness: bounded_duration(
             "compactor.partition_lateness",
