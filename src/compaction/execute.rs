@@ -136,6 +136,24 @@ fn applies_by_seq(d: &LiveFile, f: &LiveFile) -> bool {
     }
 }
 
+/// Whether iceberg's reader applies delete `d` to data file `f` exactly as the spec does. Position
+/// deletes it does. An equality delete it applies as the row filter `NOT (c1 = v1 AND …)`, which keeps a
+/// row only where that is true: where one of the row's delete columns is NULL the filter is NULL and
+/// the row is dropped (NULL equals no value: the row is live), and for a column the file lacks (added
+/// after it was written, so NULL throughout) the filter is `false` for every row. So an equality
+/// delete is applied only to files whose statistics show no NULL in every one of its columns; a
+/// partition with any other file it applies to is left alone (`has_delete_files`).
+fn reader_applies_exactly(d: &LiveFile, f: &LiveFile) -> bool {
+    if d.entry.content_type() != iceberg::spec::DataContentType::EqualityDeletes {
+        return true;
+    }
+    let nulls = f.entry.data_file().null_value_counts();
+    d.entry
+        .data_file()
+        .equality_ids()
+        .is_some_and(|ids| !ids.is_empty() && ids.iter().all(|id| nulls.get(id) == Some(&0)))
+}
+
 /// Whether data file `f` lies in the scope of delete `d` (its partition, or everywhere for a delete of
 /// an unpartitioned spec).
 fn in_scope(table: &Table, d: &LiveFile, f: &LiveFile) -> bool {
@@ -185,8 +203,11 @@ fn planner_input(table: &Table, inventory: &Inventory, p: &Partition<'_>) -> Par
             .deletes
             .iter()
             .filter(|d| {
-                delete_applies(table, d, p.spec_id, &p.value)
-                    && !delete_is_clean(table, d, p.spec_id, &p.value)
+                if delete_is_clean(table, d, p.spec_id, &p.value) {
+                    p.files.iter().any(|f| applies_by_seq(d, f) && !reader_applies_exactly(d, f))
+                } else {
+                    delete_applies(table, d, p.spec_id, &p.value)
+                }
             })
             .count(),
         current_spec: p.spec_id == md.default_partition_spec_id(),
