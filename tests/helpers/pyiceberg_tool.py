@@ -1166,6 +1166,11 @@ def cmd_posdelete(args):
     fp = pa.field("file_path", pa.string(), nullable=False, metadata={b"PARQUET:field_id": b"2147483546"})
     pos = pa.field("pos", pa.int64(), nullable=False, metadata={b"PARQUET:field_id": b"2147483545"})
     pq.write_table(pa.Table.from_arrays([pa.array(paths), pa.array(positions, pa.int64())], schema=pa.schema([fp, pos])), path)
+    # Java's position delete writers keep full (untruncated) file_path bounds; --no-bounds writes none.
+    bounds = {} if args.no_bounds else {
+        "lower_bounds": {2147483546: min(paths).encode()},
+        "upper_bounds": {2147483546: max(paths).encode()},
+    }
     delete_file = DataFile.from_args(
         content=DataFileContent.POSITION_DELETES,
         file_path="file://" + path,
@@ -1174,6 +1179,7 @@ def cmd_posdelete(args):
         record_count=len(paths),
         file_size_in_bytes=os.path.getsize(path),
         spec_id=targets[0].spec_id,
+        **bounds,
     )
     delete_file.spec_id = targets[0].spec_id
     _commit_deletes(table, [delete_file])
@@ -1361,6 +1367,7 @@ def main():
     p.add_argument("--unset", action="append", help="props: KEY to remove (repeatable)")
     p.add_argument("--targets", action="append", help="posdelete: a data file path (repeatable)")
     p.add_argument("--count", type=int, default=5, help="posdelete: rows deleted per target")
+    p.add_argument("--no-bounds", action="store_true", help="posdelete: write no file_path bounds")
     p.add_argument("--ghost", action="store_true", help="posdelete: also --count entries naming a file that does not exist")
     p.add_argument("--every", type=int, default=1, help="posdelete: delete positions 0, E, 2E, ... (--count of them)")
     p.add_argument("--row-group-limit", type=int, help="create: write.parquet.row-group-limit (rows per row group)")

@@ -345,3 +345,117 @@ mod sort_layouts {
         }
     }
 }
+
+// ---- an equality delete committed between rewrite and commit ----------------------------------------
+
+/// An equality delete committed to a partition while its group is rewritten (the hook runs between the
+/// rewrite and the commit) abandons that group: the deleted rows stay deleted, the delete stays live.
+#[tokio::test]
+async fn an_equality_delete_committed_between_rewrite_and_commit_abandons_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let t = "acme.prod.traces";
+    pyiceberg(&d, &["create", "--table", t, "--rows", "60", "--appends", "3"]);
+    let before = pyiceberg(&d, &["scan", "--table", t]);
+    let ctx = context(&d, chrono::Utc::now(), |c| {
+        c.compaction.min_input_files = 2;
+        c.compaction.max_concurrent_rewrites = 1;
+    })
+    .await;
+    let (hook_dir, fired) = (d.clone(), std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    let hook_fired = fired.clone();
+    let hook: signaldb_compactor::job::BeforeCommitHook = std::sync::Arc::new(move |_label| {
+        let (dir, fired) = (hook_dir.clone(), hook_fired.clone());
+        Box::pin(async move {
+            if !fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                // The first partition's first file: the group about to commit is the first one.
+                tokio::task::spawn_blocking(move || {
+                    pyiceberg(&dir, &["eqdelete", "--table", "acme.prod.traces", "--count", "4"]);
+                })
+                .await
+                .unwrap();
+            }
+        }) as futures::future::BoxFuture<'static, ()>
+    });
+    let job = CompactionJob::new(&ctx).with_before_commit(hook);
+    let pass = job.run_once(&PassRequest::all(Mode::Execute), &CancellationToken::new()).await.unwrap();
+    assert!(fired.load(std::sync::atomic::Ordering::SeqCst));
+    let r = report(&pass.tables, t);
+    // Exactly the four rows the delete names are gone (DuckDB: PyIceberg 0.12 cannot read the delete).
+    let after = duckdb(&d, &["scan", "--table", t]);
+    assert_eq!(after["rows"].as_u64().unwrap(), before["rows"].as_u64().unwrap() - 4, "{r:#?}");
+    let abandoned = r
+        .partition_reports
+        .iter()
+        .filter(|p| {
+            matches!(&p.status, PartitionStatus::Skipped { reason }
+            if reason.starts_with("abandoned") && reason.contains("committed to the partition meanwhile"))
+        })
+        .count();
+    let succeeded = r.partition_reports.iter().filter(|p| p.status == PartitionStatus::Succeeded).count();
+    assert_eq!((abandoned, succeeded), (1, 2), "{r:#?}");
+    // The next pass applies the delete (its columns hold no NULL) and removes it: both engines agree.
+    let again = compact(&d, |c| c.compaction.min_input_files = 2).await;
+    assert_eq!(report(&again, t).status, TableStatus::Succeeded, "{again:#?}");
+    assert_eq!(files_with_deletes(&d, t), 0);
+    assert_both_engines_read(&d, t, &after);
+}
+
+// ---- a position delete naming a file of another partition -------------------------------------------
+
+/// A position delete of hour 08 whose entries also name a file of hour 09. By the spec it applies to
+/// hour 08's files only, but PyIceberg 0.12 and DuckDB 1.5 apply every entry to the file it names:
+/// rewriting the hour-09 file (a new path) or removing the delete brought the three rows back for
+/// both engines (174 rows read before compaction, 177 after). Now such a delete (its `file_path`
+/// bounds cover a live file outside its partition, or it has none) leaves alone its own partition and
+/// every partition it may name.
+#[tokio::test]
+async fn a_position_delete_naming_a_file_of_another_partition_is_never_undone_for_any_reader() {
+    for bounds in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let t = "acme.prod.traces";
+        pyiceberg(d, &["create", "--table", t, "--rows", "60", "--appends", "3"]);
+        let start = files(d, t);
+        let a = start[0]["path"].as_str().unwrap().to_string();
+        let b =
+            start.iter().find(|f| f["partition"] != start[0]["partition"]).unwrap()["path"].as_str().unwrap();
+        let mut args = vec!["posdelete", "--table", t, "--count", "3", "--targets", &a, "--targets", b];
+        if !bounds {
+            args.push("--no-bounds");
+        }
+        pyiceberg(d, &args);
+        let before = pyiceberg(d, &["scan", "--table", t]);
+        assert_eq!(before["rows"], 180 - 6, "both engines apply both targets' entries");
+        assert_both_engines_read(d, t, &before);
+
+        let reports = compact(d, |c| c.compaction.min_input_files = 2).await;
+        let r = report(&reports, t);
+        assert_both_engines_read(d, t, &before);
+        if bounds {
+            let status = |hour: &str| {
+                r.partition_reports
+                    .iter()
+                    .find(|p| p.partition == format!("timestamp_hour=2026-01-15-{hour}"))
+                    .map(|p| p.status.clone())
+                    .unwrap_or_else(|| panic!("hour {hour} not in {r:#?}"))
+            };
+            let skipped = PartitionStatus::Skipped { reason: "has_delete_files".into() };
+            // Hour 08 too: PyIceberg applies the entries naming hour 09's file only while the delete
+            // attaches to a file of hour 08 within its bounds. Hour 10's paths lie above the bounds.
+            assert_eq!(status("08"), skipped, "{r:#?}");
+            assert_eq!(status("09"), skipped, "{r:#?}");
+            assert_eq!(status("10"), PartitionStatus::Succeeded, "{r:#?}");
+        } else {
+            // Without bounds the delete may name any file: nothing is rewritten.
+            assert_eq!(r.status, TableStatus::Unchanged, "{r:#?}");
+            let paths = |fs: &[serde_json::Value]| fs.iter().map(|f| f["path"].clone()).collect::<Vec<_>>();
+            assert_eq!(paths(&files(d, t)), paths(&start));
+        }
+        // The delete is still live (it names the hour-09 file) and the next passes keep every row.
+        for _ in 0..2 {
+            compact(d, |c| c.compaction.min_input_files = 2).await;
+            assert_both_engines_read(d, t, &before);
+        }
+    }
+}
