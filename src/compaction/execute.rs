@@ -137,6 +137,51 @@ fn applies_by_seq(d: &LiveFile, f: &LiveFile) -> bool {
     }
 }
 
+/// Whether iceberg's reader applies delete `d` to data file `f` exactly as the spec does. Position
+/// deletes it does. An equality delete it applies as the row filter `NOT (c1 = v1 AND …)`, which keeps a
+/// row only where that is true: where one of the row's delete columns is NULL the filter is NULL and
+/// the row is dropped (NULL equals no value: the row is live), and for a column the file lacks (added
+/// after it was written, so NULL throughout) the filter is `false` for every row. So an equality
+/// delete is applied only to files whose statistics show no NULL in every one of its columns; a
+/// partition with any other file it applies to is left alone (`has_delete_files`).
+fn reader_applies_exactly(d: &LiveFile, f: &LiveFile) -> bool {
+    if d.entry.content_type() != iceberg::spec::DataContentType::EqualityDeletes {
+        return true;
+    }
+    let nulls = f.entry.data_file().null_value_counts();
+    d.entry
+        .data_file()
+        .equality_ids()
+        .is_some_and(|ids| !ids.is_empty() && ids.iter().all(|id| nulls.get(id) == Some(&0)))
+}
+
+/// Whether position delete `d` may name data file `f`, whatever their partitions: `d`'s `file_path`
+/// bounds cover `f`'s path, or `d` has none. By the spec a position delete applies only to data files
+/// of its own partition, but PyIceberg 0.12 and DuckDB 1.5 apply its entries to whichever file they
+/// name: rewriting such a file (new path) or removing the delete would bring rows back for them. Java's
+/// writers keep full `file_path` bounds, so a delete of one partition covers only that partition's paths.
+fn may_name(d: &LiveFile, f: &LiveFile) -> bool {
+    use iceberg::metadata_columns::RESERVED_FIELD_ID_DELETE_FILE_PATH as FILE_PATH;
+    use iceberg::spec::PrimitiveLiteral;
+    // A delete names only files that existed when it was written (paths are never reused).
+    if d.entry.content_type() != iceberg::spec::DataContentType::PositionDeletes || data_seq(f) > data_seq(d)
+    {
+        return false;
+    }
+    let file = d.entry.data_file();
+    let bound =
+        |bounds: &HashMap<i32, iceberg::spec::Datum>| match bounds.get(&FILE_PATH).map(|b| b.literal()) {
+            Some(PrimitiveLiteral::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+    match (bound(file.lower_bounds()), bound(file.upper_bounds())) {
+        // A truncated lower bound is a prefix (not above any value), a truncated upper bound is
+        // incremented (not below any): the range covers every path named.
+        (Some(lower), Some(upper)) => lower.as_str() <= f.path() && f.path() <= upper.as_str(),
+        _ => true,
+    }
+}
+
 /// Whether data file `f` lies in the scope of delete `d` (its partition, or everywhere for a delete of
 /// an unpartitioned spec).
 fn in_scope(table: &Table, d: &LiveFile, f: &LiveFile) -> bool {
@@ -146,19 +191,44 @@ fn in_scope(table: &Table, d: &LiveFile, f: &LiveFile) -> bool {
 /// The deletes a rewrite of these inputs applied that afterwards apply to no live data file: none of
 /// `remaining` (the table's live data files other than the inputs; the outputs carry the starting
 /// sequence number, so no equality delete present at the start applies to them, and no position
-/// delete names their new paths) is in a delete's scope and old enough for it.
+/// delete names their new paths) is in a delete's scope and old enough for it, nor (a position delete)
+/// outside its scope but possibly named by it ([`may_name`]).
 fn obsolete_deletes<'a>(
     table: &Table,
     deletes: impl Iterator<Item = &'a LiveFile>,
     remaining: &[&LiveFile],
 ) -> Vec<String> {
     deletes
-        .filter(|d| !remaining.iter().any(|f| in_scope(table, d, f) && applies_by_seq(d, f)))
+        .filter(|d| {
+            !remaining.iter().any(
+                |f| {
+                    if in_scope(table, d, f) { applies_by_seq(d, f) } else { may_name(d, f) }
+                },
+            )
+        })
         .map(|d| d.path().to_string())
         .collect()
 }
 
-fn planner_input(table: &Table, inventory: &Inventory, p: &Partition<'_>) -> PartitionInput {
+/// The live position deletes that may name a live data file outside their own scope ([`may_name`]).
+/// PyIceberg and DuckDB apply such entries; PyIceberg only while the delete still attaches to a file
+/// of its own partition. So no partition such a delete is clean for or may name is rewritten: the
+/// delete keeps meaning to every reader what it meant before.
+fn crossing_deletes<'a>(table: &Table, inventory: &'a Inventory) -> HashSet<&'a str> {
+    inventory
+        .deletes
+        .iter()
+        .filter(|d| inventory.data.iter().any(|f| may_name(d, f) && !in_scope(table, d, f)))
+        .map(|d| d.path())
+        .collect()
+}
+
+fn planner_input(
+    table: &Table,
+    inventory: &Inventory,
+    crossing: &HashSet<&str>,
+    p: &Partition<'_>,
+) -> PartitionInput {
     let md = table.metadata();
     let end = md
         .partition_spec_by_id(p.spec_id)
@@ -186,8 +256,12 @@ fn planner_input(table: &Table, inventory: &Inventory, p: &Partition<'_>) -> Par
             .deletes
             .iter()
             .filter(|d| {
-                delete_applies(table, d, p.spec_id, &p.value)
-                    && !delete_is_clean(table, d, p.spec_id, &p.value)
+                if delete_is_clean(table, d, p.spec_id, &p.value) {
+                    crossing.contains(d.path())
+                        || p.files.iter().any(|f| applies_by_seq(d, f) && !reader_applies_exactly(d, f))
+                } else {
+                    delete_applies(table, d, p.spec_id, &p.value) || p.files.iter().any(|f| may_name(d, f))
+                }
             })
             .count(),
         current_spec: p.spec_id == md.default_partition_spec_id(),
@@ -211,7 +285,9 @@ fn plan_table<'a>(
     request: &PassRequest,
 ) -> TablePlan<'a> {
     let parts = partitions(table, inventory);
-    let inputs: Vec<PartitionInput> = parts.iter().map(|p| planner_input(table, inventory, p)).collect();
+    let crossing = crossing_deletes(table, inventory);
+    let inputs: Vec<PartitionInput> =
+        parts.iter().map(|p| planner_input(table, inventory, &crossing, p)).collect();
     let target = props.target_file_size_or(job.config.target_file_size_bytes);
     let opts = PlanOptions {
         target_file_size: target,
@@ -629,42 +705,43 @@ async fn run_group(
     failpoint::panic_point(failpoint::COMPACTION_PANIC, &t.qualified());
 
     let inputs: HashSet<String> = w.files.iter().map(|f| f.path().to_string()).collect();
-    let rebase =
-        |current: &Table, inv: &Inventory| -> Result<Change, Abandon> {
-            if current.metadata().current_schema_id() != start.schema_id {
-                return Err(Abandon::SchemaChanged);
-            }
-            // An operator who disables the table (or breaks a switch) meanwhile is obeyed.
-            if let Err(excluded) = TableProperties::admit(current) {
-                return Err(Abandon::Excluded(excluded.to_string()));
-            }
-            let live: HashSet<&str> = inv.data.iter().map(|f| f.path()).collect();
-            if let Some(gone) = inputs.iter().find(|i| !live.contains(i.as_str())) {
-                return Err(Abandon::InputGone(gone.clone()));
-            }
-            if let Some(d) = inv.deletes.iter().find(|d| {
-                delete_applies(current, d, p.spec_id, &p.value) && !start.deletes.contains(d.path())
-            }) {
-                return Err(Abandon::DeleteFileAdded(d.path().to_string()));
-            }
-            // Deletes applied by this rewrite that no live data file needs any more leave with the
-            // inputs (decided on the table as it is now; only deletes present at the start were
-            // applied, and any other delete for the partition abandoned the group above).
-            let remaining: Vec<&LiveFile> = inv.data.iter().filter(|f| !inputs.contains(f.path())).collect();
-            let applied = inv.deletes.iter().filter(|d| {
-                start.deletes.contains(d.path()) && delete_is_clean(current, d, p.spec_id, &p.value)
-            });
-            let mut remove = inputs.clone();
-            remove.extend(obsolete_deletes(current, applied, &remaining));
-            Ok(Change::Snapshot(SnapshotChange {
-                operation: Operation::Replace,
-                remove,
-                add: rewritten.files.clone(),
-                added_data_sequence_number: start.sequence_number,
-                summary: [("signaldb.compactor.version".to_string(), env!("CARGO_PKG_VERSION").to_string())]
-                    .into(),
-            }))
-        };
+    let rebase = |current: &Table, inv: &Inventory| -> Result<Change, Abandon> {
+        if current.metadata().current_schema_id() != start.schema_id {
+            return Err(Abandon::SchemaChanged);
+        }
+        // An operator who disables the table (or breaks a switch) meanwhile is obeyed.
+        if let Err(excluded) = TableProperties::admit(current) {
+            return Err(Abandon::Excluded(excluded.to_string()));
+        }
+        let live: HashSet<&str> = inv.data.iter().map(|f| f.path()).collect();
+        if let Some(gone) = inputs.iter().find(|i| !live.contains(i.as_str())) {
+            return Err(Abandon::InputGone(gone.clone()));
+        }
+        if let Some(d) = inv.deletes.iter().find(|d| {
+            (delete_applies(current, d, p.spec_id, &p.value) || w.files.iter().any(|f| may_name(d, f)))
+                && !start.deletes.contains(d.path())
+        }) {
+            return Err(Abandon::DeleteFileAdded(d.path().to_string()));
+        }
+        // Deletes applied by this rewrite that no live data file needs any more leave with the
+        // inputs (decided on the table as it is now; only deletes present at the start were
+        // applied, and any other delete for the partition abandoned the group above).
+        let remaining: Vec<&LiveFile> = inv.data.iter().filter(|f| !inputs.contains(f.path())).collect();
+        let applied = inv
+            .deletes
+            .iter()
+            .filter(|d| start.deletes.contains(d.path()) && delete_is_clean(current, d, p.spec_id, &p.value));
+        let mut remove = inputs.clone();
+        remove.extend(obsolete_deletes(current, applied, &remaining));
+        Ok(Change::Snapshot(SnapshotChange {
+            operation: Operation::Replace,
+            remove,
+            add: rewritten.files.clone(),
+            added_data_sequence_number: start.sequence_number,
+            summary: [("signaldb.compactor.version".to_string(), env!("CARGO_PKG_VERSION").to_string())]
+                .into(),
+        }))
+    };
     let mut guard = latest.lock().await;
     let (base_table, base_inventory) = guard.clone();
     let outcome = commit_with_retry(commit_to, base_table, base_inventory, rebase).await;

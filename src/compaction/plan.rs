@@ -36,7 +36,8 @@ pub struct PartitionInput {
     pub end: Option<DateTime<Utc>>,
     pub files: Vec<FileInput>,
     /// Live delete files that may apply to this partition but cannot be applied by a rewrite (another
-    /// spec's, an all-void spec's): the partition is left alone.
+    /// spec's, an all-void spec's, or an equality delete iceberg's reader would not apply exactly to
+    /// one of its files): the partition is left alone.
     pub delete_files: usize,
     /// Whether the partition belongs to the table's current (default) partition spec.
     pub current_spec: bool,
@@ -67,9 +68,9 @@ pub enum SkipReason {
     OpenPartition,
     /// Not enough small files to be worth a rewrite.
     BelowThreshold,
-    /// A delete file the rewrite cannot apply (another partitioned or an all-void spec's) may apply
-    /// to it: rewriting without applying it could resurrect rows, applying it delete rows it does not
-    /// cover.
+    /// A delete file the rewrite cannot apply (another partitioned or an all-void spec's, or an
+    /// equality delete on columns that are NULL in, or absent from, one of its files) may apply to it:
+    /// rewriting without applying it could resurrect rows, applying it delete rows it does not cover.
     HasDeleteFiles,
     /// Some of its data files are not Parquet.
     NotParquet,

@@ -84,7 +84,11 @@ def cmd_create(args):
         args.table,
         schema=SCHEMA,
         partition_spec=SPEC,
-        properties={"format-version": str(args.format_version), "signaldb.wal.committed.writer-1": "42"},
+        properties={
+            "format-version": str(args.format_version),
+            "signaldb.wal.committed.writer-1": "42",
+            **({"write.parquet.row-group-limit": str(args.row_group_limit)} if args.row_group_limit else {}),
+        },
     )
     for k in range(args.appends):
         table.append(rows(args.rows, k, BASE))
@@ -1152,9 +1156,16 @@ def cmd_posdelete(args):
         targets = [f for f in files if str(f.partition) == first][:2]
     paths, positions = [], []
     for f in targets:
-        n = min(args.count, f.record_count)
-        paths += [f.file_path] * n
-        positions += list(range(n))
+        chosen = list(range(0, f.record_count, args.every))[: args.count]
+        paths += [f.file_path] * len(chosen)
+        positions += chosen
+    ghost = 0
+    if args.ghost:
+        # Entries naming a file of the partition that does not exist (any reader ignores them).
+        missing = targets[0].file_path.rsplit("/", 1)[0] + "/never-written.parquet"
+        ghost = args.count
+        paths += [missing] * ghost
+        positions += list(range(ghost))
     location = table.location()
     local = location[len("file://"):] if location.startswith("file://") else location
     os.makedirs(os.path.join(local, "data"), exist_ok=True)
@@ -1162,6 +1173,11 @@ def cmd_posdelete(args):
     fp = pa.field("file_path", pa.string(), nullable=False, metadata={b"PARQUET:field_id": b"2147483546"})
     pos = pa.field("pos", pa.int64(), nullable=False, metadata={b"PARQUET:field_id": b"2147483545"})
     pq.write_table(pa.Table.from_arrays([pa.array(paths), pa.array(positions, pa.int64())], schema=pa.schema([fp, pos])), path)
+    # Java's position delete writers keep full (untruncated) file_path bounds; --no-bounds writes none.
+    bounds = {} if args.no_bounds else {
+        "lower_bounds": {2147483546: min(paths).encode()},
+        "upper_bounds": {2147483546: max(paths).encode()},
+    }
     delete_file = DataFile.from_args(
         content=DataFileContent.POSITION_DELETES,
         file_path="file://" + path,
@@ -1170,10 +1186,11 @@ def cmd_posdelete(args):
         record_count=len(paths),
         file_size_in_bytes=os.path.getsize(path),
         spec_id=targets[0].spec_id,
+        **bounds,
     )
     delete_file.spec_id = targets[0].spec_id
     _commit_deletes(table, [delete_file])
-    return {"targets": [f.file_path for f in targets], "deleted": len(paths), "delete_file": "file://" + path}
+    return {"targets": [f.file_path for f in targets], "deleted": len(paths), "ghost": ghost, "delete_file": "file://" + path}
 
 
 def cmd_props(args):
@@ -1227,6 +1244,86 @@ def cmd_eqdelete(args):
         table = catalog(args).load_table(args.table)
         table.append(pa.Table.from_pylist(victims.to_pylist(), schema=SCHEMA.as_arrow()))
     return {"deleted": ids, "delete_file": "file://" + path}
+
+
+def cmd_eqnull(args):
+    """Equality deletes meeting NULLs and absent columns (review 17). An unpartitioned table (id long
+    required, k string optional, n long optional) written in --appends appends of --rows rows: row i has
+    k = 'a', 'b', NULL by turn and n = NULL on every fourth row, else i % 5. With --on tag, column `tag`
+    (string) is then added and one more append writes tag 'x' or 'y' (the older files have no `tag`
+    column: every value NULL). Then one equality delete (committed like a merge-on-read writer):
+      --on k: k = 'a';  --on kn: (k = 'b', n = 1);  --on tag: tag = 'x'.
+    NULL never equals a value, so rows with NULL there survive. Prints the rows a correct reader keeps
+    (computed here, not read) and their checksum."""
+    import os
+    import uuid
+
+    import pyarrow.parquet as pq
+    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+    from pyiceberg.typedef import Record
+
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=True),
+        NestedField(2, "k", StringType(), required=False),
+        NestedField(3, "n", LongType(), required=False),
+    )
+    table = _create(args, schema)
+    all_rows = []
+    n = 0
+    for _ in range(args.appends):
+        batch = [
+            {"id": n + i, "k": ["a", "b", None][(n + i) % 3], "n": None if (n + i) % 4 == 0 else (n + i) % 5}
+            for i in range(args.rows)
+        ]
+        n += args.rows
+        table.append(pa.Table.from_pylist(batch, schema=table.schema().as_arrow()))
+        all_rows += batch
+    if args.on == "tag":
+        with table.update_schema() as update:
+            update.add_column("tag", StringType())
+        table = catalog(args).load_table(args.table)
+        for r in all_rows:
+            r["tag"] = None
+        batch = [
+            {"id": n + i, "k": ["a", "b", None][(n + i) % 3], "n": (n + i) % 5, "tag": "x" if i % 2 else "y"}
+            for i in range(args.rows)
+        ]
+        n += args.rows
+        table.append(pa.Table.from_pylist(batch, schema=table.schema().as_arrow()))
+        all_rows += batch
+    table = catalog(args).load_table(args.table)
+    if args.on == "k":
+        fields, columns, deleted = [("k", 2, pa.string())], [["a"]], lambda r: r["k"] == "a"
+    elif args.on == "kn":
+        fields, columns = [("k", 2, pa.string()), ("n", 3, pa.int64())], [["b"], [1]]
+        deleted = lambda r: r["k"] == "b" and r["n"] == 1
+    else:
+        fields, columns, deleted = [("tag", 4, pa.string())], [["x"]], lambda r: r["tag"] == "x"
+    local_of = lambda p: p[len("file://"):] if p.startswith("file://") else p
+    location = local_of(table.location())
+    os.makedirs(os.path.join(location, "data"), exist_ok=True)
+    path = os.path.join(location, "data", "eq-delete-%s.parquet" % uuid.uuid4())
+    arrow_fields = [
+        pa.field(name, t, nullable=False, metadata={b"PARQUET:field_id": str(fid).encode()}) for name, fid, t in fields
+    ]
+    pq.write_table(
+        pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, arrow_fields)], schema=pa.schema(arrow_fields)),
+        path,
+    )
+    delete_file = DataFile.from_args(
+        content=DataFileContent.EQUALITY_DELETES,
+        file_path="file://" + path,
+        file_format=FileFormat.PARQUET,
+        partition=Record(),
+        record_count=1,
+        file_size_in_bytes=os.path.getsize(path),
+        equality_ids=[fid for _, fid, _ in fields],
+        spec_id=table.spec().spec_id,
+    )
+    delete_file.spec_id = table.spec().spec_id
+    _commit_deletes(table, [delete_file])
+    kept = [r for r in all_rows if not deleted(r)]
+    return {"rows": len(kept), "checksum": checksum(kept), "total": len(all_rows)}
 
 
 def cmd_files(args):
@@ -1318,7 +1415,7 @@ def cmd_kind(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["create", "scan", "append", "tag", "kind", "props", "files", "posdelete", "eqdelete", "manifests"])
+    p.add_argument("command", choices=["create", "scan", "append", "tag", "kind", "props", "files", "posdelete", "eqdelete", "manifests", "eqnull"])
     p.add_argument("--db", help="SQLite catalog file (or --uri)")
     p.add_argument("--uri", help="SQLAlchemy URL of the catalog database, e.g. postgresql+psycopg2://...")
     p.add_argument("--warehouse", required=True, help="a directory, or a URI such as s3://bucket/prefix")
@@ -1341,8 +1438,13 @@ def main():
     p.add_argument("--unset", action="append", help="props: KEY to remove (repeatable)")
     p.add_argument("--targets", action="append", help="posdelete: a data file path (repeatable)")
     p.add_argument("--count", type=int, default=5, help="posdelete: rows deleted per target")
+    p.add_argument("--no-bounds", action="store_true", help="posdelete: write no file_path bounds")
+    p.add_argument("--ghost", action="store_true", help="posdelete: also --count entries naming a file that does not exist")
+    p.add_argument("--every", type=int, default=1, help="posdelete: delete positions 0, E, 2E, ... (--count of them)")
+    p.add_argument("--row-group-limit", type=int, help="create: write.parquet.row-group-limit (rows per row group)")
     p.add_argument("--reinsert", action="store_true", help="eqdelete: append the deleted rows again")
     p.add_argument("--snapshot-id", type=int, help="scan, manifests: at this snapshot (time travel)")
+    p.add_argument("--on", choices=["k", "kn", "tag"], default="k", help="eqnull: the equality delete's columns")
     args = p.parse_args()
     if not (args.db or args.uri):
         p.error("one of --db or --uri is required")
@@ -1357,6 +1459,7 @@ def main():
         "posdelete": cmd_posdelete,
         "eqdelete": cmd_eqdelete,
         "manifests": cmd_manifests,
+        "eqnull": cmd_eqnull,
     }
     out = commands[args.command](args)
     print(json.dumps(out))

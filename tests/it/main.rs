@@ -29,6 +29,7 @@ mod orphans;
 mod postgres;
 mod reports;
 mod retention;
+mod review17;
 mod serve;
 mod support;
 mod table_kinds;
