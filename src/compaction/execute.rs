@@ -464,6 +464,13 @@ async fn run(
     }
     report.files_before = inventory.data.len() as u64;
     report.bytes_before = inventory.data.iter().map(|f| f.size()).sum();
+    let commit_to = CommitTarget {
+        catalog: &job.catalog,
+        ident: &t.ident,
+        policy: RetryPolicy::configured(&job.config),
+        cancel,
+        fence,
+    };
     if request.mode.is_dry_run() {
         for w in &work {
             let p = &parts[w.partition];
@@ -507,19 +514,11 @@ async fn run(
         }
         if request.partitions.is_empty() {
             let mode = request.mode;
-            super::manifests::step(job, t, &table, &inventory, &props, mode, &mut report, cancel, fence)
-                .await;
+            super::manifests::step(job, t, &table, &inventory, &props, mode, &mut report, &commit_to).await;
         }
         return Ok(report);
     }
 
-    let commit_to = CommitTarget {
-        catalog: &job.catalog,
-        ident: &t.ident,
-        policy: RetryPolicy::configured(&job.config),
-        cancel,
-        fence,
-    };
     let latest = Mutex::new((table.clone(), inventory.clone()));
     let start = Start::new(&table, &inventory, target);
     let (latest_ref, start_ref, table_ref, parts_ref) = (&latest, &start, &table, &parts);
@@ -542,18 +541,8 @@ async fn run(
     // After the partitions: the manifests as the pass left them (the step rebases if the table moved).
     if request.partitions.is_empty() && !cancel.is_cancelled() {
         let mode = request.mode;
-        super::manifests::step(
-            job,
-            t,
-            &final_table,
-            &final_inventory,
-            &props,
-            mode,
-            &mut report,
-            cancel,
-            fence,
-        )
-        .await;
+        super::manifests::step(job, t, &final_table, &final_inventory, &props, mode, &mut report, commit_ref)
+            .await;
     }
     let files_delta: i64 = report
         .partition_reports

@@ -14,7 +14,6 @@
 
 use iceberg::spec::ManifestContentType;
 use iceberg::table::Table;
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::CompactionJob;
@@ -26,8 +25,7 @@ use crate::table::manifest_plan::{self, ManifestPlan};
 use crate::table::producer::manifest_inputs;
 use crate::table::properties::TableProperties;
 use crate::table::{
-    Abandon, Change, CommitError, CommitTarget, Fence, Inventory, ManifestRewrite, ProduceError, RetryPolicy,
-    commit_with_retry,
+    Abandon, Change, CommitError, CommitTarget, Inventory, ManifestRewrite, ProduceError, commit_with_retry,
 };
 
 /// The label the `before_commit` hook is called with before a manifest rewrite's commit.
@@ -63,8 +61,7 @@ pub(super) async fn step(
     props: &TableProperties,
     mode: Mode,
     report: &mut TableReport,
-    cancel: &CancellationToken,
-    fence: &dyn Fence,
+    commit_to: &CommitTarget<'_>,
 ) {
     // `manifests_before` is the pass's (set before the partitions); this is the table as they left it.
     let before = data_manifests(inventory);
@@ -92,7 +89,7 @@ pub(super) async fn step(
         succeeded(report);
         return;
     }
-    if cancel.is_cancelled() {
+    if commit_to.cancel.is_cancelled() {
         return;
     }
     failpoint::hit(failpoint::MANIFESTS_BEFORE_SWAP);
@@ -109,14 +106,7 @@ pub(super) async fn step(
                 .into(),
         }))
     };
-    let target = CommitTarget {
-        catalog: &job.catalog,
-        ident: &t.ident,
-        policy: RetryPolicy::configured(&job.config),
-        cancel,
-        fence,
-    };
-    let committed = commit_with_retry(&target, table.clone(), inventory.clone(), rebase).await;
+    let committed = commit_with_retry(commit_to, table.clone(), inventory.clone(), rebase).await;
     match committed {
         Ok(c) => {
             let after = data_manifests(&c.inventory);
