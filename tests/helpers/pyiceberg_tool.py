@@ -1409,13 +1409,23 @@ def cmd_manifests(args):
     }
 
 
+def cmd_delete(args):
+    """A copy-on-write delete by another writer: PyIceberg's table.delete(--filter). Files whose rows all
+    match are removed (a `delete` snapshot)."""
+    table = catalog(args).load_table(args.table)
+    before = table.current_snapshot().snapshot_id
+    table.delete(args.filter)
+    table = catalog(args).load_table(args.table)
+    return {"parent": before, "snapshot_id": table.current_snapshot().snapshot_id, "operation": table.current_snapshot().summary.operation.value}
+
+
 def cmd_kind(args):
     return {"rows": KINDS[args.kind](args)}
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["create", "scan", "append", "tag", "kind", "props", "files", "posdelete", "eqdelete", "manifests", "eqnull"])
+    p.add_argument("command", choices=["create", "scan", "append", "tag", "kind", "props", "files", "posdelete", "eqdelete", "manifests", "eqnull", "delete"])
     p.add_argument("--db", help="SQLite catalog file (or --uri)")
     p.add_argument("--uri", help="SQLAlchemy URL of the catalog database, e.g. postgresql+psycopg2://...")
     p.add_argument("--warehouse", required=True, help="a directory, or a URI such as s3://bucket/prefix")
@@ -1458,6 +1468,7 @@ def main():
         "files": cmd_files,
         "posdelete": cmd_posdelete,
         "eqdelete": cmd_eqdelete,
+        "delete": cmd_delete,
         "manifests": cmd_manifests,
         "eqnull": cmd_eqnull,
     }

@@ -30,6 +30,7 @@ mod postgres;
 mod reports;
 mod retention;
 mod review17;
+mod review_manifests;
 mod serve;
 mod support;
 mod table_kinds;

@@ -21,14 +21,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::{context, duckdb, pyiceberg, snapshot_bytes};
 
-const T: &str = "acme.prod.traces";
+pub(crate) const T: &str = "acme.prod.traces";
 
 /// Before the PyIceberg tables' hours: every partition is open.
 fn before_the_data() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
 }
 
-async fn pass_with(
+pub(crate) async fn pass_with(
     dir: &Path,
     mode: Mode,
     job: impl FnOnce(&signaldb_compactor::service::Context) -> CompactionJob,
@@ -39,11 +39,11 @@ async fn pass_with(
     report.tables.into_iter().find(|r| r.table == T).expect("the table is in the report")
 }
 
-async fn pass(dir: &Path, mode: Mode) -> TableReport {
+pub(crate) async fn pass(dir: &Path, mode: Mode) -> TableReport {
     pass_with(dir, mode, CompactionJob::new, |_| {}).await
 }
 
-fn outcome(r: &TableReport) -> CompactionOutcome {
+pub(crate) fn outcome(r: &TableReport) -> CompactionOutcome {
     match &r.outcome {
         Some(Outcome::Compaction(c)) => c.clone(),
         other => panic!("no compaction outcome: {other:?} in {r:#?}"),
@@ -51,7 +51,7 @@ fn outcome(r: &TableReport) -> CompactionOutcome {
 }
 
 /// PyIceberg's view of the current (or an older) snapshot's manifests and live entries.
-fn inspect(dir: &Path, snapshot: Option<i64>) -> serde_json::Value {
+pub(crate) fn inspect(dir: &Path, snapshot: Option<i64>) -> serde_json::Value {
     let id = snapshot.map(|s| s.to_string());
     let mut args = vec!["manifests", "--table", T];
     if let Some(id) = &id {
@@ -60,12 +60,12 @@ fn inspect(dir: &Path, snapshot: Option<i64>) -> serde_json::Value {
     pyiceberg(dir, &args)
 }
 
-fn data_manifests(v: &serde_json::Value) -> usize {
+pub(crate) fn data_manifests(v: &serde_json::Value) -> usize {
     v["manifests"].as_array().unwrap().iter().filter(|m| m["content"] == 0).count()
 }
 
 /// Every live entry without its status: path, content, snapshot id, both sequence numbers, partition.
-fn entries(v: &serde_json::Value) -> Vec<serde_json::Value> {
+pub(crate) fn entries(v: &serde_json::Value) -> Vec<serde_json::Value> {
     let mut out: Vec<serde_json::Value> = v["entries"]
         .as_array()
         .unwrap()
@@ -82,7 +82,7 @@ fn entries(v: &serde_json::Value) -> Vec<serde_json::Value> {
 
 /// Our own reading of the current snapshot: (path, snapshot id, data sequence number, file sequence
 /// number, spec id) of every live data and delete entry.
-async fn our_entries(dir: &Path) -> BTreeSet<(String, Option<i64>, Option<i64>, Option<i64>, i32)> {
+pub(crate) async fn our_entries(dir: &Path) -> BTreeSet<(String, Option<i64>, Option<i64>, Option<i64>, i32)> {
     let ctx = context(dir, before_the_data(), |_| {}).await;
     let t = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.qualified() == T).unwrap();
     let table = ctx.catalog.load(&t).await.unwrap();
@@ -98,7 +98,7 @@ async fn our_entries(dir: &Path) -> BTreeSet<(String, Option<i64>, Option<i64>, 
         .collect()
 }
 
-fn scan(dir: &Path, snapshot: Option<i64>) -> (serde_json::Value, serde_json::Value) {
+pub(crate) fn scan(dir: &Path, snapshot: Option<i64>) -> (serde_json::Value, serde_json::Value) {
     let id = snapshot.map(|s| s.to_string());
     let mut args = vec!["scan", "--table", T];
     if let Some(id) = &id {
@@ -112,7 +112,7 @@ fn scan(dir: &Path, snapshot: Option<i64>) -> (serde_json::Value, serde_json::Va
     )
 }
 
-async fn pointer(dir: &Path) -> String {
+pub(crate) async fn pointer(dir: &Path) -> String {
     let pool =
         sqlx::SqlitePool::connect(&format!("sqlite:{}", dir.join("catalog.db").display())).await.unwrap();
     sqlx::query_scalar("SELECT metadata_location FROM iceberg_tables WHERE table_name = 'traces'")
@@ -121,7 +121,7 @@ async fn pointer(dir: &Path) -> String {
         .unwrap()
 }
 
-fn set_props(dir: &Path, pairs: &[&str]) {
+pub(crate) fn set_props(dir: &Path, pairs: &[&str]) {
     let mut args = vec!["props", "--table", T];
     for p in pairs {
         args.extend(["--set", p]);
@@ -139,7 +139,7 @@ const TOTALS: [&str; 6] = [
 ];
 
 /// The current snapshot is a manifest rewrite: `replace`, nothing added or deleted, totals unchanged.
-fn assert_changes_no_file(before: &serde_json::Value, after: &serde_json::Value) {
+pub(crate) fn assert_changes_no_file(before: &serde_json::Value, after: &serde_json::Value) {
     assert_eq!(after["operation"], "replace", "{after:#}");
     let summary = after["summary"].as_object().unwrap();
     for key in summary.keys() {
