@@ -82,7 +82,9 @@ pub(crate) fn entries(v: &serde_json::Value) -> Vec<serde_json::Value> {
 
 /// Our own reading of the current snapshot: (path, snapshot id, data sequence number, file sequence
 /// number, spec id) of every live data and delete entry.
-pub(crate) async fn our_entries(dir: &Path) -> BTreeSet<(String, Option<i64>, Option<i64>, Option<i64>, i32)> {
+pub(crate) async fn our_entries(
+    dir: &Path,
+) -> BTreeSet<(String, Option<i64>, Option<i64>, Option<i64>, i32)> {
     let ctx = context(dir, before_the_data(), |_| {}).await;
     let t = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.qualified() == T).unwrap();
     let table = ctx.catalog.load(&t).await.unwrap();
