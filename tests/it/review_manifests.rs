@@ -299,3 +299,45 @@ async fn entries_of_a_promoted_partition_source_keep_their_rows_and_pruning() {
         }
     }
 }
+
+/// Another writer commits a position delete between the rewrite's plan and its commit: the rewrite,
+/// redone on the new head, keeps the new delete manifest, and both engines read the deleted rows gone.
+#[tokio::test]
+async fn a_position_delete_committed_between_plan_and_commit_keeps_applying() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    pyiceberg(&d, &["create", "--table", T, "--rows", "6", "--appends", "104"]);
+    let fired = Arc::new(AtomicBool::new(false));
+    let (hook_dir, hook_fired) = (d.clone(), fired.clone());
+    let hook: BeforeCommitHook = Arc::new(move |label: String| {
+        let (dir, fired) = (hook_dir.clone(), hook_fired.clone());
+        Box::pin(async move {
+            if label == HOOK_LABEL && !fired.swap(true, Ordering::SeqCst) {
+                tokio::task::spawn_blocking(move || {
+                    pyiceberg(&dir, &["posdelete", "--table", T, "--count", "2"]);
+                })
+                .await
+                .unwrap();
+            }
+        }) as futures::future::BoxFuture<'static, ()>
+    });
+    let r = pass_with(
+        &d,
+        Mode::Execute,
+        |ctx| CompactionJob::new(ctx).with_before_commit(hook),
+        |c| c.compaction.commit_retry_backoff = std::time::Duration::from_millis(5),
+    )
+    .await;
+    assert!(fired.load(Ordering::SeqCst));
+    assert_eq!(r.status, TableStatus::Succeeded, "{r:#?}");
+    let after = inspect(&d, None);
+    assert_eq!(after["operation"], "replace");
+    let parent = after["parent_snapshot_id"].as_i64().unwrap();
+    let deleted = inspect(&d, Some(parent));
+    assert_eq!(entries(&after), entries(&deleted), "the delete's snapshot, every entry kept");
+    assert!(after["manifests"].as_array().unwrap().iter().any(|m| m["content"] == 1), "{after:#}");
+    let (now, now_duck) = scan(&d, None);
+    assert_eq!(now, now_duck);
+    assert_eq!(now, scan(&d, Some(parent)).0);
+    assert!(now["rows"].as_u64().unwrap() < 624, "the delete applies: {now}");
+}
