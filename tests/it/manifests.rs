@@ -39,6 +39,36 @@ pub(crate) async fn pass_with(
     report.tables.into_iter().find(|r| r.table == T).expect("the table is in the report")
 }
 
+/// A compaction pass in which another writer runs `writer` (arguments of the PyIceberg helper) once,
+/// after the manifest rewrite was planned and before its commit; commit retries back off 5 ms. Returns
+/// the table's report and whether the writer ran.
+pub(crate) async fn pass_with_writer_before_commit(dir: &Path, writer: &[&str]) -> (TableReport, bool) {
+    let fired = Arc::new(AtomicBool::new(false));
+    let writer: Vec<String> = writer.iter().map(|s| s.to_string()).collect();
+    let (hook_dir, hook_fired) = (dir.to_path_buf(), fired.clone());
+    let hook: BeforeCommitHook = Arc::new(move |label: String| {
+        let (dir, fired, writer) = (hook_dir.clone(), hook_fired.clone(), writer.clone());
+        Box::pin(async move {
+            if label == HOOK_LABEL && !fired.swap(true, Ordering::SeqCst) {
+                tokio::task::spawn_blocking(move || {
+                    let args: Vec<&str> = writer.iter().map(String::as_str).collect();
+                    pyiceberg(&dir, &args);
+                })
+                .await
+                .unwrap();
+            }
+        }) as futures::future::BoxFuture<'static, ()>
+    });
+    let r = pass_with(
+        dir,
+        Mode::Execute,
+        |ctx| CompactionJob::new(ctx).with_before_commit(hook),
+        |c| c.compaction.commit_retry_backoff = std::time::Duration::from_millis(5),
+    )
+    .await;
+    (r, fired.load(Ordering::SeqCst))
+}
+
 pub(crate) async fn pass(dir: &Path, mode: Mode) -> TableReport {
     pass_with(dir, mode, CompactionJob::new, |_| {}).await
 }
@@ -280,28 +310,9 @@ async fn an_append_committed_between_plan_and_commit_is_in_the_rewritten_manifes
     let before = inspect(&d, None);
     let (rows, _) = scan(&d, None);
     // PyIceberg appends 9 rows after the rewrite was planned, before its commit.
-    let fired = Arc::new(AtomicBool::new(false));
-    let (hook_dir, hook_fired) = (d.clone(), fired.clone());
-    let hook: BeforeCommitHook = Arc::new(move |label: String| {
-        let (dir, fired) = (hook_dir.clone(), hook_fired.clone());
-        Box::pin(async move {
-            if label == HOOK_LABEL && !fired.swap(true, Ordering::SeqCst) {
-                tokio::task::spawn_blocking(move || {
-                    pyiceberg(&dir, &["append", "--table", T, "--rows", "9", "--seed", "500"]);
-                })
-                .await
-                .unwrap();
-            }
-        }) as futures::future::BoxFuture<'static, ()>
-    });
-    let r = pass_with(
-        &d,
-        Mode::Execute,
-        |ctx| CompactionJob::new(ctx).with_before_commit(hook),
-        |c| c.compaction.commit_retry_backoff = std::time::Duration::from_millis(5),
-    )
-    .await;
-    assert!(fired.load(Ordering::SeqCst));
+    let (r, fired) =
+        pass_with_writer_before_commit(&d, &["append", "--table", T, "--rows", "9", "--seed", "500"]).await;
+    assert!(fired);
     assert_eq!(r.status, TableStatus::Succeeded, "{r:#?}");
     assert!(outcome(&r).commit_conflicts >= 1, "the stale attempt lost the swap: {r:#?}");
     let after = inspect(&d, None);

@@ -2,16 +2,12 @@
 //! files between plan and commit, equality deletes whose reach depends on data sequence numbers,
 //! refs, dry runs and the rewrite re-triggering. Independent readers: PyIceberg and DuckDB.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use signaldb_compactor::compaction::CompactionJob;
-use signaldb_compactor::compaction::manifests::HOOK_LABEL;
 use signaldb_compactor::config::Mode;
-use signaldb_compactor::job::{BeforeCommitHook, TableStatus};
+use signaldb_compactor::job::TableStatus;
 
 use crate::manifests::{
-    T, assert_changes_no_file, data_manifests, entries, inspect, our_entries, pass, pass_with, pointer, scan,
+    T, assert_changes_no_file, data_manifests, entries, inspect, our_entries, pass,
+    pass_with_writer_before_commit, pointer, scan,
 };
 use crate::support::{duckdb, pyiceberg, snapshot_bytes};
 
@@ -65,28 +61,10 @@ async fn files_removed_between_plan_and_commit_are_not_resurrected() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
     pyiceberg(&d, &["create", "--table", T, "--rows", "6", "--appends", "105"]);
-    let fired = Arc::new(AtomicBool::new(false));
-    let (hook_dir, hook_fired) = (d.clone(), fired.clone());
-    let hook: BeforeCommitHook = Arc::new(move |label: String| {
-        let (dir, fired) = (hook_dir.clone(), hook_fired.clone());
-        Box::pin(async move {
-            if label == HOOK_LABEL && !fired.swap(true, Ordering::SeqCst) {
-                tokio::task::spawn_blocking(move || {
-                    pyiceberg(&dir, &["delete", "--table", T, "--filter", "service_name == 'api'"]);
-                })
-                .await
-                .unwrap();
-            }
-        }) as futures::future::BoxFuture<'static, ()>
-    });
-    let r = pass_with(
-        &d,
-        Mode::Execute,
-        |ctx| CompactionJob::new(ctx).with_before_commit(hook),
-        |c| c.compaction.commit_retry_backoff = std::time::Duration::from_millis(5),
-    )
-    .await;
-    assert!(fired.load(Ordering::SeqCst));
+    let (r, fired) =
+        pass_with_writer_before_commit(&d, &["delete", "--table", T, "--filter", "service_name == 'api'"])
+            .await;
+    assert!(fired);
     let after = inspect(&d, None);
     let parent = after["parent_snapshot_id"].as_i64().unwrap();
     let deleted = inspect(&d, Some(parent));
@@ -207,28 +185,9 @@ async fn a_metadata_change_between_plan_and_commit_is_not_lost() {
     let d = dir.path().to_path_buf();
     pyiceberg(&d, &["create", "--table", T, "--rows", "6", "--appends", "102"]);
     let before = inspect(&d, None);
-    let fired = Arc::new(AtomicBool::new(false));
-    let (hook_dir, hook_fired) = (d.clone(), fired.clone());
-    let hook: BeforeCommitHook = Arc::new(move |label: String| {
-        let (dir, fired) = (hook_dir.clone(), hook_fired.clone());
-        Box::pin(async move {
-            if label == HOOK_LABEL && !fired.swap(true, Ordering::SeqCst) {
-                tokio::task::spawn_blocking(move || {
-                    pyiceberg(&dir, &["props", "--table", T, "--set", "owner.note=kept"]);
-                })
-                .await
-                .unwrap();
-            }
-        }) as futures::future::BoxFuture<'static, ()>
-    });
-    let r = pass_with(
-        &d,
-        Mode::Execute,
-        |ctx| CompactionJob::new(ctx).with_before_commit(hook),
-        |c| c.compaction.commit_retry_backoff = std::time::Duration::from_millis(5),
-    )
-    .await;
-    assert!(fired.load(Ordering::SeqCst));
+    let (r, fired) =
+        pass_with_writer_before_commit(&d, &["props", "--table", T, "--set", "owner.note=kept"]).await;
+    assert!(fired);
     assert_eq!(r.status, TableStatus::Succeeded, "{r:#?}");
     let meta = metadata_json(&pointer(&d).await);
     assert_eq!(meta["properties"]["owner.note"], "kept", "{:#}", meta["properties"]);
@@ -307,28 +266,8 @@ async fn a_position_delete_committed_between_plan_and_commit_keeps_applying() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
     pyiceberg(&d, &["create", "--table", T, "--rows", "6", "--appends", "104"]);
-    let fired = Arc::new(AtomicBool::new(false));
-    let (hook_dir, hook_fired) = (d.clone(), fired.clone());
-    let hook: BeforeCommitHook = Arc::new(move |label: String| {
-        let (dir, fired) = (hook_dir.clone(), hook_fired.clone());
-        Box::pin(async move {
-            if label == HOOK_LABEL && !fired.swap(true, Ordering::SeqCst) {
-                tokio::task::spawn_blocking(move || {
-                    pyiceberg(&dir, &["posdelete", "--table", T, "--count", "2"]);
-                })
-                .await
-                .unwrap();
-            }
-        }) as futures::future::BoxFuture<'static, ()>
-    });
-    let r = pass_with(
-        &d,
-        Mode::Execute,
-        |ctx| CompactionJob::new(ctx).with_before_commit(hook),
-        |c| c.compaction.commit_retry_backoff = std::time::Duration::from_millis(5),
-    )
-    .await;
-    assert!(fired.load(Ordering::SeqCst));
+    let (r, fired) = pass_with_writer_before_commit(&d, &["posdelete", "--table", T, "--count", "2"]).await;
+    assert!(fired);
     assert_eq!(r.status, TableStatus::Succeeded, "{r:#?}");
     let after = inspect(&d, None);
     assert_eq!(after["operation"], "replace");
