@@ -128,6 +128,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Simulate compaction lag over a fleet of tables (real planner and scheduler, modelled IO costs).
+    Simulate(crate::simulate::SimOptions),
     /// Generate a demo warehouse under .data/demo (if absent), show the maintenance lifecycle on it
     /// (compaction, retention, orphan cleanup dry-run then real, verify), then run the daemon on it.
     Demo {
@@ -251,6 +253,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
             }
         }
         Command::CheckConfig { json } => check_config(cli.config.as_deref(), json).await,
+        Command::Simulate(opts) => crate::simulate::main(&opts),
         Command::Demo { dir, listen, hours, no_daemon } => {
             let Some(config) = load_config(cli.config.as_deref()) else { return ExitCode::from(2) };
             let log = match crate::demo::init_logging(&dir) {
@@ -288,7 +291,12 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 }
                 Command::Once { job, dry_run, json, tables, partitions, full } => {
                     let filter = TableFilter::only(tables.into_iter().flat_map(|t| t.tables().to_vec()));
-                    let request = PassRequest { mode: Mode::from_dry_run(dry_run), filter, partitions, full };
+                    let request = PassRequest {
+                        filter,
+                        partitions,
+                        full,
+                        ..PassRequest::all(Mode::from_dry_run(dry_run))
+                    };
                     once(ctx, job, request, json, Selection::Enabled).await
                 }
                 Command::Plan { json } => {

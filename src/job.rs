@@ -83,12 +83,26 @@ pub struct PassRequest {
     pub partitions: Vec<String>,
     /// Compaction: rewrite every file of the selected partitions regardless of size.
     pub full: bool,
+    /// A loop's own pass (not one an operator asked for): the job's pass budgets apply
+    /// (`max_bytes_per_pass`, `max_pass_duration`).
+    pub scheduled: bool,
 }
 
 impl PassRequest {
-    /// A pass over everything in `mode`.
+    /// A pass over everything in `mode`, as an operator asks for it (no pass budget).
     pub fn all(mode: Mode) -> Self {
-        PassRequest { mode, filter: TableFilter::all(), partitions: Vec::new(), full: false }
+        PassRequest {
+            mode,
+            filter: TableFilter::all(),
+            partitions: Vec::new(),
+            full: false,
+            scheduled: false,
+        }
+    }
+
+    /// A loop's pass over everything in `mode`, within the job's pass budgets.
+    pub fn scheduled(mode: Mode) -> Self {
+        PassRequest { scheduled: true, ..PassRequest::all(mode) }
     }
 }
 
@@ -491,6 +505,15 @@ pub trait Job: Send + Sync + 'static {
     fn mode(&self) -> Mode;
     /// The maintenance window the loop waits for, if configured.
     fn window(&self) -> Option<crate::window::Window> {
+        None
+    }
+    /// Between passes, poll this often (a pass that finds nothing changed costs one catalog query):
+    /// work is picked up within a poll of appearing instead of at the next interval.
+    fn poll_interval(&self) -> Option<Duration> {
+        None
+    }
+    /// Job-specific figures for `/status` (compaction: debt and lag), read after each pass.
+    fn status_detail(&self) -> Option<serde_json::Value> {
         None
     }
     async fn run_once(

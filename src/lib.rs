@@ -17,6 +17,7 @@ pub mod orphans;
 pub mod retention;
 pub mod runtime;
 pub mod service;
+pub mod simulate;
 pub mod stats;
 pub mod storage;
 pub mod table;

@@ -61,6 +61,18 @@ pub struct Metrics {
     pub orphan_cleanup_duration_seconds: HistogramVec,
     /// Integrity problems found by the last `verify` of a table (tenant, dataset, table).
     pub integrity_problems: IntGaugeVec,
+    /// Compaction lag: from a partition's due time (or its late files' arrival) to its compaction,
+    /// per signal.
+    pub compaction_lag_seconds: HistogramVec,
+    /// The promised lag (`[compactor] lag_target`), for the alert rule.
+    pub compaction_lag_target_seconds: prometheus::IntGauge,
+    /// Due compaction work the last full pass left undone (tenant, signal): files and bytes.
+    pub debt_files: IntGaugeVec,
+    pub debt_bytes: IntGaugeVec,
+    /// How long the longest-waiting due partition had waited when the last full pass ended.
+    pub oldest_uncompacted_partition_age_seconds: prometheus::IntGauge,
+    /// Optional per-table health (`[compactor] table_metrics`), label `table`.
+    pub table_health: IntGaugeVec,
 }
 
 /// Labels of orphan-cleanup metrics.
@@ -83,6 +95,12 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+
+fn plain_gauge(registry: &Registry, name: &str, help: &str) -> prometheus::IntGauge {
+    let g = prometheus::IntGauge::new(name, help).expect("valid metric");
     registry.register(Box::new(g.clone())).expect("metric registered once");
     g
 }
@@ -283,6 +301,48 @@ impl Metrics {
                 "compactor_invariant_violations_total",
                 "Rewrites abandoned before commit because the output's content did not match the inputs'",
                 &["job", "table"],
+            ),
+            compaction_lag_seconds: {
+                // Seconds to a day: the promise is minutes; a backlog shows in the top buckets.
+                let buckets = vec![
+                    15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0,
+                ];
+                let opts = HistogramOpts::new(
+                    "compactor_compaction_lag_seconds",
+                    "From a partition falling due (or its late files qualifying) to its compaction, by signal",
+                )
+                .buckets(buckets);
+                let h = HistogramVec::new(opts, &["signal"]).expect("valid metric");
+                r.register(Box::new(h.clone())).expect("metric registered once");
+                h
+            },
+            compaction_lag_target_seconds: plain_gauge(
+                r,
+                "compactor_compaction_lag_target_seconds",
+                "The compaction lag promised ([compactor] lag_target)",
+            ),
+            debt_files: gauge(
+                r,
+                "compactor_debt_files",
+                "Files due for compaction that the last full pass left undone, by tenant and signal",
+                &["tenant", "signal"],
+            ),
+            debt_bytes: gauge(
+                r,
+                "compactor_debt_bytes",
+                "Bytes due for compaction that the last full pass left undone, by tenant and signal",
+                &["tenant", "signal"],
+            ),
+            oldest_uncompacted_partition_age_seconds: plain_gauge(
+                r,
+                "compactor_oldest_uncompacted_partition_age_seconds",
+                "How long the longest-waiting due partition had waited when the last full pass ended",
+            ),
+            table_health: gauge(
+                r,
+                "compactor_table_health",
+                "Per-table figures ([compactor] table_metrics): data_files, small_files, manifests, snapshots, metadata_bytes",
+                &["table", "figure"],
             ),
             registry,
         }

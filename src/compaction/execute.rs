@@ -18,6 +18,7 @@ use super::CompactionJob;
 use super::invariants;
 use super::plan::{self, Decision, FileInput, Group, PartitionInput, PlanOptions, SkipReason};
 use super::rewrite::{self, GroupInput, Rewritten};
+use super::schedule::Budget;
 use crate::catalog::TableRef;
 use crate::failpoint;
 use crate::job::PickedFile;
@@ -245,6 +246,11 @@ fn planner_input(
                 size: f.size(),
                 records: f.records(),
                 parquet: f.entry.file_format() == iceberg::spec::DataFileFormat::Parquet,
+                added_at: f
+                    .entry
+                    .snapshot_id()
+                    .and_then(|id| md.snapshot_by_id(id))
+                    .and_then(|s| chrono::DateTime::from_timestamp_millis(s.timestamp_ms())),
                 deletes: inventory
                     .deletes
                     .iter()
@@ -308,15 +314,11 @@ fn plan_table<'a>(
 pub(super) enum Look {
     /// Nothing to compact now: the table's figures, the metadata location they were read from, and
     /// when a partition that is still open falls due (`None`: not before the table changes).
-    Idle {
-        files: u64,
-        bytes: u64,
-        manifests: u64,
-        pointer: String,
-        until: Option<chrono::DateTime<chrono::Utc>>,
-    },
-    /// Work to do, a table to skip or fail, or the look could not tell: the pass proper decides, under
-    /// the table's lease and audit row.
+    Idle { health: Health, pointer: String, until: Option<chrono::DateTime<chrono::Utc>> },
+    /// Partitions to compact, and what they owe (the pass orders tables by it).
+    Work { health: Health, debt: Vec<plan::DueWork> },
+    /// Manifests to rewrite, a table to skip or fail, or the look could not tell: the pass proper
+    /// decides, under the table's lease and audit row.
     Pass,
 }
 
@@ -331,8 +333,9 @@ pub(super) async fn look(job: &CompactionJob, t: &TableRef, request: &PassReques
     let Ok(props) = TableProperties::admit(&table) else { return Look::Pass };
     let Ok(inventory) = Inventory::load(&table).await else { return Look::Pass };
     let TablePlan { inputs, opts, decisions, .. } = plan_table(job, &table, &props, &inventory, request);
+    let health = Health::of(job, &table, &inventory, opts.small_file_threshold).await;
     if decisions.iter().any(|(_, d)| matches!(d, Decision::Compact { .. })) {
-        return Look::Pass;
+        return Look::Work { health, debt: plan::due_work(&inputs, &decisions, &opts, job.clock.now()) };
     }
     // Manifests due for a rewrite (or a plan that could not tell) are work too.
     if request.partitions.is_empty() {
@@ -343,12 +346,44 @@ pub(super) async fn look(job: &CompactionJob, t: &TableRef, request: &PassReques
         }
     }
     let Some(pointer) = table.metadata_location() else { return Look::Pass };
-    Look::Idle {
-        manifests: super::manifests::data_manifests(&inventory),
-        files: inventory.data.len() as u64,
-        bytes: inventory.data.iter().map(|f| f.size()).sum(),
-        pointer: pointer.to_string(),
-        until: plan::next_due(&inputs, &decisions, &opts),
+    Look::Idle { health, pointer: pointer.to_string(), until: plan::next_due(&inputs, &decisions, &opts) }
+}
+
+/// A table's health figures as a look found them (`/v1/tables`, `compactor_table_health`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Health {
+    pub files: u64,
+    pub bytes: u64,
+    pub small_files: u64,
+    /// Data manifests of the current snapshot.
+    pub manifests: u64,
+    pub snapshots: u64,
+    /// Size of the current metadata file (read only when per-table metrics are on: one HEAD).
+    pub metadata_bytes: Option<u64>,
+}
+
+impl Health {
+    async fn of(
+        job: &CompactionJob,
+        table: &Table,
+        inventory: &Inventory,
+        small_file_threshold: u64,
+    ) -> Health {
+        let metadata_bytes = match (job.config.table_metrics, table.metadata_location()) {
+            (true, Some(location)) => match table.file_io().new_input(location) {
+                Ok(input) => input.metadata().await.ok().map(|m| m.size),
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        Health {
+            files: inventory.data.len() as u64,
+            bytes: inventory.data.iter().map(|f| f.size()).sum(),
+            small_files: inventory.data.iter().filter(|f| f.size() < small_file_threshold).count() as u64,
+            manifests: super::manifests::data_manifests(inventory),
+            snapshots: table.metadata().snapshots().count() as u64,
+            metadata_bytes,
+        }
     }
 }
 
@@ -358,9 +393,10 @@ pub(super) async fn compact_table(
     request: &PassRequest,
     cancel: &CancellationToken,
     fence: &dyn Fence,
+    budget: &Budget,
 ) -> TableReport {
     let started = Instant::now();
-    let report = match run(job, t, request, cancel, fence).await {
+    let report = match run(job, t, request, cancel, fence, budget).await {
         Ok(mut report) => {
             let (files_before, files_after) = (report.files_before, report.files_after);
             let (bytes_before, bytes_after) = (report.bytes_before, report.bytes_after);
@@ -414,6 +450,7 @@ async fn run(
     request: &PassRequest,
     cancel: &CancellationToken,
     fence: &dyn Fence,
+    budget: &Budget,
 ) -> Result<TableReport, ExecError> {
     let table = job.catalog.load(t).await?;
     if let Some(reason) = crate::table::guard::commit_blocker(&table).await? {
@@ -441,6 +478,13 @@ async fn run(
     let manifests = super::manifests::data_manifests(&inventory);
     let outcome = report.compaction_outcome();
     (outcome.manifests_before, outcome.manifests_after) = (manifests, manifests);
+    let waiting_since: HashMap<usize, chrono::DateTime<chrono::Utc>> = decisions
+        .iter()
+        .filter(|(_, d)| matches!(d, Decision::Compact { .. }))
+        .map(|(i, _)| *i)
+        .zip(plan::due_work(&inputs, &decisions, &opts, job.clock.now()))
+        .map(|(i, due)| (i, due.waiting_since))
+        .collect();
     let mut work = Vec::new();
     for (i, decision) in decisions {
         let input = &inputs[i];
@@ -464,6 +508,8 @@ async fn run(
     }
     report.files_before = inventory.data.len() as u64;
     report.bytes_before = inventory.data.iter().map(|f| f.size()).sum();
+    // The partition waiting longest first: a pass budget that runs out leaves the newest debt.
+    work.sort_by_key(|w| (waiting_since.get(&w.partition).copied(), w.partition));
     let commit_to = CommitTarget {
         catalog: &job.catalog,
         ident: &t.ident,
@@ -529,6 +575,10 @@ async fn run(
         .map(|i| async move {
             let w = &work_ref[i];
             let p = &parts_ref[w.partition];
+            // About to start a group: the pass's budget decides whether it may.
+            if let Err(spent) = budget.admit(w.group.bytes) {
+                return (w.partition, Err(GroupFailure::Skipped(spent.as_str())));
+            }
             let result = run_group(job, t, table_ref, start_ref, p, w, latest_ref, commit_ref).await;
             (w.partition, result.map(|done| GroupDone { work: i, ..done }))
         })

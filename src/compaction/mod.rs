@@ -14,11 +14,13 @@
 //! needs. A partition another delete may apply to is skipped (`has_delete_files`).
 
 mod columns;
+mod debt;
 mod execute;
 pub mod invariants;
 pub mod manifests;
 pub mod plan;
 pub mod rewrite;
+pub mod schedule;
 pub mod sort;
 
 use std::collections::HashMap;
@@ -37,10 +39,11 @@ use crate::catalog::TableRef;
 use crate::clock::Clock;
 use crate::config::{CompactionConfig, Mode};
 use crate::job::{BeforeCommitHook, Job, JobError, JobKind, PassReport, PassRequest};
-use crate::job::{TableReport, TableStatus};
+use crate::job::{PartitionStatus, TableReport, TableStatus};
 use crate::metrics::Metrics;
 use crate::runtime::Context;
 use crate::runtime::TablePass;
+use schedule::Budget;
 
 /// The compaction job: holds only what it needs.
 pub struct CompactionJob {
@@ -53,6 +56,12 @@ pub struct CompactionJob {
     /// Tables the last look found nothing to do in: skipped without being
     /// read while their catalog pointer stays put and no open partition falls due.
     idle: std::sync::Mutex<HashMap<TableIdent, Idle>>,
+    /// Debt and lag as the last passes left them (`/status`, the debt gauges).
+    debt: debt::DebtBoard,
+    /// When the idle cache was last emptied: every `interval`, every table is looked at again.
+    refreshed: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// What each tenant was served in recent passes (the scheduler's fairness term).
+    fairness: std::sync::Mutex<schedule::Fairness>,
 }
 
 /// A table with nothing to compact, as a pass found it.
@@ -60,22 +69,37 @@ pub struct CompactionJob {
 struct Idle {
     pointer: String,
     until: Option<DateTime<Utc>>,
-    files: u64,
-    bytes: u64,
-    /// Data manifests of the current snapshot.
-    manifests: u64,
+    health: execute::Health,
+}
+
+/// What a pass's survey found in one table, before any lock, lease or audit row.
+enum Survey {
+    /// Nothing to do: its report.
+    Idle(Box<TableReport>),
+    /// Due partitions, and what they owe.
+    Owes(Vec<plan::DueWork>),
+    /// The pass proper decides (manifests to rewrite, a table to skip or fail, or the look could
+    /// not tell).
+    Unknown,
 }
 
 impl CompactionJob {
     pub fn new(ctx: &Context) -> Self {
+        let config = ctx.config.compaction.clone();
+        ctx.metrics
+            .compaction_lag_target_seconds
+            .set(config.lag_target.as_secs().try_into().unwrap_or(i64::MAX));
         CompactionJob {
             catalog: ctx.catalog.clone(),
             metrics: ctx.metrics.clone(),
             clock: ctx.clock.clone(),
-            config: ctx.config.compaction.clone(),
+            config,
             pass: TablePass::new(ctx),
             before_commit: None,
             idle: Default::default(),
+            debt: Default::default(),
+            refreshed: Default::default(),
+            fairness: Default::default(),
         }
     }
 
@@ -100,18 +124,24 @@ impl CompactionJob {
             .collect()
     }
 
-    /// The report of a table with nothing to do, decided without lock, lease or audit row: from the
-    /// last pass's look while the table's pointer has not moved and no open partition has fallen due,
-    /// else from a fresh read-only look. `None`: the table has work (or the look could not tell), and
-    /// the pass proper runs it.
-    async fn idle_report(
-        &self,
-        t: &TableRef,
-        request: &PassRequest,
-        pointer: Option<&String>,
-    ) -> Option<TableReport> {
+    /// Empties the idle cache once per `interval`, so that every table is looked at again at least
+    /// that often whatever the change detection concludes (the interval stays the upper bound).
+    fn refresh_idle_if_due(&self) {
+        let now = tokio::time::Instant::now();
+        let mut refreshed = self.refreshed.lock().unwrap_or_else(|p| p.into_inner());
+        if refreshed.is_none_or(|at| now.duration_since(at) >= self.config.interval) {
+            if refreshed.is_some() {
+                self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            }
+            *refreshed = Some(now);
+        }
+    }
+
+    /// A table's survey: from the last pass's look while the table's pointer has not moved and no open
+    /// partition has fallen due (the table is not read at all), else from a fresh read-only look.
+    async fn survey(&self, t: &TableRef, request: &PassRequest, pointer: Option<&String>) -> Survey {
         if request.full || !request.partitions.is_empty() {
-            return None;
+            return Survey::Unknown;
         }
         let key = t.ident.clone();
         let now = self.clock.now();
@@ -122,30 +152,61 @@ impl CompactionJob {
                 // A panic here (a hostile table) must not end the pass: the pass proper runs the table
                 // under its audit row, where a panic is recorded as the table's failure.
                 let look = std::panic::AssertUnwindSafe(execute::look(self, t, request)).catch_unwind().await;
+                // Its manifests are not needed again; a table with work rereads them from the cache
+                // inside its pass, which forgets them when the table is done.
+                crate::table::manifests::forget();
+                let forget = || self.idle.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                 match look {
-                    Ok(execute::Look::Idle { files, bytes, manifests, pointer, until }) => {
-                        // Its manifests are not needed again; a table with work rereads them from the
-                        // cache inside its pass, which forgets them when the table is done.
-                        crate::table::manifests::forget();
-                        Idle { pointer, until, files, bytes, manifests }
+                    Ok(execute::Look::Idle { health, pointer, until }) => {
+                        self.debt.publish_health(&self.metrics, self.config.table_metrics, t, &health);
+                        Idle { pointer, until, health }
+                    }
+                    Ok(execute::Look::Work { health, debt }) => {
+                        self.debt.publish_health(&self.metrics, self.config.table_metrics, t, &health);
+                        forget();
+                        return Survey::Owes(debt);
                     }
                     Ok(execute::Look::Pass) | Err(_) => {
-                        self.idle.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-                        return None;
+                        forget();
+                        return Survey::Unknown;
                     }
                 }
             }
         };
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).insert(key, idle.clone());
         tracing::debug!(table = %t, "nothing to compact; no lease taken, no audit row");
+        let Idle { health, .. } = idle;
         let mut report = TableReport::new(t, TableStatus::Unchanged);
-        (report.files_before, report.files_after) = (idle.files, idle.files);
-        (report.bytes_before, report.bytes_after) = (idle.bytes, idle.bytes);
+        (report.files_before, report.files_after) = (health.files, health.files);
+        (report.bytes_before, report.bytes_after) = (health.bytes, health.bytes);
         let outcome = report.compaction_outcome();
-        (outcome.files_before, outcome.files_after) = (idle.files, idle.files);
-        (outcome.bytes_before, outcome.bytes_after) = (idle.bytes, idle.bytes);
-        (outcome.manifests_before, outcome.manifests_after) = (idle.manifests, idle.manifests);
-        Some(report)
+        (outcome.files_before, outcome.files_after) = (health.files, health.files);
+        (outcome.bytes_before, outcome.bytes_after) = (health.bytes, health.bytes);
+        (outcome.manifests_before, outcome.manifests_after) = (health.manifests, health.manifests);
+        Survey::Idle(Box::new(report))
+    }
+
+    /// The budget of a pass: the configured one for a loop's pass, none for an operator's.
+    fn budget(&self, request: &PassRequest) -> Budget {
+        if request.scheduled {
+            Budget::new(self.config.max_bytes_per_pass, self.config.max_pass_duration)
+        } else {
+            Budget::unlimited()
+        }
+    }
+
+    /// The report of a table the pass's budget left for the next pass.
+    fn over_budget(&self, t: &TableRef, spent: schedule::Exhausted, debt: &[plan::DueWork]) -> TableReport {
+        self.metrics.tables_skipped_total.with_label_values(&["compaction", spent.as_str()]).inc();
+        let files: u64 = debt.iter().map(|d| d.files).sum();
+        tracing::info!(table = %t, budget = spent.as_str(), due_files = files, "pass budget spent; table left for the next pass");
+        let mut report = TableReport::new(t, TableStatus::Skipped { reason: spent.as_str().to_string() });
+        report.details.push(format!(
+            "{} partition(s), {files} file(s) due: left for the next pass ({})",
+            debt.len(),
+            spent.as_str()
+        ));
+        report
     }
 }
 
@@ -167,6 +228,17 @@ impl Job for CompactionJob {
         self.config.window
     }
 
+    fn poll_interval(&self) -> Option<Duration> {
+        self.config.poll_interval
+    }
+
+    fn status_detail(&self) -> Option<serde_json::Value> {
+        Some(self.debt.status(self.clock.now(), self.config.lag_target))
+    }
+
+    /// A survey of every selected table (cheap: unchanged tables are not read), then the tables with
+    /// due work in debt order (tenant-fair), within the pass's budget; tables the survey could not
+    /// judge run first. Reports come back in catalog order whatever order the work ran in.
     async fn run_once(
         &self,
         request: &PassRequest,
@@ -175,19 +247,65 @@ impl Job for CompactionJob {
         let started_at = self.pass.clock.now();
         let (selected, mut tables) = self.pass.select(request).await?;
         let pointers = self.pointers(request).await;
-        for table in &selected {
+        self.refresh_idle_if_due();
+        let mut reports: Vec<Option<TableReport>> = vec![None; selected.len()];
+        let (mut unknown, mut owing) = (Vec::new(), Vec::new());
+        for (i, table) in selected.iter().enumerate() {
             if cancel.is_cancelled() {
                 break;
             }
-            if let Some(report) = self.idle_report(table, request, pointers.get(&table.ident)).await {
-                tables.push(report);
+            match self.survey(table, request, pointers.get(&table.ident)).await {
+                Survey::Idle(report) => reports[i] = Some(*report),
+                Survey::Owes(work) => {
+                    owing.push(schedule::TableDebt { key: i, tenant: table.tenant.clone(), work })
+                }
+                Survey::Unknown => unknown.push(i),
+            }
+        }
+        let fairness = self.fairness.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let order = schedule::order(&owing, self.clock.now(), &fairness);
+        let queue =
+            unknown.into_iter().map(|i| (i, None)).chain(order.iter().map(|&o| (owing[o].key, Some(o))));
+        let budget = self.budget(request);
+        for (i, debt) in queue {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let table = &selected[i];
+            let due = debt.map(|o| owing[o].work.as_slice()).unwrap_or_default();
+            if let Some(spent) = budget.exhausted() {
+                reports[i] = Some(self.over_budget(table, spent, due));
                 continue;
             }
-            let work = |claim: crate::runtime::Claim| async move {
-                execute::compact_table(self, table, request, cancel, claim.fence()).await
+            let work = |claim: crate::runtime::Claim| {
+                let budget = &budget;
+                async move { execute::compact_table(self, table, request, cancel, claim.fence(), budget).await }
             };
-            tables.push(self.pass.run(RunType::Compaction, request.mode, table, work).await?);
+            let report = self.pass.run(RunType::Compaction, request.mode, table, work).await?;
+            if !request.mode.is_dry_run() {
+                self.debt.observe_lag(&self.metrics, table, due, &report, self.clock.now());
+            }
+            reports[i] = Some(report);
         }
+        let served = owing.iter().filter(|d| {
+            reports[d.key]
+                .as_ref()
+                .is_some_and(|r| r.partition_reports.iter().any(|p| p.status == PartitionStatus::Succeeded))
+        });
+        self.fairness
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record_pass(served.map(|d| d.tenant.as_str()));
+        if request.filter.is_all() && request.partitions.is_empty() && !request.full && !cancel.is_cancelled()
+        {
+            // Every surveyed table's (tenant, signal) gets a series, at 0 when it owes nothing.
+            let mut undone: Vec<Vec<plan::DueWork>> = vec![Vec::new(); selected.len()];
+            for d in &owing {
+                undone[d.key] = debt::left_undone(&d.work, reports[d.key].as_ref());
+            }
+            self.debt.publish(&self.metrics, selected.iter().zip(undone), self.clock.now());
+        }
+        tables.extend(reports.into_iter().flatten());
         Ok(PassReport {
             job: JobKind::Compaction,
             mode: request.mode,

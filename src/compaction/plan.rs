@@ -26,6 +26,9 @@ pub struct FileInput {
     pub parquet: bool,
     /// Delete files (position or equality) that apply to this file and the rewrite can apply.
     pub deletes: usize,
+    /// When the snapshot that added the file was committed, if the table still has it: how long the
+    /// file has been waiting (compaction lag, debt order).
+    pub added_at: Option<DateTime<Utc>>,
 }
 
 /// One partition of one spec.
@@ -160,6 +163,58 @@ pub fn next_due(
         .min()
 }
 
+/// What one partition the plan compacts owes: its picked files and bytes, and since when it has been
+/// waiting for compaction (the lag clock): when it fell due (`end + partition_lateness`), or, for files
+/// that arrived after that (late data) or a partition without a time range, when enough of its picked
+/// files had arrived to qualify (the `min_input_files`-th earliest `added_at`); never before it fell due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DueWork {
+    pub label: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub waiting_since: DateTime<Utc>,
+}
+
+/// The [`DueWork`] of every partition `decisions` compacts, in decision order. `now` stands in for a
+/// file's unknown `added_at` (its snapshot expired): such a file cannot make the wait look longer.
+pub fn due_work(
+    partitions: &[PartitionInput],
+    decisions: &[(usize, Decision)],
+    opts: &PlanOptions,
+    now: DateTime<Utc>,
+) -> Vec<DueWork> {
+    let lateness = chrono::Duration::from_std(opts.partition_lateness).unwrap_or(chrono::Duration::MAX);
+    decisions
+        .iter()
+        .filter_map(|(i, d)| match d {
+            Decision::Compact { groups, .. } => Some((&partitions[*i], groups)),
+            Decision::Skip { .. } => None,
+        })
+        .map(|(p, groups)| {
+            let picked: Vec<&FileInput> =
+                groups.iter().flat_map(|g| g.files.iter().map(|&f| &p.files[f])).collect();
+            let due = p.end.and_then(|end| end.checked_add_signed(lateness));
+            let mut added: Vec<DateTime<Utc>> =
+                picked.iter().map(|f| f.added_at.unwrap_or(now).min(now)).collect();
+            added.sort_unstable();
+            let qualified = added.get(opts.min_input_files.clamp(1, added.len().max(1)) - 1).copied();
+            let waiting_since = match (due, qualified) {
+                (Some(due), Some(q)) => due.max(q),
+                (Some(due), None) => due,
+                (None, Some(q)) => q,
+                (None, None) => now,
+            }
+            .min(now);
+            DueWork {
+                label: p.label.clone(),
+                files: picked.len() as u64,
+                bytes: picked.iter().map(|f| f.size).sum(),
+                waiting_since,
+            }
+        })
+        .collect()
+}
+
 fn plan_partition(p: &PartitionInput, opts: &PlanOptions, now: DateTime<Utc>) -> Decision {
     let lateness = chrono::Duration::from_std(opts.partition_lateness).unwrap_or(chrono::Duration::MAX);
     let closed = p.end.is_none_or(|end| end.checked_add_signed(lateness).is_some_and(|t| t <= now));
@@ -288,6 +343,7 @@ mod tests {
                     records: size / 100,
                     parquet: true,
                     deletes: 0,
+                    added_at: None,
                 })
                 .collect(),
             delete_files: 0,
@@ -312,6 +368,41 @@ mod tests {
         ));
         // Only closed partitions: nothing falls due until the table changes.
         assert_eq!(next_due(&parts[1..2], &plan(&parts[1..2], &opts(), now()), &opts()), None);
+    }
+
+    #[test]
+    fn due_work_waits_from_the_due_time_or_from_when_late_files_qualified() {
+        let at = |h: u32, m: u32| Utc.with_ymd_and_hms(2026, 11, 21, h, m, 0).unwrap();
+        // Hour 10 (ends 11:00, due 11:10), written on time: waiting since 11:10.
+        let mut on_time = partition("h=10", 11, &[MB; 6]);
+        for (i, f) in on_time.files.iter_mut().enumerate() {
+            f.added_at = Some(at(10, 5 * i as u32));
+        }
+        // Hour 8, compacted long ago; six late files arrived 11:20..11:45: it qualified with the 5th
+        // (min_input_files) at 11:40.
+        let mut late = partition("h=8", 9, &[MB; 6]);
+        for (i, f) in late.files.iter_mut().enumerate() {
+            f.added_at = Some(at(11, 20 + 5 * i as u32));
+        }
+        // No time range, files of unknown age (expired snapshots): waiting since now, not longer.
+        let mut unknown = partition("bucket=3", 0, &[MB; 6]);
+        unknown.end = None;
+        // Open and too small: owe nothing.
+        let open = partition("h=12", 13, &[MB; 6]);
+        let small = partition("h=9", 10, &[MB]);
+        let parts = [on_time, late, unknown, open, small];
+        let decisions = plan(&parts, &opts(), now());
+        let work = due_work(&parts, &decisions, &opts(), now());
+        let expected = |label: &str, since| DueWork {
+            label: label.into(),
+            files: 6,
+            bytes: 6 * MB,
+            waiting_since: since,
+        };
+        assert_eq!(
+            work,
+            vec![expected("h=10", at(11, 10)), expected("h=8", at(11, 40)), expected("bucket=3", now())]
+        );
     }
 
     #[test]

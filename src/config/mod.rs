@@ -167,6 +167,19 @@ pub struct CompactionConfig {
     pub compact_open_partitions: bool,
     pub max_concurrent_rewrites: usize,
     pub memory_limit_bytes: u64,
+    /// Poll the catalog this often between passes and compact what moved or fell due (`None`: only
+    /// every `interval`).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Option<Duration>,
+    /// A loop's pass starts no group past these (`None`: unbounded); operator-requested passes have none.
+    pub max_bytes_per_pass: Option<u64>,
+    #[serde(with = "humantime_serde")]
+    pub max_pass_duration: Option<Duration>,
+    /// The promised compaction lag (`compactor_compaction_lag_target_seconds`).
+    #[serde(with = "humantime_serde")]
+    pub lag_target: Duration,
+    /// Export `compactor_table_health` (per-table series).
+    pub table_metrics: bool,
     pub commit_max_attempts: u32,
     #[serde(with = "humantime_serde")]
     pub commit_retry_backoff: Duration,

@@ -61,6 +61,19 @@ pub struct RawCompactor {
     pub compact_open_partitions: Option<bool>,
     pub max_concurrent_rewrites: Option<u64>,
     pub memory_limit_mb: Option<u64>,
+    /// How often compaction polls the catalog for moved tables and partitions fallen due ("0s": off).
+    #[serde(default, with = "humantime_serde")]
+    pub poll_interval: Option<Duration>,
+    /// A loop's compaction pass starts no group once it has rewritten this many input bytes.
+    pub max_bytes_per_pass: Option<u64>,
+    /// A loop's compaction pass starts no group once it has run this long.
+    #[serde(default, with = "humantime_serde")]
+    pub max_pass_duration: Option<Duration>,
+    /// The compaction lag the operator promises (due → compacted); exported for the alert rule.
+    #[serde(default, with = "humantime_serde")]
+    pub lag_target: Option<Duration>,
+    /// Export per-table health gauges (`compactor_table_health`; one series per table and figure).
+    pub table_metrics: Option<bool>,
     pub commit_max_attempts: Option<u64>,
     #[serde(default, with = "humantime_serde")]
     pub commit_retry_backoff: Option<Duration>,

@@ -409,7 +409,7 @@ async fn run(
         Err(busy) => return reply(StatusCode::CONFLICT, format!("{kind} is already running on {busy}")),
     };
     let run_id = uuid::Uuid::now_v7().to_string();
-    let request = PassRequest { mode, filter, partitions: Vec::new(), full: false };
+    let request = PassRequest { filter, ..PassRequest::all(mode) };
     info!(run_id, job = %kind, tables = names.len(), dry_run = mode.is_dry_run(), "admin run requested");
     let span = info_span!("pass", job = %kind, mode = ?mode, run_id = %run_id, requested_by = "admin");
     let pass = {
@@ -527,6 +527,10 @@ struct TableInfo {
     bytes: u64,
     rows: u64,
     snapshots: u64,
+    /// Data manifests of the current snapshot.
+    manifests: u64,
+    /// Size of the current metadata file (`null` when it could not be read).
+    metadata_bytes: Option<u64>,
     last_runs: Vec<(String, String, String)>,
     health: &'static str,
 }
@@ -545,9 +549,16 @@ async fn tables(State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Res
         let Ok(table) = state.catalog.load(t).await else { continue };
         let stats = crate::stats::TableStats::of(&table);
         let small = state.small_files.limit(&table);
-        let small_files = match crate::table::Inventory::load(&table).await {
-            Ok(inv) => inv.data.iter().filter(|f| f.size() < small).count() as u64,
-            Err(_) => 0,
+        let (small_files, manifests) = match crate::table::Inventory::load(&table).await {
+            Ok(inv) => (
+                inv.data.iter().filter(|f| f.size() < small).count() as u64,
+                crate::compaction::manifests::data_manifests(&inv),
+            ),
+            Err(_) => (0, 0),
+        };
+        let metadata_bytes = match table.metadata_location().map(|l| table.file_io().new_input(l)) {
+            Some(Ok(input)) => input.metadata().await.ok().map(|m| m.size),
+            _ => None,
         };
         let last_runs = if state.audit_readable { last_runs(&state.catalog, t).await } else { Vec::new() };
         let failing = last_runs.iter().any(|(_, status, _)| status == "failed");
@@ -563,6 +574,8 @@ async fn tables(State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Res
             bytes: stats.bytes,
             rows: stats.rows,
             snapshots: stats.snapshots,
+            manifests,
+            metadata_bytes,
             last_runs,
             health,
         });

@@ -11,7 +11,7 @@ use chrono::Utc;
 use futures::FutureExt;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::status::{PassResult, StatusBoard};
 use crate::clock::Clock;
@@ -19,7 +19,9 @@ use crate::job::{Job, JobError, PassRequest, TableStatus};
 use crate::metrics::Metrics;
 
 /// Runs `job` every `job.interval()` until `cancel` fires, only inside its maintenance window if it
-/// has one (outside it, the loop sleeps until the window opens).
+/// has one (outside it, the loop sleeps until the window opens). A job with a poll interval shorter
+/// than its interval runs a pass every poll instead: its passes skip what has not changed, so a poll
+/// that finds nothing costs a catalog query, and new work waits at most one poll.
 pub async fn run_periodic(
     job: Arc<dyn Job>,
     cancel: CancellationToken,
@@ -29,9 +31,16 @@ pub async fn run_periodic(
 ) {
     let kind = job.kind();
     let interval = job.interval();
-    let mut ticker = tokio::time::interval(interval);
+    let poll = job.poll_interval().filter(|p| !p.is_zero() && *p < interval);
+    let period = poll.unwrap_or(interval);
+    let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    info!(job = %kind, interval = %humantime::format_duration(interval), "loop started");
+    info!(
+        job = %kind,
+        interval = %humantime::format_duration(interval),
+        poll = %poll.map(|p| humantime::format_duration(p).to_string()).unwrap_or_else(|| "off".into()),
+        "loop started"
+    );
     loop {
         tokio::select! {
             biased;
@@ -55,11 +64,11 @@ pub async fn run_periodic(
                 ticker.reset();
             }
         }
-        let request = PassRequest::all(job.mode());
+        let request = PassRequest::scheduled(job.mode());
         let span = info_span!("pass", job = %kind, mode = ?request.mode);
         // `run_pass` has logged and counted the outcome; the loop only waits for the next tick.
         let _ = run_pass(job.as_ref(), &request, &cancel, &status, &metrics).instrument(span).await;
-        status.set_next_run(kind, clock.now() + chrono::Duration::from_std(interval).unwrap_or_default());
+        status.set_next_run(kind, clock.now() + chrono::Duration::from_std(period).unwrap_or_default());
     }
     info!(job = %kind, "loop stopped");
 }
@@ -108,6 +117,13 @@ pub async fn run_pass(
     let elapsed = started.elapsed();
     metrics.pass_duration_seconds.with_label_values(&[job_label]).observe(elapsed.as_secs_f64());
     let result = match &outcome {
+        // A poll that found every table unchanged is not news.
+        Ok(report)
+            if request.scheduled && report.tables.iter().all(|t| t.status == TableStatus::Unchanged) =>
+        {
+            debug!(tables = report.tables.len(), elapsed_ms = ms(elapsed), "pass finished; nothing changed");
+            PassResult::Ok
+        }
         Ok(report) if report.failed_tables() == 0 => {
             info!(tables = report.tables.len(), elapsed_ms = ms(elapsed), "pass finished");
             PassResult::Ok
@@ -148,6 +164,7 @@ pub async fn run_pass(
         metrics.pass_failures_total.with_label_values(&[job_label]).inc();
     }
     status.pass_finished(kind, result);
+    status.set_detail(kind, job.status_detail());
     outcome
 }
 
@@ -171,6 +188,9 @@ mod tests {
         fail_every: usize,
         window: Option<crate::window::Window>,
         interval: Duration,
+        poll: Option<Duration>,
+        /// Whether each pass was a loop's own (budgeted) one.
+        scheduled: std::sync::Mutex<Vec<bool>>,
     }
 
     fn system() -> Arc<dyn Clock> {
@@ -204,11 +224,15 @@ mod tests {
         fn window(&self) -> Option<crate::window::Window> {
             self.window
         }
+        fn poll_interval(&self) -> Option<Duration> {
+            self.poll
+        }
         async fn run_once(
             &self,
             request: &PassRequest,
             _: &CancellationToken,
         ) -> Result<PassReport, JobError> {
+            self.scheduled.lock().unwrap().push(request.scheduled);
             let n = self.passes.fetch_add(1, Ordering::SeqCst) + 1;
             if n.is_multiple_of(self.fail_every) {
                 return Err(JobError::Other(format!("pass {n} failed")));
@@ -229,6 +253,8 @@ mod tests {
             fail_every,
             window: None,
             interval: Duration::from_secs(60),
+            poll: None,
+            scheduled: Default::default(),
         });
         let status = Arc::new(StatusBoard::new(&[(JobKind::Compaction, true)]));
         (job, status, Metrics::new(prometheus::Registry::new()))
@@ -270,6 +296,43 @@ mod tests {
         cancel.cancel();
         handle.await.unwrap();
         assert_eq!(metrics.passes_total.with_label_values(&["compaction", "ok"]).get(), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_with_a_poll_interval_runs_a_budgeted_pass_every_poll() {
+        let job = Arc::new(CountingJob {
+            passes: AtomicUsize::new(0),
+            fail_every: usize::MAX,
+            window: None,
+            interval: Duration::from_secs(3600),
+            poll: Some(Duration::from_secs(30)),
+            scheduled: Default::default(),
+        });
+        let status = Arc::new(StatusBoard::new(&[(JobKind::Compaction, true)]));
+        let metrics = Metrics::new(prometheus::Registry::new());
+        let cancel = CancellationToken::new();
+        let handle =
+            tokio::spawn(run_periodic(job.clone(), cancel.clone(), status.clone(), metrics, system()));
+        settle().await;
+        assert_eq!(job.passes.load(Ordering::SeqCst), 1);
+        // Work that appears right after a pass waits at most one poll, not the hour.
+        tokio::time::advance(Duration::from_secs(29)).await;
+        settle().await;
+        assert_eq!(job.passes.load(Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        settle().await;
+        assert_eq!(job.passes.load(Ordering::SeqCst), 2);
+        for _ in 0..2 {
+            tokio::time::advance(Duration::from_secs(30)).await;
+            settle().await;
+        }
+        assert_eq!(job.passes.load(Ordering::SeqCst), 4);
+        let next = status.snapshot()[0].next_run.unwrap();
+        let end = status.snapshot()[0].last_pass_end.unwrap();
+        assert!(next - end <= chrono::Duration::seconds(31), "next run {next}, last pass {end}");
+        cancel.cancel();
+        handle.await.unwrap();
+        assert_eq!(*job.scheduled.lock().unwrap(), vec![true; 4], "the loop's passes are budgeted");
     }
 
     #[tokio::test(start_paused = true)]
@@ -432,6 +495,8 @@ mod tests {
             fail_every: usize::MAX,
             window: Some(window),
             interval: Duration::from_secs(3600),
+            poll: None,
+            scheduled: Default::default(),
         });
         let status = Arc::new(StatusBoard::new(&[(JobKind::Compaction, true)]));
         let metrics = Metrics::new(prometheus::Registry::new());

@@ -26,6 +26,9 @@ pub struct LoopStatus {
     pub failures: u64,
     /// The running pass has run past `[compactor] pass_deadline`.
     pub overdue: bool,
+    /// The job's own figures after its last pass (compaction: debt and lag against the target).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<serde_json::Value>,
 }
 
 /// How a pass ended, in the one vocabulary `/status` and the `compactor_passes_total{result}` label share.
@@ -80,6 +83,7 @@ impl StatusBoard {
                         passes: 0,
                         failures: 0,
                         overdue: false,
+                        schedule: None,
                     },
                 )
             })
@@ -151,6 +155,12 @@ impl StatusBoard {
 
     pub fn set_next_run(&self, job: JobKind, at: DateTime<Utc>) {
         self.update(job, |s| s.next_run = Some(at));
+    }
+
+    pub fn set_detail(&self, job: JobKind, detail: Option<serde_json::Value>) {
+        if detail.is_some() {
+            self.update(job, |s| s.schedule = detail);
+        }
     }
 
     pub fn set_next_window(&self, job: JobKind, at: DateTime<Utc>) {

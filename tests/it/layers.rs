@@ -12,7 +12,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("catalog", &["catalog"]),
     ("table", &["table"]),
     ("runtime", &["runtime", "job", "audit"]),
-    ("jobs", &["compaction", "retention", "orphans", "verify", "generate"]),
+    ("jobs", &["compaction", "retention", "orphans", "verify", "generate", "simulate"]),
     ("service", &["service", "cli", "demo"]),
 ];
 

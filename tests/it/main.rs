@@ -31,6 +31,7 @@ mod reports;
 mod retention;
 mod review17;
 mod review_manifests;
+mod schedule;
 mod serve;
 mod support;
 mod table_kinds;

@@ -51,7 +51,7 @@ async fn dashboard_and_alert_metrics_exist_in_a_real_scrape() {
         assert!(rule["alert"].is_string() && rule["annotations"]["summary"].is_string());
         metric_names(rule["expr"].as_str().unwrap(), &mut alert_names);
     }
-    assert_eq!(alert_names.len(), 5, "{alert_names:?}");
+    assert_eq!(alert_names.len(), 8, "{alert_names:?}");
     names.extend(alert_names);
 
     // A real scenario: compaction (one hour still open), retention ten days later (drops and expiry),

@@ -434,6 +434,24 @@ fn compaction(raw: &RawCompactor, global: Mode) -> Result<CompactionConfig> {
             MAX_CONCURRENT_REWRITES,
         )? as usize,
         memory_limit_bytes: memory_mb * MIB,
+        poll_interval: poll_interval(raw.poll_interval, interval)?,
+        max_bytes_per_pass: match raw.max_bytes_per_pass {
+            None => None,
+            Some(v) => Some(within("compactor.max_bytes_per_pass", Some(v), MIB, MIB, u64::MAX)?),
+        },
+        max_pass_duration: match raw.max_pass_duration {
+            None => None,
+            Some(d) if d < secs(1) => {
+                return Err(ConfigError::new(
+                    "compactor.max_pass_duration",
+                    human(d),
+                    "must be at least 1s (leave it out for no limit)",
+                ));
+            }
+            Some(d) => Some(bounded_duration("compactor.max_pass_duration", Some(d), d, MAX_INTERVAL)?),
+        },
+        table_metrics: raw.table_metrics.unwrap_or(false),
+        lag_target: positive_duration("compactor.lag_target", raw.lag_target, secs(600), MAX_INTERVAL)?,
         commit_max_attempts: within(
             "compactor.commit_max_attempts",
             raw.commit_max_attempts,
@@ -449,6 +467,27 @@ fn compaction(raw: &RawCompactor, global: Mode) -> Result<CompactionConfig> {
         )?,
         window: None,
     })
+}
+
+/// `compactor.poll_interval`: default 30 s, `0s` turns polling off; shorter than the interval it
+/// divides (a poll as long as the interval polls nothing the interval would not).
+fn poll_interval(value: Option<Duration>, interval: Duration) -> Result<Option<Duration>> {
+    let key = "compactor.poll_interval";
+    let d = value.unwrap_or(secs(30).min(interval));
+    if d.is_zero() || (value.is_none() && d >= interval) {
+        return Ok(None);
+    }
+    if d < secs(1) {
+        return Err(ConfigError::new(key, human(d), "must be at least 1s (or 0s to turn polling off)"));
+    }
+    if d >= interval {
+        return Err(ConfigError::new(
+            key,
+            human(d),
+            format!("must be shorter than compactor.interval ({}); 0s turns polling off", human(interval)),
+        ));
+    }
+    Ok(Some(d))
 }
 
 fn orphans(raw: &RawOrphanCleanup, global: Mode) -> Result<OrphanConfig> {
