@@ -2,15 +2,19 @@
 //! ingest (every table commits one small file every `commit_every`) over many tables and hours, and
 //! runs the compaction loop's decisions on it with the real planner ([`plan::plan`],
 //! [`plan::due_work`]), the real scheduler ([`schedule::order`]) and the real pass [`Budget`] on a
-//! paused tokio clock. What it does not run is IO: a table's compaction costs a measured fixed
+//! simulated clock. What it does not run is IO: a table's compaction costs a measured fixed
 //! overhead (load, lease, audit, commit) plus its input bytes at a measured rewrite throughput per
 //! core, and a pass's survey costs a measured look per table whose pointer moved (every table, since
 //! every table commits between polls). The figures it prints (lag percentiles overall and per tenant,
 //! debt over time, busy time) are the model's; `docs/BENCHMARKS.md` says where its costs come from.
 //!
 //! The model of the loop: a pass starts at a poll when none is running; it surveys every table, orders
-//! the tables with due work, and runs them `table_concurrency` at a time, each table's groups on up to
-//! `cores / table_concurrency` cores, within the budget. A partition is compacted when its table's
+//! the tables with due work, and runs them within the budget. The core budget is `replicas` daemons of
+//! `cores_per_replica` cores sharing one catalog: every replica surveys every table (in parallel), and
+//! the ordered tables go to whichever replica is free first (the lease a replica takes on a table is
+//! what divides them in the daemon; a lease attempt on a taken table costs about nothing here). A
+//! replica compacts one table at a time, its groups on up to `cores_per_replica` cores
+//! (`max_concurrent_rewrites`), within its own pass budget. A partition is compacted when its table's
 //! work ends; its lag is that time minus its `waiting_since`. Partitions still uncompacted when the
 //! simulation ends count with their wait so far (a backlog is not hidden).
 
@@ -45,12 +49,12 @@ pub struct SimOptions {
     /// times (SignalDB's files are tens to hundreds of KB).
     #[arg(long, default_value_t = 2)]
     pub small_file_kb: u64,
-    /// Cores the compactor may use.
-    #[arg(long, default_value_t = 2)]
-    pub cores: usize,
-    /// Tables compacted at once (the daemon today: 1).
+    /// Daemons sharing the catalog (they divide tables through leases).
     #[arg(long, default_value_t = 1)]
-    pub table_concurrency: usize,
+    pub replicas: usize,
+    /// Cores of each replica (`max_concurrent_rewrites` groups of one table at a time).
+    #[arg(long, default_value_t = 2)]
+    pub cores_per_replica: usize,
     /// Rewrite throughput of one core, MiB of input per second (measured: `docs/BENCHMARKS.md`).
     #[arg(long, default_value_t = 28.0)]
     pub mib_per_core_second: f64,
@@ -64,6 +68,9 @@ pub struct SimOptions {
     pub poll_interval: Duration,
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub partition_lateness: Duration,
+    /// The lag the operator promises (`compactor.lag_target`); the alert fires at twice it.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub lag_target: Duration,
     #[arg(long)]
     pub max_bytes_per_pass: Option<u64>,
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -87,13 +94,14 @@ impl SimOptions {
             hours,
             commit_every: Duration::from_secs(60),
             small_file_kb: 2,
-            cores: 2,
-            table_concurrency: 1,
+            replicas: 1,
+            cores_per_replica: 2,
             mib_per_core_second: 28.0,
             table_overhead: Duration::from_millis(150),
             look_cost: Duration::from_millis(2),
             poll_interval: Duration::from_secs(30),
             partition_lateness: Duration::from_secs(600),
+            lag_target: Duration::from_secs(600),
             max_bytes_per_pass: None,
             max_pass_duration: None,
             target_file_size_mb: 128,
@@ -126,6 +134,11 @@ pub struct SimReport {
     pub smallest_tenant_p99_seconds: f64,
     /// Largest debt (due files, due bytes) seen at a poll, per simulated hour.
     pub debt_by_hour: Vec<(u32, u64, u64)>,
+    /// p99 lag of the partitions compacted in each simulated hour (the last entry: those still
+    /// waiting at the end).
+    pub lag_p99_by_hour: Vec<(u32, f64)>,
+    /// Hours whose p99 lag is over twice `lag_target` (where `CompactorCompactionLagHigh` fires).
+    pub hours_over_alert: u32,
     /// Share of the simulated time a pass was running.
     pub busy_fraction: f64,
 }
@@ -226,27 +239,24 @@ fn partition(o: &SimOptions, t: &SimTable, h: u32) -> PartitionInput {
     }
 }
 
-/// Runs the simulation on a paused tokio clock of its own.
+/// Runs the simulation on a simulated clock (no runtime, no IO).
 pub fn run(o: &SimOptions) -> SimReport {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("a current-thread runtime");
-    runtime.block_on(simulate(o))
+    simulate(o)
 }
 
-async fn simulate(o: &SimOptions) -> SimReport {
+fn simulate(o: &SimOptions) -> SimReport {
     let opts = plan_options(o);
     let mut tables = fleet(o);
     let commits_per_hour = 3600 / o.commit_every.as_secs().max(1);
     let horizon = chrono::Duration::hours(o.hours.into());
     let poll = chrono::Duration::from_std(o.poll_interval).unwrap_or(chrono::Duration::seconds(30));
-    let lanes = o.table_concurrency.clamp(1, o.cores.max(1));
-    let cores_per_lane = (o.cores / lanes).max(1) as f64;
+    let lateness = chrono::Duration::from_std(o.partition_lateness).unwrap_or_default();
+    let lanes = o.replicas.max(1);
+    let cores_per_lane = o.cores_per_replica.max(1) as f64;
     let throughput = o.mib_per_core_second * MIB as f64;
 
-    let mut lags: Vec<(usize, f64)> = Vec::new();
+    // (tenant, lag in seconds, simulated hour it ended in)
+    let mut lags: Vec<(usize, f64, u32)> = Vec::new();
     let mut debt_by_hour: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
     let (mut passes, mut cut, mut busy) = (0u64, 0u64, 0.0f64);
     let mut free_at = start();
@@ -264,6 +274,11 @@ async fn simulate(o: &SimOptions) -> SimReport {
                 for h in 0..o.hours {
                     if t.compacted[h as usize] {
                         continue;
+                    }
+                    // Still open (the planner would say so too, at the cost of planning it).
+                    let closes = start() + chrono::Duration::hours(i64::from(h) + 1);
+                    if now < closes + lateness {
+                        break;
                     }
                     let due = match planned.entry((i, h)) {
                         std::collections::btree_map::Entry::Occupied(e) => e.get().clone(),
@@ -304,22 +319,32 @@ async fn simulate(o: &SimOptions) -> SimReport {
             passes += 1;
             let survey = o.look_cost.mul_f64(tables.len() as f64);
             let pass_start = now;
-            let pass_instant = tokio::time::Instant::now();
-            let budget = Budget::new(o.max_bytes_per_pass, o.max_pass_duration);
+            // Each replica's budget reads the simulated time since the pass started.
+            let elapsed_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            // Each replica's pass has its own budget.
+            let budgets: Vec<Budget> = (0..lanes)
+                .map(|_| {
+                    Budget::on_virtual_clock(o.max_bytes_per_pass, o.max_pass_duration, elapsed_ms.clone())
+                })
+                .collect();
+            let mut lane_open = vec![true; lanes];
             let mut lane_free =
                 vec![pass_start + chrono::Duration::from_std(survey).unwrap_or_default(); lanes];
             let mut cut_short = false;
             let mut served = Vec::new();
             for idx in schedule::order(&owing, now, &fairness) {
                 let debt = &owing[idx];
-                // The lane free first takes the next table; the pass's clock follows it.
-                let lane = (0..lanes).min_by_key(|&l| lane_free[l]).unwrap_or(0);
-                let at = lane_free[lane];
-                let target = pass_instant + (at - pass_start).to_std().unwrap_or_default();
-                tokio::time::advance(target.saturating_duration_since(tokio::time::Instant::now())).await;
-                if budget.exhausted().is_some() {
-                    cut_short = true;
+                // The replica free first takes the next table; the clock follows it.
+                let Some(lane) = (0..lanes).filter(|&l| lane_open[l]).min_by_key(|&l| lane_free[l]) else {
                     break;
+                };
+                let at = lane_free[lane];
+                let since_start = (at - pass_start).num_milliseconds().max(0) as u64;
+                elapsed_ms.store(since_start, std::sync::atomic::Ordering::Relaxed);
+                let budget = &budgets[lane];
+                if budget.exhausted().is_some() {
+                    (cut_short, lane_open[lane]) = (true, false);
+                    continue;
                 }
                 let mut seconds = o.table_overhead.as_secs_f64();
                 let mut done = Vec::new();
@@ -327,7 +352,7 @@ async fn simulate(o: &SimOptions) -> SimReport {
                     let h: u32 = w.label.trim_start_matches("timestamp_hour=").parse().unwrap_or(0);
                     let bytes: Vec<u64> = groups.get(&(debt.key, h)).cloned().unwrap_or_default();
                     if bytes.iter().any(|b| budget.admit(*b).is_err()) {
-                        cut_short = true;
+                        (cut_short, lane_open[lane]) = (true, false);
                         break;
                     }
                     seconds += bytes.iter().sum::<u64>() as f64
@@ -345,10 +370,8 @@ async fn simulate(o: &SimOptions) -> SimReport {
                     lags.push((
                         tables[debt.key].tenant,
                         (finished - since).num_milliseconds() as f64 / 1000.0,
+                        ((finished - start()).num_seconds() / 3600) as u32,
                     ));
-                }
-                if cut_short {
-                    break;
                 }
             }
             fairness.record_pass(served.iter().map(String::as_str));
@@ -363,7 +386,8 @@ async fn simulate(o: &SimOptions) -> SimReport {
     let mut waiting = 0;
     for ((i, _), due) in &planned {
         waiting += 1;
-        lags.push((tables[*i].tenant, (end - due.waiting_since).num_milliseconds().max(0) as f64 / 1000.0));
+        let lag = (end - due.waiting_since).num_milliseconds().max(0) as f64 / 1000.0;
+        lags.push((tables[*i].tenant, lag, o.hours));
     }
     report(o, &tables, lags, waiting, passes, cut, busy, debt_by_hour, commits_per_hour)
 }
@@ -372,7 +396,7 @@ async fn simulate(o: &SimOptions) -> SimReport {
 fn report(
     o: &SimOptions,
     tables: &[SimTable],
-    lags: Vec<(usize, f64)>,
+    lags: Vec<(usize, f64, u32)>,
     waiting: u64,
     passes: u64,
     cut: u64,
@@ -387,11 +411,16 @@ fn report(
             n => values[(((n - 1) as f64) * q).round() as usize],
         }
     };
-    let mut all: Vec<f64> = lags.iter().map(|(_, l)| *l).collect();
+    let mut all: Vec<f64> = lags.iter().map(|(_, l, _)| *l).collect();
     let mut per_tenant: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-    for (tenant, lag) in &lags {
+    let mut per_hour: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+    for (tenant, lag, hour) in &lags {
         per_tenant.entry(*tenant).or_default().push(*lag);
+        per_hour.entry(*hour).or_default().push(*lag);
     }
+    let lag_p99_by_hour: Vec<(u32, f64)> =
+        per_hour.iter_mut().map(|(h, v)| (*h, percentile(v, 0.99))).collect();
+    let alert = 2.0 * o.lag_target.as_secs_f64();
     let mut table_counts: BTreeMap<usize, usize> = BTreeMap::new();
     for t in tables {
         *table_counts.entry(t.tenant).or_default() += 1;
@@ -418,32 +447,29 @@ fn report(
         tenant_p99_max_seconds: tenant_p99.values().copied().fold(0.0, f64::max),
         smallest_tenant_p99_seconds: smallest.and_then(|t| tenant_p99.get(&t)).copied().unwrap_or(0.0),
         debt_by_hour: debt_by_hour.into_iter().map(|(h, (f, b))| (h, f, b)).collect(),
+        hours_over_alert: lag_p99_by_hour.iter().filter(|(_, p99)| *p99 > alert).count() as u32,
+        lag_p99_by_hour,
         busy_fraction: busy / (f64::from(o.hours) * 3600.0),
     }
 }
 
-/// The `simulate` command: runs the simulation (on a thread of its own: it keeps its own paused
-/// runtime) and prints the report.
+/// The `simulate` command: runs the simulation and prints the report.
 pub fn main(o: &SimOptions) -> std::process::ExitCode {
-    let options = o.clone();
-    let report = match std::thread::spawn(move || run(&options)).join() {
-        Ok(report) => report,
-        Err(_) => return std::process::ExitCode::FAILURE,
-    };
+    let report = run(o);
     if o.json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
         return std::process::ExitCode::SUCCESS;
     }
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     println!(
-        "{} tables, {} tenants, {} h: {} files, {:.1} GiB ingested; {} cores, {} table(s) at a time",
+        "{} tables, {} tenants, {} h: {} files, {:.1} GiB ingested; {} replica(s) x {} cores",
         report.tables,
         report.tenants,
         report.hours,
         report.ingest_files,
         gib(report.ingest_bytes),
-        o.cores,
-        o.table_concurrency
+        o.replicas,
+        o.cores_per_replica
     );
     println!(
         "lag p50 {:.0}s p99 {:.0}s max {:.0}s; tenants' p99 {:.0}s..{:.0}s (fewest tables: {:.0}s)",
@@ -462,8 +488,18 @@ pub fn main(o: &SimOptions) -> std::process::ExitCode {
         report.passes_cut_by_budget,
         report.busy_fraction * 100.0
     );
+    println!(
+        "hours with p99 lag over 2x the {}s target (the alert fires): {}",
+        o.lag_target.as_secs(),
+        report.hours_over_alert
+    );
+    let p99: BTreeMap<u32, f64> = report.lag_p99_by_hour.iter().copied().collect();
     for (hour, files, bytes) in &report.debt_by_hour {
-        println!("hour {hour:>3}: debt up to {files} files, {:.2} GiB", gib(*bytes));
+        let lag = p99.get(hour).map_or("-".to_string(), |s| format!("{s:.0}s"));
+        println!(
+            "hour {hour:>3}: debt up to {files} files, {:.2} GiB; p99 lag of what it compacted {lag}",
+            gib(*bytes)
+        );
     }
     std::process::ExitCode::SUCCESS
 }
@@ -497,6 +533,22 @@ mod tests {
         // 1/(k+1) of its own: it is compacted within a few polls of falling due.
         assert!(report.smallest_tenant_p99_seconds <= 5.0 * 60.0, "{report:#?}");
         assert!(report.smallest_tenant_p99_seconds < report.tenant_p99_max_seconds / 4.0, "{report:#?}");
+    }
+
+    #[test]
+    fn replicas_divide_a_fleet_one_replica_cannot_keep_up_with() {
+        // 300 tables at 2 s each: one replica needs 10 min per hour, past the alert's 2 × 2 min.
+        let mut o = SimOptions::small(300, 5, 4);
+        o.table_overhead = Duration::from_secs(2);
+        o.lag_target = Duration::from_secs(120);
+        let one = run(&o);
+        o.replicas = 4;
+        let four = run(&o);
+        assert_eq!(one.partitions_compacted, four.partitions_compacted, "{one:#?} {four:#?}");
+        assert!(one.lag_p99_seconds > 480.0, "{one:#?}");
+        assert!(one.hours_over_alert > 0, "{one:#?}");
+        assert!(four.lag_p99_seconds < one.lag_p99_seconds / 3.0, "{four:#?}");
+        assert_eq!(four.hours_over_alert, 0, "{four:#?}");
     }
 
     #[test]

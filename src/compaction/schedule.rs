@@ -142,13 +142,39 @@ impl Exhausted {
 pub struct Budget {
     max_bytes: Option<u64>,
     max_duration: Option<Duration>,
-    started: tokio::time::Instant,
+    started: Started,
     spent: AtomicU64,
+}
+
+/// Where a budget's time comes from.
+#[derive(Debug)]
+enum Started {
+    /// tokio's clock (the daemon's; paused in tests).
+    At(tokio::time::Instant),
+    /// A clock of the caller's: milliseconds since the pass started (the simulator's virtual time).
+    Virtual(std::sync::Arc<AtomicU64>),
 }
 
 impl Budget {
     pub fn new(max_bytes: Option<u64>, max_duration: Option<Duration>) -> Budget {
-        Budget { max_bytes, max_duration, started: tokio::time::Instant::now(), spent: AtomicU64::new(0) }
+        let started = Started::At(tokio::time::Instant::now());
+        Budget { max_bytes, max_duration, started, spent: AtomicU64::new(0) }
+    }
+
+    /// A budget whose elapsed time is `elapsed_ms`, kept by the caller (a simulated clock).
+    pub fn on_virtual_clock(
+        max_bytes: Option<u64>,
+        max_duration: Option<Duration>,
+        elapsed_ms: std::sync::Arc<AtomicU64>,
+    ) -> Budget {
+        Budget { max_bytes, max_duration, started: Started::Virtual(elapsed_ms), spent: AtomicU64::new(0) }
+    }
+
+    fn elapsed(&self) -> Duration {
+        match &self.started {
+            Started::At(at) => at.elapsed(),
+            Started::Virtual(ms) => Duration::from_millis(ms.load(AtomicOrdering::Relaxed)),
+        }
     }
 
     /// No limit (CLI and admin passes: the operator asked for the whole pass).
@@ -158,7 +184,7 @@ impl Budget {
 
     /// Whether the pass is out of budget before looking at the next table.
     pub fn exhausted(&self) -> Option<Exhausted> {
-        if self.max_duration.is_some_and(|d| self.started.elapsed() >= d) {
+        if self.max_duration.is_some_and(|d| self.elapsed() >= d) {
             return Some(Exhausted::Duration);
         }
         if self.max_bytes.is_some_and(|max| self.spent.load(AtomicOrdering::Relaxed) >= max) {
@@ -171,7 +197,7 @@ impl Budget {
     /// nothing may always start one group, so a group larger than the whole budget still runs (alone)
     /// rather than never.
     pub fn admit(&self, bytes: u64) -> Result<(), Exhausted> {
-        if self.max_duration.is_some_and(|d| self.started.elapsed() >= d) {
+        if self.max_duration.is_some_and(|d| self.elapsed() >= d) {
             return Err(Exhausted::Duration);
         }
         let Some(max) = self.max_bytes else {
@@ -295,5 +321,17 @@ mod tests {
         assert_eq!(budget.admit(1), Err(Exhausted::Duration));
         assert_eq!(budget.exhausted(), Some(Exhausted::Duration));
         assert_eq!(Budget::unlimited().admit(u64::MAX), Ok(()));
+    }
+
+    #[test]
+    fn a_budget_on_a_virtual_clock_reads_the_callers_time() {
+        let ms = std::sync::Arc::new(AtomicU64::new(0));
+        let budget = Budget::on_virtual_clock(Some(10), Some(Duration::from_secs(30)), ms.clone());
+        assert_eq!(budget.admit(4), Ok(()));
+        ms.store(29_999, AtomicOrdering::Relaxed);
+        assert_eq!(budget.exhausted(), None);
+        ms.store(30_000, AtomicOrdering::Relaxed);
+        assert_eq!(budget.exhausted(), Some(Exhausted::Duration));
+        assert_eq!(budget.admit(1), Err(Exhausted::Duration));
     }
 }

@@ -18,7 +18,7 @@ use crate::job::{Job, JobKind};
 pub use periodic::{run_pass, run_periodic};
 // The runtime layer's parts, under the names callers have always used.
 pub use crate::runtime::{Context, ContextBuilder, leases, locks};
-pub use status::StatusBoard;
+pub use status::{LoopStatus, StatusBoard};
 
 /// The jobs this build provides, each with whether its configuration enables it.
 pub fn jobs(ctx: &Context) -> Vec<(Arc<dyn Job>, bool)> {

@@ -29,6 +29,10 @@ fn the_demo_shows_compaction_retention_orphans_and_verify_in_a_few_lines() {
     };
     let compaction = step("1/5 compaction");
     assert!(number_after(compaction, "data files ") > number_after(compaction, " -> "), "{compaction}");
+    // The lag and debt /status shows: every compacted hour counted, none left owing.
+    let lag = step("compaction lag");
+    assert!(number_after(lag, " over ") > 0 && lag.contains(" p99 "), "{lag}");
+    assert!(lag.contains("debt 0 partition(s), 0 file(s)"), "{lag}");
     let retention = step("2/5 retention");
     assert!(number_after(retention, "dropped ") > 0, "{retention}");
     assert!(number_after(retention, "), expired ") > 0, "{retention}");
