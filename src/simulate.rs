@@ -141,6 +141,8 @@ pub struct SimReport {
     pub hours_over_alert: u32,
     /// Share of the simulated time a pass was running.
     pub busy_fraction: f64,
+    /// Tables a pass's survey read, on average (the rest kept their last look).
+    pub tables_read_per_pass: f64,
 }
 
 /// One table of the fleet.
@@ -149,6 +151,8 @@ struct SimTable {
     file_bytes: u64,
     /// Hours (since the start) already compacted.
     compacted: Vec<bool>,
+    /// When a survey last read it.
+    looked_at: Option<DateTime<Utc>>,
 }
 
 fn start() -> DateTime<Utc> {
@@ -195,6 +199,7 @@ fn fleet(o: &SimOptions) -> Vec<SimTable> {
                 tenant,
                 file_bytes: o.small_file_kb * 1024 * factor,
                 compacted: vec![false; o.hours as usize],
+                looked_at: None,
             });
         }
     }
@@ -251,6 +256,8 @@ fn simulate(o: &SimOptions) -> SimReport {
     let horizon = chrono::Duration::hours(o.hours.into());
     let poll = chrono::Duration::from_std(o.poll_interval).unwrap_or(chrono::Duration::seconds(30));
     let lateness = chrono::Duration::from_std(o.partition_lateness).unwrap_or_default();
+    let recheck = chrono::Duration::from_std(o.lag_target / 2).unwrap_or_default();
+    let mut looks_total = 0u64;
     let lanes = o.replicas.max(1);
     let cores_per_lane = o.cores_per_replica.max(1) as f64;
     let throughput = o.mib_per_core_second * MIB as f64;
@@ -269,7 +276,18 @@ fn simulate(o: &SimOptions) -> SimReport {
         if now >= free_at {
             // Survey: every table moved since the last poll (it commits every few seconds).
             let mut owing = Vec::new();
+            let mut looks = 0usize;
             for (i, t) in tables.iter_mut().enumerate() {
+                // The daemon reads a table at a poll when it owes work, when an hour of it fell due
+                // since its last look, or when that look is older than half the lag target (its
+                // pointer moves at every poll); else it keeps the last look (`CompactionJob::defers`).
+                let hours_due = |at: DateTime<Utc>| (at - start() - lateness).num_seconds().div_euclid(3600);
+                let owes = planned.range((i, 0)..(i + 1, 0)).next().is_some();
+                if t.looked_at.is_none_or(|at| owes || now >= at + recheck || hours_due(now) > hours_due(at))
+                {
+                    t.looked_at = Some(now);
+                    looks += 1;
+                }
                 let mut work = Vec::new();
                 for h in 0..o.hours {
                     if t.compacted[h as usize] {
@@ -317,7 +335,8 @@ fn simulate(o: &SimOptions) -> SimReport {
             *debt = (debt.0.max(files), debt.1.max(bytes));
 
             passes += 1;
-            let survey = o.look_cost.mul_f64(tables.len() as f64);
+            let survey = o.look_cost.mul_f64(looks as f64);
+            looks_total += looks as u64;
             let pass_start = now;
             // Each replica's budget reads the simulated time since the pass started.
             let elapsed_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -328,8 +347,8 @@ fn simulate(o: &SimOptions) -> SimReport {
                 })
                 .collect();
             let mut lane_open = vec![true; lanes];
-            let mut lane_free =
-                vec![pass_start + chrono::Duration::from_std(survey).unwrap_or_default(); lanes];
+            let surveyed = pass_start + chrono::Duration::from_std(survey).unwrap_or_default();
+            let mut lane_free = vec![surveyed; lanes];
             let mut cut_short = false;
             let mut served = Vec::new();
             for idx in schedule::order(&owing, now, &fairness) {
@@ -339,7 +358,8 @@ fn simulate(o: &SimOptions) -> SimReport {
                     break;
                 };
                 let at = lane_free[lane];
-                let since_start = (at - pass_start).num_milliseconds().max(0) as u64;
+                // As in the daemon, a pass's budget starts when its survey ends.
+                let since_start = (at - surveyed).num_milliseconds().max(0) as u64;
                 elapsed_ms.store(since_start, std::sync::atomic::Ordering::Relaxed);
                 let budget = &budgets[lane];
                 if budget.exhausted().is_some() {
@@ -389,7 +409,9 @@ fn simulate(o: &SimOptions) -> SimReport {
         let lag = (end - due.waiting_since).num_milliseconds().max(0) as f64 / 1000.0;
         lags.push((tables[*i].tenant, lag, o.hours));
     }
-    report(o, &tables, lags, waiting, passes, cut, busy, debt_by_hour, commits_per_hour)
+    let mut report = report(o, &tables, lags, waiting, passes, cut, busy, debt_by_hour, commits_per_hour);
+    report.tables_read_per_pass = looks_total as f64 / passes.max(1) as f64;
+    report
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -450,6 +472,7 @@ fn report(
         hours_over_alert: lag_p99_by_hour.iter().filter(|(_, p99)| *p99 > alert).count() as u32,
         lag_p99_by_hour,
         busy_fraction: busy / (f64::from(o.hours) * 3600.0),
+        tables_read_per_pass: 0.0,
     }
 }
 
@@ -481,11 +504,12 @@ pub fn main(o: &SimOptions) -> std::process::ExitCode {
         report.smallest_tenant_p99_seconds
     );
     println!(
-        "{} partitions compacted, {} still waiting; {} passes ({} cut by budget); busy {:.0}%",
+        "{} partitions compacted, {} still waiting; {} passes ({} cut by budget), {:.0} tables read per pass; busy {:.0}%",
         report.partitions_compacted,
         report.partitions_waiting,
         report.passes,
         report.passes_cut_by_budget,
+        report.tables_read_per_pass,
         report.busy_fraction * 100.0
     );
     println!(
@@ -516,6 +540,9 @@ mod tests {
         assert_eq!(report.partitions_waiting, 0);
         assert!(report.lag_max_seconds <= 30.0 + 5.0, "{report:#?}");
         assert_eq!(report.passes_cut_by_budget, 0);
+        // Every table moves at every poll, yet a poll reads a table only every lag_target / 2 (10 polls)
+        // or when an hour of it falls due.
+        assert!(report.tables_read_per_pass < 20.0 / 4.0, "{report:#?}");
     }
 
     #[test]

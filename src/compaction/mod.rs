@@ -70,6 +70,8 @@ struct Idle {
     pointer: String,
     until: Option<DateTime<Utc>>,
     health: execute::Health,
+    /// When the look was taken (the clock's time).
+    looked_at: DateTime<Utc>,
 }
 
 /// What a pass's survey found in one table, before any lock, lease or audit row.
@@ -137,8 +139,20 @@ impl CompactionJob {
         }
     }
 
-    /// A table's survey: from the last pass's look while the table's pointer has not moved and no open
-    /// partition has fallen due (the table is not read at all), else from a fresh read-only look.
+    /// Whether a loop's pass keeps an idle table's last look although its pointer moved: for half the
+    /// lag target after that look, as long as none of its open partitions has fallen due. A table the
+    /// ingest writer commits to every few seconds moves at every poll, and reading each of thousands
+    /// such tables at every poll would cost more than their compaction; what an append can make due
+    /// without a partition closing is late data in a closed partition, which this finds within half
+    /// the lag target (and an operator's pass, not deferred, at once).
+    fn defers(&self, idle: &Idle, request: &PassRequest, now: DateTime<Utc>) -> bool {
+        let half = chrono::Duration::from_std(self.config.lag_target / 2).unwrap_or_default();
+        request.scheduled && now < idle.looked_at + half
+    }
+
+    /// A table's survey: from the last pass's look while the table's pointer has not moved (or a loop's
+    /// pass [defers](Self::defers) it) and no open partition has fallen due (the table is not read at
+    /// all), else from a fresh read-only look.
     async fn survey(&self, t: &TableRef, request: &PassRequest, pointer: Option<&String>) -> Survey {
         if request.full || !request.partitions.is_empty() {
             return Survey::Unknown;
@@ -147,7 +161,12 @@ impl CompactionJob {
         let now = self.clock.now();
         let remembered = self.idle.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
         let idle = match remembered {
-            Some(idle) if Some(&idle.pointer) == pointer && idle.until.is_none_or(|due| now < due) => idle,
+            Some(idle)
+                if idle.until.is_none_or(|due| now < due)
+                    && (Some(&idle.pointer) == pointer || self.defers(&idle, request, now)) =>
+            {
+                idle
+            }
             _ => {
                 // A panic here (a hostile table) must not end the pass: the pass proper runs the table
                 // under its audit row, where a panic is recorded as the table's failure.
@@ -159,7 +178,7 @@ impl CompactionJob {
                 match look {
                     Ok(execute::Look::Idle { health, pointer, until }) => {
                         self.debt.publish_health(&self.metrics, self.config.table_metrics, t, &health);
-                        Idle { pointer, until, health }
+                        Idle { pointer, until, health, looked_at: now }
                     }
                     Ok(execute::Look::Work { health, debt }) => {
                         self.debt.publish_health(&self.metrics, self.config.table_metrics, t, &health);

@@ -107,14 +107,7 @@ async fn failing_store_operations_fail_passes_cleanly_and_the_next_pass_succeeds
     let ctx = ctx.with_clock(Arc::new(signaldb_compactor::clock::FixedClock(
         chrono::Utc::now() + TimeDelta::days(10),
     )));
-    let traces = ctx
-        .catalog
-        .discover()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|t| t.qualified() == "acme.production.traces")
-        .unwrap();
+    let traces = crate::support::table_ref(&ctx.catalog, "acme.production.traces").await;
     let location = format!(
         "{}/data/planted-orphan.parquet",
         ctx.catalog.load(&traces).await.unwrap().metadata().location()

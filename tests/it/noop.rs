@@ -53,14 +53,7 @@ async fn idle_tables_take_no_lease_write_no_audit_row_and_are_not_reread_until_t
 
     // The job does not read an idle table whose pointer has not moved: its metadata file made
     // unreadable goes unnoticed by it, while a job without that memory reads the table and fails it.
-    let traces = ctx
-        .catalog
-        .discover()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|t| t.qualified() == "acme.production.traces")
-        .unwrap();
+    let traces = crate::support::table_ref(&ctx.catalog, "acme.production.traces").await;
     let table = ctx.catalog.load(&traces).await.unwrap();
     let metadata = std::path::PathBuf::from(table.metadata_location().unwrap().trim_start_matches("file://"));
     let saved = std::fs::read(&metadata).unwrap();

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use signaldb_compactor::clock::ManualClock;
+use signaldb_compactor::clock::{Clock, ManualClock};
 use signaldb_compactor::compaction::CompactionJob;
 use signaldb_compactor::config::Mode;
 use signaldb_compactor::job::{Job, PartitionStatus, PassReport, PassRequest, TableStatus};
@@ -149,4 +149,79 @@ async fn a_budget_stops_a_loop_pass_the_next_resumes_and_an_operator_pass_has_no
         crate::support::pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"])["rows"],
         600
     );
+}
+
+/// Appends two small files to `hour` of `acme.production.traces`, as a late writer would.
+async fn append_late(ctx: &signaldb_compactor::service::Context, hour: DateTime<Utc>, seed: u64) {
+    use iceberg::transaction::{ApplyTransactionAction, Transaction};
+    let traces = crate::support::table_ref(&ctx.catalog, "acme.production.traces").await;
+    let table = ctx.catalog.load(&traces).await.unwrap();
+    let columns = signaldb_compactor::generate::schema::columns("traces");
+    let mut files = Vec::new();
+    for seed in [seed, seed + 1] {
+        let spec = signaldb_compactor::generate::batch::FileSpec {
+            seed,
+            rows: 20,
+            start: hour,
+            end: hour + TimeDelta::minutes(5),
+        };
+        files.extend(signaldb_compactor::generate::write_file(&table, &columns, &spec).await.unwrap());
+    }
+    let tx = Transaction::new(&table);
+    let tx = tx.fast_append().add_data_files(files).apply(tx).unwrap();
+    tx.commit(ctx.catalog.iceberg()).await.unwrap();
+}
+
+fn status_of(report: &PassReport, table: &str) -> TableStatus {
+    report.tables.iter().find(|t| t.table == table).unwrap().status.clone()
+}
+
+#[tokio::test]
+async fn late_files_in_a_closed_hour_wait_at_most_half_the_lag_target_in_a_loop_and_not_for_an_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let due = generate_open(dir.path()).await;
+    let clock = ManualClock::new(due + TimeDelta::minutes(1));
+    let ctx = crate::support::context(dir.path(), due, |c| c.compaction.min_input_files = 2)
+        .await
+        .with_clock(Arc::new(clock.clone()));
+    let job = CompactionJob::new(&ctx);
+    let cancel = CancellationToken::new();
+    let poll = PassRequest::scheduled(Mode::Execute);
+    let traces = "acme.production.traces";
+
+    // Every hour is closed and due: the first poll compacts them all, the next finds nothing.
+    let first = job.run_once(&poll, &cancel).await.unwrap();
+    assert_eq!(compacted(&first).len(), 2 * 3, "{:?}", compacted(&first));
+    let idle = job.run_once(&poll, &cancel).await.unwrap();
+    assert!(idle.tables.iter().all(|t| t.status == TableStatus::Unchanged), "{idle:#?}");
+    let looked = clock.now();
+
+    // Late files land in a closed hour: the table's pointer moved, but a loop's poll keeps its last
+    // look (taken a minute ago, well within half the 10 min lag target) and does not read it.
+    let closed = due - TimeDelta::minutes(130);
+    append_late(&ctx, closed, 51).await;
+    clock.set(looked + TimeDelta::minutes(1));
+    let deferred = job.run_once(&poll, &cancel).await.unwrap();
+    assert_eq!(status_of(&deferred, traces), TableStatus::Unchanged, "{deferred:#?}");
+    // An operator's pass is not deferred: it reads the moved table and compacts the late files.
+    let operator = job.run_once(&PassRequest::all(Mode::Execute), &cancel).await.unwrap();
+    assert_eq!(status_of(&operator, traces), TableStatus::Succeeded, "{operator:#?}");
+    assert_eq!(compacted(&operator).len(), 1, "{:?}", compacted(&operator));
+
+    // Again, then the loop alone: deferred until half the lag target after its last look, compacted
+    // by the first poll past it.
+    let looked = clock.now();
+    let idle = job.run_once(&poll, &cancel).await.unwrap();
+    assert!(idle.tables.iter().all(|t| t.status == TableStatus::Unchanged), "{idle:#?}");
+    append_late(&ctx, closed, 61).await;
+    clock.set(looked + TimeDelta::minutes(5) - TimeDelta::seconds(1));
+    let deferred = job.run_once(&poll, &cancel).await.unwrap();
+    assert_eq!(status_of(&deferred, traces), TableStatus::Unchanged, "{deferred:#?}");
+    clock.set(looked + TimeDelta::minutes(5));
+    let found = job.run_once(&poll, &cancel).await.unwrap();
+    assert_eq!(status_of(&found, traces), TableStatus::Succeeded, "{found:#?}");
+    let others: Vec<_> = found.tables.iter().filter(|t| t.table != traces).collect();
+    assert!(others.iter().all(|t| t.status == TableStatus::Unchanged), "{others:#?}");
+    let rows = crate::support::pyiceberg(dir.path(), &["scan", "--table", traces])["rows"].clone();
+    assert_eq!(rows, 3 * 4 * 50 + 4 * 20, "no row lost or duplicated");
 }

@@ -52,6 +52,12 @@ fn helper() -> PathBuf {
 }
 
 /// Runs the PyIceberg helper against DIR/catalog.db and DIR/warehouse; returns its JSON output.
+/// The catalog's table named `qualified` (`tenant.dataset.table`), as discovery maps it.
+pub async fn table_ref(catalog: &Catalog, qualified: &str) -> signaldb_compactor::catalog::TableRef {
+    let tables = catalog.discover().await.unwrap();
+    tables.into_iter().find(|t| t.qualified() == qualified).unwrap_or_else(|| panic!("no table {qualified}"))
+}
+
 pub fn pyiceberg(dir: &Path, args: &[&str]) -> serde_json::Value {
     let out = Command::new("python3")
         .arg(helper())
