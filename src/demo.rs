@@ -67,6 +67,7 @@ pub async fn run(mut config: Config, opts: &DemoOptions, log: &Path) -> anyhow::
             files_per_hour: 6,
             rows_per_file: 200,
             seed: 42,
+            // Wall-clock time: the data ends now, before the demo's context (on the system clock) exists.
             end: Utc::now(),
             concurrency: 4,
             ..GenerateOptions::small(&dir)
@@ -95,7 +96,7 @@ pub async fn run(mut config: Config, opts: &DemoOptions, log: &Path) -> anyhow::
     let cancel = CancellationToken::new();
     service::cancel_on_signals(cancel.clone());
     let jobs = service::jobs(&ctx);
-    let status = service::status_board(&jobs);
+    let status = service::status_board(&jobs, ctx.clock.clone());
     lifecycle(&ctx, &jobs, &status, &cancel).await?;
     println!("\n{}", render(&before, &snapshot_stats(&ctx).await?));
     if opts.no_daemon || cancel.is_cancelled() {
@@ -348,7 +349,7 @@ async fn print_passes(status: Arc<StatusBoard>, cancel: CancellationToken) {
             seen.insert(s.job, s.passes);
             let result = s.last_result.as_deref().unwrap_or("?");
             let error = s.last_error.map(|e| format!(": {e}")).unwrap_or_default();
-            println!("{} {:<10} pass {result}{error}", Utc::now().format("%H:%M:%S"), s.job.as_str());
+            println!("{} {:<10} pass {result}{error}", status.now().format("%H:%M:%S"), s.job.as_str());
         }
     }
 }

@@ -117,7 +117,7 @@ impl AdminState {
         audit_readable: bool,
         cancel: CancellationToken,
     ) -> Self {
-        let status = super::status_board(&jobs);
+        let status = super::status_board(&jobs, Arc::new(crate::clock::SystemClock));
         AdminState {
             tokens,
             jobs,
