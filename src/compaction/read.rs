@@ -232,6 +232,8 @@ pub(super) async fn read_inputs(
     let rows = batch_rows(&input.files);
     let arrow_schema = Arc::new(schema_to_arrow_schema(schema)?);
     let batches = pipelined(read_tagged(table, rows, tasks), arrow_schema.clone());
+    // Test fault (`test-util` builds only): a reader that resolves columns by position.
+    #[cfg(feature = "test-util")]
     let batches = if crate::failpoint::is_armed(crate::failpoint::COMPACTION_SWAP_COLUMNS, &qualified(table))
     {
         batches.map_ok(|(file, b)| (file, columns::swap_first_two_of_a_type(b))).boxed()
