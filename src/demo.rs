@@ -67,6 +67,7 @@ pub async fn run(mut config: Config, opts: &DemoOptions, log: &Path) -> anyhow::
             files_per_hour: 6,
             rows_per_file: 200,
             seed: 42,
+            // Wall-clock time: the data ends now, before the demo's context (on the system clock) exists.
             end: Utc::now(),
             concurrency: 4,
             ..GenerateOptions::small(&dir)
@@ -95,7 +96,7 @@ pub async fn run(mut config: Config, opts: &DemoOptions, log: &Path) -> anyhow::
     let cancel = CancellationToken::new();
     service::cancel_on_signals(cancel.clone());
     let jobs = service::jobs(&ctx);
-    let status = service::status_board(&jobs);
+    let status = service::status_board(&jobs, ctx.clock.clone());
     lifecycle(&ctx, &jobs, &status, &cancel).await?;
     if let Some(line) = status.snapshot().iter().find_map(lag_and_debt) {
         // The demo's hours closed long ago but their files were committed moments ago: a partition owes
@@ -358,7 +359,7 @@ async fn print_passes(status: Arc<StatusBoard>, cancel: CancellationToken) {
             let lag = lag_and_debt(&s).map(|l| format!("; {l}")).unwrap_or_default();
             let line = format!("{:<10} pass {result}{error}{lag}", s.job.as_str());
             if line != last.1 {
-                println!("{} {line}", Utc::now().format("%H:%M:%S"));
+                println!("{} {line}", status.now().format("%H:%M:%S"));
             }
             *last = (s.passes, line);
         }

@@ -3,7 +3,7 @@
 //! manifest records; with `deep`, every Parquet data file's footer must parse and its row count match
 //! the manifest. Problems are reported per table and exported as `compactor_integrity_problems`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -12,8 +12,9 @@ use serde::Serialize;
 
 use crate::catalog::TableRef;
 use crate::runtime::Context;
+use crate::table::manifests::{OnUnreadable, Visit, Walk};
 
-/// Files checked concurrently.
+/// Files checked concurrently (manifests are read by the one walk, `table::manifests::Walk`).
 const CONCURRENCY: usize = 16;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -65,40 +66,24 @@ async fn verify_table(ctx: &Context, t: &TableRef, deep: bool) -> TableVerificat
             return v;
         }
     };
-    let io = table.file_io().clone();
+    v.snapshots = table.metadata().snapshots().count();
     let mut expected: Expected = HashMap::new();
-    let mut seen_manifests = HashSet::new();
-    for snapshot in table.metadata().snapshots() {
-        v.snapshots += 1;
-        let list = match table.manifest_list_reader(snapshot).load().await {
-            Ok(list) => list,
-            Err(e) => {
-                v.problems.push(Problem::Unreadable {
-                    path: snapshot.manifest_list().to_string(),
-                    error: e.to_string(),
-                });
-                continue;
-            }
-        };
-        for m in list.entries() {
-            if !seen_manifests.insert(m.manifest_path.clone()) {
-                continue;
-            }
-            match crate::table::manifests::load(&io, m).await {
-                Ok(manifest) => {
-                    for e in manifest.entries().iter().filter(|e| e.is_alive()) {
-                        let is_data = e.content_type() == iceberg::spec::DataContentType::Data;
-                        expected.insert(
-                            e.file_path().to_string(),
-                            (e.file_size_in_bytes(), e.record_count(), is_data),
-                        );
-                    }
-                }
-                Err(e) => v
-                    .problems
-                    .push(Problem::Unreadable { path: m.manifest_path.clone(), error: e.to_string() }),
+    let walk = Walk::all_snapshots(&table, OnUnreadable::Report).run(|visit| match visit {
+        Visit::Manifest(_, manifest) => {
+            for e in manifest.entries().iter().filter(|e| e.is_alive()) {
+                let is_data = e.content_type() == iceberg::spec::DataContentType::Data;
+                expected
+                    .insert(e.file_path().to_string(), (e.file_size_in_bytes(), e.record_count(), is_data));
             }
         }
+        Visit::Unreadable { path, error } => {
+            v.problems.push(Problem::Unreadable { path: path.to_string(), error: error.to_string() })
+        }
+        Visit::List(_) | Visit::Known(_) => {}
+    });
+    if let Err(e) = walk.await {
+        // A reporting walk hands every unreadable file to the visitor; this is never expected.
+        v.problems.push(Problem::Unreadable { path: "manifests".into(), error: e.to_string() });
     }
     v.files_checked = expected.len();
     let mut files: Vec<(String, (u64, u64, bool))> = expected.into_iter().collect();

@@ -59,8 +59,9 @@ pub fn materialize(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
     RecordBatch::try_new(Arc::new(schema), columns)
 }
 
-/// Test fault (`failpoint::COMPACTION_SWAP_COLUMNS`): the values of the first two columns of the same
-/// type trade places, as a reader resolving columns by position would do.
+/// Test fault (`failpoint::COMPACTION_SWAP_COLUMNS`, `test-util` builds only): the values of the first
+/// two columns of the same type trade places, as a reader resolving columns by position would do.
+#[cfg(feature = "test-util")]
 pub fn swap_first_two_of_a_type(batch: RecordBatch) -> RecordBatch {
     let fields = batch.schema().fields().clone();
     for i in 0..fields.len() {

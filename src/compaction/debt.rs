@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::execute::Health;
+use super::look::Health;
 use super::plan::DueWork;
 use super::schedule::waited;
 use crate::catalog::TableRef;

@@ -21,11 +21,12 @@ use crate::catalog::TableRef;
 use crate::config::Mode;
 use crate::failpoint;
 use crate::job::{TableReport, TableStatus};
-use crate::table::manifest_plan::{self, ManifestPlan};
+use crate::table::manifest_plan::{self, ManifestPlan, Trigger};
 use crate::table::producer::manifest_inputs;
 use crate::table::properties::TableProperties;
 use crate::table::{
-    Abandon, Change, CommitError, CommitTarget, Inventory, ManifestRewrite, ProduceError, commit_with_retry,
+    Abandon, Change, CommitError, CommitTarget, Committed, Inventory, ManifestRewrite, ProduceError,
+    commit_with_retry,
 };
 
 /// The label the `before_commit` hook is called with before a manifest rewrite's commit.
@@ -74,20 +75,8 @@ pub(super) async fn step(
         }
     };
     let Some(trigger) = plan.trigger else { return };
-    let planned = plan.planned.len() as u64;
     if mode.is_dry_run() {
-        info!(
-            table = %t, trigger = trigger.as_str(), manifests_before = before, manifests_after = planned,
-            scatter_before = plan.scatter_before, scatter_after = plan.scatter_after,
-            "[DRY-RUN] would rewrite data manifests"
-        );
-        report.compaction_outcome().manifests_after = planned;
-        report.details.push(format!(
-            "would rewrite {before} data manifest(s) into ~{planned}, clustered by partition ({})",
-            trigger.as_str()
-        ));
-        succeeded(report);
-        return;
+        return report_would_rewrite(t, &plan, trigger, before, report);
     }
     if commit_to.cancel.is_cancelled() {
         return;
@@ -108,29 +97,7 @@ pub(super) async fn step(
     };
     let committed = commit_with_retry(commit_to, table.clone(), inventory.clone(), rebase).await;
     match committed {
-        Ok(c) => {
-            let after = data_manifests(&c.inventory);
-            let replaced = c
-                .table
-                .metadata()
-                .snapshot_by_id(c.snapshot_id)
-                .and_then(|s| s.summary().additional_properties.get("manifests-replaced")?.parse().ok())
-                .unwrap_or(before);
-            info!(
-                table = %t, trigger = trigger.as_str(), manifests_before = replaced, manifests_after = after,
-                snapshot_id = c.snapshot_id, attempts = c.attempts, "rewrote data manifests"
-            );
-            let outcome = report.compaction_outcome();
-            outcome.manifests_after = after;
-            outcome.manifests_rewritten = replaced;
-            outcome.commit_conflicts += u64::from(c.conflicts);
-            report.snapshot_id = Some(c.snapshot_id);
-            report.details.push(format!(
-                "rewrote {replaced} data manifest(s) into {after}, clustered by partition ({})",
-                trigger.as_str()
-            ));
-            succeeded(report);
-        }
+        Ok(c) => record_rewrite(t, trigger, before, &c, report),
         Err(CommitError::Abandoned(why)) => {
             warn!(table = %t, reason = %why, "manifest rewrite abandoned");
             report.details.push(format!("manifest rewrite abandoned: {why}"));
@@ -142,6 +109,53 @@ pub(super) async fn step(
             fail(report, format!("manifest rewrite: {}", crate::job::error_chain(&e)));
         }
     }
+}
+
+/// The dry run's account: the manifests that would be rewritten, and into how many.
+fn report_would_rewrite(
+    t: &TableRef,
+    plan: &ManifestPlan,
+    trigger: Trigger,
+    before: u64,
+    report: &mut TableReport,
+) {
+    let planned = plan.planned.len() as u64;
+    info!(
+        table = %t, trigger = trigger.as_str(), manifests_before = before, manifests_after = planned,
+        scatter_before = plan.scatter_before, scatter_after = plan.scatter_after,
+        "[DRY-RUN] would rewrite data manifests"
+    );
+    report.compaction_outcome().manifests_after = planned;
+    report.details.push(format!(
+        "would rewrite {before} data manifest(s) into ~{planned}, clustered by partition ({})",
+        trigger.as_str()
+    ));
+    succeeded(report);
+}
+
+/// A landed manifest rewrite: logged and recorded in the report.
+fn record_rewrite(t: &TableRef, trigger: Trigger, before: u64, c: &Committed, report: &mut TableReport) {
+    let after = data_manifests(&c.inventory);
+    let replaced = c
+        .table
+        .metadata()
+        .snapshot_by_id(c.snapshot_id)
+        .and_then(|s| s.summary().additional_properties.get("manifests-replaced")?.parse().ok())
+        .unwrap_or(before);
+    info!(
+        table = %t, trigger = trigger.as_str(), manifests_before = replaced, manifests_after = after,
+        snapshot_id = c.snapshot_id, attempts = c.attempts, "rewrote data manifests"
+    );
+    let outcome = report.compaction_outcome();
+    outcome.manifests_after = after;
+    outcome.manifests_rewritten = replaced;
+    outcome.commit_conflicts += u64::from(c.conflicts);
+    report.snapshot_id = Some(c.snapshot_id);
+    report.details.push(format!(
+        "rewrote {replaced} data manifest(s) into {after}, clustered by partition ({})",
+        trigger.as_str()
+    ));
+    succeeded(report);
 }
 
 fn succeeded(report: &mut TableReport) {

@@ -15,10 +15,14 @@
 
 mod columns;
 mod debt;
+mod deletes;
 mod execute;
+mod group;
 pub mod invariants;
+mod look;
 pub mod manifests;
 pub mod plan;
+mod read;
 pub mod rewrite;
 pub mod schedule;
 pub mod sort;
@@ -69,7 +73,7 @@ pub struct CompactionJob {
 struct Idle {
     pointer: String,
     until: Option<DateTime<Utc>>,
-    health: execute::Health,
+    health: look::Health,
     /// When the look was taken (the clock's time).
     looked_at: DateTime<Utc>,
 }
@@ -170,22 +174,22 @@ impl CompactionJob {
             _ => {
                 // A panic here (a hostile table) must not end the pass: the pass proper runs the table
                 // under its audit row, where a panic is recorded as the table's failure.
-                let look = std::panic::AssertUnwindSafe(execute::look(self, t, request)).catch_unwind().await;
+                let look = std::panic::AssertUnwindSafe(look::look(self, t, request)).catch_unwind().await;
                 // Its manifests are not needed again; a table with work rereads them from the cache
                 // inside its pass, which forgets them when the table is done.
                 crate::table::manifests::forget();
                 let forget = || self.idle.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                 match look {
-                    Ok(execute::Look::Idle { health, pointer, until }) => {
+                    Ok(look::Look::Idle { health, pointer, until }) => {
                         self.debt.publish_health(&self.metrics, self.config.table_metrics, t, &health);
                         Idle { pointer, until, health, looked_at: now }
                     }
-                    Ok(execute::Look::Work { health, debt }) => {
+                    Ok(look::Look::Work { health, debt }) => {
                         self.debt.publish_health(&self.metrics, self.config.table_metrics, t, &health);
                         forget();
                         return Survey::Owes(debt);
                     }
-                    Ok(execute::Look::Pass) | Err(_) => {
+                    Ok(look::Look::Pass) | Err(_) => {
                         forget();
                         return Survey::Unknown;
                     }

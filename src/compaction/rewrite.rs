@@ -1,22 +1,16 @@
-//! Rewriting one group: stream Arrow batches out of the input files (iceberg's reader, projected to the
-//! current schema, bounded batch size) and into target-size Parquet files (iceberg's writers, so field
+//! Rewriting one group: stream Arrow batches out of the input files (`read`: iceberg's reader, projected
+//! to the current schema, bounded batch size) and into target-size Parquet files (iceberg's writers, so field
 //! ids and column statistics are right), optionally sorted by the table's sort order.
 //!
 //! Hazard: the row count written must equal the row count read and the manifests' record counts; any
 //! mismatch fails the group before anything is committed.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use iceberg::arrow::ArrowFileReader;
 use iceberg::arrow::RecordBatchPartitionSplitter;
-use iceberg::arrow::schema_to_arrow_schema;
-use iceberg::io::FileMetadata;
-use iceberg::scan::{FileScanTask, FileScanTaskDeleteFile};
 use iceberg::spec::{
-    DEFAULT_SCHEMA_NAME_MAPPING, DataFile, DataFileBuilder, DataFileFormat, NameMapping, PartitionKey,
-    SchemaRef, SortOrderRef, Struct,
+    DataFile, DataFileBuilder, DataFileFormat, PartitionKey, SchemaRef, SortOrderRef, Struct,
 };
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
@@ -26,31 +20,12 @@ use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
-use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::columns;
+use super::read::{FileBatchStream, qualified, read_inputs};
 use super::sort::{SortPlan, Tagged, sort_batches};
 use crate::table::{AddedFile, LiveFile};
-
-/// Most rows per Arrow batch read from the inputs.
-const BATCH_ROWS: usize = 8192;
-
-/// Decoded bytes aimed at per input batch: with wide rows a batch holds fewer rows, so memory per
-/// batch is bounded by bytes, not rows.
-const BATCH_BYTES: u64 = 4 << 20;
-
-/// Decoded bytes per compressed byte assumed when sizing batches (zstd Parquet of telemetry decodes to
-/// 4–7× its size; a higher guess only makes batches smaller).
-const DECODE_EXPANSION: u64 = 8;
-
-/// Rows per input batch for `files`: [`BATCH_BYTES`] over the widest file's estimated decoded row size.
-fn batch_rows(files: &[&LiveFile]) -> usize {
-    let widest = files.iter().map(|f| f.size() / f.records().max(1)).max().unwrap_or(0);
-    let row_bytes = (widest * DECODE_EXPANSION).max(1);
-    usize::try_from(BATCH_BYTES / row_bytes).unwrap_or(BATCH_ROWS).clamp(16, BATCH_ROWS)
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RewriteError {
@@ -175,208 +150,51 @@ fn row_group_bytes(memory_limit: u64) -> usize {
     usize::try_from((memory_limit / 8).clamp(1 << 20, 128 << 20)).unwrap_or(128 << 20)
 }
 
-/// Batches read-ahead between the reader task and the writer.
-const PIPELINE_DEPTH: usize = 4;
+/// The writer every group's outputs go through.
+type GroupSink =
+    Sink<DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>>;
 
-/// A decoded batch and the index of the input file it came from.
-type FileBatch = (usize, arrow_array::RecordBatch);
-type FileBatchStream = futures::stream::BoxStream<'static, iceberg::Result<FileBatch>>;
-
-/// Input files decoded at a time. Batches of different files interleave; each is tagged with its file.
-const FILE_CONCURRENCY: usize = 2;
-
-/// Reads each task with its own reader stream, tagging every batch with the task's index, so the sort
-/// can treat each file claiming the sort order as a sorted run.
-///
-/// Each input gets a reader of its own: iceberg's reader keeps loaded position deletes by data file
-/// path for all the tasks it reads, so a delete file given to one input must not reach another whose
-/// sequence number it does not cover.
-fn read_tagged(table: &Table, batch_rows: usize, tasks: Vec<FileScanTask>) -> FileBatchStream {
-    let table = table.clone();
-    futures::stream::iter(tasks.into_iter().enumerate())
-        .map(move |(i, task)| {
-            let reader = table
-                .reader_builder()
-                .with_batch_size(batch_rows)
-                .with_data_file_concurrency_limit(1)
-                .build();
-            (i, reader.read(futures::stream::iter([Ok(task)]).boxed()))
-        })
-        .map(|(i, read)| match read {
-            Ok(read) => read.stream().map_ok(move |b| (i, b)).boxed(),
-            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
-        })
-        .flatten_unordered(FILE_CONCURRENCY)
-        .boxed()
-}
-
-/// Decodes the input on its own task so reading and writing use both cores; the bounded channel keeps
-/// at most `PIPELINE_DEPTH` batches in flight.
-/// Batches are made writable on the way ([`columns::materialize`], [`columns::conform`] to `target`).
-fn pipelined(mut input: FileBatchStream, target: arrow_schema::SchemaRef) -> FileBatchStream {
-    let (tx, rx) = tokio::sync::mpsc::channel(PIPELINE_DEPTH);
-    tokio::spawn(async move {
-        while let Some(item) = input.next().await {
-            let item = item.and_then(|(file, batch)| {
-                columns::materialize(batch)
-                    .and_then(|b| columns::conform(b, &target))
-                    .map(|b| (file, b))
-                    .map_err(|e| {
-                        iceberg::Error::new(iceberg::ErrorKind::Unexpected, "making the batch writable")
-                            .with_source(e)
-                    })
-            });
-            if tx.send(item).await.is_err() {
-                break; // the writer stopped: stop reading
-            }
-        }
-    });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
-}
-
-/// The table's `schema.name-mapping.default`, which resolves the columns of files written without
-/// Parquet field ids (imported with PyIceberg `add_files`, Hive migrations).
-fn name_mapping(table: &Table) -> Result<Option<Arc<NameMapping>>, RewriteError> {
-    let Some(raw) = table.metadata().properties().get(DEFAULT_SCHEMA_NAME_MAPPING) else {
-        return Ok(None);
-    };
-    serde_json::from_str::<NameMapping>(raw).map(|m| Some(Arc::new(m))).map_err(|e| {
-        RewriteError::BadProperty {
-            key: DEFAULT_SCHEMA_NAME_MAPPING,
-            value: raw.chars().take(80).collect(),
-            reason: e.to_string(),
-        }
-    })
-}
-
-/// The field ids a Parquet file carries, or `None` if it has none (the same test as iceberg's reader
-/// and Java's `ParquetSchemaUtil.hasIds`: the first top-level column has one). Reads only the footer.
-async fn file_field_ids(
-    table: &Table,
-    file: &LiveFile,
-) -> Result<Option<(HashSet<i32>, columns::StructChildren)>, RewriteError> {
-    let footer = |source| RewriteError::Footer { path: file.path().to_string(), source };
-    let reader = table.file_io().new_input(file.path())?.reader().await?;
-    let mut reader = ArrowFileReader::new(FileMetadata { size: file.size() }, reader);
-    let metadata = reader.get_metadata(None).await.map_err(footer)?;
-    let root = metadata.file_metadata().schema_descr().root_schema();
-    if root.get_fields().first().is_some_and(|f| !f.get_basic_info().has_id()) {
-        return Ok(None);
-    }
-    Ok(Some((columns::parquet_field_ids(root), columns::parquet_struct_children(root))))
-}
-
-/// The schema to read each input with: the current one, or (for a file written before fields were
-/// added inside nested columns) the current one without them. Refuses inputs the reader could only
-/// resolve by column position (no field ids, no name mapping). Footers are read only when needed.
-async fn read_schemas(
-    table: &Table,
-    files: &[&LiveFile],
-    mapping: Option<&NameMapping>,
-) -> Result<Vec<SchemaRef>, RewriteError> {
-    let schema = table.metadata().current_schema();
-    let nested = columns::has_nested(schema);
-    let mut out = Vec::with_capacity(files.len());
-    for file in files {
-        let mut read_with = schema.clone();
-        if mapping.is_none() || nested {
-            match file_field_ids(table, file).await? {
-                None if mapping.is_none() => {
-                    return Err(RewriteError::NoFieldIds { path: file.path().to_string() });
-                }
-                Some((ids, children)) if nested => {
-                    if let Some(field) = columns::nested_layout_mismatch(&children, schema) {
-                        return Err(RewriteError::NestedLayoutChanged {
-                            path: file.path().to_string(),
-                            field,
-                        });
-                    }
-                    if let Some(pruned) = columns::prune_nested(schema, &ids) {
-                        read_with = Arc::new(pruned);
-                    }
-                }
-                _ => {}
-            }
-        }
-        out.push(read_with);
-    }
-    Ok(out)
-}
-
-/// A delete file as iceberg's reader takes it.
-fn delete_task(d: &LiveFile) -> FileScanTaskDeleteFile {
-    let file = d.entry.data_file();
-    FileScanTaskDeleteFile {
-        file_path: d.path().to_string(),
-        file_size_in_bytes: d.size(),
-        file_type: d.entry.content_type(),
-        partition_spec_id: d.spec_id,
-        equality_ids: file.equality_ids(),
-    }
-}
-
-fn scan_task(
-    table: &Table,
-    file: &LiveFile,
-    schema: SchemaRef,
-    spec_id: i32,
-    partition: &Struct,
-    name_mapping: Option<Arc<NameMapping>>,
-    deletes: &[LiveFile],
-) -> FileScanTask {
-    let project_field_ids = schema.as_struct().fields().iter().map(|f| f.id).collect();
-    FileScanTask::builder()
-        .with_deletes(deletes.iter().map(delete_task).collect())
-        .with_file_size_in_bytes(file.size())
-        .with_start(0)
-        .with_length(file.size())
-        .with_record_count(Some(file.records()))
-        .with_data_file_path(file.path().to_string())
-        .with_data_file_format(DataFileFormat::Parquet)
-        .with_schema(schema)
-        .with_project_field_ids(project_field_ids)
-        // The group's partition value, typed as the current schema types it (the file's own tuple
-        // may predate a type promotion of the source column).
-        .with_partition(Some(partition.clone()))
-        .with_partition_spec(table.metadata().partition_spec_by_id(spec_id).cloned())
-        .with_name_mapping(name_mapping)
-        .with_case_sensitive(true)
-        .build()
-}
-
-/// Rewrites the group's files into new data files (not yet committed).
+/// Rewrites the group's files into new data files (not yet committed): read (applying the group's
+/// deletes) → sort when the table declares an order → write rolling at the target → check row counts.
 pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
-    let table = input.table;
-    let metadata = table.metadata();
+    let metadata = input.table.metadata();
     let schema = metadata.current_schema().clone();
     metadata.partition_spec_by_id(input.spec_id).ok_or(RewriteError::UnknownSpec(input.spec_id))?;
     let expected: u64 = input.files.iter().map(|f| f.records()).sum();
-
-    let mapping = name_mapping(table)?;
-    let read_schemas = read_schemas(table, &input.files, mapping.as_deref()).await?;
-    let no_deletes: Vec<LiveFile> = Vec::new();
-    let tasks: Vec<FileScanTask> = input
-        .files
-        .iter()
-        .zip(read_schemas)
-        .enumerate()
-        .map(|(i, (f, s))| {
-            let deletes = input.deletes.get(i).unwrap_or(&no_deletes);
-            scan_task(table, f, s, input.spec_id, &input.partition, mapping.clone(), deletes)
-        })
-        .collect();
-    let with_deletes = input.deletes.iter().any(|d| !d.is_empty());
-    let rows = batch_rows(&input.files);
-    let arrow_schema = Arc::new(schema_to_arrow_schema(&schema)?);
-    let batches = pipelined(read_tagged(table, rows, tasks), arrow_schema.clone());
-    let qualified = format!("{}.{}", table.identifier().namespace().join("."), table.identifier().name());
-    let batches = if crate::failpoint::is_armed(crate::failpoint::COMPACTION_SWAP_COLUMNS, &qualified) {
-        batches.map_ok(|(file, b)| (file, columns::swap_first_two_of_a_type(b))).boxed()
-    } else {
-        batches
-    };
-
+    let (batches, arrow_schema) = read_inputs(&input, &schema).await?;
     let sort = SortPlan::for_table(metadata.default_sort_order(), &schema);
+    let mut writer = open_sink(&input, &schema).await?;
+    let read = match &sort {
+        Some(plan) => write_sorted(&input, plan, batches, arrow_schema, &mut writer).await?,
+        None => write_unsorted(&input, batches, &mut writer).await?,
+    };
+    let files = writer.close().await?;
+    let written: u64 = files.iter().map(|f| f.record_count()).sum();
+    check_row_counts(&input, expected, read, written)?;
+    let sort_order_id = sort.as_ref().map(|p| p.order_id);
+    let bytes_written = files.iter().map(|f| f.file_size_in_bytes()).sum();
+    let files = files
+        .into_iter()
+        .map(|f| {
+            let file = match sort_order_id {
+                Some(id) => with_sort_order(&f, input.output_spec_id, id)?,
+                None => f,
+            };
+            Ok(AddedFile { file, spec_id: input.output_spec_id })
+        })
+        .collect::<Result<Vec<_>, RewriteError>>()?;
+    let deletes_applied = input.deletes.iter().any(|d| !d.is_empty());
+    Ok(Rewritten { files, rows: written, bytes_written, sort_order_id, deletes_applied })
+}
+
+/// The writer of the group's outputs: rolling at the target size, under the output spec (one
+/// partition, or a fan-out by the current spec's transforms when moving an older spec's files).
+async fn open_sink(
+    input: &GroupInput<'_>,
+    schema: &iceberg::spec::SchemaRef,
+) -> Result<GroupSink, RewriteError> {
+    let table = input.table;
+    let metadata = table.metadata();
     let out_spec = metadata
         .partition_spec_by_id(input.output_spec_id)
         .ok_or(RewriteError::UnknownSpec(input.output_spec_id))?;
@@ -394,81 +212,95 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
             DataFileFormat::Parquet,
         ),
     );
-    let mut writer = Sink::new(DataFileWriterBuilder::new(rolling), key, respec, out_spec, &schema).await?;
+    Ok(Sink::new(DataFileWriterBuilder::new(rolling), key, respec, out_spec, schema).await?)
+}
+
+/// Sorts the group's rows by the table's order (merging the runs of input files that claim it) into
+/// `writer`; the rows read.
+async fn write_sorted(
+    input: &GroupInput<'_>,
+    plan: &SortPlan,
+    batches: FileBatchStream,
+    arrow_schema: arrow_schema::SchemaRef,
+    writer: &mut GroupSink,
+) -> Result<u64, RewriteError> {
     let mut read = 0u64;
-    match &sort {
-        Some(plan) => {
-            // A file claims the order when its manifest entry names the table's current sort order.
-            let claimed: Vec<bool> = input
-                .files
-                .iter()
-                .map(|f| f.entry.data_file().sort_order_id().is_some_and(|id| i64::from(id) == plan.order_id))
-                .collect();
-            let tagged = batches.map_ok(|(file, batch)| {
-                read += batch.num_rows() as u64;
-                Tagged { file, claimed: claimed.get(file).copied().unwrap_or(false), batch }
-            });
-            let (mut sorted, report) = sort_batches(tagged.boxed(), plan, arrow_schema, input.memory_limit)
-                .await
-                .map_err(|e| RewriteError::Sort(e.to_string()))?;
-            for &file in &report.unsorted_claims {
-                tracing::warn!(
-                    table = %qualified,
-                    path = input.files[file].path(),
-                    sort_order_id = plan.order_id,
-                    "input file claims the sort order but is not sorted by it: its rows are sorted, not merged"
-                );
-            }
-            tracing::debug!(table = %qualified, ?report, "sorted rewrite input");
-            while let Some(batch) = sorted.try_next().await.map_err(|e| RewriteError::Sort(e.to_string()))? {
-                for piece in slices(&batch, input.target_file_size) {
-                    writer.write(piece).await?;
-                }
-            }
-        }
-        None => {
-            let mut batches = batches;
-            while let Some((_, batch)) = batches.try_next().await? {
-                read += batch.num_rows() as u64;
-                for piece in slices(&batch, input.target_file_size) {
-                    writer.write(piece).await?;
-                }
-            }
+    // A file claims the order when its manifest entry names the table's current sort order.
+    let claimed: Vec<bool> = input
+        .files
+        .iter()
+        .map(|f| f.entry.data_file().sort_order_id().is_some_and(|id| i64::from(id) == plan.order_id))
+        .collect();
+    let tagged = batches.map_ok(|(file, batch)| {
+        read += batch.num_rows() as u64;
+        Tagged { file, claimed: claimed.get(file).copied().unwrap_or(false), batch }
+    });
+    let (mut sorted, report) = sort_batches(tagged.boxed(), plan, arrow_schema, input.memory_limit)
+        .await
+        .map_err(|e| RewriteError::Sort(e.to_string()))?;
+    let qualified = qualified(input.table);
+    for &file in &report.unsorted_claims {
+        tracing::warn!(
+            table = %qualified,
+            path = input.files[file].path(),
+            sort_order_id = plan.order_id,
+            "input file claims the sort order but is not sorted by it: its rows are sorted, not merged"
+        );
+    }
+    tracing::debug!(table = %qualified, ?report, "sorted rewrite input");
+    while let Some(batch) = sorted.try_next().await.map_err(|e| RewriteError::Sort(e.to_string()))? {
+        for piece in slices(&batch, input.target_file_size) {
+            writer.write(piece).await?;
         }
     }
-    let files = writer.close().await?;
-    let written: u64 = files.iter().map(|f| f.record_count()).sum();
-    if with_deletes {
-        // Rows deleted by the applied deletes are gone: at most the position deletes' entries (a
-        // bound; they may name other files) unless an equality delete applies, which may delete any.
-        let mut seen = HashSet::new();
-        let (mut deletable, mut equality) = (0u64, false);
-        for d in input.deletes.iter().flatten().filter(|d| seen.insert(d.path().to_string())) {
-            match d.entry.content_type() {
-                iceberg::spec::DataContentType::EqualityDeletes => equality = true,
-                _ => deletable += d.records(),
-            }
+    drop(sorted);
+    Ok(read)
+}
+
+/// The group's rows into `writer` as read; the rows read.
+async fn write_unsorted(
+    input: &GroupInput<'_>,
+    mut batches: FileBatchStream,
+    writer: &mut GroupSink,
+) -> Result<u64, RewriteError> {
+    let mut read = 0u64;
+    while let Some((_, batch)) = batches.try_next().await? {
+        read += batch.num_rows() as u64;
+        for piece in slices(&batch, input.target_file_size) {
+            writer.write(piece).await?;
         }
-        let floor = if equality { 0 } else { expected.saturating_sub(deletable) };
-        if written != read || read > expected || read < floor {
-            return Err(RewriteError::RowCountWithDeletes { expected, deletable, equality, read, written });
-        }
-    } else if read != expected || written != expected {
-        return Err(RewriteError::RowCount { expected, read, written });
     }
-    let sort_order_id = sort.as_ref().map(|p| p.order_id);
-    let bytes_written = files.iter().map(|f| f.file_size_in_bytes()).sum();
-    let files = files
-        .into_iter()
-        .map(|f| {
-            let file = match sort_order_id {
-                Some(id) => with_sort_order(&f, input.output_spec_id, id)?,
-                None => f,
-            };
-            Ok(AddedFile { file, spec_id: input.output_spec_id })
-        })
-        .collect::<Result<Vec<_>, RewriteError>>()?;
-    Ok(Rewritten { files, rows: written, bytes_written, sort_order_id, deletes_applied: with_deletes })
+    Ok(read)
+}
+
+/// Every row read was written, and the rows read are the inputs' rows: exactly, or with deletes
+/// applied, at most the position deletes' entries fewer (a bound; they may name other files) unless
+/// an equality delete applies, which may delete any.
+fn check_row_counts(
+    input: &GroupInput<'_>,
+    expected: u64,
+    read: u64,
+    written: u64,
+) -> Result<(), RewriteError> {
+    if !input.deletes.iter().any(|d| !d.is_empty()) {
+        if read != expected || written != expected {
+            return Err(RewriteError::RowCount { expected, read, written });
+        }
+        return Ok(());
+    }
+    let mut seen = HashSet::new();
+    let (mut deletable, mut equality) = (0u64, false);
+    for d in input.deletes.iter().flatten().filter(|d| seen.insert(d.path().to_string())) {
+        match d.entry.content_type() {
+            iceberg::spec::DataContentType::EqualityDeletes => equality = true,
+            _ => deletable += d.records(),
+        }
+    }
+    let floor = if equality { 0 } else { expected.saturating_sub(deletable) };
+    if written != read || read > expected || read < floor {
+        return Err(RewriteError::RowCountWithDeletes { expected, deletable, equality, read, written });
+    }
+    Ok(())
 }
 
 /// Where rewritten rows go: one writer for the group's partition, or (moving an older spec's files into

@@ -222,6 +222,28 @@ struct Candidate {
     age: Duration,
 }
 
+/// The dry run's account: the lines operators grep for and a detail per file that would go.
+fn report_would_delete(t: &TableRef, candidates: &[Candidate], report: &mut TableReport) {
+    info!(
+        "[DRY-RUN] Identified {} orphan files for tenant={} dataset={} table={}",
+        candidates.len(),
+        t.tenant,
+        t.dataset,
+        t.table
+    );
+    for c in candidates {
+        info!("[DRY-RUN] Would delete orphan file: {} (age={})", c.location, human_age(c.age));
+        report.details.push(format!(
+            "would delete {} ({} bytes, age {})",
+            c.location,
+            c.size,
+            human_age(c.age)
+        ));
+    }
+    report.bytes_before = candidates.iter().map(|c| c.size).sum();
+    report.status = if candidates.is_empty() { TableStatus::Unchanged } else { TableStatus::Succeeded };
+}
+
 impl OrphanJob {
     fn labels<'a>(&self, t: &'a TableRef) -> [&'a str; 3] {
         [&t.tenant, &t.dataset, &t.table]
@@ -279,25 +301,7 @@ impl OrphanJob {
             }
         }
         if mode.is_dry_run() {
-            info!(
-                "[DRY-RUN] Identified {} orphan files for tenant={} dataset={} table={}",
-                candidates.len(),
-                t.tenant,
-                t.dataset,
-                t.table
-            );
-            for c in &candidates {
-                info!("[DRY-RUN] Would delete orphan file: {} (age={})", c.location, human_age(c.age));
-                report.details.push(format!(
-                    "would delete {} ({} bytes, age {})",
-                    c.location,
-                    c.size,
-                    human_age(c.age)
-                ));
-            }
-            report.bytes_before = candidates.iter().map(|c| c.size).sum();
-            report.status =
-                if candidates.is_empty() { TableStatus::Unchanged } else { TableStatus::Succeeded };
+            report_would_delete(t, &candidates, &mut report);
             return Ok(report);
         }
         info!(table = %t, orphans = candidates.len(), scanned, "identified orphan files");

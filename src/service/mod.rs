@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::clock::Clock;
 use crate::job::{Job, JobKind};
 pub use periodic::{run_pass, run_periodic};
 // The runtime layer's parts, under the names callers have always used.
@@ -46,17 +47,18 @@ pub async fn run_with_listener(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let jobs = jobs(&ctx);
-    let status = status_board(&jobs);
+    let status = status_board(&jobs, ctx.clock.clone());
     run_jobs(ctx, listener, cancel, jobs, status).await
 }
 
-/// A status board listing every job kind, enabled where `jobs` has it enabled.
-pub fn status_board(jobs: &[(Arc<dyn Job>, bool)]) -> Arc<StatusBoard> {
+/// A status board listing every job kind, enabled where `jobs` has it enabled, timing passes by
+/// `clock`.
+pub fn status_board(jobs: &[(Arc<dyn Job>, bool)], clock: Arc<dyn Clock>) -> Arc<StatusBoard> {
     let entries: Vec<(JobKind, bool)> = JobKind::ALL
         .iter()
         .map(|k| (*k, jobs.iter().any(|(j, enabled)| j.kind() == *k && *enabled)))
         .collect();
-    Arc::new(StatusBoard::new(&entries))
+    Arc::new(StatusBoard::new(&entries).with_clock(clock))
 }
 
 /// Serves HTTP and runs each enabled job's loop until `cancel` fires, then waits up to the shutdown

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use futures::FutureExt;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -159,7 +158,7 @@ pub async fn run_pass(
     // One vocabulary: the metric's `result` label and `/status`'s `last_result` come from `result`.
     metrics.passes_total.with_label_values(&[job_label, result.as_str()]).inc();
     if result == PassResult::Ok {
-        metrics.last_success_timestamp_seconds.with_label_values(&[job_label]).set(Utc::now().timestamp());
+        metrics.last_success_timestamp_seconds.with_label_values(&[job_label]).set(status.now().timestamp());
     } else {
         metrics.pass_failures_total.with_label_values(&[job_label]).inc();
     }
@@ -177,6 +176,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use async_trait::async_trait;
+    use chrono::Utc;
 
     use super::*;
     use crate::config::Mode;

@@ -1,11 +1,12 @@
 //! What `/status` reports: per loop, whether it is enabled, its last pass and its next run.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::clock::{Clock, SystemClock};
 use crate::job::JobKind;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -61,6 +62,8 @@ pub struct StatusBoard {
     /// Passes in flight per job: a loop's pass and admin-requested ones may overlap, and `running`
     /// stays true until the last of them ends.
     in_flight: Mutex<BTreeMap<JobKind, u32>>,
+    /// What passes are timed by (the daemon's context clock; the system clock unless set).
+    clock: Arc<dyn Clock>,
 }
 
 impl StatusBoard {
@@ -92,7 +95,19 @@ impl StatusBoard {
             loops: Mutex::new(loops),
             pass_deadline: Mutex::new(None),
             in_flight: Mutex::new(BTreeMap::new()),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The board timing passes by `clock` (the context's).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> StatusBoard {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, by the board's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     fn update(&self, job: JobKind, f: impl FnOnce(&mut LoopStatus)) {
@@ -112,9 +127,10 @@ impl StatusBoard {
 
     pub fn pass_started(&self, job: JobKind) {
         self.count(job, true);
+        let now = self.now();
         self.update(job, |s| {
             s.running = true;
-            s.last_pass_start = Some(Utc::now());
+            s.last_pass_start = Some(now);
             s.next_run = None;
             s.next_window = None;
         });
@@ -135,12 +151,13 @@ impl StatusBoard {
 
     pub fn pass_finished(&self, job: JobKind, result: PassResult) {
         let still_running = self.count(job, false) > 0;
+        let now = self.now();
         self.update(job, |s| {
             s.running = still_running;
             if !still_running {
                 s.overdue = false;
             }
-            s.last_pass_end = Some(Utc::now());
+            s.last_pass_end = Some(now);
             s.passes += 1;
             s.last_result = Some(result.as_str().into());
             match result {
@@ -188,6 +205,18 @@ mod tests {
         let s = &board.snapshot()[0];
         assert!(!s.running);
         assert_eq!((s.passes, s.failures, s.last_result.as_deref()), (2, 1, Some("partial")));
+    }
+
+    #[test]
+    fn passes_are_timed_by_the_boards_clock() {
+        let at = DateTime::parse_from_rfc3339("2030-01-02T03:04:05Z").unwrap().with_timezone(&Utc);
+        let board = StatusBoard::new(&[(JobKind::Compaction, true)])
+            .with_clock(Arc::new(crate::clock::FixedClock(at)));
+        board.pass_started(JobKind::Compaction);
+        board.pass_finished(JobKind::Compaction, PassResult::Ok);
+        let s = &board.snapshot()[0];
+        assert_eq!((s.last_pass_start, s.last_pass_end), (Some(at), Some(at)));
+        assert_eq!(board.now(), at);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Failure injection: an `ObjectStore` wrapper that fails a configurable share of puts, gets, lists and
 //! deletes (per mille, changeable while running) and can add latency. Used by tests to prove that a
-//! failing store fails a table's pass cleanly and the next pass succeeds; never built into production
-//! configuration.
+//! failing store fails a table's pass cleanly and the next pass succeeds. Compiled only with the
+//! `test-util` feature: release builds do not contain it.
 
 use std::fmt;
 use std::ops::Range;

@@ -6,6 +6,8 @@
 //! `s3://bucket/w/t/f.parquet`); an *object path* is the key inside the store (`w/t/f.parquet`).
 
 pub mod deletable;
+/// Tests only (`test-util`).
+#[cfg(feature = "test-util")]
 pub mod faults;
 mod fileio;
 pub mod gate;

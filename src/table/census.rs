@@ -143,7 +143,7 @@ impl Census {
 async fn read_changed(
     catalog: &Catalog,
     row: &CatalogRow,
-    known: impl Fn(&str) -> bool,
+    known: impl Fn(&str) -> bool + Send + Sync,
 ) -> Result<(Option<String>, Reachable), String> {
     let pointer = row.pointer.as_deref().ok_or("the row has no metadata location")?;
     if row.view {

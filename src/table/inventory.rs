@@ -7,9 +7,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
-use iceberg::spec::{DataContentType, ManifestContentType, ManifestEntryRef, ManifestFile, SnapshotRef};
+use iceberg::spec::{
+    DataContentType, Manifest, ManifestContentType, ManifestEntryRef, ManifestFile, SnapshotRef,
+};
 use iceberg::table::Table;
+
+use super::manifests::{OnUnreadable, Visit, Walk};
 
 /// A live (ADDED or EXISTING) entry of the snapshot.
 #[derive(Debug, Clone)]
@@ -49,9 +52,6 @@ pub struct Inventory {
     pub deletes: Vec<LiveFile>,
 }
 
-/// Manifests read concurrently; a table has tens to thousands of them.
-const MANIFEST_READ_CONCURRENCY: usize = 16;
-
 impl Inventory {
     /// Reads the current snapshot's manifest list and every manifest. An empty table has none.
     pub async fn load(table: &Table) -> iceberg::Result<Inventory> {
@@ -61,39 +61,33 @@ impl Inventory {
         Self::load_snapshot(table, snapshot).await
     }
 
+    /// Reads `snapshot`'s manifest list and every manifest; fails if any of them cannot be read.
     pub async fn load_snapshot(table: &Table, snapshot: SnapshotRef) -> iceberg::Result<Inventory> {
-        let list = table.manifest_list_reader(&snapshot).load().await?;
-        let manifests: Vec<ManifestFile> = list.entries().to_vec();
-        let io = table.file_io().clone();
-        let loaded: Vec<Vec<ManifestEntryRef>> = futures::stream::iter(manifests.iter().cloned())
-            .map(|m| {
-                let io = io.clone();
-                async move {
-                    let manifest = super::manifests::load(&io, &m).await?;
-                    Ok::<_, iceberg::Error>(manifest.entries().to_vec())
+        let mut inventory = Inventory { snapshot: Some(snapshot.clone()), ..Default::default() };
+        Walk::snapshot(table, snapshot, OnUnreadable::Fail)
+            .run(|visit| {
+                if let Visit::Manifest(manifest, read) = visit {
+                    inventory.add(manifest, read);
                 }
             })
-            .buffered(MANIFEST_READ_CONCURRENCY)
-            .try_collect()
             .await?;
-        let mut inventory = Inventory { snapshot: Some(snapshot), ..Default::default() };
-        for (index, (manifest, entries)) in manifests.iter().zip(loaded).enumerate() {
-            let live: Vec<ManifestEntryRef> = entries.into_iter().filter(|e| e.is_alive()).collect();
-            for entry in &live {
-                let file = LiveFile {
-                    entry: Arc::clone(entry),
-                    spec_id: manifest.partition_spec_id,
-                    manifest: index,
-                };
-                match manifest.content {
-                    ManifestContentType::Data => inventory.data.push(file),
-                    ManifestContentType::Deletes => inventory.deletes.push(file),
-                }
-            }
-            inventory.entries.push(live);
-        }
-        inventory.manifests = manifests;
         Ok(inventory)
+    }
+
+    /// Adds `manifest` (read as `read`) and its live entries.
+    fn add(&mut self, manifest: &ManifestFile, read: &Manifest) {
+        let index = self.manifests.len();
+        let live: Vec<ManifestEntryRef> = read.entries().iter().filter(|e| e.is_alive()).cloned().collect();
+        for entry in &live {
+            let file =
+                LiveFile { entry: Arc::clone(entry), spec_id: manifest.partition_spec_id, manifest: index };
+            match manifest.content {
+                ManifestContentType::Data => self.data.push(file),
+                ManifestContentType::Deletes => self.deletes.push(file),
+            }
+        }
+        self.entries.push(live);
+        self.manifests.push(manifest.clone());
     }
 
     /// Live data files by path.

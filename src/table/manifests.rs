@@ -1,4 +1,9 @@
-//! Reading manifests, for every walker (inventory, reachability, census, verify).
+//! Reading manifests, and the one walk over them every reader shares (inventory, reachability and
+//! through it the census, verify): [`Walk`] lists the manifests of one or more snapshots and reads each
+//! unique one once, [`READ_CONCURRENCY`] at a time, in the order the manifest lists name them.
+//!
+//! Hazard: a walk that decides what to delete or commit must not go on past a manifest list or manifest
+//! it cannot read; [`OnUnreadable::Fail`] ends it there. Only a reporting walk (`verify`) goes on.
 //!
 //! Decoding a manifest is CPU work (most of it parsing the Avro schema in its header), and a retention
 //! pass reads each manifest of a table up to three times (the inventory it plans from, the reachable
@@ -11,11 +16,13 @@
 //!   file replaced under the same name by one of another size. At most [`MAX_CACHED_ENTRIES`] entries are
 //!   kept; past that, manifests are decoded again when asked for.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 
+use futures::{StreamExt, TryStreamExt};
 use iceberg::io::FileIO;
-use iceberg::spec::{Manifest, ManifestFile};
+use iceberg::spec::{Manifest, ManifestFile, SnapshotRef};
+use iceberg::table::Table;
 
 /// Manifest entries kept at most (about 1 KiB each with their bounds): bounds the cache to ~100 MiB.
 pub const MAX_CACHED_ENTRIES: usize = 100_000;
@@ -80,6 +87,135 @@ pub async fn load(io: &FileIO, m: &ManifestFile) -> iceberg::Result<Arc<Manifest
         cache.manifests.insert(key, Arc::clone(&manifest));
     }
     Ok(manifest)
+}
+
+/// Manifests read at once by a walk; a table has tens to thousands of them.
+pub const READ_CONCURRENCY: usize = 16;
+
+/// What a walk does with a manifest list or manifest it cannot read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnreadable {
+    /// The walk fails with that error: what it would answer is partial, and callers that delete or
+    /// commit from it must not act on it (inventory, reachability).
+    Fail,
+    /// The walk goes on and hands the error to the visitor as [`Visit::Unreadable`] (verify).
+    Report,
+}
+
+/// What a walk hands its visitor, in the order the snapshots and their manifest lists name them.
+pub enum Visit<'a> {
+    /// A snapshot's manifest list (also one skipped as known).
+    List(&'a str),
+    /// A manifest the walk's `known` test skipped: listed, not read.
+    Known(&'a ManifestFile),
+    /// A unique manifest, read.
+    Manifest(&'a ManifestFile, &'a Manifest),
+    /// A manifest list or manifest that could not be read ([`OnUnreadable::Report`] only).
+    Unreadable { path: &'a str, error: iceberg::Error },
+}
+
+/// A walk over the manifests of some snapshots of one table: each unique manifest read once.
+pub struct Walk<'a> {
+    table: &'a Table,
+    snapshots: Vec<SnapshotRef>,
+    on_unreadable: OnUnreadable,
+    known: Box<dyn Fn(&str) -> bool + Send + Sync + 'a>,
+}
+
+/// One step of a walk once the manifest lists are read, in listing order.
+enum Step {
+    /// A unique manifest, to read.
+    Read(ManifestFile),
+    Known(ManifestFile),
+    Unreadable {
+        path: String,
+        error: iceberg::Error,
+    },
+}
+
+/// A step done: what the visitor is handed.
+enum Done {
+    Read(ManifestFile, Arc<Manifest>),
+    Known(ManifestFile),
+    Unreadable { path: String, error: iceberg::Error },
+}
+
+impl<'a> Walk<'a> {
+    /// Every snapshot of `table` (whatever ref reaches it).
+    pub fn all_snapshots(table: &'a Table, on_unreadable: OnUnreadable) -> Walk<'a> {
+        let snapshots = table.metadata().snapshots().cloned().collect();
+        Walk { table, snapshots, on_unreadable, known: Box::new(|_| false) }
+    }
+
+    /// One snapshot of `table`.
+    pub fn snapshot(table: &'a Table, snapshot: SnapshotRef, on_unreadable: OnUnreadable) -> Walk<'a> {
+        Walk { table, snapshots: vec![snapshot], on_unreadable, known: Box::new(|_| false) }
+    }
+
+    /// Manifest lists and manifests whose path `known` holds for are not read (they are immutable:
+    /// whoever knew them knows what they reference); they are visited as [`Visit::List`] and
+    /// [`Visit::Known`].
+    pub fn skip_known(mut self, known: impl Fn(&str) -> bool + Send + Sync + 'a) -> Walk<'a> {
+        self.known = Box::new(known);
+        self
+    }
+
+    /// Reads every manifest list, then every unique manifest ([`READ_CONCURRENCY`] at a time) and
+    /// hands each to `visit` in listing order. With [`OnUnreadable::Fail`], the first unreadable
+    /// manifest list or manifest ends the walk with its error.
+    pub async fn run(self, mut visit: impl FnMut(Visit<'_>)) -> iceberg::Result<()> {
+        let mut steps = Vec::new();
+        let mut seen = HashSet::new();
+        for snapshot in &self.snapshots {
+            let list_path = snapshot.manifest_list();
+            visit(Visit::List(list_path));
+            if (self.known)(list_path) {
+                continue;
+            }
+            let list = match self.table.manifest_list_reader(snapshot).load().await {
+                Ok(list) => list,
+                Err(error) if self.on_unreadable == OnUnreadable::Report => {
+                    steps.push(Step::Unreadable { path: list_path.to_string(), error });
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            for m in list.entries() {
+                if (self.known)(&m.manifest_path) {
+                    steps.push(Step::Known(m.clone()));
+                } else if seen.insert(m.manifest_path.clone()) {
+                    steps.push(Step::Read(m.clone()));
+                }
+            }
+        }
+        let io = self.table.file_io();
+        let on_unreadable = self.on_unreadable;
+        futures::stream::iter(steps)
+            .map(|step| async move {
+                let m = match step {
+                    Step::Read(m) => m,
+                    Step::Known(m) => return Ok(Done::Known(m)),
+                    Step::Unreadable { path, error } => return Ok(Done::Unreadable { path, error }),
+                };
+                match load(io, &m).await {
+                    Ok(manifest) => Ok(Done::Read(m, manifest)),
+                    Err(error) if on_unreadable == OnUnreadable::Report => {
+                        Ok(Done::Unreadable { path: m.manifest_path, error })
+                    }
+                    Err(error) => Err(error),
+                }
+            })
+            .buffered(READ_CONCURRENCY)
+            .try_for_each(|done| {
+                match done {
+                    Done::Read(m, manifest) => visit(Visit::Manifest(&m, &manifest)),
+                    Done::Known(m) => visit(Visit::Known(&m)),
+                    Done::Unreadable { path, error } => visit(Visit::Unreadable { path: &path, error }),
+                }
+                futures::future::ready(Ok(()))
+            })
+            .await
+    }
 }
 
 /// Drops every kept manifest (the end of a table's work): memory returns, and the next table's reads

@@ -208,9 +208,36 @@ async fn stage_snapshot(
     let mut w =
         Writers { table, metadata, snapshot_id, commit_uuid: uuid::Uuid::now_v7(), written: Vec::new() };
     let mut summary = SnapshotSummaryCollector::default();
-    let mut manifests: Vec<ManifestFile> = Vec::with_capacity(base.manifests.len() + 1);
-    let mut entries: Vec<Vec<ManifestEntryRef>> = Vec::with_capacity(base.manifests.len() + 1);
+    let mut out = Listed {
+        manifests: Vec::with_capacity(base.manifests.len() + 1),
+        entries: Vec::with_capacity(base.manifests.len() + 1),
+    };
+    carry_and_rewrite(&mut w, base, change, &mut summary, &mut out).await?;
+    write_added(&mut w, change, sequence_number, &mut summary, &mut out).await?;
 
+    let mut properties = summary.build();
+    add_totals(base.snapshot.as_ref().map(|s| &s.summary().additional_properties), &mut properties);
+    properties.extend(change.summary.clone());
+    let new = NewSnapshot { snapshot_id, sequence_number, operation: change.operation.clone(), properties };
+    finish(table, base, w, new, out.manifests, out.entries).await
+}
+
+/// The new snapshot's manifests and, in the same order, their live entries.
+struct Listed {
+    manifests: Vec<ManifestFile>,
+    entries: Vec<Vec<ManifestEntryRef>>,
+}
+
+/// The base's manifests into `out`: carried as they are when the change removes none of their files,
+/// otherwise rewritten (removed files as DELETED, the others EXISTING with their snapshot id and
+/// sequence numbers).
+async fn carry_and_rewrite(
+    w: &mut Writers<'_>,
+    base: &Inventory,
+    change: &SnapshotChange,
+    summary: &mut SnapshotSummaryCollector,
+    out: &mut Listed,
+) -> Result<(), ProduceError> {
     // All rewritten entries of one spec and content type go into one new manifest: inputs committed by
     // thousands of fast-appends sit in thousands of one-entry manifests, which must not each be rewritten.
     let mut rewrites: BTreeMap<(i32, bool, Option<i32>), Rewrite> = BTreeMap::new();
@@ -220,13 +247,13 @@ async fn stage_snapshot(
             continue;
         }
         if !live.iter().any(|e| change.remove.contains(e.file_path())) {
-            manifests.push(manifest.clone());
-            entries.push(live.clone());
+            out.manifests.push(manifest.clone());
+            out.entries.push(live.clone());
             continue;
         }
-        let (schema, spec) = writer_schema(table, manifest, live).await?;
+        let (schema, spec) = writer_schema(w.table, manifest, live).await?;
         // Entries typed by an older schema (a promoted partition source) stay with that schema.
-        let own_schema = (schema.schema_id() != metadata.current_schema_id()).then(|| schema.schema_id());
+        let own_schema = (schema.schema_id() != w.metadata.current_schema_id()).then(|| schema.schema_id());
         let key = (manifest.partition_spec_id, manifest.content == ManifestContentType::Deletes, own_schema);
         let r = match rewrites.entry(key) {
             std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
@@ -242,24 +269,36 @@ async fn stage_snapshot(
                 summary.remove_file(entry.data_file(), r.schema.clone(), r.spec.clone());
                 r.writer.add_delete_file(entry.data_file().clone(), data_seq, file_seq)?;
             } else {
-                let added_by = entry.snapshot_id().unwrap_or(snapshot_id);
+                let added_by = entry.snapshot_id().unwrap_or(w.snapshot_id);
                 r.writer.add_existing_file(entry.data_file().clone(), added_by, data_seq, file_seq)?;
                 r.kept.push(Arc::clone(entry));
             }
         }
     }
     for (_, r) in rewrites {
-        manifests.push(r.writer.write_manifest_file().await?);
-        entries.push(r.kept);
+        out.manifests.push(r.writer.write_manifest_file().await?);
+        out.entries.push(r.kept);
     }
+    Ok(())
+}
 
+/// The change's new files into `out`: one ADDED manifest per spec, entries carrying the change's data
+/// sequence number when it has one (a rewrite's starting one), else the new snapshot's.
+async fn write_added(
+    w: &mut Writers<'_>,
+    change: &SnapshotChange,
+    sequence_number: i64,
+    summary: &mut SnapshotSummaryCollector,
+    out: &mut Listed,
+) -> Result<(), ProduceError> {
     let mut by_spec: BTreeMap<i32, Vec<&AddedFile>> = BTreeMap::new();
     for added in &change.add {
         by_spec.entry(added.spec_id).or_default().push(added);
     }
-    let schema = metadata.current_schema().clone();
+    let schema = w.metadata.current_schema().clone();
     for (spec_id, files) in by_spec {
-        let spec = metadata.partition_spec_by_id(spec_id).ok_or(ProduceError::UnknownSpec(spec_id))?.clone();
+        let spec =
+            w.metadata.partition_spec_by_id(spec_id).ok_or(ProduceError::UnknownSpec(spec_id))?.clone();
         let mut writer = w.new_manifest(spec_id, schema.clone(), ManifestContentType::Data)?;
         let seq = change.added_data_sequence_number.unwrap_or(-1);
         let mut added_entries = Vec::with_capacity(files.len());
@@ -268,21 +307,16 @@ async fn stage_snapshot(
             writer.add_file(added.file.clone(), seq)?;
             added_entries.push(Arc::new(ManifestEntry {
                 status: ManifestStatus::Added,
-                snapshot_id: Some(snapshot_id),
+                snapshot_id: Some(w.snapshot_id),
                 sequence_number: Some(if seq >= 0 { seq } else { sequence_number }),
                 file_sequence_number: Some(sequence_number),
                 data_file: added.file.clone(),
             }));
         }
-        manifests.push(writer.write_manifest_file().await?);
-        entries.push(added_entries);
+        out.manifests.push(writer.write_manifest_file().await?);
+        out.entries.push(added_entries);
     }
-
-    let mut properties = summary.build();
-    add_totals(base.snapshot.as_ref().map(|s| &s.summary().additional_properties), &mut properties);
-    properties.extend(change.summary.clone());
-    let new = NewSnapshot { snapshot_id, sequence_number, operation: change.operation.clone(), properties };
-    finish(table, base, w, new, manifests, entries).await
+    Ok(())
 }
 
 /// The snapshot a staging writes, with its summary.

@@ -5,14 +5,9 @@
 //! Hazard: deleting on partial knowledge deletes live files. If any manifest list or manifest cannot be
 //! read, the whole computation fails; callers then delete nothing for that table.
 
-use std::collections::HashSet;
-
-use futures::{StreamExt, TryStreamExt};
-use iceberg::spec::ManifestFile;
 use iceberg::table::Table;
 
-/// Manifests read concurrently.
-const CONCURRENCY: usize = 16;
+use super::manifests::{OnUnreadable, Visit, Walk};
 
 pub use crate::storage::reachable::Reachable;
 
@@ -24,7 +19,10 @@ pub async fn reachable(table: &Table) -> iceberg::Result<Reachable> {
 /// Like [`reachable`], but manifest lists and manifests for which `known` holds are not read again
 /// (they are immutable: whoever knew them knows what they reference). Used to catch up on a table that
 /// committed since it was last read.
-pub async fn reachable_since(table: &Table, known: impl Fn(&str) -> bool) -> iceberg::Result<Reachable> {
+pub async fn reachable_since(
+    table: &Table,
+    known: impl Fn(&str) -> bool + Send + Sync,
+) -> iceberg::Result<Reachable> {
     let md = table.metadata();
     let mut out = Reachable::default();
     if let Some(location) = table.metadata_location() {
@@ -39,41 +37,20 @@ pub async fn reachable_since(table: &Table, known: impl Fn(&str) -> bool) -> ice
     for stats in md.partition_statistics_iter() {
         out.insert(&stats.statistics_path);
     }
-    let mut manifests: Vec<ManifestFile> = Vec::new();
-    let mut seen_manifests = HashSet::new();
-    for snapshot in md.snapshots() {
-        out.insert(snapshot.manifest_list());
-        if known(snapshot.manifest_list()) {
-            continue;
-        }
-        let list = table.manifest_list_reader(snapshot).load().await?;
-        for m in list.entries() {
-            if known(&m.manifest_path) {
+    Walk::all_snapshots(table, OnUnreadable::Fail)
+        .skip_known(known)
+        .run(|visit| match visit {
+            Visit::List(path) => out.insert(path),
+            Visit::Known(m) => out.insert(&m.manifest_path),
+            Visit::Manifest(m, manifest) => {
                 out.insert(&m.manifest_path);
-                continue;
+                for entry in manifest.entries() {
+                    out.insert(entry.file_path());
+                }
             }
-            if seen_manifests.insert(m.manifest_path.clone()) {
-                out.insert(&m.manifest_path);
-                manifests.push(m.clone());
-            }
-        }
-    }
-    let io = table.file_io().clone();
-    let files: Vec<Vec<String>> = futures::stream::iter(manifests)
-        .map(|m| {
-            let io = io.clone();
-            async move {
-                let manifest = super::manifests::load(&io, &m).await?;
-                Ok::<_, iceberg::Error>(
-                    manifest.entries().iter().map(|e| e.file_path().to_string()).collect(),
-                )
-            }
+            // Never handed to a failing walk: it ends with the error instead.
+            Visit::Unreadable { .. } => {}
         })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect()
         .await?;
-    for path in files.iter().flatten() {
-        out.insert(path);
-    }
     Ok(out)
 }

@@ -195,6 +195,81 @@ async fn snapshot_expiry_keeps_tags_and_deletes_only_what_became_unreachable() {
     ));
 }
 
+/// The manifest paths `snapshot`'s manifest list names.
+async fn manifest_paths(
+    table: &iceberg::table::Table,
+    snapshot: &iceberg::spec::SnapshotRef,
+) -> HashSet<String> {
+    let list = table.manifest_list_reader(snapshot).load().await.unwrap();
+    list.entries().iter().map(|m| m.manifest_path.clone()).collect()
+}
+
+/// A manifest only old snapshots reference cannot be read: the reachable set cannot be computed, so
+/// snapshot expiry expires and deletes nothing, and orphan cleanup deletes nothing in the table, not
+/// even a planted orphan. Deletion never acts on a partial walk of the manifests.
+#[tokio::test]
+async fn an_unreadable_manifest_of_an_old_snapshot_makes_expiry_and_orphan_cleanup_delete_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&traces_only(dir.path(), 2, 6, 50)).await.unwrap();
+    // Compaction replaces hour 09's files: the appends' manifests of that hour are now referenced only
+    // by the older snapshots.
+    let compaction = context(dir.path(), fixed_end() + TimeDelta::minutes(5), |_| {}).await;
+    let compacted = CompactionJob::new(&compaction)
+        .run_once(&PassRequest::all(Mode::Execute), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(compacted.tables[0].status, TableStatus::Succeeded);
+    let t = compaction.catalog.discover().await.unwrap().remove(0);
+    let table = compaction.catalog.load(&t).await.unwrap();
+    let md = table.metadata();
+    let head = manifest_paths(&table, md.current_snapshot().unwrap()).await;
+    let mut old_only = HashSet::new();
+    for snapshot in md.snapshots() {
+        old_only.extend(manifest_paths(&table, snapshot).await.difference(&head).cloned());
+    }
+    let corrupted = old_only.iter().min().expect("a manifest only older snapshots reference").clone();
+    std::fs::write(corrupted.trim_start_matches("file://"), b"garbage, not avro").unwrap();
+    assert!(reachable(&table).await.is_err(), "the walk fails on an unreadable manifest");
+    let snapshots_before = md.snapshots().count();
+    drop(compaction);
+
+    let warehouse = dir.path().join("warehouse");
+    let orphan = warehouse.join("acme/production/traces/data/orphan.parquet");
+    std::fs::write(&orphan, b"not referenced by anything").unwrap();
+    let aged = std::process::Command::new("find")
+        .arg(&warehouse)
+        .args(["-type", "f", "-exec", "touch", "-d", "3 days ago", "{}", "+"])
+        .status()
+        .unwrap();
+    assert!(aged.success());
+    let bytes_before = snapshot_bytes(&warehouse);
+
+    // Ten days on, every snapshot but main's head would expire.
+    let ctx = context(dir.path(), Utc::now() + TimeDelta::days(10), |c| {
+        enable(c, RetentionValue::Forever);
+        c.retention.snapshots_to_keep = 1;
+        c.orphans.enabled = true;
+        c.orphans.mode = Mode::Execute;
+    })
+    .await;
+    let report = run_retention(&RetentionJob::new(&ctx)).await;
+    assert!(matches!(&report.tables[0].status, TableStatus::Failed { .. }), "{:#?}", report.tables[0]);
+    let table = ctx.catalog.load(&t).await.unwrap();
+    assert_eq!(table.metadata().snapshots().count(), snapshots_before, "nothing expired");
+
+    let orphans = signaldb_compactor::orphans::OrphanJob::new(&ctx)
+        .run_once(&PassRequest::all(Mode::Execute), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&orphans.tables[0].status, TableStatus::Skipped { reason } if reason.starts_with("unreadable_metadata")),
+        "{:#?}",
+        orphans.tables[0]
+    );
+    assert!(orphan.exists(), "the planted orphan is kept");
+    assert!(snapshot_bytes(&warehouse) == bytes_before, "no file of the warehouse deleted or changed");
+}
+
 /// A `before_commit` hook that appends one file to a recent hour, once.
 fn append_once(
     ctx: &signaldb_compactor::service::Context,
