@@ -141,6 +141,24 @@ pub struct PartitionReport {
     pub picked: Vec<PickedFile>,
 }
 
+impl PartitionReport {
+    /// A partition's line with `status` and no figures yet.
+    pub fn new(partition: impl Into<String>, status: PartitionStatus) -> PartitionReport {
+        PartitionReport {
+            partition: partition.into(),
+            status,
+            files_before: 0,
+            files_after: 0,
+            bytes_before: 0,
+            bytes_after: 0,
+            rows: 0,
+            snapshot_id: None,
+            attempts: None,
+            picked: Vec::new(),
+        }
+    }
+}
+
 /// One file compaction picked, and the reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PickedFile {

@@ -199,18 +199,7 @@ mod tests {
     fn report_with(t: &TableRef, done: &[&str]) -> TableReport {
         let mut r = TableReport::new(t, TableStatus::Succeeded);
         for label in done {
-            r.partition_reports.push(crate::job::PartitionReport {
-                partition: label.to_string(),
-                status: PartitionStatus::Succeeded,
-                files_before: 0,
-                files_after: 0,
-                bytes_before: 0,
-                bytes_after: 0,
-                rows: 0,
-                snapshot_id: None,
-                attempts: None,
-                picked: Vec::new(),
-            });
+            r.partition_reports.push(crate::job::PartitionReport::new(*label, PartitionStatus::Succeeded));
         }
         r
     }

@@ -282,17 +282,8 @@ fn merge_results(
 ) {
     let mut by_partition: BTreeMap<usize, PartitionReport> = BTreeMap::new();
     for (partition, result) in results {
-        let entry = by_partition.entry(partition).or_insert_with(|| PartitionReport {
-            partition: parts[partition].label.clone(),
-            status: PartitionStatus::Succeeded,
-            files_before: 0,
-            files_after: 0,
-            bytes_before: 0,
-            bytes_after: 0,
-            rows: 0,
-            snapshot_id: None,
-            attempts: None,
-            picked: Vec::new(),
+        let entry = by_partition.entry(partition).or_insert_with(|| {
+            PartitionReport::new(parts[partition].label.clone(), PartitionStatus::Succeeded)
         });
         match result {
             Ok(done) => add_done(report, entry, work, done),
