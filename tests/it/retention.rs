@@ -113,14 +113,12 @@ async fn ten_days_of_traces_with_seven_days_retention() {
     assert_eq!(table.metadata().current_snapshot_id(), snapshot);
 }
 
-#[tokio::test]
-async fn snapshot_expiry_keeps_tags_and_deletes_only_what_became_unreachable() {
-    let dir = tempfile::tempdir().unwrap();
-    generate(&traces_only(dir.path(), 2, 6, 50)).await.unwrap();
-    // S1..S12 are the twelve appends; tag S12, then compaction adds S13 (hour 09 closed, hour 10 open).
-    let tagged =
-        pyiceberg(dir.path(), &["tag", "--table", "acme.production.traces"])["tagged"].as_i64().unwrap();
-    let compaction = context(dir.path(), fixed_end() + TimeDelta::minutes(5), |_| {}).await;
+/// Compacts the generated table five minutes after `fixed_end` (hour 09 closed, hour 10 open) and
+/// returns it as committed.
+async fn compact_the_closed_hour(
+    dir: &std::path::Path,
+) -> (signaldb_compactor::catalog::TableRef, iceberg::table::Table) {
+    let compaction = context(dir, fixed_end() + TimeDelta::minutes(5), |_| {}).await;
     let compacted = CompactionJob::new(&compaction)
         .run_once(&PassRequest::all(Mode::Execute), &CancellationToken::new())
         .await
@@ -128,6 +126,17 @@ async fn snapshot_expiry_keeps_tags_and_deletes_only_what_became_unreachable() {
     assert_eq!(compacted.tables[0].status, TableStatus::Succeeded);
     let t = compaction.catalog.discover().await.unwrap().remove(0);
     let table = compaction.catalog.load(&t).await.unwrap();
+    (t, table)
+}
+
+#[tokio::test]
+async fn snapshot_expiry_keeps_tags_and_deletes_only_what_became_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&traces_only(dir.path(), 2, 6, 50)).await.unwrap();
+    // S1..S12 are the twelve appends; tag S12, then compaction adds S13 (hour 09 closed, hour 10 open).
+    let tagged =
+        pyiceberg(dir.path(), &["tag", "--table", "acme.production.traces"])["tagged"].as_i64().unwrap();
+    let (t, table) = compact_the_closed_hour(dir.path()).await;
     let md = table.metadata();
     let head = md.current_snapshot_id().unwrap();
     let mut chain = Vec::new();
@@ -213,14 +222,7 @@ async fn an_unreadable_manifest_of_an_old_snapshot_makes_expiry_and_orphan_clean
     generate(&traces_only(dir.path(), 2, 6, 50)).await.unwrap();
     // Compaction replaces hour 09's files: the appends' manifests of that hour are now referenced only
     // by the older snapshots.
-    let compaction = context(dir.path(), fixed_end() + TimeDelta::minutes(5), |_| {}).await;
-    let compacted = CompactionJob::new(&compaction)
-        .run_once(&PassRequest::all(Mode::Execute), &CancellationToken::new())
-        .await
-        .unwrap();
-    assert_eq!(compacted.tables[0].status, TableStatus::Succeeded);
-    let t = compaction.catalog.discover().await.unwrap().remove(0);
-    let table = compaction.catalog.load(&t).await.unwrap();
+    let (t, table) = compact_the_closed_hour(dir.path()).await;
     let md = table.metadata();
     let head = manifest_paths(&table, md.current_snapshot().unwrap()).await;
     let mut old_only = HashSet::new();
@@ -231,7 +233,6 @@ async fn an_unreadable_manifest_of_an_old_snapshot_makes_expiry_and_orphan_clean
     std::fs::write(corrupted.trim_start_matches("file://"), b"garbage, not avro").unwrap();
     assert!(reachable(&table).await.is_err(), "the walk fails on an unreadable manifest");
     let snapshots_before = md.snapshots().count();
-    drop(compaction);
 
     let warehouse = dir.path().join("warehouse");
     let orphan = warehouse.join("acme/production/traces/data/orphan.parquet");
