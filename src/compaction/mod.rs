@@ -175,8 +175,9 @@ impl CompactionJob {
                 // A panic here (a hostile table) must not end the pass: the pass proper runs the table
                 // under its audit row, where a panic is recorded as the table's failure.
                 let look = std::panic::AssertUnwindSafe(look::look(self, t, request)).catch_unwind().await;
-                // Its manifests are not needed again; a table with work rereads them from the cache
-                // inside its pass, which forgets them when the table is done.
+                // The survey looks at every table before any pass runs: keeping each look's manifests
+                // would hold every owing table's at once. A table with work reads them again in its
+                // pass (a second read of its manifests, the price of bounded memory).
                 crate::table::manifests::forget();
                 let forget = || self.idle.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                 match look {
