@@ -241,8 +241,14 @@ impl Catalog {
 
     /// Every table of this catalog, mapped to SignalDB's layout, sorted.
     pub async fn discover(&self) -> Result<Vec<TableRef>, CatalogError> {
+        Ok(self.discover_pointers().await?.into_iter().map(|(t, _)| t).collect())
+    }
+
+    /// Every table of this catalog with its metadata pointer as its row says now, in one query: a
+    /// loop's poll selects its tables and detects which moved from the same rows.
+    pub async fn discover_pointers(&self) -> Result<Vec<(TableRef, Option<String>)>, CatalogError> {
         let query = format!(
-            "SELECT table_namespace, table_name FROM iceberg_tables WHERE catalog_name = $1{}",
+            "SELECT table_namespace, table_name, metadata_location FROM iceberg_tables WHERE catalog_name = $1{}",
             self.table_type_filter()
         );
         let rows = sqlx::query(&query)
@@ -254,9 +260,10 @@ impl Catalog {
         for row in rows {
             let namespace: String = row.try_get(0).unwrap_or_default();
             let name: String = row.try_get(1).unwrap_or_default();
+            let pointer: Option<String> = row.try_get(2).ok().flatten();
             let levels: Vec<String> = namespace.split('.').map(str::to_string).collect();
             match TableRef::from_namespace(&levels, &name) {
-                Some(t) if !name.is_empty() && !namespace.is_empty() => tables.push(t),
+                Some(t) if !name.is_empty() && !namespace.is_empty() => tables.push((t, pointer)),
                 _ => tracing::warn!(
                     namespace,
                     table = name,
@@ -264,7 +271,7 @@ impl Catalog {
                 ),
             }
         }
-        tables.sort();
+        tables.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(tables)
     }
 

@@ -66,6 +66,10 @@ pub struct Metrics {
     pub compaction_lag_seconds: HistogramVec,
     /// The promised lag (`[compactor] lag_target`), for the alert rule.
     pub compaction_lag_target_seconds: prometheus::IntGauge,
+    /// Replicas dividing the compaction survey as the last loop pass saw them (1: this one alone).
+    pub survey_replicas: prometheus::IntGauge,
+    /// Tables in this replica's share of the survey at the last loop pass that divided it.
+    pub survey_share_tables: prometheus::IntGauge,
     /// Due compaction work the last full pass left undone (tenant, signal): files and bytes.
     pub debt_files: IntGaugeVec,
     pub debt_bytes: IntGaugeVec,
@@ -320,6 +324,16 @@ impl Metrics {
                 r,
                 "compactor_compaction_lag_target_seconds",
                 "The compaction lag promised ([compactor] lag_target)",
+            ),
+            survey_replicas: plain_gauge(
+                r,
+                "compactor_survey_replicas",
+                "Replicas dividing the compaction survey, as this one saw them at its last loop pass",
+            ),
+            survey_share_tables: plain_gauge(
+                r,
+                "compactor_survey_share_tables",
+                "Tables in this replica's share of the compaction survey at its last divided pass",
             ),
             debt_files: gauge(
                 r,

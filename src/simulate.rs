@@ -8,13 +8,12 @@
 //! every table commits between polls). The figures it prints (lag percentiles overall and per tenant,
 //! debt over time, busy time) are the model's; `docs/BENCHMARKS.md` says where its costs come from.
 //!
-//! The model of the loop: a pass starts at a poll when none is running; it surveys every table, orders
-//! the tables with due work, and runs them within the budget. The core budget is `replicas` daemons of
-//! `cores_per_replica` cores sharing one catalog: every replica surveys every table (in parallel), and
-//! the ordered tables go to whichever replica is free first (the lease a replica takes on a table is
-//! what divides them in the daemon; a lease attempt on a taken table costs about nothing here). A
-//! replica compacts one table at a time, its groups on up to `cores_per_replica` cores
-//! (`max_concurrent_rewrites`), within its own pass budget. A partition is compacted when its table's
+//! The model of the loop: the core budget is `replicas` daemons of `cores_per_replica` cores sharing
+//! one catalog, dividing the tables as the daemon's survey does (`runtime::share`: rendezvous hashing
+//! of the table's name over the replicas). Each replica polls on its own: a pass starts at a poll when
+//! its previous one has ended; it surveys its share, orders the tables with due work (debt, its own
+//! tenant fairness), and runs them within its pass budget, one table at a time, its groups on up to
+//! `cores_per_replica` cores (`max_concurrent_rewrites`). A partition is compacted when its table's
 //! work ends; its lag is that time minus its `waiting_since`. Partitions still uncompacted when the
 //! simulation ends count with their wait so far (a backlog is not hidden).
 
@@ -26,6 +25,7 @@ use serde::Serialize;
 
 use crate::compaction::plan::{self, DueWork, FileInput, PartitionInput, PlanOptions};
 use crate::compaction::schedule::{self, Budget, TableDebt};
+use crate::runtime::share;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -139,7 +139,7 @@ pub struct SimReport {
     pub lag_p99_by_hour: Vec<(u32, f64)>,
     /// Hours whose p99 lag is over twice `lag_target` (where `CompactorCompactionLagHigh` fires).
     pub hours_over_alert: u32,
-    /// Share of the simulated time a pass was running.
+    /// Share of the simulated time a pass was running, averaged over the replicas.
     pub busy_fraction: f64,
     /// Tables a pass's survey read, on average (the rest kept their last look).
     pub tables_read_per_pass: f64,
@@ -257,27 +257,40 @@ fn simulate(o: &SimOptions) -> SimReport {
     let poll = chrono::Duration::from_std(o.poll_interval).unwrap_or(chrono::Duration::seconds(30));
     let lateness = chrono::Duration::from_std(o.partition_lateness).unwrap_or_default();
     let recheck = chrono::Duration::from_std(o.lag_target / 2).unwrap_or_default();
-    let mut looks_total = 0u64;
     let lanes = o.replicas.max(1);
     let cores_per_lane = o.cores_per_replica.max(1) as f64;
     let throughput = o.mib_per_core_second * MIB as f64;
+    // Each table's replica: the daemon's own division of the survey (`runtime::share`).
+    let members: Vec<String> = (0..lanes).map(|l| format!("replica-{l}:{l}:00000000")).collect();
+    let owner: Vec<usize> = (0..tables.len())
+        .map(|i| {
+            let key = format!("tenant{}.dataset{i}.traces", tables[i].tenant);
+            let o = share::owner(&members, &key).expect("at least one replica");
+            members.iter().position(|m| m == o).expect("an owner is a member")
+        })
+        .collect();
 
     // (tenant, lag in seconds, simulated hour it ended in)
     let mut lags: Vec<(usize, f64, u32)> = Vec::new();
     let mut debt_by_hour: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
-    let (mut passes, mut cut, mut busy) = (0u64, 0u64, 0.0f64);
-    let mut free_at = start();
-    let mut fairness = schedule::Fairness::default();
+    let (mut passes, mut cut, mut busy, mut looks_total) = (0u64, 0u64, 0.0f64, 0u64);
+    let mut free_at = vec![start(); lanes];
+    let mut fairness = vec![schedule::Fairness::default(); lanes];
     let mut now = start();
     // Due work per (table, hour), planned once when the hour falls due (its files no longer change).
     let mut planned: BTreeMap<(usize, u32), DueWork> = BTreeMap::new();
     let mut groups: BTreeMap<(usize, u32), Vec<u64>> = BTreeMap::new();
     while now < start() + horizon {
-        if now >= free_at {
-            // Survey: every table moved since the last poll (it commits every few seconds).
+        // Each replica polls on its own: a pass starts at a poll when its previous one has ended.
+        for lane in 0..lanes {
+            if now < free_at[lane] {
+                continue;
+            }
+            // Survey: this replica's share; every table moved since the last poll (it commits every
+            // few seconds).
             let mut owing = Vec::new();
             let mut looks = 0usize;
-            for (i, t) in tables.iter_mut().enumerate() {
+            for (i, t) in tables.iter_mut().enumerate().filter(|(i, _)| owner[*i] == lane) {
                 // The daemon reads a table at a poll when it owes work, when an hour of it fell due
                 // since its last look, or when that look is older than half the lag target (its
                 // pointer moves at every poll); else it keeps the last look (`CompactionJob::defers`).
@@ -288,83 +301,27 @@ fn simulate(o: &SimOptions) -> SimReport {
                     t.looked_at = Some(now);
                     looks += 1;
                 }
-                let mut work = Vec::new();
-                for h in 0..o.hours {
-                    if t.compacted[h as usize] {
-                        continue;
-                    }
-                    // Still open (the planner would say so too, at the cost of planning it).
-                    let closes = start() + chrono::Duration::hours(i64::from(h) + 1);
-                    if now < closes + lateness {
-                        break;
-                    }
-                    let due = match planned.entry((i, h)) {
-                        std::collections::btree_map::Entry::Occupied(e) => e.get().clone(),
-                        std::collections::btree_map::Entry::Vacant(e) => {
-                            let p = partition(o, t, h);
-                            let decisions = plan::plan(std::slice::from_ref(&p), &opts, now);
-                            match decisions.first() {
-                                Some((_, plan::Decision::Compact { groups: g, .. })) => {
-                                    groups.insert((i, h), g.iter().map(|g| g.bytes).collect());
-                                }
-                                // This hour and the later ones are still open.
-                                Some((
-                                    _,
-                                    plan::Decision::Skip { reason: plan::SkipReason::OpenPartition },
-                                )) => break,
-                                // Nothing worth a rewrite: never owed.
-                                _ => {
-                                    t.compacted[h as usize] = true;
-                                    continue;
-                                }
-                            }
-                            let due = plan::due_work(std::slice::from_ref(&p), &decisions, &opts, now);
-                            e.insert(due.into_iter().next().expect("a compacted partition owes")).clone()
-                        }
-                    };
-                    work.push(due);
-                }
+                let work = due_work(o, &opts, t, i, now, lateness, &mut planned, &mut groups);
                 if !work.is_empty() {
                     owing.push(TableDebt { key: i, tenant: format!("t{:04}", t.tenant), work });
                 }
             }
-            let hour = ((now - start()).num_seconds() / 3600) as u32;
-            let debt = debt_by_hour.entry(hour).or_default();
-            let files: u64 = owing.iter().map(|t| t.files()).sum();
-            let bytes: u64 = owing.iter().map(|t| t.bytes()).sum();
-            *debt = (debt.0.max(files), debt.1.max(bytes));
-
             passes += 1;
-            let survey = o.look_cost.mul_f64(looks as f64);
             looks_total += looks as u64;
-            let pass_start = now;
-            // Each replica's budget reads the simulated time since the pass started.
+            let surveyed =
+                now + chrono::Duration::from_std(o.look_cost.mul_f64(looks as f64)).unwrap_or_default();
+            // The budget reads the simulated time since the pass's survey ended, as in the daemon.
             let elapsed_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-            // Each replica's pass has its own budget.
-            let budgets: Vec<Budget> = (0..lanes)
-                .map(|_| {
-                    Budget::on_virtual_clock(o.max_bytes_per_pass, o.max_pass_duration, elapsed_ms.clone())
-                })
-                .collect();
-            let mut lane_open = vec![true; lanes];
-            let surveyed = pass_start + chrono::Duration::from_std(survey).unwrap_or_default();
-            let mut lane_free = vec![surveyed; lanes];
-            let mut cut_short = false;
-            let mut served = Vec::new();
-            for idx in schedule::order(&owing, now, &fairness) {
+            let budget =
+                Budget::on_virtual_clock(o.max_bytes_per_pass, o.max_pass_duration, elapsed_ms.clone());
+            let (mut at, mut cut_short, mut served) = (surveyed, false, Vec::new());
+            for idx in schedule::order(&owing, now, &fairness[lane]) {
                 let debt = &owing[idx];
-                // The replica free first takes the next table; the clock follows it.
-                let Some(lane) = (0..lanes).filter(|&l| lane_open[l]).min_by_key(|&l| lane_free[l]) else {
-                    break;
-                };
-                let at = lane_free[lane];
-                // As in the daemon, a pass's budget starts when its survey ends.
                 let since_start = (at - surveyed).num_milliseconds().max(0) as u64;
                 elapsed_ms.store(since_start, std::sync::atomic::Ordering::Relaxed);
-                let budget = &budgets[lane];
                 if budget.exhausted().is_some() {
-                    (cut_short, lane_open[lane]) = (true, false);
-                    continue;
+                    cut_short = true;
+                    break;
                 }
                 let mut seconds = o.table_overhead.as_secs_f64();
                 let mut done = Vec::new();
@@ -372,15 +329,14 @@ fn simulate(o: &SimOptions) -> SimReport {
                     let h: u32 = w.label.trim_start_matches("timestamp_hour=").parse().unwrap_or(0);
                     let bytes: Vec<u64> = groups.get(&(debt.key, h)).cloned().unwrap_or_default();
                     if bytes.iter().any(|b| budget.admit(*b).is_err()) {
-                        (cut_short, lane_open[lane]) = (true, false);
+                        cut_short = true;
                         break;
                     }
                     seconds += bytes.iter().sum::<u64>() as f64
                         / (throughput * cores_per_lane.min(bytes.len().max(1) as f64));
                     done.push((h, w.waiting_since));
                 }
-                let finished = at + chrono::Duration::milliseconds((seconds * 1000.0) as i64);
-                lane_free[lane] = finished;
+                at += chrono::Duration::milliseconds((seconds * 1000.0) as i64);
                 if !done.is_empty() {
                     served.push(debt.tenant.clone());
                 }
@@ -389,16 +345,25 @@ fn simulate(o: &SimOptions) -> SimReport {
                     planned.remove(&(debt.key, h));
                     lags.push((
                         tables[debt.key].tenant,
-                        (finished - since).num_milliseconds() as f64 / 1000.0,
-                        ((finished - start()).num_seconds() / 3600) as u32,
+                        (at - since).num_milliseconds() as f64 / 1000.0,
+                        ((at - start()).num_seconds() / 3600) as u32,
                     ));
                 }
+                if cut_short {
+                    break;
+                }
             }
-            fairness.record_pass(served.iter().map(String::as_str));
+            fairness[lane].record_pass(served.iter().map(String::as_str));
             cut += u64::from(cut_short);
-            free_at = lane_free.into_iter().max().unwrap_or(now);
-            busy += (free_at - pass_start).num_milliseconds() as f64 / 1000.0;
+            free_at[lane] = at;
+            busy += (at - now).num_milliseconds() as f64 / 1000.0;
         }
+        // The debt the replicas' last surveys found and left undone (what their gauges sum to).
+        let hour = ((now - start()).num_seconds() / 3600) as u32;
+        let debt = debt_by_hour.entry(hour).or_default();
+        let files: u64 = planned.values().map(|d| d.files).sum();
+        let bytes: u64 = planned.values().map(|d| d.bytes).sum();
+        *debt = (debt.0.max(files), debt.1.max(bytes));
         now += poll;
     }
     // What is still waiting counts with its wait so far.
@@ -412,6 +377,55 @@ fn simulate(o: &SimOptions) -> SimReport {
     let mut report = report(o, &tables, lags, waiting, passes, cut, busy, debt_by_hour, commits_per_hour);
     report.tables_read_per_pass = looks_total as f64 / passes.max(1) as f64;
     report
+}
+
+/// A table's due work at `now`: each closed, due hour not yet compacted, planned by the real
+/// planner once when it falls due (its files no longer change).
+#[allow(clippy::too_many_arguments)]
+fn due_work(
+    o: &SimOptions,
+    opts: &PlanOptions,
+    t: &mut SimTable,
+    i: usize,
+    now: DateTime<Utc>,
+    lateness: chrono::Duration,
+    planned: &mut BTreeMap<(usize, u32), DueWork>,
+    groups: &mut BTreeMap<(usize, u32), Vec<u64>>,
+) -> Vec<DueWork> {
+    let mut work = Vec::new();
+    for h in 0..o.hours {
+        if t.compacted[h as usize] {
+            continue;
+        }
+        // Still open (the planner would say so too, at the cost of planning it).
+        let closes = start() + chrono::Duration::hours(i64::from(h) + 1);
+        if now < closes + lateness {
+            break;
+        }
+        let due = match planned.entry((i, h)) {
+            std::collections::btree_map::Entry::Occupied(e) => e.get().clone(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let p = partition(o, t, h);
+                let decisions = plan::plan(std::slice::from_ref(&p), opts, now);
+                match decisions.first() {
+                    Some((_, plan::Decision::Compact { groups: g, .. })) => {
+                        groups.insert((i, h), g.iter().map(|g| g.bytes).collect());
+                    }
+                    // This hour and the later ones are still open.
+                    Some((_, plan::Decision::Skip { reason: plan::SkipReason::OpenPartition })) => break,
+                    // Nothing worth a rewrite: never owed.
+                    _ => {
+                        t.compacted[h as usize] = true;
+                        continue;
+                    }
+                }
+                let due = plan::due_work(std::slice::from_ref(&p), &decisions, opts, now);
+                e.insert(due.into_iter().next().expect("a compacted partition owes")).clone()
+            }
+        };
+        work.push(due);
+    }
+    work
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -471,7 +485,7 @@ fn report(
         debt_by_hour: debt_by_hour.into_iter().map(|(h, (f, b))| (h, f, b)).collect(),
         hours_over_alert: lag_p99_by_hour.iter().filter(|(_, p99)| *p99 > alert).count() as u32,
         lag_p99_by_hour,
-        busy_fraction: busy / (f64::from(o.hours) * 3600.0),
+        busy_fraction: busy / (f64::from(o.hours) * 3600.0 * o.replicas.max(1) as f64),
         tables_read_per_pass: 0.0,
     }
 }
@@ -576,6 +590,24 @@ mod tests {
         assert!(one.hours_over_alert > 0, "{one:#?}");
         assert!(four.lag_p99_seconds < one.lag_p99_seconds / 3.0, "{four:#?}");
         assert_eq!(four.hours_over_alert, 0, "{four:#?}");
+    }
+
+    #[test]
+    fn replicas_divide_the_survey_of_an_hour_boundary() {
+        // 200 tables whose look costs 2 s: one replica's survey of an hour boundary takes 400 s on its
+        // own; four replicas each read their quarter.
+        let mut o = SimOptions::small(200, 5, 4);
+        o.look_cost = Duration::from_secs(2);
+        o.table_overhead = Duration::from_millis(10);
+        let one = run(&o);
+        o.replicas = 4;
+        let four = run(&o);
+        assert_eq!(one.partitions_compacted, four.partitions_compacted, "{one:#?} {four:#?}");
+        assert!(one.lag_p99_seconds > 400.0, "{one:#?}");
+        assert!(four.lag_p99_seconds < one.lag_p99_seconds / 2.5, "{four:#?}");
+        // A pass reads at most its replica's share (a quarter, give or take the hashing's balance).
+        assert_eq!(one.tables_read_per_pass, 200.0, "{one:#?}");
+        assert!(four.tables_read_per_pass <= 200.0 / 4.0 * 1.5, "{four:#?}");
     }
 
     #[test]

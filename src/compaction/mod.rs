@@ -117,17 +117,24 @@ impl CompactionJob {
 }
 
 impl CompactionJob {
-    /// Every table's catalog pointer (one query), for a pass that may skip unchanged tables; empty
-    /// when the pass must look at every partition anyway (`--full`, `--partition`) or the query fails.
-    async fn pointers(&self, request: &PassRequest) -> HashMap<TableIdent, String> {
-        if request.full || !request.partitions.is_empty() {
-            return HashMap::new();
+    /// This replica's share of the tables for a loop's real pass ([`crate::runtime::share`]); `None`
+    /// (every table) for an operator's or a dry-run pass, a filtered one, or when the replicas' rows
+    /// cannot be read or do not include this one.
+    async fn share(&self, request: &PassRequest) -> Option<crate::runtime::share::Share> {
+        if !request.scheduled || request.mode.is_dry_run() || !request.filter.is_all() {
+            return None;
         }
-        let Ok(rows) = self.catalog.table_pointers().await else { return HashMap::new() };
-        rows.into_iter()
-            .filter(|r| r.catalog == self.catalog.name() && !r.view)
-            .filter_map(|r| Some((r.ident, r.pointer?)))
-            .collect()
+        match self.pass.leases.share(JobKind::Compaction.as_str()).await {
+            Ok(share) => {
+                let members = share.as_ref().map_or(1, |s| s.members());
+                self.metrics.survey_replicas.set(members.try_into().unwrap_or(i64::MAX));
+                share.filter(|s| s.members() > 1)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the replicas' rows; surveying every table");
+                None
+            }
+        }
     }
 
     /// Empties the idle cache once per `interval`, so that every table is looked at again at least
@@ -269,8 +276,24 @@ impl Job for CompactionJob {
         cancel: &CancellationToken,
     ) -> Result<PassReport, JobError> {
         let started_at = self.pass.clock.now();
-        let (selected, mut tables) = self.pass.select(request).await?;
-        let pointers = self.pointers(request).await;
+        // One query selects the tables and gives each one's pointer (what tells a moved table).
+        let (selected, mut tables, pointers) = self.pass.select_with_pointers(request).await?;
+        // A pass that must look at every partition anyway (`--full`, `--partition`) skips nothing.
+        let skips_unchanged = !request.full && request.partitions.is_empty();
+        let mut selected: Vec<(TableRef, Option<String>)> =
+            selected.into_iter().zip(pointers.into_iter().map(|p| p.filter(|_| skips_unchanged))).collect();
+        if let Some(share) = self.share(request).await {
+            let all = selected.len();
+            selected.retain(|(t, _)| share.owns(&t.qualified()));
+            self.metrics.survey_share_tables.set(selected.len().try_into().unwrap_or(i64::MAX));
+            tracing::debug!(
+                surveyed = selected.len(),
+                tables = all,
+                replicas = share.members(),
+                "surveying this replica's share of the tables"
+            );
+        }
+        let (selected, pointers): (Vec<TableRef>, Vec<Option<String>>) = selected.into_iter().unzip();
         self.refresh_idle_if_due();
         let mut reports: Vec<Option<TableReport>> = vec![None; selected.len()];
         let (mut unknown, mut owing) = (Vec::new(), Vec::new());
@@ -278,7 +301,7 @@ impl Job for CompactionJob {
             if cancel.is_cancelled() {
                 break;
             }
-            match self.survey(table, request, pointers.get(&table.ident)).await {
+            match self.survey(table, request, pointers[i].as_ref()).await {
                 Survey::Idle(report) => reports[i] = Some(*report),
                 Survey::Owes(work) => {
                     owing.push(schedule::TableDebt { key: i, tenant: table.tenant.clone(), work })

@@ -78,6 +78,86 @@ impl Leases {
         Leases { inner: Some(Arc::new(Inner { pool, now: now_ms_sql(postgres), holder, ttl })) }
     }
 
+    /// Writes (or renews) this replica's row among `job`'s members for one ttl ([`super::share`]).
+    /// `Ok(false)`: leases are disabled (a read-only process is no member).
+    pub async fn beat(&self, job: &str) -> Result<bool, sqlx::Error> {
+        let Some(inner) = &self.inner else { return Ok(false) };
+        let ttl_ms = i64::try_from(inner.ttl.as_millis()).unwrap_or(i64::MAX);
+        let now = inner.now;
+        let statement = format!(
+            "INSERT INTO compactor_replicas (job, holder_id, seen_at, expires_at) VALUES ($1, $2, {now}, {now} + $3) \
+             ON CONFLICT (job, holder_id) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at"
+        );
+        sqlx::query(&statement).bind(job).bind(&inner.holder).bind(ttl_ms).execute(&inner.pool).await?;
+        Ok(true)
+    }
+
+    /// `job`'s live members as this replica sees them, or `None` when it has no share (leases are
+    /// disabled, or its own row is not live): then it surveys every table.
+    pub async fn share(&self, job: &str) -> Result<Option<super::share::Share>, sqlx::Error> {
+        let Some(inner) = &self.inner else { return Ok(None) };
+        let statement =
+            format!("SELECT holder_id FROM compactor_replicas WHERE job = $1 AND expires_at > {}", inner.now);
+        let live: Vec<String> = sqlx::query_scalar(&statement).bind(job).fetch_all(&inner.pool).await?;
+        // A replica on this host that exited without leaving does not keep its share until expiry.
+        let live = live.into_iter().filter(|h| !is_dead_local_process(h));
+        Ok(super::share::Share::of(&inner.holder, live))
+    }
+
+    /// Removes this replica's row: its share passes to the others at their next poll.
+    pub async fn leave(&self, job: &str) -> Result<(), sqlx::Error> {
+        let Some(inner) = &self.inner else { return Ok(()) };
+        sqlx::query("DELETE FROM compactor_replicas WHERE job = $1 AND holder_id = $2")
+            .bind(job)
+            .bind(&inner.holder)
+            .execute(&inner.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Keeps this replica among `job`'s members until `cancel` fires, then leaves: a row written every
+    /// `ttl / 3` while `alive()` says the loop is sound, so a replica in a long pass keeps its share but
+    /// one whose pass hangs (past the pass deadline) stops renewing and loses it at expiry.
+    pub async fn membership(
+        self,
+        job: &'static str,
+        alive: impl Fn() -> bool + Send,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        let Some(inner) = self.inner.clone() else { return };
+        let mut failing = false;
+        loop {
+            let beat = if alive() { self.beat(job).await } else { Err(sqlx::Error::PoolTimedOut) };
+            match beat {
+                Ok(_) if failing => {
+                    info!(job, holder = inner.holder, "replica membership renewed again");
+                    failing = false;
+                }
+                Ok(_) => {}
+                Err(e) if !failing => {
+                    let error =
+                        if alive() { e.to_string() } else { "its pass is past the pass deadline".into() };
+                    warn!(
+                        job,
+                        holder = inner.holder,
+                        error,
+                        "not renewing this replica's membership; others take its share when it expires"
+                    );
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(inner.ttl / 3) => {}
+            }
+        }
+        if let Err(e) = self.leave(job).await {
+            warn!(job, holder = inner.holder, error = %e, "could not leave the replicas; the row expires by itself");
+        }
+    }
+
     /// Takes the lease of a whole table, or reports who holds it. `None`: leases are disabled.
     pub async fn acquire(&self, t: &TableRef) -> Result<Option<Acquired>, sqlx::Error> {
         let Some(inner) = &self.inner else { return Ok(None) };

@@ -53,12 +53,21 @@ impl TablePass {
 
     /// The tables `request` selects, and a failed report for each named table that does not exist.
     pub async fn select(&self, request: &PassRequest) -> Result<(Vec<TableRef>, Vec<TableReport>), JobError> {
-        let discovered = self.catalog.discover().await?;
+        let (selected, missing, _) = self.select_with_pointers(request).await?;
+        Ok((selected, missing))
+    }
+
+    /// [`select`](Self::select), with each selected table's catalog pointer from the same query.
+    pub async fn select_with_pointers(
+        &self,
+        request: &PassRequest,
+    ) -> Result<(Vec<TableRef>, Vec<TableReport>, Vec<Option<String>>), JobError> {
+        let discovered = self.catalog.discover_pointers().await?;
         let missing = request
             .filter
             .tables()
             .iter()
-            .filter(|wanted| !discovered.iter().any(|t| t.qualified() == **wanted))
+            .filter(|wanted| !discovered.iter().any(|(t, _)| t.qualified() == **wanted))
             .map(|wanted| {
                 let mut report = TableReport::new_named(
                     wanted,
@@ -68,8 +77,8 @@ impl TablePass {
                 report
             })
             .collect();
-        let selected = discovered.into_iter().filter(|t| request.filter.matches(t)).collect();
-        Ok((selected, missing))
+        let (selected, pointers) = discovered.into_iter().filter(|(t, _)| request.filter.matches(t)).unzip();
+        Ok((selected, missing, pointers))
     }
 
     /// Runs `work` (one table's work, given the table's [`Claim`]) holding the table's lock and, for a

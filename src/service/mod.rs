@@ -99,6 +99,13 @@ pub async fn run_jobs(
     let app = http::router(state).merge(admin::router(admin));
     tracker.spawn(http::serve(listener, app, cancel.clone()));
     for (job, enabled) in jobs {
+        // A compaction loop that runs for real divides its survey with the other replicas
+        // (runtime::share); a dry-run one surveys everything and takes no share from them.
+        if enabled && job.kind() == JobKind::Compaction && !job.mode().is_dry_run() {
+            let status = status.clone();
+            let alive = move || !status.is_overdue(JobKind::Compaction);
+            tracker.spawn(ctx.leases.clone().membership(JobKind::Compaction.as_str(), alive, cancel.clone()));
+        }
         if enabled {
             tracker.spawn(run_periodic(
                 job,

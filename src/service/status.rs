@@ -149,6 +149,11 @@ impl StatusBoard {
         self.update(job, |s| s.overdue = true);
     }
 
+    /// Whether `job`'s running pass is past the pass deadline.
+    pub fn is_overdue(&self, job: JobKind) -> bool {
+        self.loops.lock().unwrap_or_else(|p| p.into_inner()).get(&job).is_some_and(|s| s.overdue)
+    }
+
     pub fn pass_finished(&self, job: JobKind, result: PassResult) {
         let still_running = self.count(job, false) > 0;
         let now = self.now();

@@ -381,3 +381,88 @@ async fn three_replicas_divide_thirty_tables_on_postgresql() {
         timings[&1].as_secs_f64() / timings[&3].as_secs_f64()
     );
 }
+
+/// The tables a pass surveyed (every report names one).
+fn surveyed(report: &signaldb_compactor::job::PassReport) -> BTreeSet<String> {
+    report.tables.iter().map(|t| t.table.clone()).collect()
+}
+
+/// Replicas divide a loop's survey (runtime::share): two members each survey and compact only their
+/// share, together every table exactly once; a replica that leaves, or whose row expires, hands its
+/// share to the other at its next pass; an operator's pass and a dry-run loop survey every table.
+#[tokio::test]
+async fn replicas_divide_the_survey_and_take_over_a_leaving_replicas_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = signaldb_compactor::generate::GenerateOptions {
+        tenants: 4,
+        datasets: 2,
+        hours: 2,
+        files_per_hour: 2,
+        rows_per_file: 20,
+        ..small_options(dir.path())
+    };
+    signaldb_compactor::generate::generate(&opts).await.unwrap();
+    let replica = |holder: &'static str, ttl: Duration| {
+        let dir = dir.path().to_path_buf();
+        async move {
+            let mut ctx = ctx_on(&dir, None).await;
+            ctx.leases = Leases::new(ctx.catalog.pool().clone(), false, holder.into(), ttl);
+            ctx
+        }
+    };
+    let (a, b) = (
+        replica("replica-a", Duration::from_secs(60)).await,
+        replica("replica-b", Duration::from_secs(60)).await,
+    );
+    let all: BTreeSet<String> = a.discover().await.unwrap().iter().map(|t| t.qualified()).collect();
+    assert!(all.len() >= 16, "{all:?}");
+    let (job_a, job_b) = (CompactionJob::new(&a), CompactionJob::new(&b));
+    let cancel = CancellationToken::new();
+    let poll = PassRequest::scheduled(Mode::Execute);
+
+    // Not yet a member: a replica surveys every table (unsure means more reading, never less).
+    let dry = job_a.run_once(&PassRequest::scheduled(Mode::DryRun), &cancel).await.unwrap();
+    assert_eq!(surveyed(&dry), all, "a replica without a row surveys every table");
+
+    assert!(a.leases.beat("compaction").await.unwrap());
+    assert!(b.leases.beat("compaction").await.unwrap());
+    let pass_a = job_a.run_once(&poll, &cancel).await.unwrap();
+    let pass_b = job_b.run_once(&poll, &cancel).await.unwrap();
+    let (share_a, share_b) = (surveyed(&pass_a), surveyed(&pass_b));
+    assert!(!share_a.is_empty() && !share_b.is_empty(), "{share_a:?} / {share_b:?}");
+    assert!(share_a.is_disjoint(&share_b), "a table in two shares: {:?}", share_a.intersection(&share_b));
+    assert_eq!(share_a.union(&share_b).cloned().collect::<BTreeSet<_>>(), all, "every table in one share");
+    assert_eq!(a.metrics.survey_replicas.get(), 2);
+    assert_eq!(a.metrics.survey_share_tables.get(), share_a.len() as i64);
+    // Each replica compacted its own share's closed hours, and the pair compacted every table.
+    for (pass, share) in [(&pass_a, &share_a), (&pass_b, &share_b)] {
+        for t in &pass.tables {
+            assert!(share.contains(&t.table));
+            assert!(
+                t.partition_reports.iter().any(|p| p.status == PartitionStatus::Succeeded),
+                "{}: {:?} {:?}",
+                t.table,
+                t.status,
+                t.details
+            );
+        }
+    }
+    // A dry-run loop pass and an operator's pass are not divided.
+    let dry = job_a.run_once(&PassRequest::scheduled(Mode::DryRun), &cancel).await.unwrap();
+    assert_eq!(surveyed(&dry), all, "a dry-run pass surveys every table");
+    let operator = job_a.run_once(&PassRequest::all(Mode::Execute), &cancel).await.unwrap();
+    assert_eq!(surveyed(&operator), all, "an operator's pass surveys every table");
+
+    // B leaves: A's next loop pass surveys every table.
+    b.leases.leave("compaction").await.unwrap();
+    let alone = job_a.run_once(&poll, &cancel).await.unwrap();
+    assert_eq!(surveyed(&alone), all, "the leaving replica's share passed to the other");
+    assert_eq!(a.metrics.survey_replicas.get(), 1);
+
+    // A replica whose row is no longer renewed keeps its share only until the row expires.
+    let c = replica("replica-c", Duration::from_millis(600)).await;
+    assert!(c.leases.beat("compaction").await.unwrap());
+    assert!(surveyed(&job_a.run_once(&poll, &cancel).await.unwrap()).len() < all.len(), "C's share is C's");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(surveyed(&job_a.run_once(&poll, &cancel).await.unwrap()), all, "C's row expired");
+}

@@ -1,9 +1,22 @@
-//! `run` on an empty catalog serves its four endpoints and exits 0 on SIGTERM within the timeout.
+//! `run` on an empty catalog serves its four endpoints, joins the replicas dividing the compaction
+//! survey, and exits 0 on SIGTERM within the timeout, leaving the replicas.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::{bin, free_port, http_get};
+
+/// The holders of the replicas' rows for the compaction survey (`compactor_replicas`).
+fn survey_members(dir: &std::path::Path) -> Vec<String> {
+    let uri = format!("sqlite:{}/catalog.db", dir.display());
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let pool = sqlx::SqlitePool::connect(&uri).await.unwrap();
+        sqlx::query_scalar("SELECT holder_id FROM compactor_replicas WHERE job = 'compaction'")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    })
+}
 
 #[test]
 fn run_serves_endpoints_and_stops_on_sigterm() {
@@ -56,6 +69,16 @@ fn run_serves_endpoints_and_stops_on_sigterm() {
     assert_eq!(code, 200);
     assert!(body.contains("compactor_tables_discovered{signal=\"traces\"} 0"), "{body}");
 
+    // The membership task writes its row beside the loops, shortly after the server answers.
+    let joining = Instant::now();
+    let mut members = survey_members(dir.path());
+    while members.is_empty() && joining.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+        members = survey_members(dir.path());
+    }
+    assert_eq!(members.len(), 1, "the daemon is a member of the compaction survey: {members:?}");
+    assert!(members[0].contains(&format!(":{}:", child.id())), "{members:?}");
+
     let term = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(term.success());
     let stopping = Instant::now();
@@ -67,4 +90,5 @@ fn run_serves_endpoints_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0));
+    assert_eq!(survey_members(dir.path()), Vec::<String>::new(), "a stopping daemon leaves the replicas");
 }
