@@ -68,13 +68,13 @@ print(f"{max(1, round(1000 * lw / n))} {max(1, round(1000 * tw / n))}")
 PY
 )
 echo "simulate: --look-cost ${look_ms}ms --table-overhead ${table_ms}ms (10,000 tables, 50 tenants, 24 h, lag target 10m)"
-for replicas in ${REPLICAS:-1 4 8 16}; do
+for replicas in ${REPLICAS:-16 32 64}; do
   echo "--- $replicas replica(s) x 2 cores"
   # Into a file first: `head` closing the pipe early would fail the simulator's printing.
   "$BIN" simulate --tables 10000 --hours 24 --replicas "$replicas" --cores-per-replica 2 \
       --look-cost "${look_ms}ms" --table-overhead "${table_ms}ms" > "$WORK/simulate-$replicas.txt"
   head -4 "$WORK/simulate-$replicas.txt"
 done
-echo "--- budget too small: 4 replicas x 2 cores, each pass capped at 30 s"
-"$BIN" simulate --tables 10000 --hours 24 --replicas 4 --cores-per-replica 2 \
-    --look-cost "${look_ms}ms" --table-overhead "${table_ms}ms" --max-pass-duration 30s
+echo "--- budget too small: 32 replicas x 2 cores, each pass capped at 5 s"
+"$BIN" simulate --tables 10000 --hours 24 --replicas 32 --cores-per-replica 2 \
+    --look-cost "${look_ms}ms" --table-overhead "${table_ms}ms" --max-pass-duration 5s
