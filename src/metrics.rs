@@ -68,7 +68,7 @@ pub struct Metrics {
     pub compaction_lag_target_seconds: prometheus::IntGauge,
     /// Replicas dividing the compaction survey as the last loop pass saw them (1: this one alone).
     pub survey_replicas: prometheus::IntGauge,
-    /// Tables in this replica's share of the survey at the last loop pass that divided it.
+    /// Tables this replica surveyed at its last loop pass (its share when the survey is divided).
     pub survey_share_tables: prometheus::IntGauge,
     /// Due compaction work the last full pass left undone (tenant, signal): files and bytes.
     pub debt_files: IntGaugeVec,
@@ -333,7 +333,7 @@ impl Metrics {
             survey_share_tables: plain_gauge(
                 r,
                 "compactor_survey_share_tables",
-                "Tables in this replica's share of the compaction survey at its last divided pass",
+                "Tables this replica surveyed at its last loop pass (its share when replicas divide the survey)",
             ),
             debt_files: gauge(
                 r,

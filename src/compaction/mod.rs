@@ -282,16 +282,19 @@ impl Job for CompactionJob {
         let skips_unchanged = !request.full && request.partitions.is_empty();
         let mut selected: Vec<(TableRef, Option<String>)> =
             selected.into_iter().zip(pointers.into_iter().map(|p| p.filter(|_| skips_unchanged))).collect();
-        if let Some(share) = self.share(request).await {
+        let share = self.share(request).await;
+        if let Some(share) = &share {
             let all = selected.len();
             selected.retain(|(t, _)| share.owns(&t.qualified()));
-            self.metrics.survey_share_tables.set(selected.len().try_into().unwrap_or(i64::MAX));
             tracing::debug!(
                 surveyed = selected.len(),
                 tables = all,
                 replicas = share.members(),
                 "surveying this replica's share of the tables"
             );
+        }
+        if request.scheduled && !request.mode.is_dry_run() && request.filter.is_all() {
+            self.metrics.survey_share_tables.set(selected.len().try_into().unwrap_or(i64::MAX));
         }
         let (selected, pointers): (Vec<TableRef>, Vec<Option<String>>) = selected.into_iter().unzip();
         self.refresh_idle_if_due();

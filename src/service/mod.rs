@@ -102,6 +102,9 @@ pub async fn run_jobs(
         // A compaction loop that runs for real divides its survey with the other replicas
         // (runtime::share); a dry-run one surveys everything and takes no share from them.
         if enabled && job.kind() == JobKind::Compaction && !job.mode().is_dry_run() {
+            // Joined before the loop's first pass, so that a replica restarting among others divides
+            // its first survey with them (a failure here is the membership task's to report).
+            let _ = ctx.leases.beat(JobKind::Compaction.as_str()).await;
             let status = status.clone();
             let alive = move || !status.is_overdue(JobKind::Compaction);
             tracker.spawn(ctx.leases.clone().membership(JobKind::Compaction.as_str(), alive, cancel.clone()));

@@ -458,6 +458,7 @@ async fn replicas_divide_the_survey_and_take_over_a_leaving_replicas_share() {
     let alone = job_a.run_once(&poll, &cancel).await.unwrap();
     assert_eq!(surveyed(&alone), all, "the leaving replica's share passed to the other");
     assert_eq!(a.metrics.survey_replicas.get(), 1);
+    assert_eq!(a.metrics.survey_share_tables.get(), all.len() as i64);
 
     // A replica whose row is no longer renewed keeps its share only until the row expires.
     let c = replica("replica-c", Duration::from_millis(600)).await;
