@@ -21,7 +21,7 @@ use super::schedule::Budget;
 use crate::catalog::TableRef;
 use crate::job::{PartitionReport, PartitionStatus, PassRequest, TableReport, TableStatus};
 use crate::table::properties::TableProperties;
-use crate::table::{CommitTarget, Fence, Inventory, RetryPolicy};
+use crate::table::{CommitTarget, Fence, Inventory};
 
 #[derive(Debug, thiserror::Error)]
 enum ExecError {
@@ -83,13 +83,8 @@ async fn run(
     let work = work_list(job, t, &parts, &inputs, &opts, decisions, &mut report);
     report.files_before = inventory.data.len() as u64;
     report.bytes_before = inventory.data.iter().map(|f| f.size()).sum();
-    let commit_to = CommitTarget {
-        catalog: &job.catalog,
-        ident: &t.ident,
-        policy: RetryPolicy::configured(&job.config),
-        cancel,
-        fence,
-    };
+    let commit_to =
+        CommitTarget { catalog: &job.catalog, ident: &t.ident, policy: job.commit_retry, cancel, fence };
     if request.mode.is_dry_run() {
         report_dry_run(t, &parts, &work, &mut report);
         if request.partitions.is_empty() {

@@ -55,6 +55,8 @@ pub struct CompactionJob {
     metrics: Metrics,
     clock: Arc<dyn Clock>,
     config: CompactionConfig,
+    /// How a commit that lost the catalog compare-and-swap is retried (`config.commit`).
+    commit_retry: crate::table::RetryPolicy,
     pass: TablePass,
     before_commit: Option<BeforeCommitHook>,
     /// Tables the last look found nothing to do in: skipped without being
@@ -100,6 +102,7 @@ impl CompactionJob {
             metrics: ctx.metrics.clone(),
             clock: ctx.clock.clone(),
             config,
+            commit_retry: crate::table::RetryPolicy::configured(&ctx.config.commit),
             pass: TablePass::new(ctx),
             before_commit: None,
             idle: Default::default(),

@@ -78,10 +78,20 @@ pub struct Config {
     pub storage: StorageConfig,
     pub service: ServiceConfig,
     pub compaction: CompactionConfig,
+    pub commit: CommitConfig,
     pub retention: RetentionConfig,
     pub orphans: OrphanConfig,
     pub http: HttpConfig,
     pub verify: VerifyConfig,
+}
+
+/// How every job retries a commit that lost the catalog compare-and-swap (`[compactor]
+/// commit_max_attempts`, `commit_retry_backoff`): compaction, manifest rewrites, retention's drops.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommitConfig {
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
 }
 
 /// `[compactor.verify]`.
@@ -180,9 +190,6 @@ pub struct CompactionConfig {
     pub lag_target: Duration,
     /// Export `compactor_table_health` (per-table series).
     pub table_metrics: bool,
-    pub commit_max_attempts: u32,
-    #[serde(with = "humantime_serde")]
-    pub commit_retry_backoff: Duration,
     #[serde(serialize_with = "serialize_window")]
     pub window: Option<crate::window::Window>,
 }

@@ -64,7 +64,7 @@ impl RetentionJob {
             metrics: ctx.metrics.clone(),
             clock: ctx.clock.clone(),
             config: ctx.config.retention.clone(),
-            commit_retry: crate::table::RetryPolicy::configured(&ctx.config.compaction),
+            commit_retry: crate::table::RetryPolicy::configured(&ctx.config.commit),
             pass: TablePass::new(ctx),
             before_commit: None,
             census: Arc::default(),

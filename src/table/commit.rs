@@ -110,8 +110,8 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// The configured bounds (`[compactor] commit_max_attempts`, `commit_retry_backoff`), shared by
     /// every job that commits.
-    pub fn configured(config: &crate::config::CompactionConfig) -> Self {
-        RetryPolicy { max_attempts: config.commit_max_attempts, base_backoff: config.commit_retry_backoff }
+    pub fn configured(config: &crate::config::CommitConfig) -> Self {
+        RetryPolicy { max_attempts: config.max_attempts, base_backoff: config.retry_backoff }
     }
 
     /// Exponential backoff with ±50 % jitter, capped at 30 s.

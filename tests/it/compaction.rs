@@ -209,8 +209,8 @@ async fn concurrent_appends_are_never_lost() {
     let opts = GenerateOptions { files_per_hour: 8, ..options(dir.path(), 8) };
     let generated = generate(&opts).await.unwrap();
     let ctx = context(dir.path(), now(), |c| {
-        c.compaction.commit_retry_backoff = Duration::from_millis(5);
-        c.compaction.commit_max_attempts = 100;
+        c.commit.retry_backoff = Duration::from_millis(5);
+        c.commit.max_attempts = 100;
     })
     .await;
     let traces = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
@@ -259,8 +259,7 @@ async fn concurrent_appends_are_never_lost() {
 async fn a_concurrent_commit_removing_an_input_makes_the_group_abandon() {
     let dir = tempfile::tempdir().unwrap();
     generate(&options(dir.path(), 6)).await.unwrap();
-    let ctx =
-        context(dir.path(), now(), |c| c.compaction.commit_retry_backoff = Duration::from_millis(5)).await;
+    let ctx = context(dir.path(), now(), |c| c.commit.retry_backoff = Duration::from_millis(5)).await;
     let traces = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
     let before = pyiceberg(dir.path(), &["scan", "--table", &traces.qualified()]);
     let target = "timestamp_hour=2026-11-21-08".to_string();
@@ -431,8 +430,7 @@ async fn unknown_table_filter_is_reported() {
 async fn an_append_between_rewrite_and_commit_is_rebased_and_kept() {
     let dir = tempfile::tempdir().unwrap();
     generate(&options(dir.path(), 6)).await.unwrap();
-    let ctx =
-        context(dir.path(), now(), |c| c.compaction.commit_retry_backoff = Duration::from_millis(5)).await;
+    let ctx = context(dir.path(), now(), |c| c.commit.retry_backoff = Duration::from_millis(5)).await;
     let traces = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
     let before = pyiceberg(dir.path(), &["scan", "--table", &traces.qualified()]);
     let fired = Arc::new(AtomicBool::new(false));

@@ -52,7 +52,7 @@ async fn failing_store_operations_fail_passes_cleanly_and_the_next_pass_succeeds
     let faulty = Arc::new(FaultyStore::new(Arc::new(object_store::local::LocalFileSystem::new()), 11));
     let ctx = context_builder(dir.path(), Access::ReadWrite, |c| {
         c.compaction.min_input_files = 2;
-        c.compaction.commit_retry_backoff = std::time::Duration::from_millis(5);
+        c.commit.retry_backoff = std::time::Duration::from_millis(5);
         c.orphans.enabled = true;
         c.orphans.mode = Mode::Execute;
     })

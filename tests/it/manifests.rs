@@ -63,7 +63,7 @@ pub(crate) async fn pass_with_writer_before_commit(dir: &Path, writer: &[&str]) 
         dir,
         Mode::Execute,
         |ctx| CompactionJob::new(ctx).with_before_commit(hook),
-        |c| c.compaction.commit_retry_backoff = std::time::Duration::from_millis(5),
+        |c| c.commit.retry_backoff = std::time::Duration::from_millis(5),
     )
     .await;
     (r, fired.load(Ordering::SeqCst))

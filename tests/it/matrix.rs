@@ -198,7 +198,7 @@ pub async fn trace_ids(ctx: &Context, table: &str) -> Vec<String> {
 fn configure(c: &mut Config) {
     c.compaction.min_input_files = 2;
     c.compaction.max_concurrent_rewrites = 1;
-    c.compaction.commit_retry_backoff = std::time::Duration::from_millis(5);
+    c.commit.retry_backoff = std::time::Duration::from_millis(5);
     c.retention.enabled = true;
     c.retention.mode = Mode::Execute;
     c.retention.snapshots_to_keep = 1;

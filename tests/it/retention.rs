@@ -320,7 +320,7 @@ async fn a_drop_racing_a_compaction_of_the_same_partition_stays_consistent() {
     let ctx = context(dir.path(), now, |c| {
         enable(c, RetentionValue::For(Duration::from_secs(7200)));
         c.retention.grace_period = Duration::ZERO;
-        c.compaction.commit_retry_backoff = Duration::from_millis(5);
+        c.commit.retry_backoff = Duration::from_millis(5);
     })
     .await;
     // Retention runs as another writer would: its own context, so no in-process table lock is shared,

@@ -83,19 +83,6 @@ pub(super) fn compaction(raw: &RawCompactor, global: Mode) -> Result<CompactionC
         },
         table_metrics: raw.table_metrics.unwrap_or(false),
         lag_target: positive_duration("compactor.lag_target", raw.lag_target, secs(600), MAX_INTERVAL)?,
-        commit_max_attempts: within(
-            "compactor.commit_max_attempts",
-            raw.commit_max_attempts,
-            5,
-            1,
-            MAX_COMMIT_ATTEMPTS,
-        )? as u32,
-        commit_retry_backoff: positive_duration(
-            "compactor.commit_retry_backoff",
-            raw.commit_retry_backoff,
-            Duration::from_millis(200),
-            MAX_SHORT_WAIT,
-        )?,
         window: None,
     })
 }

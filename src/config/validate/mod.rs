@@ -198,6 +198,25 @@ fn bounded_duration(
     Ok(d)
 }
 
+/// Every job's commit retries (`[compactor] commit_max_attempts`, `commit_retry_backoff`).
+fn commit(raw: &super::raw::RawCompactor) -> Result<super::CommitConfig> {
+    Ok(super::CommitConfig {
+        max_attempts: within(
+            "compactor.commit_max_attempts",
+            raw.commit_max_attempts,
+            5,
+            1,
+            MAX_COMMIT_ATTEMPTS,
+        )? as u32,
+        retry_backoff: positive_duration(
+            "compactor.commit_retry_backoff",
+            raw.commit_retry_backoff,
+            Duration::from_millis(200),
+            MAX_SHORT_WAIT,
+        )?,
+    })
+}
+
 pub fn validate(raw: RawConfig, cwd: &Path) -> Result<Config> {
     let global_dry_run = raw.compactor.dry_run.unwrap_or(false);
     let global_mode = Mode::from_dry_run(global_dry_run);
@@ -206,6 +225,7 @@ pub fn validate(raw: RawConfig, cwd: &Path) -> Result<Config> {
         storage: storage(raw.storage, cwd)?,
         service: service(&raw.compactor, global_dry_run)?,
         compaction: compaction::compaction(&raw.compactor, global_mode)?,
+        commit: commit(&raw.compactor)?,
         retention: retention::retention(&raw.compactor.retention, global_mode, cwd)?,
         orphans: orphans(&raw.compactor.orphan_cleanup, global_mode)?,
         http: HttpConfig {
