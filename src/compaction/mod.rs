@@ -91,6 +91,14 @@ enum Survey {
     Unknown,
 }
 
+/// What a pass's survey of its tables found: reports of the idle ones (by position), the positions
+/// the pass proper must judge, and the owing tables' debt.
+struct Surveyed {
+    reports: Vec<Option<TableReport>>,
+    unknown: Vec<usize>,
+    owing: Vec<schedule::TableDebt<usize>>,
+}
+
 impl CompactionJob {
     pub fn new(ctx: &Context) -> Self {
         let config = ctx.config.compaction.clone();
@@ -220,6 +228,90 @@ impl CompactionJob {
         Survey::Idle(Box::new(report))
     }
 
+    /// The pass's tables with their catalog pointers (one query: a moved table is told by its
+    /// pointer), narrowed to this replica's share for a loop's real pass, and a failed report for
+    /// each named table that does not exist.
+    async fn select(
+        &self,
+        request: &PassRequest,
+    ) -> Result<(Vec<TableRef>, Vec<Option<String>>, Vec<TableReport>), JobError> {
+        let (selected, missing, pointers) = self.pass.select_with_pointers(request).await?;
+        // A pass that must look at every partition anyway (`--full`, `--partition`) skips nothing.
+        let skips_unchanged = !request.full && request.partitions.is_empty();
+        let mut selected: Vec<(TableRef, Option<String>)> =
+            selected.into_iter().zip(pointers.into_iter().map(|p| p.filter(|_| skips_unchanged))).collect();
+        if let Some(share) = self.share(request).await {
+            let all = selected.len();
+            selected.retain(|(t, _)| share.owns(&t.qualified()));
+            tracing::debug!(
+                surveyed = selected.len(),
+                tables = all,
+                replicas = share.members(),
+                "surveying this replica's share of the tables"
+            );
+        }
+        if request.scheduled && !request.mode.is_dry_run() && request.filter.is_all() {
+            self.metrics.survey_share_tables.set(selected.len().try_into().unwrap_or(i64::MAX));
+        }
+        let (selected, pointers) = selected.into_iter().unzip();
+        Ok((selected, pointers, missing))
+    }
+
+    /// Surveys each table (in order, until cancelled): idle tables get their report now, owing ones
+    /// their debt, the rest are left for the pass proper to judge.
+    async fn survey_all(
+        &self,
+        selected: &[TableRef],
+        pointers: &[Option<String>],
+        request: &PassRequest,
+        cancel: &CancellationToken,
+    ) -> Surveyed {
+        let mut surveyed =
+            Surveyed { reports: vec![None; selected.len()], unknown: Vec::new(), owing: Vec::new() };
+        for (i, (table, pointer)) in selected.iter().zip(pointers).enumerate() {
+            if cancel.is_cancelled() {
+                break;
+            }
+            match self.survey(table, request, pointer.as_ref()).await {
+                Survey::Idle(report) => surveyed.reports[i] = Some(*report),
+                Survey::Owes(work) => {
+                    surveyed.owing.push(schedule::TableDebt { key: i, tenant: table.tenant.clone(), work })
+                }
+                Survey::Unknown => surveyed.unknown.push(i),
+            }
+        }
+        surveyed
+    }
+
+    /// After the work: what each tenant was served (the fairness term), and for a full pass the debt
+    /// gauges (every surveyed table's tenant and signal gets a series, at 0 when it owes nothing).
+    fn account(
+        &self,
+        request: &PassRequest,
+        cancel: &CancellationToken,
+        selected: &[TableRef],
+        owing: &[schedule::TableDebt<usize>],
+        reports: &[Option<TableReport>],
+    ) {
+        let served = owing.iter().filter(|d| {
+            reports[d.key]
+                .as_ref()
+                .is_some_and(|r| r.partition_reports.iter().any(|p| p.status == PartitionStatus::Succeeded))
+        });
+        self.fairness
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record_pass(served.map(|d| d.tenant.as_str()));
+        if request.filter.is_all() && request.partitions.is_empty() && !request.full && !cancel.is_cancelled()
+        {
+            let mut undone: Vec<Vec<plan::DueWork>> = vec![Vec::new(); selected.len()];
+            for d in owing {
+                undone[d.key] = debt::left_undone(&d.work, reports[d.key].as_ref());
+            }
+            self.debt.publish(&self.metrics, selected.iter().zip(undone), self.clock.now());
+        }
+    }
+
     /// The budget of a pass: the configured one for a loop's pass, none for an operator's.
     fn budget(&self, request: &PassRequest) -> Budget {
         if request.scheduled {
@@ -279,42 +371,10 @@ impl Job for CompactionJob {
         cancel: &CancellationToken,
     ) -> Result<PassReport, JobError> {
         let started_at = self.pass.clock.now();
-        // One query selects the tables and gives each one's pointer (what tells a moved table).
-        let (selected, mut tables, pointers) = self.pass.select_with_pointers(request).await?;
-        // A pass that must look at every partition anyway (`--full`, `--partition`) skips nothing.
-        let skips_unchanged = !request.full && request.partitions.is_empty();
-        let mut selected: Vec<(TableRef, Option<String>)> =
-            selected.into_iter().zip(pointers.into_iter().map(|p| p.filter(|_| skips_unchanged))).collect();
-        let share = self.share(request).await;
-        if let Some(share) = &share {
-            let all = selected.len();
-            selected.retain(|(t, _)| share.owns(&t.qualified()));
-            tracing::debug!(
-                surveyed = selected.len(),
-                tables = all,
-                replicas = share.members(),
-                "surveying this replica's share of the tables"
-            );
-        }
-        if request.scheduled && !request.mode.is_dry_run() && request.filter.is_all() {
-            self.metrics.survey_share_tables.set(selected.len().try_into().unwrap_or(i64::MAX));
-        }
-        let (selected, pointers): (Vec<TableRef>, Vec<Option<String>>) = selected.into_iter().unzip();
+        let (selected, pointers, mut tables) = self.select(request).await?;
         self.refresh_idle_if_due();
-        let mut reports: Vec<Option<TableReport>> = vec![None; selected.len()];
-        let (mut unknown, mut owing) = (Vec::new(), Vec::new());
-        for (i, table) in selected.iter().enumerate() {
-            if cancel.is_cancelled() {
-                break;
-            }
-            match self.survey(table, request, pointers[i].as_ref()).await {
-                Survey::Idle(report) => reports[i] = Some(*report),
-                Survey::Owes(work) => {
-                    owing.push(schedule::TableDebt { key: i, tenant: table.tenant.clone(), work })
-                }
-                Survey::Unknown => unknown.push(i),
-            }
-        }
+        let Surveyed { mut reports, unknown, owing } =
+            self.survey_all(&selected, &pointers, request, cancel).await;
         let fairness = self.fairness.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let order = schedule::order(&owing, self.clock.now(), &fairness);
         let queue =
@@ -340,24 +400,7 @@ impl Job for CompactionJob {
             }
             reports[i] = Some(report);
         }
-        let served = owing.iter().filter(|d| {
-            reports[d.key]
-                .as_ref()
-                .is_some_and(|r| r.partition_reports.iter().any(|p| p.status == PartitionStatus::Succeeded))
-        });
-        self.fairness
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .record_pass(served.map(|d| d.tenant.as_str()));
-        if request.filter.is_all() && request.partitions.is_empty() && !request.full && !cancel.is_cancelled()
-        {
-            // Every surveyed table's (tenant, signal) gets a series, at 0 when it owes nothing.
-            let mut undone: Vec<Vec<plan::DueWork>> = vec![Vec::new(); selected.len()];
-            for d in &owing {
-                undone[d.key] = debt::left_undone(&d.work, reports[d.key].as_ref());
-            }
-            self.debt.publish(&self.metrics, selected.iter().zip(undone), self.clock.now());
-        }
+        self.account(request, cancel, &selected, &owing, &reports);
         tables.extend(reports.into_iter().flatten());
         Ok(PassReport {
             job: JobKind::Compaction,

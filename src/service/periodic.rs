@@ -115,7 +115,26 @@ pub async fn run_pass(
     };
     let elapsed = started.elapsed();
     metrics.pass_duration_seconds.with_label_values(&[job_label]).observe(elapsed.as_secs_f64());
-    let result = match &outcome {
+    let result = log_outcome(request, &outcome, elapsed);
+    // One vocabulary: the metric's `result` label and `/status`'s `last_result` come from `result`.
+    metrics.passes_total.with_label_values(&[job_label, result.as_str()]).inc();
+    if result == PassResult::Ok {
+        metrics.last_success_timestamp_seconds.with_label_values(&[job_label]).set(status.now().timestamp());
+    } else {
+        metrics.pass_failures_total.with_label_values(&[job_label]).inc();
+    }
+    status.pass_finished(kind, result);
+    status.set_detail(kind, job.status_detail());
+    outcome
+}
+
+/// Logs how a pass ended (a poll that changed nothing only at debug) and names its result.
+fn log_outcome(
+    request: &PassRequest,
+    outcome: &Result<crate::job::PassReport, JobError>,
+    elapsed: Duration,
+) -> PassResult {
+    match outcome {
         // A poll that found every table unchanged is not news.
         Ok(report)
             if request.scheduled && report.tables.iter().all(|t| t.status == TableStatus::Unchanged) =>
@@ -154,17 +173,7 @@ pub async fn run_pass(
             );
             PassResult::Failed(error)
         }
-    };
-    // One vocabulary: the metric's `result` label and `/status`'s `last_result` come from `result`.
-    metrics.passes_total.with_label_values(&[job_label, result.as_str()]).inc();
-    if result == PassResult::Ok {
-        metrics.last_success_timestamp_seconds.with_label_values(&[job_label]).set(status.now().timestamp());
-    } else {
-        metrics.pass_failures_total.with_label_values(&[job_label]).inc();
     }
-    status.pass_finished(kind, result);
-    status.set_detail(kind, job.status_detail());
-    outcome
 }
 
 fn ms(d: Duration) -> u64 {
