@@ -99,8 +99,21 @@ impl Leases {
         let statement =
             format!("SELECT holder_id FROM compactor_replicas WHERE job = $1 AND expires_at > {}", inner.now);
         let live: Vec<String> = sqlx::query_scalar(&statement).bind(job).fetch_all(&inner.pool).await?;
-        // A replica on this host that exited without leaving does not keep its share until expiry.
-        let live = live.into_iter().filter(|h| !is_dead_local_process(h));
+        // A replica on this host that exited without leaving does not keep its share until expiry:
+        // its row is removed, since replicas on other hosts cannot tell it exited and would count it.
+        let (dead, live): (Vec<String>, Vec<String>) =
+            live.into_iter().partition(|h| is_dead_local_process(h));
+        for holder in dead {
+            let removed = sqlx::query("DELETE FROM compactor_replicas WHERE job = $1 AND holder_id = $2")
+                .bind(job)
+                .bind(&holder)
+                .execute(&inner.pool)
+                .await;
+            match removed {
+                Ok(_) => info!(job, holder, "removed the replica row of an exited process on this host"),
+                Err(e) => debug!(job, holder, error = %e, "could not remove an exited process's replica row"),
+            }
+        }
         Ok(super::share::Share::of(&inner.holder, live))
     }
 
