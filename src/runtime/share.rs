@@ -11,8 +11,9 @@
 //! working on one table, and the catalog's compare-and-swap still keeps every commit atomic. While two
 //! replicas see different members (one joined or left between their reads), a table may be surveyed
 //! by both (the lease sorts them out) or by neither for one poll; a replica that dies without leaving
-//! keeps its share unsurveyed until its row expires (`lease_ttl`; a replica on the dead process's
-//! host removes its row at once, for the replicas of other hosts, which cannot tell it exited). Whenever a replica cannot tell
+//! keeps its share unsurveyed until its row expires (`lease_ttl`; a row not renewed for the reader's
+//! own `lease_ttl` counts as expired whatever its expiry, and a replica on the dead process's host
+//! removes its row at once, for the replicas of other hosts, which cannot tell it exited). Whenever a replica cannot tell
 //! (the query fails, or its own row is not among the live ones) it surveys every table: unsure means
 //! more reading, never less compaction.
 
