@@ -55,7 +55,7 @@ async fn all_tables(ctx: &Context) -> BTreeSet<String> {
 }
 
 async fn rows(ctx: &Context) -> Vec<String> {
-    sqlx::query_scalar("SELECT holder_id FROM compactor_replicas WHERE job = 'compaction'")
+    sqlx::query_scalar("SELECT holder_id FROM compactor_replicas WHERE job = 'compaction' ORDER BY holder_id")
         .fetch_all(ctx.catalog.pool())
         .await
         .unwrap()
@@ -250,6 +250,16 @@ async fn replicas_rows_on_postgresql() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(a.share("compaction").await.unwrap().unwrap().members(), 1, "b's row expired");
     assert_eq!(b.share("compaction").await.unwrap(), None, "b's own row expired");
+    // An exited process of this host: dropped from the view and its row removed for other hosts.
+    let dead =
+        Leases::new(pool.clone(), true, format!("{}:999999999:0badcafe", host()), Duration::from_secs(60));
+    assert!(dead.beat("compaction").await.unwrap());
+    assert_eq!(a.share("compaction").await.unwrap().unwrap().members(), 1);
+    assert_eq!(
+        rows(&ctx).await,
+        vec!["replica-a".to_string(), "replica-b".to_string()],
+        "b's expired row stays"
+    );
     a.leave("compaction").await.unwrap();
     assert_eq!(a.share("compaction").await.unwrap(), None, "a left");
 }
