@@ -105,6 +105,27 @@ mod tests {
                 }
             }
         }
+
+        /// What the readers' filters rely on (a dead local process, a row not renewed for a ttl):
+        /// while every row is a running replica, each replica leaving any others out of its view
+        /// (never itself) leaves no table to nobody; dropping a member only enlarges shares.
+        #[test]
+        fn views_that_leave_members_out_leave_no_table_to_nobody(
+            n in 1usize..10,
+            dropped in prop::collection::vec(prop::collection::vec(any::<bool>(), 10), 10),
+            tables in prop::collection::vec("[a-z.]{1,40}", 1..100),
+        ) {
+            let members = ids(n);
+            let shares: Vec<Share> = (0..n)
+                .map(|r| {
+                    let view = members.iter().enumerate().filter(|&(i, _)| i == r || !dropped[r][i]);
+                    Share::of(&members[r], view.map(|(_, m)| m.clone())).unwrap()
+                })
+                .collect();
+            for t in &tables {
+                prop_assert!(shares.iter().any(|s| s.owns(t)), "{} surveyed by nobody", t);
+            }
+        }
     }
 
     #[test]
