@@ -96,11 +96,31 @@ impl Leases {
     /// disabled, or its own row is not live): then it surveys every table.
     pub async fn share(&self, job: &str) -> Result<Option<super::share::Share>, sqlx::Error> {
         let Some(inner) = &self.inner else { return Ok(None) };
-        let statement =
-            format!("SELECT holder_id FROM compactor_replicas WHERE job = $1 AND expires_at > {}", inner.now);
-        let live: Vec<String> = sqlx::query_scalar(&statement).bind(job).fetch_all(&inner.pool).await?;
-        // A replica on this host that exited without leaving does not keep its share until expiry.
-        let live = live.into_iter().filter(|h| !is_dead_local_process(h));
+        let ttl_ms = i64::try_from(inner.ttl.as_millis()).unwrap_or(i64::MAX);
+        // A live replica renews its row every ttl / 3: one not renewed for a whole ttl is gone whatever
+        // its expiry says (written by hand, or by a killed replica with a longer ttl). Dropping a member
+        // only enlarges the others' shares (more reading), never leaves a table to nobody.
+        let statement = format!(
+            "SELECT holder_id FROM compactor_replicas WHERE job = $1 AND expires_at > {now} AND seen_at > {now} - $2",
+            now = inner.now
+        );
+        let live: Vec<String> =
+            sqlx::query_scalar(&statement).bind(job).bind(ttl_ms).fetch_all(&inner.pool).await?;
+        // A replica on this host that exited without leaving does not keep its share until expiry:
+        // its row is removed, since replicas on other hosts cannot tell it exited and would count it.
+        let (dead, live): (Vec<String>, Vec<String>) =
+            live.into_iter().partition(|h| is_dead_local_process(h));
+        for holder in dead {
+            let removed = sqlx::query("DELETE FROM compactor_replicas WHERE job = $1 AND holder_id = $2")
+                .bind(job)
+                .bind(&holder)
+                .execute(&inner.pool)
+                .await;
+            match removed {
+                Ok(_) => info!(job, holder, "removed the replica row of an exited process on this host"),
+                Err(e) => debug!(job, holder, error = %e, "could not remove an exited process's replica row"),
+            }
+        }
         Ok(super::share::Share::of(&inner.holder, live))
     }
 

@@ -11,7 +11,9 @@
 //! working on one table, and the catalog's compare-and-swap still keeps every commit atomic. While two
 //! replicas see different members (one joined or left between their reads), a table may be surveyed
 //! by both (the lease sorts them out) or by neither for one poll; a replica that dies without leaving
-//! keeps its share unsurveyed until its row expires (`lease_ttl`). Whenever a replica cannot tell
+//! keeps its share unsurveyed until its row expires (`lease_ttl`; a row not renewed for the reader's
+//! own `lease_ttl` counts as expired whatever its expiry, and a replica on the dead process's host
+//! removes its row at once, for the replicas of other hosts, which cannot tell it exited). Whenever a replica cannot tell
 //! (the query fails, or its own row is not among the live ones) it surveys every table: unsure means
 //! more reading, never less compaction.
 
@@ -101,6 +103,27 @@ mod tests {
                 if before != members[gone] {
                     prop_assert_eq!(before, after, "{} moved although its owner stayed", t);
                 }
+            }
+        }
+
+        /// What the readers' filters rely on (a dead local process, a row not renewed for a ttl):
+        /// while every row is a running replica, each replica leaving any others out of its view
+        /// (never itself) leaves no table to nobody; dropping a member only enlarges shares.
+        #[test]
+        fn views_that_leave_members_out_leave_no_table_to_nobody(
+            n in 1usize..10,
+            dropped in prop::collection::vec(prop::collection::vec(any::<bool>(), 10), 10),
+            tables in prop::collection::vec("[a-z.]{1,40}", 1..100),
+        ) {
+            let members = ids(n);
+            let shares: Vec<Share> = (0..n)
+                .map(|r| {
+                    let view = members.iter().enumerate().filter(|&(i, _)| i == r || !dropped[r][i]);
+                    Share::of(&members[r], view.map(|(_, m)| m.clone())).unwrap()
+                })
+                .collect();
+            for t in &tables {
+                prop_assert!(shares.iter().any(|s| s.owns(t)), "{} surveyed by nobody", t);
             }
         }
     }

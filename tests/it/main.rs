@@ -33,6 +33,7 @@ mod review17;
 mod review_manifests;
 mod schedule;
 mod serve;
+mod share_attack;
 mod support;
 mod table_kinds;
 mod verify;
