@@ -130,12 +130,14 @@ impl CompactionJob {
 impl CompactionJob {
     /// This replica's share of the tables for a loop's real pass ([`crate::runtime::share`]); `None`
     /// (every table) for an operator's or a dry-run pass, a filtered one, or when the replicas' rows
-    /// cannot be read or do not include this one.
+    /// cannot be read or do not include this one. Replicas whose pass has run longer than half the
+    /// lag target count for none: their shares' due tables go to the replicas that are free.
     async fn share(&self, request: &PassRequest) -> Option<crate::runtime::share::Share> {
         if !request.scheduled || request.mode.is_dry_run() || !request.filter.is_all() {
             return None;
         }
-        match self.pass.leases.share(JobKind::Compaction.as_str()).await {
+        let group = crate::runtime::share::survey_group(JobKind::Compaction.as_str(), self.catalog.name());
+        match self.pass.leases.share_within(&group, Some(self.config.lag_target / 2)).await {
             Ok(share) => {
                 let members = share.as_ref().map_or(1, |s| s.members());
                 self.metrics.survey_replicas.set(members.try_into().unwrap_or(i64::MAX));

@@ -51,6 +51,17 @@ pub enum Acquired {
     },
 }
 
+/// What a replica's loop is doing, as its membership row says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Between passes.
+    Idle,
+    /// In a pass that has run this long.
+    Busy(Duration),
+    /// In a pass past the pass deadline: the row is not renewed.
+    Overdue,
+}
+
 /// A held lease, renewed in the background until released or dropped.
 pub struct Lease {
     state: Arc<LeaseState>,
@@ -78,34 +89,73 @@ impl Leases {
         Leases { inner: Some(Arc::new(Inner { pool, now: now_ms_sql(postgres), holder, ttl })) }
     }
 
-    /// Writes (or renews) this replica's row among `job`'s members for one ttl ([`super::share`]).
-    /// `Ok(false)`: leases are disabled (a read-only process is no member).
-    pub async fn beat(&self, job: &str) -> Result<bool, sqlx::Error> {
+    /// Writes (or renews) this replica's row in the survey group `group` ([`super::share`]) for one
+    /// ttl, not busy. `Ok(false)`: leases are disabled (a read-only process is no member).
+    pub async fn beat(&self, group: &str) -> Result<bool, sqlx::Error> {
+        self.beat_as(group, None).await
+    }
+
+    /// [`beat`](Self::beat), saying how long the replica's running pass has run (`None`: no pass).
+    pub async fn beat_as(&self, group: &str, busy_for: Option<Duration>) -> Result<bool, sqlx::Error> {
         let Some(inner) = &self.inner else { return Ok(false) };
-        let ttl_ms = i64::try_from(inner.ttl.as_millis()).unwrap_or(i64::MAX);
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         let now = inner.now;
+        // Two statements rather than a NULL parameter: PostgreSQL cannot type `$4 IS NULL`.
+        let busy_since = match busy_for {
+            Some(_) => format!("{now} - $4"),
+            None => "NULL".to_string(),
+        };
         let statement = format!(
-            "INSERT INTO compactor_replicas (job, holder_id, seen_at, expires_at) VALUES ($1, $2, {now}, {now} + $3) \
-             ON CONFLICT (job, holder_id) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at"
+            "INSERT INTO compactor_replicas (job, holder_id, seen_at, expires_at, busy_since) \
+             VALUES ($1, $2, {now}, {now} + $3, {busy_since}) \
+             ON CONFLICT (job, holder_id) DO UPDATE SET seen_at = excluded.seen_at, \
+             expires_at = excluded.expires_at, busy_since = excluded.busy_since"
         );
-        sqlx::query(&statement).bind(job).bind(&inner.holder).bind(ttl_ms).execute(&inner.pool).await?;
+        let query = sqlx::query(&statement).bind(group).bind(&inner.holder).bind(ms(inner.ttl));
+        let query = match busy_for {
+            Some(d) => query.bind(ms(d)),
+            None => query,
+        };
+        query.execute(&inner.pool).await?;
         Ok(true)
     }
 
-    /// `job`'s live members as this replica sees them, or `None` when it has no share (leases are
+    /// `group`'s live members as this replica sees them, or `None` when it has no share (leases are
     /// disabled, or its own row is not live): then it surveys every table.
-    pub async fn share(&self, job: &str) -> Result<Option<super::share::Share>, sqlx::Error> {
+    pub async fn share(&self, group: &str) -> Result<Option<super::share::Share>, sqlx::Error> {
+        self.share_within(group, None).await
+    }
+
+    /// [`share`](Self::share), leaving out the other members whose running pass has run longer than
+    /// `busy_limit`: their shares' due tables go to the replicas that are free, rather than waiting
+    /// for the busy one's pass to end (their leases still keep the busy one's own table its own).
+    pub async fn share_within(
+        &self,
+        group: &str,
+        busy_limit: Option<Duration>,
+    ) -> Result<Option<super::share::Share>, sqlx::Error> {
+        let job = group;
         let Some(inner) = &self.inner else { return Ok(None) };
         let ttl_ms = i64::try_from(inner.ttl.as_millis()).unwrap_or(i64::MAX);
         // A live replica renews its row every ttl / 3: one not renewed for a whole ttl is gone whatever
         // its expiry says (written by hand, or by a killed replica with a longer ttl). Dropping a member
         // only enlarges the others' shares (more reading), never leaves a table to nobody.
         let statement = format!(
-            "SELECT holder_id FROM compactor_replicas WHERE job = $1 AND expires_at > {now} AND seen_at > {now} - $2",
+            "SELECT holder_id, busy_since, {now} FROM compactor_replicas \
+             WHERE job = $1 AND expires_at > {now} AND seen_at > {now} - $2",
             now = inner.now
         );
-        let live: Vec<String> =
-            sqlx::query_scalar(&statement).bind(job).bind(ttl_ms).fetch_all(&inner.pool).await?;
+        let rows: Vec<(String, Option<i64>, i64)> =
+            sqlx::query_as(&statement).bind(job).bind(ttl_ms).fetch_all(&inner.pool).await?;
+        let limit_ms = busy_limit.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let live: Vec<String> = rows
+            .into_iter()
+            .filter(|(holder, busy_since, now)| {
+                *holder == inner.holder
+                    || !matches!((busy_since, limit_ms), (Some(since), Some(limit)) if now - since > limit)
+            })
+            .map(|(holder, ..)| holder)
+            .collect();
         // A replica on this host that exited without leaving does not keep its share until expiry:
         // its row is removed, since replicas on other hosts cannot tell it exited and would count it.
         let (dead, live): (Vec<String>, Vec<String>) =
@@ -135,28 +185,32 @@ impl Leases {
         Ok(())
     }
 
-    /// Keeps this replica among `job`'s members until `cancel` fires, then leaves: a row written every
-    /// `ttl / 3` while `alive()` says the loop is sound, so a replica in a long pass keeps its share but
-    /// one whose pass hangs (past the pass deadline) stops renewing and loses it at expiry.
+    /// Keeps this replica in the survey group `group` until `cancel` fires, then leaves: a row written
+    /// every `ttl / 3` saying whether a pass is running and since when, so that others take over the
+    /// share of a replica long busy ([`share_within`](Self::share_within)); a replica whose pass hangs
+    /// (past the pass deadline) stops renewing and loses its row at expiry.
     pub async fn membership(
         self,
-        job: &'static str,
-        alive: impl Fn() -> bool + Send,
+        group: String,
+        liveness: impl Fn() -> Liveness + Send,
         cancel: tokio_util::sync::CancellationToken,
     ) {
         let Some(inner) = self.inner.clone() else { return };
+        let job = group.as_str();
         let mut failing = false;
         loop {
-            let beat = if alive() { self.beat(job).await } else { Err(sqlx::Error::PoolTimedOut) };
+            let beat = match liveness() {
+                Liveness::Idle => self.beat_as(job, None).await.map_err(|e| e.to_string()),
+                Liveness::Busy(d) => self.beat_as(job, Some(d)).await.map_err(|e| e.to_string()),
+                Liveness::Overdue => Err("its pass is past the pass deadline".to_string()),
+            };
             match beat {
                 Ok(_) if failing => {
                     info!(job, holder = inner.holder, "replica membership renewed again");
                     failing = false;
                 }
                 Ok(_) => {}
-                Err(e) if !failing => {
-                    let error =
-                        if alive() { e.to_string() } else { "its pass is past the pass deadline".into() };
+                Err(error) if !failing => {
                     warn!(
                         job,
                         holder = inner.holder,

@@ -1,11 +1,13 @@
 //! Replicas of one catalog divide a loop's survey: each reads only the tables of its share.
 //!
-//! Every daemon whose compaction loop runs for real keeps a row in `compactor_replicas` (renewed every
-//! `lease_ttl / 3`, expiring after `lease_ttl` on the catalog database's clock, removed when the daemon
-//! stops). At each poll a loop reads the live rows and surveys the tables that rendezvous hashing
-//! gives it: a table belongs to the member whose hash of (member, table) is highest, so each table has
-//! exactly one owner among the members a replica sees, and a member joining or leaving moves only its
-//! own share.
+//! Every daemon whose compaction loop runs for real keeps a row in `compactor_replicas` under its
+//! [`survey_group`] (the loop and the catalog's name; renewed every `lease_ttl / 3`, expiring after
+//! `lease_ttl` on the catalog database's clock, removed when the daemon stops; its `busy_since` says
+//! when its running pass started). At each poll a loop reads the live rows and surveys the tables
+//! that rendezvous hashing gives it: a table belongs to the member whose hash of (member, table) is
+//! highest, so each table has exactly one owner among the members a replica sees, and a member
+//! joining or leaving moves only its own share. A member whose pass has run longer than half the lag
+//! target counts for nothing in the others' polls, so its share's due tables go to free replicas.
 //!
 //! The share divides *reading*; it never decides safety. Table leases still keep two replicas from
 //! working on one table, and the catalog's compare-and-swap still keeps every commit atomic. While two
@@ -13,9 +15,15 @@
 //! by both (the lease sorts them out) or by neither for one poll; a replica that dies without leaving
 //! keeps its share unsurveyed until its row expires (`lease_ttl`; a row not renewed for the reader's
 //! own `lease_ttl` counts as expired whatever its expiry, and a replica on the dead process's host
-//! removes its row at once, for the replicas of other hosts, which cannot tell it exited). Whenever a replica cannot tell
-//! (the query fails, or its own row is not among the live ones) it surveys every table: unsure means
-//! more reading, never less compaction.
+//! removes its row at once, for the replicas of other hosts, which cannot tell it exited). Whenever a
+//! replica cannot tell (the query fails, or its own row is not among the live ones) it surveys every
+//! table: unsure means more reading, never less compaction.
+
+/// The survey group of a loop over one catalog: replicas of another catalog in the same database
+/// are never members of it.
+pub fn survey_group(job: &str, catalog_name: &str) -> String {
+    format!("{job}@{catalog_name}")
+}
 
 /// The tables a replica surveys: its own holder id among the live members' ids.
 #[derive(Debug, Clone, PartialEq, Eq)]

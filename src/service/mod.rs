@@ -104,10 +104,11 @@ pub async fn run_jobs(
         if enabled && job.kind() == JobKind::Compaction && !job.mode().is_dry_run() {
             // Joined before the loop's first pass, so that a replica restarting among others divides
             // its first survey with them (a failure here is the membership task's to report).
-            let _ = ctx.leases.beat(JobKind::Compaction.as_str()).await;
+            let group = crate::runtime::share::survey_group(JobKind::Compaction.as_str(), ctx.catalog.name());
+            let _ = ctx.leases.beat(&group).await;
             let status = status.clone();
-            let alive = move || !status.is_overdue(JobKind::Compaction);
-            tracker.spawn(ctx.leases.clone().membership(JobKind::Compaction.as_str(), alive, cancel.clone()));
+            let liveness = move || status.liveness(JobKind::Compaction);
+            tracker.spawn(ctx.leases.clone().membership(group, liveness, cancel.clone()));
         }
         if enabled {
             tracker.spawn(run_periodic(

@@ -149,9 +149,19 @@ impl StatusBoard {
         self.update(job, |s| s.overdue = true);
     }
 
-    /// Whether `job`'s running pass is past the pass deadline.
-    pub fn is_overdue(&self, job: JobKind) -> bool {
-        self.loops.lock().unwrap_or_else(|p| p.into_inner()).get(&job).is_some_and(|s| s.overdue)
+    /// What `job`'s loop is doing, for its replica membership row: between passes, in a pass since
+    /// how long, or in a pass past the deadline.
+    pub fn liveness(&self, job: JobKind) -> crate::runtime::leases::Liveness {
+        use crate::runtime::leases::Liveness;
+        let now = self.now();
+        let loops = self.loops.lock().unwrap_or_else(|p| p.into_inner());
+        match loops.get(&job) {
+            Some(s) if s.overdue => Liveness::Overdue,
+            Some(LoopStatus { running: true, last_pass_start: Some(start), .. }) => {
+                Liveness::Busy((now - *start).to_std().unwrap_or_default())
+            }
+            _ => Liveness::Idle,
+        }
     }
 
     pub fn pass_finished(&self, job: JobKind, result: PassResult) {
@@ -198,6 +208,22 @@ impl StatusBoard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn liveness_says_idle_busy_since_the_pass_started_or_overdue() {
+        use crate::runtime::leases::Liveness;
+        let start = chrono::Utc::now();
+        let clock = crate::clock::ManualClock::new(start);
+        let board = StatusBoard::new(&[(JobKind::Compaction, true)]).with_clock(Arc::new(clock.clone()));
+        assert_eq!(board.liveness(JobKind::Compaction), Liveness::Idle);
+        board.pass_started(JobKind::Compaction);
+        clock.set(start + chrono::Duration::seconds(400));
+        assert_eq!(board.liveness(JobKind::Compaction), Liveness::Busy(std::time::Duration::from_secs(400)));
+        board.pass_overdue(JobKind::Compaction);
+        assert_eq!(board.liveness(JobKind::Compaction), Liveness::Overdue);
+        board.pass_finished(JobKind::Compaction, PassResult::Ok);
+        assert_eq!(board.liveness(JobKind::Compaction), Liveness::Idle);
+    }
 
     #[test]
     fn overlapping_passes_keep_the_job_running_until_the_last_ends() {

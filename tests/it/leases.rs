@@ -18,7 +18,7 @@ use signaldb_compactor::service::leases::{Acquired, Leases};
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Postgres, context, fixed_end, small_options};
+use crate::support::{Postgres, SIGNALDB, context, fixed_end, group, small_options};
 
 /// Generates the small warehouse into `dir`, its catalog in `uri` (None: `dir/catalog.db`).
 async fn generate(dir: &Path, uri: Option<&str>) {
@@ -424,8 +424,8 @@ async fn replicas_divide_the_survey_and_take_over_a_leaving_replicas_share() {
     let dry = job_a.run_once(&PassRequest::scheduled(Mode::DryRun), &cancel).await.unwrap();
     assert_eq!(surveyed(&dry), all, "a replica without a row surveys every table");
 
-    assert!(a.leases.beat("compaction").await.unwrap());
-    assert!(b.leases.beat("compaction").await.unwrap());
+    assert!(a.leases.beat(&group(SIGNALDB)).await.unwrap());
+    assert!(b.leases.beat(&group(SIGNALDB)).await.unwrap());
     let pass_a = job_a.run_once(&poll, &cancel).await.unwrap();
     let pass_b = job_b.run_once(&poll, &cancel).await.unwrap();
     let (share_a, share_b) = (surveyed(&pass_a), surveyed(&pass_b));
@@ -454,7 +454,7 @@ async fn replicas_divide_the_survey_and_take_over_a_leaving_replicas_share() {
     assert_eq!(surveyed(&operator), all, "an operator's pass surveys every table");
 
     // B leaves: A's next loop pass surveys every table.
-    b.leases.leave("compaction").await.unwrap();
+    b.leases.leave(&group(SIGNALDB)).await.unwrap();
     let alone = job_a.run_once(&poll, &cancel).await.unwrap();
     assert_eq!(surveyed(&alone), all, "the leaving replica's share passed to the other");
     assert_eq!(a.metrics.survey_replicas.get(), 1);
@@ -462,7 +462,7 @@ async fn replicas_divide_the_survey_and_take_over_a_leaving_replicas_share() {
 
     // A replica whose row is no longer renewed keeps its share only until the row expires.
     let c = replica("replica-c", Duration::from_millis(600)).await;
-    assert!(c.leases.beat("compaction").await.unwrap());
+    assert!(c.leases.beat(&group(SIGNALDB)).await.unwrap());
     assert!(surveyed(&job_a.run_once(&poll, &cancel).await.unwrap()).len() < all.len(), "C's share is C's");
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(surveyed(&job_a.run_once(&poll, &cancel).await.unwrap()), all, "C's row expired");

@@ -11,7 +11,7 @@ fn survey_members(dir: &std::path::Path) -> Vec<String> {
     let uri = format!("sqlite:{}/catalog.db", dir.display());
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
         let pool = sqlx::SqlitePool::connect(&uri).await.unwrap();
-        sqlx::query_scalar("SELECT holder_id FROM compactor_replicas WHERE job = 'compaction'")
+        sqlx::query_scalar("SELECT holder_id FROM compactor_replicas WHERE job = 'compaction@signaldb'")
             .fetch_all(&pool)
             .await
             .unwrap()

@@ -17,7 +17,7 @@ use signaldb_compactor::service::Context;
 use signaldb_compactor::service::leases::Leases;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Postgres, context, fixed_end, small_options};
+use crate::support::{Postgres, SIGNALDB, context, fixed_end, group, small_options};
 
 /// The catalog of the survey test in leases.rs: 4 tenants x 2 datasets, two closed hours each.
 async fn generate(dir: &Path) {
@@ -55,10 +55,12 @@ async fn all_tables(ctx: &Context) -> BTreeSet<String> {
 }
 
 async fn rows(ctx: &Context) -> Vec<String> {
-    sqlx::query_scalar("SELECT holder_id FROM compactor_replicas WHERE job = 'compaction' ORDER BY holder_id")
-        .fetch_all(ctx.catalog.pool())
-        .await
-        .unwrap()
+    sqlx::query_scalar(
+        "SELECT holder_id FROM compactor_replicas WHERE job = 'compaction@signaldb' ORDER BY holder_id",
+    )
+    .fetch_all(ctx.catalog.pool())
+    .await
+    .unwrap()
 }
 
 fn host() -> String {
@@ -95,12 +97,12 @@ async fn a_dead_local_processs_share_is_taken_over_at_once_by_replicas_on_other_
     for holder in [&dead, &remote] {
         assert!(
             Leases::new(pool.clone(), false, holder.clone(), Duration::from_secs(60))
-                .beat("compaction")
+                .beat(&group(SIGNALDB))
                 .await
                 .unwrap()
         );
     }
-    assert!(a.leases.beat("compaction").await.unwrap());
+    assert!(a.leases.beat(&group(SIGNALDB)).await.unwrap());
 
     let pass_a = CompactionJob::new(&a)
         .run_once(&PassRequest::scheduled(Mode::Execute), &CancellationToken::new())
@@ -129,15 +131,15 @@ async fn a_row_not_renewed_for_a_ttl_keeps_no_share_whatever_its_expiry() {
         .find(|g| all.iter().any(|t| owner(&ids(&["replica-a", "replica-b", g]), t) == Some(g.as_str())))
         .unwrap();
     let now = chrono::Utc::now().timestamp_millis();
-    sqlx::query("INSERT INTO compactor_replicas (job, holder_id, seen_at, expires_at) VALUES ('compaction', $1, $2, $3)")
+    sqlx::query("INSERT INTO compactor_replicas (job, holder_id, seen_at, expires_at) VALUES ('compaction@signaldb', $1, $2, $3)")
         .bind(&ghost)
         .bind(now - 86_400_000)
         .bind(now + 10 * 365 * 86_400_000)
         .execute(a.catalog.pool())
         .await
         .unwrap();
-    assert!(a.leases.beat("compaction").await.unwrap());
-    assert!(b.leases.beat("compaction").await.unwrap());
+    assert!(a.leases.beat(&group(SIGNALDB)).await.unwrap());
+    assert!(b.leases.beat(&group(SIGNALDB)).await.unwrap());
     let (cancel, poll) = (CancellationToken::new(), PassRequest::scheduled(Mode::Execute));
     let pass_a = CompactionJob::new(&a).run_once(&poll, &cancel).await.unwrap();
     let pass_b = CompactionJob::new(&b).run_once(&poll, &cancel).await.unwrap();
@@ -151,7 +153,6 @@ async fn a_row_not_renewed_for_a_ttl_keeps_no_share_whatever_its_expiry() {
 /// keeps to its share of *its own* catalog's tables, and the share the other catalog's replica wins
 /// is never surveyed by anyone, for as long as both run.
 #[tokio::test]
-#[ignore = "defect: compactor_replicas rows are keyed by job only, not by catalog_name; replicas of another catalog on the same database take a share of this one's tables that nobody surveys"]
 async fn replicas_of_another_catalog_on_the_same_database_take_no_share_of_this_one() {
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path()).await;
@@ -159,8 +160,9 @@ async fn replicas_of_another_catalog_on_the_same_database_take_no_share_of_this_
     let other = replica(dir.path(), "replica-of-other", Some("other")).await;
     let all = all_tables(&a).await;
     assert!(all_tables(&other).await.is_empty(), "the other catalog has no table of this one");
-    assert!(a.leases.beat("compaction").await.unwrap());
-    assert!(other.leases.beat("compaction").await.unwrap());
+    assert!(a.leases.beat(&group(SIGNALDB)).await.unwrap());
+    // As the daemon of the other catalog does: its group names its catalog.
+    assert!(other.leases.beat(&group("other")).await.unwrap());
     let (cancel, poll) = (CancellationToken::new(), PassRequest::scheduled(Mode::Execute));
     let pass_a = CompactionJob::new(&a).run_once(&poll, &cancel).await.unwrap();
     let pass_other = CompactionJob::new(&other).run_once(&poll, &cancel).await.unwrap();
@@ -170,11 +172,12 @@ async fn replicas_of_another_catalog_on_the_same_database_take_no_share_of_this_
 }
 
 /// The share divides more than reading: a replica busy in a long pass (under the 6 h default
-/// `pass_deadline` it keeps renewing its row) holds every due table of its share, and the idle
+/// `pass_deadline` it keeps renewing its row) would hold every due table of its share, and the idle
 /// replicas, which before the change surveyed those tables and took their free leases, leave them.
-/// Here A is stuck committing its first table; B polls and should compact A's other due tables.
+/// Here A is stuck committing its first table. While its row says it has been busy for a short
+/// while, B keeps to its own share; once A's row says it has been busy for more than half the lag
+/// target (what A's membership task writes), B's next poll compacts A's other due tables.
 #[tokio::test]
-#[ignore = "defect: a busy replica keeps its share (renewed until pass_deadline, 6 h by default); other replicas no longer survey or compact its due tables, whose leases are free"]
 async fn a_busy_replica_does_not_keep_its_shares_due_tables_from_idle_replicas() {
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path()).await;
@@ -185,8 +188,8 @@ async fn a_busy_replica_does_not_keep_its_shares_due_tables_from_idle_replicas()
     let share_a: BTreeSet<String> =
         all.iter().filter(|t| owner(&members, t) == Some("replica-a")).cloned().collect();
     assert!(share_a.len() >= 2, "{share_a:?}");
-    assert!(a.leases.beat("compaction").await.unwrap());
-    assert!(b.leases.beat("compaction").await.unwrap());
+    assert!(a.leases.beat(&group(SIGNALDB)).await.unwrap());
+    assert!(b.leases.beat(&group(SIGNALDB)).await.unwrap());
 
     let (entered, release) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
     let first = Arc::new(AtomicBool::new(true));
@@ -213,8 +216,13 @@ async fn a_busy_replica_does_not_keep_its_shares_due_tables_from_idle_replicas()
         .await
         .expect("A reaches its first commit");
 
-    let pass_b =
-        CompactionJob::new(&b).run_once(&PassRequest::scheduled(Mode::Execute), &cancel).await.unwrap();
+    let job_b = CompactionJob::new(&b);
+    assert!(a.leases.beat_as(&group(SIGNALDB), Some(Duration::from_secs(10))).await.unwrap());
+    let own = job_b.run_once(&PassRequest::scheduled(Mode::Execute), &cancel).await.unwrap();
+    assert!(surveyed(&own).is_disjoint(&share_a), "A busy for 10 s keeps its share: {:?}", surveyed(&own));
+    // Half the default lag target (10 min) is 5 min.
+    assert!(a.leases.beat_as(&group(SIGNALDB), Some(Duration::from_secs(301))).await.unwrap());
+    let pass_b = job_b.run_once(&PassRequest::scheduled(Mode::Execute), &cancel).await.unwrap();
     let compacted_by_b: BTreeSet<String> = pass_b
         .tables
         .iter()
@@ -241,25 +249,37 @@ async fn replicas_rows_on_postgresql() {
     let pool = ctx.catalog.pool().clone();
     let a = Leases::new(pool.clone(), true, "replica-a".into(), Duration::from_secs(60));
     let b = Leases::new(pool.clone(), true, "replica-b".into(), Duration::from_millis(600));
-    assert_eq!(a.share("compaction").await.unwrap(), None, "not yet a member");
-    assert!(a.beat("compaction").await.unwrap());
-    assert!(a.beat("compaction").await.unwrap(), "renewed");
-    assert!(b.beat("compaction").await.unwrap());
-    assert_eq!(a.share("compaction").await.unwrap().unwrap().members(), 2);
-    assert_eq!(b.share("compaction").await.unwrap().unwrap().members(), 2);
+    assert_eq!(a.share(&group(SIGNALDB)).await.unwrap(), None, "not yet a member");
+    assert!(a.beat(&group(SIGNALDB)).await.unwrap());
+    assert!(a.beat(&group(SIGNALDB)).await.unwrap(), "renewed");
+    assert!(b.beat(&group(SIGNALDB)).await.unwrap());
+    assert_eq!(a.share(&group(SIGNALDB)).await.unwrap().unwrap().members(), 2);
+    assert_eq!(b.share(&group(SIGNALDB)).await.unwrap().unwrap().members(), 2);
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(a.share("compaction").await.unwrap().unwrap().members(), 1, "b's row expired");
-    assert_eq!(b.share("compaction").await.unwrap(), None, "b's own row expired");
+    assert_eq!(a.share(&group(SIGNALDB)).await.unwrap().unwrap().members(), 1, "b's row expired");
+    assert_eq!(b.share(&group(SIGNALDB)).await.unwrap(), None, "b's own row expired");
     // An exited process of this host: dropped from the view and its row removed for other hosts.
     let dead =
         Leases::new(pool.clone(), true, format!("{}:999999999:0badcafe", host()), Duration::from_secs(60));
-    assert!(dead.beat("compaction").await.unwrap());
-    assert_eq!(a.share("compaction").await.unwrap().unwrap().members(), 1);
+    assert!(dead.beat(&group(SIGNALDB)).await.unwrap());
+    assert_eq!(a.share(&group(SIGNALDB)).await.unwrap().unwrap().members(), 1);
     assert_eq!(
         rows(&ctx).await,
         vec!["replica-a".to_string(), "replica-b".to_string()],
         "b's expired row stays"
     );
-    a.leave("compaction").await.unwrap();
-    assert_eq!(a.share("compaction").await.unwrap(), None, "a left");
+    // A busy member's row (the `busy_since` arithmetic on PostgreSQL's clock): counted while its
+    // pass is younger than the limit, not once it is older.
+    let c = Leases::new(pool.clone(), true, "replica-c".into(), Duration::from_secs(60));
+    assert!(c.beat_as(&group(SIGNALDB), Some(Duration::from_secs(10))).await.unwrap());
+    let limit = Some(Duration::from_secs(300));
+    assert_eq!(a.share_within(&group(SIGNALDB), limit).await.unwrap().unwrap().members(), 2, "busy 10 s");
+    assert!(c.beat_as(&group(SIGNALDB), Some(Duration::from_secs(301))).await.unwrap());
+    assert_eq!(a.share_within(&group(SIGNALDB), limit).await.unwrap().unwrap().members(), 1, "busy 301 s");
+    assert_eq!(a.share(&group(SIGNALDB)).await.unwrap().unwrap().members(), 2, "no limit: still a member");
+    assert!(c.beat(&group(SIGNALDB)).await.unwrap());
+    assert_eq!(a.share_within(&group(SIGNALDB), limit).await.unwrap().unwrap().members(), 2, "idle again");
+    c.leave(&group(SIGNALDB)).await.unwrap();
+    a.leave(&group(SIGNALDB)).await.unwrap();
+    assert_eq!(a.share(&group(SIGNALDB)).await.unwrap(), None, "a left");
 }

@@ -489,3 +489,11 @@ pub async fn files_per_partition(
     }
     out
 }
+
+/// The catalog name of the test contexts (the configuration's default).
+pub const SIGNALDB: &str = "signaldb";
+
+/// The compaction survey group of the catalog named `catalog` (`compactor_replicas.job`).
+pub fn group(catalog: &str) -> String {
+    signaldb_compactor::runtime::share::survey_group("compaction", catalog)
+}
