@@ -170,10 +170,14 @@ fn outcome_sum(report: &signaldb_compactor::job::PassReport, figure: &str) -> u6
         .sum()
 }
 
-fn age(path: &std::path::Path) {
+/// Sets every file's mtime to three days before `now` (the test's clock, not the wall clock: a fixed
+/// clock falls behind the wall clock day by day, and files aged from the wall clock would one day
+/// be younger than the orphan grace period by the test's clock).
+fn age(path: &std::path::Path, now: chrono::DateTime<chrono::Utc>) {
+    let at = format!("@{}", (now - chrono::TimeDelta::days(3)).timestamp());
     let status = std::process::Command::new("find")
         .arg(path)
-        .args(["-type", "f", "-exec", "touch", "-d", "3 days ago", "{}", "+"])
+        .args(["-type", "f", "-exec", "touch", "-d", &at, "{}", "+"])
         .status()
         .unwrap();
     assert!(status.success());
@@ -194,17 +198,17 @@ async fn metrics_follow_the_outcomes_in_dry_runs_real_passes_and_failures_partwa
     for i in 0..3 {
         std::fs::write(data.join(format!("orphan-{i}.parquet")), vec![0u8; 100]).unwrap();
     }
-    age(&dir.path().join("warehouse"));
-    let ctx =
-        crate::support::context(dir.path(), crate::support::fixed_end() + chrono::TimeDelta::days(10), |c| {
-            c.compaction.min_input_files = 2;
-            c.retention.enabled = true;
-            c.retention.snapshots_to_keep = 1;
-            c.retention.max_snapshot_age = std::time::Duration::from_secs(1);
-            c.orphans.enabled = true;
-            c.orphans.batch_size = 1;
-        })
-        .await;
+    let now = crate::support::fixed_end() + chrono::TimeDelta::days(10);
+    age(&dir.path().join("warehouse"), now);
+    let ctx = crate::support::context(dir.path(), now, |c| {
+        c.compaction.min_input_files = 2;
+        c.retention.enabled = true;
+        c.retention.snapshots_to_keep = 1;
+        c.retention.max_snapshot_age = std::time::Duration::from_secs(1);
+        c.orphans.enabled = true;
+        c.orphans.batch_size = 1;
+    })
+    .await;
     let cancel = tokio_util::sync::CancellationToken::new();
     let compaction = signaldb_compactor::compaction::CompactionJob::new(&ctx);
     let retention = signaldb_compactor::retention::RetentionJob::new(&ctx);
