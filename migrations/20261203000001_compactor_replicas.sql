@@ -1,15 +1,10 @@
--- Replicas whose loop divides its survey with the others (runtime/share.rs): one row per (group,
--- holder), renewed every lease_ttl / 3 while the daemon runs, removed when it stops. `job` names the
--- group: the loop and the catalog it surveys (`compaction@<catalog_name>`), so that daemons of two
--- catalogs in one database never divide each other's tables. `busy_since`: when the replica's running
--- pass started (NULL between passes); a replica busy for longer than half the lag target leaves its
--- share to the others. Times are milliseconds since the epoch on the catalog database's clock.
--- Portable SQL: SQLite and PostgreSQL.
+-- Replicas whose loop divides its survey with the others (runtime/share.rs): one row per (job,
+-- holder), renewed every lease_ttl / 3 while the daemon runs, removed when it stops. Times are
+-- milliseconds since the epoch on the catalog database's clock. Portable SQL: SQLite and PostgreSQL.
 CREATE TABLE IF NOT EXISTS compactor_replicas (
-    job        VARCHAR(300) NOT NULL,
+    job        VARCHAR(64)  NOT NULL,
     holder_id  VARCHAR(255) NOT NULL,
     seen_at    BIGINT       NOT NULL,
     expires_at BIGINT       NOT NULL,
-    busy_since BIGINT,
     PRIMARY KEY (job, holder_id)
 );
