@@ -148,14 +148,15 @@ impl Leases {
         let rows: Vec<(String, Option<i64>, i64)> =
             sqlx::query_as(&statement).bind(job).bind(ttl_ms).fetch_all(&inner.pool).await?;
         let limit_ms = busy_limit.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let live: Vec<String> = rows
-            .into_iter()
-            .filter(|(holder, busy_since, now)| {
-                *holder == inner.holder
-                    || !matches!((busy_since, limit_ms), (Some(since), Some(limit)) if now - since > limit)
-            })
-            .map(|(holder, ..)| holder)
-            .collect();
+        let (live, busy): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(holder, busy_since, now)| {
+            *holder == inner.holder
+                || !matches!((busy_since, limit_ms), (Some(since), Some(limit)) if now - since > limit)
+        });
+        if !busy.is_empty() {
+            let holders: Vec<&str> = busy.iter().map(|(holder, ..)| holder.as_str()).collect();
+            info!(job, busy = ?holders, "dividing the shares of replicas in a long pass among the others");
+        }
+        let live: Vec<String> = live.into_iter().map(|(holder, ..)| holder).collect();
         // A replica on this host that exited without leaving does not keep its share until expiry:
         // its row is removed, since replicas on other hosts cannot tell it exited and would count it.
         let (dead, live): (Vec<String>, Vec<String>) =
