@@ -393,15 +393,7 @@ fn surveyed(report: &signaldb_compactor::job::PassReport) -> BTreeSet<String> {
 #[tokio::test]
 async fn replicas_divide_the_survey_and_take_over_a_leaving_replicas_share() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = signaldb_compactor::generate::GenerateOptions {
-        tenants: 4,
-        datasets: 2,
-        hours: 2,
-        files_per_hour: 2,
-        rows_per_file: 20,
-        ..small_options(dir.path())
-    };
-    signaldb_compactor::generate::generate(&opts).await.unwrap();
+    crate::support::generate_survey_catalog(dir.path()).await;
     let replica = |holder: &'static str, ttl: Duration| {
         let dir = dir.path().to_path_buf();
         async move {

@@ -17,20 +17,8 @@ use signaldb_compactor::service::Context;
 use signaldb_compactor::service::leases::Leases;
 use tokio_util::sync::CancellationToken;
 
+use crate::support::generate_survey_catalog as generate;
 use crate::support::{Postgres, SIGNALDB, context, fixed_end, group, small_options};
-
-/// The catalog of the survey test in leases.rs: 4 tenants x 2 datasets, two closed hours each.
-async fn generate(dir: &Path) {
-    let opts = signaldb_compactor::generate::GenerateOptions {
-        tenants: 4,
-        datasets: 2,
-        hours: 2,
-        files_per_hour: 2,
-        rows_per_file: 20,
-        ..small_options(dir)
-    };
-    signaldb_compactor::generate::generate(&opts).await.unwrap();
-}
 
 /// A replica on `dir`'s catalog named `catalog` whose leases and rows name it `holder`.
 async fn replica(dir: &Path, holder: &str, catalog: Option<&str>) -> Context {

@@ -497,3 +497,17 @@ pub const SIGNALDB: &str = "signaldb";
 pub fn group(catalog: &str) -> String {
     signaldb_compactor::runtime::share::survey_group("compaction", catalog)
 }
+
+/// The catalog of the replicas' survey tests: 4 tenants × 2 datasets × the default signals, two
+/// closed hours of two files each.
+pub async fn generate_survey_catalog(dir: &Path) {
+    let opts = GenerateOptions {
+        tenants: 4,
+        datasets: 2,
+        hours: 2,
+        files_per_hour: 2,
+        rows_per_file: 20,
+        ..small_options(dir)
+    };
+    generate(&opts).await.expect("generate succeeds");
+}
