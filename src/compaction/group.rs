@@ -172,8 +172,11 @@ impl Groups<'_> {
             partition: p.value.clone(),
             files: w.files.clone(),
             target_file_size: start.target_file_size,
-            // `memory_limit_mb` bounds the process's rewrites together: concurrent rewrites share it.
-            memory_limit: job.config.memory_limit_bytes / job.config.max_concurrent_rewrites.max(1) as u64,
+            // `memory_limit_mb` bounds the process's rewrites together: the concurrent rewrites of the
+            // concurrent tables share it.
+            memory_limit: job.config.memory_limit_bytes
+                / (job.config.max_concurrent_rewrites.max(1) * job.config.max_concurrent_tables.max(1))
+                    as u64,
             output_spec_id: if w.to_current_spec {
                 table.metadata().default_partition_spec_id()
             } else {

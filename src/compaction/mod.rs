@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use iceberg::TableIdent;
 use tokio_util::sync::CancellationToken;
 
@@ -379,28 +379,57 @@ impl Job for CompactionJob {
             self.survey_all(&selected, &pointers, request, cancel).await;
         let fairness = self.fairness.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let order = schedule::order(&owing, self.clock.now(), &fairness);
-        let queue =
-            unknown.into_iter().map(|i| (i, None)).chain(order.iter().map(|&o| (owing[o].key, Some(o))));
+        // Collected, not a borrowing iterator: a stream over closures that borrow trips the Send check
+        // of async_trait.
+        let queue: Vec<(usize, Option<usize>)> = unknown
+            .into_iter()
+            .map(|i| (i, None))
+            .chain(order.iter().map(|&o| (owing[o].key, Some(o))))
+            .collect();
         let budget = self.budget(request);
-        for (i, debt) in queue {
-            if cancel.is_cancelled() {
-                break;
+        // Tables run `max_concurrent_tables` at a time (one: in queue order, one after the other). A
+        // table whose work cannot reach the catalog database ends the pass: no further table starts,
+        // the running ones finish, and the pass fails (retried at the next tick).
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (budget, stop, selected_ref, owing_ref) = (&budget, &stop, &selected, &owing);
+        let ran: Vec<(usize, Result<TableReport, JobError>)> = futures::stream::iter(queue)
+            .map(|(i, debt)| async move {
+                if cancel.is_cancelled() || stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return None;
+                }
+                let table = &selected_ref[i];
+                let due = debt.map(|o| owing_ref[o].work.as_slice()).unwrap_or_default();
+                if let Some(spent) = budget.exhausted() {
+                    return Some((i, Ok(self.over_budget(table, spent, due))));
+                }
+                let work = |claim: crate::runtime::Claim| async move {
+                    execute::compact_table(self, table, request, cancel, claim.fence(), budget).await
+                };
+                let result = self.pass.run(RunType::Compaction, request.mode, table, work).await;
+                match &result {
+                    Ok(report) if !request.mode.is_dry_run() => {
+                        self.debt.observe_lag(&self.metrics, table, due, report, self.clock.now())
+                    }
+                    Ok(_) => {}
+                    Err(_) => stop.store(true, std::sync::atomic::Ordering::SeqCst),
+                }
+                Some((i, result))
+            })
+            .buffer_unordered(self.config.max_concurrent_tables.max(1))
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        let mut failed = None;
+        for (i, result) in ran {
+            match result {
+                Ok(report) => reports[i] = Some(report),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
-            let table = &selected[i];
-            let due = debt.map(|o| owing[o].work.as_slice()).unwrap_or_default();
-            if let Some(spent) = budget.exhausted() {
-                reports[i] = Some(self.over_budget(table, spent, due));
-                continue;
-            }
-            let work = |claim: crate::runtime::Claim| {
-                let budget = &budget;
-                async move { execute::compact_table(self, table, request, cancel, claim.fence(), budget).await }
-            };
-            let report = self.pass.run(RunType::Compaction, request.mode, table, work).await?;
-            if !request.mode.is_dry_run() {
-                self.debt.observe_lag(&self.metrics, table, due, &report, self.clock.now());
-            }
-            reports[i] = Some(report);
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         self.account(request, cancel, &selected, &owing, &reports);
         tables.extend(reports.into_iter().flatten());

@@ -176,6 +176,8 @@ pub struct CompactionConfig {
     pub partition_lateness: Duration,
     pub compact_open_partitions: bool,
     pub max_concurrent_rewrites: usize,
+    /// Tables a compaction pass works on at once (each with up to `max_concurrent_rewrites` groups).
+    pub max_concurrent_tables: usize,
     pub memory_limit_bytes: u64,
     /// Poll the catalog this often between passes and compact what moved or fell due (`None`: only
     /// every `interval`).

@@ -60,6 +60,7 @@ pub struct RawCompactor {
     pub partition_lateness: Option<Duration>,
     pub compact_open_partitions: Option<bool>,
     pub max_concurrent_rewrites: Option<u64>,
+    pub max_concurrent_tables: Option<u64>,
     pub memory_limit_mb: Option<u64>,
     /// How often compaction polls the catalog for moved tables and partitions fallen due ("0s": off).
     #[serde(default, with = "humantime_serde")]

@@ -220,3 +220,20 @@ fn retention_grace_period_has_a_one_hour_floor() {
     let c = load("[compactor.retention]\ngrace_period = \"1h\"\n", &[]).unwrap();
     assert_eq!(c.retention.grace_period, Duration::from_secs(3600));
 }
+
+#[test]
+fn concurrent_tables_are_bounded_with_their_rewrites() {
+    let c = load("", &[]).unwrap();
+    assert_eq!(c.compaction.max_concurrent_tables, 1, "one table at a time by default");
+    let c = load("", &[("SIGNALDB_COMPACTOR_MAX_CONCURRENT_TABLES", "2")]).unwrap();
+    assert_eq!(c.compaction.max_concurrent_tables, 2);
+    for bad in ["0", "17"] {
+        let err = load(&format!("[compactor]\nmax_concurrent_tables = {bad}\n"), &[]).unwrap_err();
+        assert_eq!(err.key, "compactor.max_concurrent_tables", "{bad}: {err}");
+    }
+    // 4 tables × 8 rewrites: more rewrites in flight than the bound of one table's.
+    let err = load("[compactor]\nmax_concurrent_rewrites = 8\nmax_concurrent_tables = 4\n", &[]).unwrap_err();
+    assert_eq!(err.key, "compactor.max_concurrent_tables");
+    assert!(err.reason.contains("must be at most 16"), "{err}");
+    assert!(load("[compactor]\nmax_concurrent_rewrites = 8\nmax_concurrent_tables = 2\n", &[]).is_ok());
+}
