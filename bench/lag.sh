@@ -12,6 +12,8 @@
 #    manifest list, manifests) and found idle: wall / tables = the survey's cost of one table read.
 # 3. table: `once compaction` with `compact_open_partitions = true`: every table's hour is compacted
 #    (lease, audit row, load, plan, rewrite, invariants, commit): wall / tables = one table's cost.
+#    With AT_ONCE=k the table run compacts k tables at once (`max_concurrent_tables = k`) and one
+#    table's cost is wall × k / tables (what a table costs while k - 1 others run beside it).
 # 4. `simulate` with those two costs, 10,000 tables, 24 h, at several core budgets, and a budget too small.
 # Needs the release binary.
 set -euo pipefail
@@ -23,6 +25,7 @@ DATASETS=${DATASETS:-25}
 FILES=${FILES:-720}
 LOOK_FILES=${LOOK_FILES:-100}
 ROWS=${ROWS:-20}
+AT_ONCE=${AT_ONCE:-1}
 [ -x "$BIN" ] || { echo "build the release binary first: cargo build --release" >&2; exit 2; }
 end=$(python3 -c "import datetime as d; n=d.datetime.now(d.timezone.utc).replace(minute=0,second=0,microsecond=0); print((n+d.timedelta(hours=1, minutes=59)).strftime('%Y-%m-%dT%H:%M:%SZ'))")
 rm -rf "$WORK" && mkdir -p "$WORK/look" "$WORK/table"
@@ -40,14 +43,15 @@ dsn = "file://$WORK/$1/warehouse"
 [compactor]
 compact_open_partitions = $2
 rewrite_manifests = false
+max_concurrent_tables = $AT_ONCE
 TOML
   (cd "$WORK/$1" && /usr/bin/time -v "$BIN" once compaction --json > run.json 2> run.err) || { tail -20 "$WORK/$1/run.err"; exit 1; }
 }
 timed look false
 timed table true
-read -r look_ms table_ms < <(python3 - "$WORK" <<'PY'
+read -r look_ms table_ms < <(python3 - "$WORK" "$AT_ONCE" <<'PY'
 import json, re, sys
-d = sys.argv[1]
+d, at_once = sys.argv[1], int(sys.argv[2])
 def wall(name):
     err = open(f"{d}/{name}/run.err").read()
     w = re.search(r"Elapsed \(wall clock\) time.*: (.*)", err).group(1)
@@ -64,17 +68,17 @@ for name, w, r in [("look", lw, lr), ("table", tw, tr)]:
     n = gen["tables"]
     print(f"{name}: {n} tables, {gen['files']} files, {gen['bytes'] / 2**20:.1f} MiB; once compaction "
           f"{statuses(name)} wall {w:.2f}s peak {r} MiB -> {1000 * w / n:.1f} ms per table", file=sys.stderr)
-print(f"{max(1, round(1000 * lw / n))} {max(1, round(1000 * tw / n))}")
+print(f"{max(1, round(1000 * lw / n))} {max(1, round(1000 * tw * at_once / n))}")
 PY
 )
-echo "simulate: --look-cost ${look_ms}ms --table-overhead ${table_ms}ms (10,000 tables, 50 tenants, 24 h, lag target 10m)"
+echo "simulate: --look-cost ${look_ms}ms --table-overhead ${table_ms}ms --tables-at-once $AT_ONCE (10,000 tables, 50 tenants, 24 h, lag target 10m)"
 for replicas in ${REPLICAS:-16 32 64}; do
   echo "--- $replicas replica(s) x 2 cores"
   # Into a file first: `head` closing the pipe early would fail the simulator's printing.
   "$BIN" simulate --tables 10000 --hours 24 --replicas "$replicas" --cores-per-replica 2 \
-      --look-cost "${look_ms}ms" --table-overhead "${table_ms}ms" > "$WORK/simulate-$replicas.txt"
+      --look-cost "${look_ms}ms" --table-overhead "${table_ms}ms" --tables-at-once "$AT_ONCE" > "$WORK/simulate-$replicas.txt"
   head -4 "$WORK/simulate-$replicas.txt"
 done
 echo "--- budget too small: 32 replicas x 2 cores, each pass capped at 5 s"
 "$BIN" simulate --tables 10000 --hours 24 --replicas 32 --cores-per-replica 2 \
-    --look-cost "${look_ms}ms" --table-overhead "${table_ms}ms" --max-pass-duration 5s
+    --look-cost "${look_ms}ms" --table-overhead "${table_ms}ms" --tables-at-once "$AT_ONCE" --max-pass-duration 5s
