@@ -314,6 +314,49 @@ impl CompactionJob {
         }
     }
 
+    /// The order the pass works in: the tables the survey could not judge first, then the owing ones
+    /// in debt order (tenant-fair): (position in the selection, position in `owing`).
+    fn queue(
+        &self,
+        unknown: Vec<usize>,
+        owing: &[schedule::TableDebt<usize>],
+    ) -> Vec<(usize, Option<usize>)> {
+        let fairness = self.fairness.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let order = schedule::order(owing, self.clock.now(), &fairness);
+        // Collected, not a borrowing iterator: a stream over closures that borrow trips the Send check
+        // of async_trait.
+        unknown.into_iter().map(|i| (i, None)).chain(order.iter().map(|&o| (owing[o].key, Some(o)))).collect()
+    }
+
+    /// One table's work under its lock, lease and audit row, and the lag of what it compacted. A panic
+    /// outside the table's contained work (its lease, audit row, metrics) fails the pass as before,
+    /// but only after the other running tables have finished: unwinding through the pass's shared
+    /// stream would drop them mid-work, their leases held until they expire.
+    async fn run_table(
+        &self,
+        table: &TableRef,
+        due: &[plan::DueWork],
+        request: &PassRequest,
+        cancel: &CancellationToken,
+        budget: &Budget,
+    ) -> Result<TableReport, JobError> {
+        let work = |claim: crate::runtime::Claim| async move {
+            execute::compact_table(self, table, request, cancel, claim.fence(), budget).await
+        };
+        let run = std::panic::AssertUnwindSafe(self.pass.run(RunType::Compaction, request.mode, table, work));
+        let report = match run.catch_unwind().await {
+            Ok(result) => result?,
+            Err(payload) => {
+                let why = crate::job::panic_message(payload.as_ref());
+                return Err(JobError::Other(format!("{table}: panicked: {why}")));
+            }
+        };
+        if !request.mode.is_dry_run() {
+            self.debt.observe_lag(&self.metrics, table, due, &report, self.clock.now());
+        }
+        Ok(report)
+    }
+
     /// The budget of a pass: the configured one for a loop's pass, none for an operator's.
     fn budget(&self, request: &PassRequest) -> Budget {
         if request.scheduled {
@@ -377,15 +420,7 @@ impl Job for CompactionJob {
         self.refresh_idle_if_due();
         let Surveyed { mut reports, unknown, owing } =
             self.survey_all(&selected, &pointers, request, cancel).await;
-        let fairness = self.fairness.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let order = schedule::order(&owing, self.clock.now(), &fairness);
-        // Collected, not a borrowing iterator: a stream over closures that borrow trips the Send check
-        // of async_trait.
-        let queue: Vec<(usize, Option<usize>)> = unknown
-            .into_iter()
-            .map(|i| (i, None))
-            .chain(order.iter().map(|&o| (owing[o].key, Some(o))))
-            .collect();
+        let queue = self.queue(unknown, &owing);
         let budget = self.budget(request);
         // Tables run `max_concurrent_tables` at a time (one: in queue order, one after the other), as
         // futures of this one task: what overlaps is their waiting (commits, fsync, reads) and their
@@ -405,31 +440,9 @@ impl Job for CompactionJob {
                 if let Some(spent) = budget.exhausted() {
                     return Some((i, Ok(self.over_budget(table, spent, due))));
                 }
-                let work = |claim: crate::runtime::Claim| async move {
-                    execute::compact_table(self, table, request, cancel, claim.fence(), budget).await
-                };
-                // A panic outside the table's contained work (its lease, audit row, metrics) fails the
-                // pass as before, but only after the other running tables have finished: unwinding
-                // through the shared stream would drop them mid-work, leases held until they expire.
-                let run = std::panic::AssertUnwindSafe(self.pass.run(
-                    RunType::Compaction,
-                    request.mode,
-                    table,
-                    work,
-                ));
-                let result = match run.catch_unwind().await {
-                    Ok(result) => result,
-                    Err(payload) => {
-                        let why = crate::job::panic_message(payload.as_ref());
-                        Err(JobError::Other(format!("{table}: panicked: {why}")))
-                    }
-                };
-                match &result {
-                    Ok(report) if !request.mode.is_dry_run() => {
-                        self.debt.observe_lag(&self.metrics, table, due, report, self.clock.now())
-                    }
-                    Ok(_) => {}
-                    Err(_) => stop.store(true, std::sync::atomic::Ordering::SeqCst),
+                let result = self.run_table(table, due, request, cancel, budget).await;
+                if result.is_err() {
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
                 Some((i, result))
             })

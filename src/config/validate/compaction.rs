@@ -64,25 +64,7 @@ pub(super) fn compaction(raw: &RawCompactor, global: Mode) -> Result<CompactionC
             at_least("compactor.max_concurrent_rewrites", raw.max_concurrent_rewrites, 1, 1)?,
             MAX_CONCURRENT_REWRITES,
         )? as usize,
-        max_concurrent_tables: {
-            let key = "compactor.max_concurrent_tables";
-            let tables =
-                at_most(key, at_least(key, raw.max_concurrent_tables, 1, 1)?, MAX_CONCURRENT_REWRITES)?;
-            // Every sorted rewrite's merge holds a blocking thread while it waits for its writer: the
-            // rewrites of all concurrent tables together stay within the same bound as one table's.
-            let rewrites = raw.max_concurrent_rewrites.unwrap_or(1).max(1);
-            if tables.saturating_mul(rewrites) > MAX_CONCURRENT_REWRITES {
-                return Err(ConfigError::new(
-                    key,
-                    tables.to_string(),
-                    format!(
-                        "max_concurrent_tables × max_concurrent_rewrites ({tables} × {rewrites}) must be at most \
-                         {MAX_CONCURRENT_REWRITES} rewrites in flight"
-                    ),
-                ));
-            }
-            tables as usize
-        },
+        max_concurrent_tables: max_concurrent_tables(raw)?,
         memory_limit_bytes: memory_mb * MIB,
         poll_interval: poll_interval(raw.poll_interval, interval)?,
         max_bytes_per_pass: match raw.max_bytes_per_pass {
@@ -125,4 +107,24 @@ fn poll_interval(value: Option<Duration>, interval: Duration) -> Result<Option<D
         ));
     }
     Ok(Some(d))
+}
+
+/// `compactor.max_concurrent_tables`: 1–16, and with `max_concurrent_rewrites` at most 16 rewrites in
+/// flight. Every sorted rewrite's merge holds a blocking thread while it waits for its writer: the
+/// rewrites of all concurrent tables together stay within the same bound as one table's.
+fn max_concurrent_tables(raw: &RawCompactor) -> Result<usize> {
+    let key = "compactor.max_concurrent_tables";
+    let tables = at_most(key, at_least(key, raw.max_concurrent_tables, 1, 1)?, MAX_CONCURRENT_REWRITES)?;
+    let rewrites = raw.max_concurrent_rewrites.unwrap_or(1).max(1);
+    if tables.saturating_mul(rewrites) > MAX_CONCURRENT_REWRITES {
+        return Err(ConfigError::new(
+            key,
+            tables.to_string(),
+            format!(
+                "max_concurrent_tables × max_concurrent_rewrites ({tables} × {rewrites}) must be at most \
+                 {MAX_CONCURRENT_REWRITES} rewrites in flight"
+            ),
+        ));
+    }
+    Ok(tables as usize)
 }
