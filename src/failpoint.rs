@@ -19,6 +19,9 @@ pub const ORPHANS_AFTER_BATCH: &str = "orphans-after-batch";
 /// Panic point: compaction of one table, after a group was rewritten and right before its commit
 /// (where iceberg's snapshot-summary code runs).
 pub const COMPACTION_PANIC: &str = "compaction-panic";
+/// Panic point: inside one compaction group's rewrite task, armed for `tenant.dataset.table/<partition
+/// label>` (the group fails; the table's other groups go on).
+pub const REWRITE_PANIC: &str = "compaction-rewrite-panic";
 /// Fault point: compaction's reader swaps the values of two columns of the same type (a reader bug),
 /// which the content invariants must catch.
 pub const COMPACTION_SWAP_COLUMNS: &str = "compaction-swap-columns";

@@ -12,6 +12,8 @@ use futures::StreamExt;
 use iceberg::spec::{FormatVersion, Operation};
 use iceberg::table::Table;
 use tokio::sync::Mutex;
+use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
 use tracing::{error, info, warn};
 
 use super::CompactionJob;
@@ -166,11 +168,11 @@ impl Groups<'_> {
     /// writes the outputs. Nothing is committed.
     async fn rewrite(&self, p: &Partition<'_>, w: &Work<'_>) -> Result<Rewritten, GroupFailure> {
         let (job, t, table, start) = (self.job, self.t, self.table, &self.start);
-        rewrite::rewrite(GroupInput {
-            table,
+        let input = GroupInput {
+            table: table.clone(),
             spec_id: p.spec_id,
             partition: p.value.clone(),
-            files: w.files.clone(),
+            files: w.files.iter().map(|&f| f.clone()).collect(),
             target_file_size: start.target_file_size,
             // `memory_limit_mb` bounds the process's rewrites together: the concurrent rewrites of the
             // concurrent tables share it.
@@ -194,9 +196,28 @@ impl Groups<'_> {
                         .collect()
                 })
                 .collect(),
-        })
-        .await
-        .map_err(|e| match e.skip_reason() {
+        };
+        // Its own task: the concurrent rewrites of a table (`max_concurrent_rewrites`) read, sort and
+        // encode on different cores, and a long rewrite never holds up the worker that renews the
+        // lease. Aborted when this group's future is dropped (shutdown, the table's pass ending); a
+        // panic fails this group only, its outputs left to the orphan cleaner.
+        let key = format!("{}/{}", t.qualified(), p.label);
+        let task = AbortOnDropHandle::new(tokio::spawn(
+            async move {
+                failpoint::panic_point(failpoint::REWRITE_PANIC, &key);
+                rewrite::rewrite(input).await
+            }
+            .in_current_span(),
+        ));
+        let result = match task.await {
+            Ok(result) => result,
+            Err(e) => {
+                let cause = if e.is_panic() { "panicked" } else { "was cancelled" };
+                error!(table = %t, partition = %p.label, "rewrite task {cause}: group abandoned, nothing committed");
+                return Err(GroupFailure::Failed(format!("rewrite task {cause}")));
+            }
+        };
+        result.map_err(|e| match e.skip_reason() {
             Some(reason) => {
                 warn!(table = %t, partition = %p.label, reason, error = %e, "partition skipped");
                 job.metrics

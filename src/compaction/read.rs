@@ -34,7 +34,7 @@ const BATCH_BYTES: u64 = 4 << 20;
 const DECODE_EXPANSION: u64 = 8;
 
 /// Rows per input batch for `files`: [`BATCH_BYTES`] over the widest file's estimated decoded row size.
-fn batch_rows(files: &[&LiveFile]) -> usize {
+fn batch_rows(files: &[LiveFile]) -> usize {
     let widest = files.iter().map(|f| f.size() / f.records().max(1)).max().unwrap_or(0);
     let row_bytes = (widest * DECODE_EXPANSION).max(1);
     usize::try_from(BATCH_BYTES / row_bytes).unwrap_or(BATCH_ROWS).clamp(16, BATCH_ROWS)
@@ -136,7 +136,7 @@ async fn file_field_ids(
 /// resolve by column position (no field ids, no name mapping). Footers are read only when needed.
 async fn read_schemas(
     table: &Table,
-    files: &[&LiveFile],
+    files: &[LiveFile],
     mapping: Option<&NameMapping>,
 ) -> Result<Vec<SchemaRef>, RewriteError> {
     let schema = table.metadata().current_schema();
@@ -212,10 +212,10 @@ fn scan_task(
 /// The group's rows as the reader yields them (each batch tagged with its input file's index), with
 /// the group's deletes applied, and their Arrow schema.
 pub(super) async fn read_inputs(
-    input: &GroupInput<'_>,
+    input: &GroupInput,
     schema: &iceberg::spec::SchemaRef,
 ) -> Result<(FileBatchStream, arrow_schema::SchemaRef), RewriteError> {
-    let table = input.table;
+    let table = &input.table;
     let mapping = name_mapping(table)?;
     let read_schemas = read_schemas(table, &input.files, mapping.as_deref()).await?;
     let no_deletes: Vec<LiveFile> = Vec::new();

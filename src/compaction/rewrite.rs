@@ -85,11 +85,12 @@ pub struct Rewritten {
 }
 
 /// One group to rewrite.
-pub struct GroupInput<'a> {
-    pub table: &'a Table,
+pub struct GroupInput {
+    /// The table as planned (cheap to clone: its metadata is shared).
+    pub table: Table,
     pub spec_id: i32,
     pub partition: Struct,
-    pub files: Vec<&'a LiveFile>,
+    pub files: Vec<LiveFile>,
     pub target_file_size: u64,
     pub memory_limit: u64,
     /// The spec the output is written under: `spec_id`, or the table's current spec when the group
@@ -156,7 +157,7 @@ type GroupSink =
 
 /// Rewrites the group's files into new data files (not yet committed): read (applying the group's
 /// deletes) → sort when the table declares an order → write rolling at the target → check row counts.
-pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
+pub async fn rewrite(input: GroupInput) -> Result<Rewritten, RewriteError> {
     let metadata = input.table.metadata();
     let schema = metadata.current_schema().clone();
     metadata.partition_spec_by_id(input.spec_id).ok_or(RewriteError::UnknownSpec(input.spec_id))?;
@@ -189,11 +190,8 @@ pub async fn rewrite(input: GroupInput<'_>) -> Result<Rewritten, RewriteError> {
 
 /// The writer of the group's outputs: rolling at the target size, under the output spec (one
 /// partition, or a fan-out by the current spec's transforms when moving an older spec's files).
-async fn open_sink(
-    input: &GroupInput<'_>,
-    schema: &iceberg::spec::SchemaRef,
-) -> Result<GroupSink, RewriteError> {
-    let table = input.table;
+async fn open_sink(input: &GroupInput, schema: &iceberg::spec::SchemaRef) -> Result<GroupSink, RewriteError> {
+    let table = &input.table;
     let metadata = table.metadata();
     let out_spec = metadata
         .partition_spec_by_id(input.output_spec_id)
@@ -218,7 +216,7 @@ async fn open_sink(
 /// Sorts the group's rows by the table's order (merging the runs of input files that claim it) into
 /// `writer`; the rows read.
 async fn write_sorted(
-    input: &GroupInput<'_>,
+    input: &GroupInput,
     plan: &SortPlan,
     batches: FileBatchStream,
     arrow_schema: arrow_schema::SchemaRef,
@@ -238,7 +236,7 @@ async fn write_sorted(
     let (mut sorted, report) = sort_batches(tagged.boxed(), plan, arrow_schema, input.memory_limit)
         .await
         .map_err(|e| RewriteError::Sort(e.to_string()))?;
-    let qualified = qualified(input.table);
+    let qualified = qualified(&input.table);
     for &file in &report.unsorted_claims {
         tracing::warn!(
             table = %qualified,
@@ -259,7 +257,7 @@ async fn write_sorted(
 
 /// The group's rows into `writer` as read; the rows read.
 async fn write_unsorted(
-    input: &GroupInput<'_>,
+    input: &GroupInput,
     mut batches: FileBatchStream,
     writer: &mut GroupSink,
 ) -> Result<u64, RewriteError> {
@@ -276,12 +274,7 @@ async fn write_unsorted(
 /// Every row read was written, and the rows read are the inputs' rows: exactly, or with deletes
 /// applied, at most the position deletes' entries fewer (a bound; they may name other files) unless
 /// an equality delete applies, which may delete any.
-fn check_row_counts(
-    input: &GroupInput<'_>,
-    expected: u64,
-    read: u64,
-    written: u64,
-) -> Result<(), RewriteError> {
+fn check_row_counts(input: &GroupInput, expected: u64, read: u64, written: u64) -> Result<(), RewriteError> {
     if !input.deletes.iter().any(|d| !d.is_empty()) {
         if read != expected || written != expected {
             return Err(RewriteError::RowCount { expected, read, written });

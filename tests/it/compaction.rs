@@ -669,6 +669,38 @@ async fn a_content_invariant_violation_commits_nothing_and_deletes_its_outputs()
     ));
 }
 
+/// A panic inside one group's rewrite (its own task) fails that group only: the table's other groups,
+/// rewriting beside it, commit, and no row is lost or changed.
+#[tokio::test]
+async fn a_panic_in_one_groups_rewrite_fails_that_group_only() {
+    use signaldb_compactor::failpoint;
+    let dir = tempfile::tempdir().unwrap();
+    // A unique tenant: the panic point is armed for the whole test binary.
+    let t = "rewritepanic.prod.traces";
+    pyiceberg(dir.path(), &["create", "--table", t, "--rows", "60", "--appends", "6"]);
+    let before = pyiceberg(dir.path(), &["scan", "--table", t]);
+    let ctx = context(dir.path(), chrono::Utc::now(), |c| c.compaction.max_concurrent_rewrites = 2).await;
+    let labels: Vec<String> = files_per_partition(&ctx, t).await.into_keys().collect();
+    assert_eq!(labels.len(), 3, "{labels:?}");
+    failpoint::arm(failpoint::REWRITE_PANIC, &format!("{t}/{}", labels[1]));
+
+    let report = run(&ctx, Mode::Execute).await;
+    let r = &report.tables[0];
+    let status =
+        |label: &str| r.partition_reports.iter().find(|p| p.partition == label).map(|p| p.status.clone());
+    assert_eq!(status(&labels[0]), Some(PartitionStatus::Succeeded), "{r:#?}");
+    assert_eq!(status(&labels[2]), Some(PartitionStatus::Succeeded), "{r:#?}");
+    assert!(
+        matches!(status(&labels[1]), Some(PartitionStatus::Failed { error }) if error == "rewrite task panicked"),
+        "{r:#?}"
+    );
+    let files = files_per_partition(&ctx, t).await;
+    assert_eq!((files[&labels[0]], files[&labels[2]]), (1, 1), "{files:?}");
+    assert!(files[&labels[1]] > 1, "the panicking group committed nothing: {files:?}");
+    let after = pyiceberg(dir.path(), &["scan", "--table", t]);
+    assert_eq!((&after["rows"], &after["checksum"]), (&before["rows"], &before["checksum"]));
+}
+
 /// Every compacted (`compact-*`) file of `table`: claims sort order 1 and is sorted by
 /// (timestamp, trace_id) with nulls first; returns the rows checked.
 async fn assert_compacted_files_sorted(ctx: &Context, table: &str) -> u64 {
