@@ -80,6 +80,15 @@ struct Idle {
     looked_at: DateTime<Utc>,
 }
 
+/// How a loop's real pass is divided between replicas: this replica's share of the tables, and the
+/// tables whose due partitions all replicas divide.
+struct Division {
+    share: crate::runtime::share::Share,
+    group: String,
+    /// Qualified names of the tables marked divided.
+    divided: std::collections::HashSet<String>,
+}
+
 /// What a pass's survey found in one table, before any lock, lease or audit row.
 enum Survey {
     /// Nothing to do: its report.
@@ -128,26 +137,76 @@ impl CompactionJob {
 }
 
 impl CompactionJob {
-    /// This replica's share of the tables for a loop's real pass ([`crate::runtime::share`]); `None`
-    /// (every table) for an operator's or a dry-run pass, a filtered one, or when the replicas' rows
-    /// cannot be read or do not include this one. Replicas whose pass has run longer than half the
-    /// lag target count for none: their shares' due tables go to the replicas that are free.
-    async fn share(&self, request: &PassRequest) -> Option<crate::runtime::share::Share> {
+    /// How this replica divides a loop's real pass with the others ([`crate::runtime::share`]):
+    /// its share of the tables, and the tables marked divided by partition. `None` (every table, whole)
+    /// for an operator's or a dry-run pass, a filtered one, or when the replicas' rows cannot be read
+    /// or do not include this one. Replicas whose pass has run longer than half the lag target count
+    /// for none: their shares' due tables go to the replicas that are free.
+    async fn division(&self, request: &PassRequest) -> Option<Division> {
         if !request.scheduled || request.mode.is_dry_run() || !request.filter.is_all() {
             return None;
         }
         let group = crate::runtime::share::survey_group(JobKind::Compaction.as_str(), self.catalog.name());
-        match self.pass.leases.share_within(&group, Some(self.config.lag_target / 2)).await {
+        let share = match self.pass.leases.share_within(&group, Some(self.config.lag_target / 2)).await {
             Ok(share) => {
                 let members = share.as_ref().map_or(1, |s| s.members());
                 self.metrics.survey_replicas.set(members.try_into().unwrap_or(i64::MAX));
-                share.filter(|s| s.members() > 1)
+                share.filter(|s| s.members() > 1)?
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the replicas' rows; surveying every table");
-                None
+                return None;
             }
+        };
+        let divided = match self.pass.leases.divided(&group).await {
+            Ok(divided) => divided.into_iter().collect(),
+            Err(e) => {
+                // Unsure: the divided tables' owners still compact them whole.
+                tracing::warn!(error = %e, "could not read the tables divided by partition");
+                Default::default()
+            }
+        };
+        Some(Division { share, group, divided })
+    }
+
+    /// For a table with due work in a divided pass: the due partitions (labels) that fall to this
+    /// replica, or `None` to compact the table whole. A table is divided by partition when its owner
+    /// finds it owing more than a pass's byte budget (`max_bytes_per_pass`: what one replica does in
+    /// a pass) in two or more partitions; the owner marks it for `lag_target` (renewed at each of its
+    /// passes while that holds), and every replica then takes the due partitions rendezvous hashing
+    /// gives it, each under its own partition lease.
+    async fn partitions_of(
+        &self,
+        division: &Division,
+        t: &TableRef,
+        due: &[plan::DueWork],
+    ) -> Option<Vec<String>> {
+        let name = t.qualified();
+        let owner = division.share.owns(&name);
+        let due_bytes: u64 = due.iter().map(|d| d.bytes).sum();
+        let exceeds = due.len() >= 2 && self.config.max_bytes_per_pass.is_some_and(|b| due_bytes > b);
+        if owner && exceeds {
+            match self.pass.leases.mark_divided(&division.group, t, self.config.lag_target).await {
+                Ok(_) => tracing::info!(
+                    table = %t, due_partitions = due.len(), due_bytes, replicas = division.share.members(),
+                    "table owes more than a pass: its due partitions are divided between the replicas"
+                ),
+                // The others would not know: compacted whole here unless an earlier mark still holds.
+                Err(e) if !division.divided.contains(&name) => {
+                    tracing::warn!(table = %t, error = %e, "could not mark the table divided; compacting it whole");
+                    return None;
+                }
+                Err(e) => tracing::warn!(table = %t, error = %e, "could not renew the table's divided mark"),
+            }
+        } else if !division.divided.contains(&name) {
+            return None;
         }
+        Some(
+            due.iter()
+                .filter(|d| division.share.owns(&format!("{name}/{}", d.label)))
+                .map(|d| d.label.clone())
+                .collect(),
+        )
     }
 
     /// Empties the idle cache once per `interval`, so that every table is looked at again at least
@@ -236,27 +295,29 @@ impl CompactionJob {
     async fn select(
         &self,
         request: &PassRequest,
-    ) -> Result<(Vec<TableRef>, Vec<Option<String>>, Vec<TableReport>), JobError> {
+    ) -> Result<(Vec<TableRef>, Vec<Option<String>>, Vec<TableReport>, Option<Division>), JobError> {
         let (selected, missing, pointers) = self.pass.select_with_pointers(request).await?;
         // A pass that must look at every partition anyway (`--full`, `--partition`) skips nothing.
         let skips_unchanged = !request.full && request.partitions.is_empty();
         let mut selected: Vec<(TableRef, Option<String>)> =
             selected.into_iter().zip(pointers.into_iter().map(|p| p.filter(|_| skips_unchanged))).collect();
-        if let Some(share) = self.share(request).await {
+        let division = self.division(request).await;
+        if let Some(d) = &division {
             let all = selected.len();
-            selected.retain(|(t, _)| share.owns(&t.qualified()));
+            selected.retain(|(t, _)| d.share.owns(&t.qualified()) || d.divided.contains(&t.qualified()));
             tracing::debug!(
                 surveyed = selected.len(),
                 tables = all,
-                replicas = share.members(),
-                "surveying this replica's share of the tables"
+                divided = d.divided.len(),
+                replicas = d.share.members(),
+                "surveying this replica's share of the tables and the tables divided by partition"
             );
         }
         if request.scheduled && !request.mode.is_dry_run() && request.filter.is_all() {
             self.metrics.survey_share_tables.set(selected.len().try_into().unwrap_or(i64::MAX));
         }
         let (selected, pointers) = selected.into_iter().unzip();
-        Ok((selected, pointers, missing))
+        Ok((selected, pointers, missing, division))
     }
 
     /// Surveys each table (in order, until cancelled): idle tables get their report now, owing ones
@@ -292,6 +353,7 @@ impl CompactionJob {
         request: &PassRequest,
         cancel: &CancellationToken,
         selected: &[TableRef],
+        foreign: &[bool],
         owing: &[schedule::TableDebt<usize>],
         reports: &[Option<TableReport>],
     ) {
@@ -310,7 +372,8 @@ impl CompactionJob {
             for d in owing {
                 undone[d.key] = debt::left_undone(&d.work, reports[d.key].as_ref());
             }
-            self.debt.publish(&self.metrics, selected.iter().zip(undone), self.clock.now());
+            let own = selected.iter().zip(undone).zip(foreign).filter(|(_, f)| !**f).map(|(pair, _)| pair);
+            self.debt.publish(&self.metrics, own, self.clock.now());
         }
     }
 
@@ -336,15 +399,31 @@ impl CompactionJob {
         &self,
         table: &TableRef,
         due: &[plan::DueWork],
+        partitions: Option<Vec<String>>,
         request: &PassRequest,
         cancel: &CancellationToken,
         budget: &Budget,
     ) -> Result<TableReport, JobError> {
-        let work = |claim: crate::runtime::Claim| async move {
-            execute::compact_table(self, table, request, cancel, claim.fence(), budget).await
+        let mode = request.mode;
+        let run = match &partitions {
+            None => {
+                let work = |claim: crate::runtime::Claim| async move {
+                    execute::compact_table(self, table, request, cancel, claim.fence(), budget).await
+                };
+                self.pass.run(RunType::Compaction, mode, table, work).boxed()
+            }
+            Some(labels) if labels.is_empty() => return Ok(self.elsewhere(table, due)),
+            Some(labels) => {
+                let work = |claim: crate::runtime::Claim, held: Vec<String>| async move {
+                    // Only the partitions leased here: the plan's `only`, and no table-wide step
+                    // (the manifest rewrite waits for a pass that has the whole table).
+                    let request = PassRequest { partitions: held, ..request.clone() };
+                    execute::compact_table(self, table, &request, cancel, claim.fence(), budget).await
+                };
+                self.pass.run_partitions(RunType::Compaction, mode, table, labels, work).boxed()
+            }
         };
-        let run = std::panic::AssertUnwindSafe(self.pass.run(RunType::Compaction, request.mode, table, work));
-        let report = match run.catch_unwind().await {
+        let report = match std::panic::AssertUnwindSafe(run).catch_unwind().await {
             Ok(result) => result?,
             Err(payload) => {
                 let why = crate::job::panic_message(payload.as_ref());
@@ -364,6 +443,13 @@ impl CompactionJob {
         } else {
             Budget::unlimited()
         }
+    }
+
+    /// The report of a divided table none of whose due partitions falls to this replica.
+    fn elsewhere(&self, t: &TableRef, due: &[plan::DueWork]) -> TableReport {
+        self.metrics.tables_skipped_total.with_label_values(&["compaction", "partitions_elsewhere"]).inc();
+        tracing::debug!(table = %t, due_partitions = due.len(), "divided table: its due partitions fall to other replicas");
+        TableReport::new(t, TableStatus::Skipped { reason: "partitions_elsewhere".into() })
     }
 
     /// The report of a table the pass's budget left for the next pass.
@@ -416,10 +502,20 @@ impl Job for CompactionJob {
         cancel: &CancellationToken,
     ) -> Result<PassReport, JobError> {
         let started_at = self.pass.clock.now();
-        let (selected, pointers, mut tables) = self.select(request).await?;
+        let (selected, pointers, mut tables, division) = self.select(request).await?;
         self.refresh_idle_if_due();
-        let Surveyed { mut reports, unknown, owing } =
+        let Surveyed { mut reports, mut unknown, owing } =
             self.survey_all(&selected, &pointers, request, cancel).await;
+        // Tables of other replicas' shares surveyed only because they are divided by partition: their
+        // owner reports them and counts their debt; here only their owing partitions matter.
+        let foreign: Vec<bool> = selected
+            .iter()
+            .map(|t| division.as_ref().is_some_and(|d| !d.share.owns(&t.qualified())))
+            .collect();
+        unknown.retain(|&i| !foreign[i]);
+        for (report, _) in reports.iter_mut().zip(&foreign).filter(|(_, f)| **f) {
+            *report = None;
+        }
         let queue = self.queue(unknown, &owing);
         let budget = self.budget(request);
         // Tables run `max_concurrent_tables` at a time (one: in queue order, one after the other), as
@@ -429,7 +525,8 @@ impl Job for CompactionJob {
         // the running ones finish, and the pass fails (retried at the next tick) without its reports,
         // as with one table at a time.
         let stop = std::sync::atomic::AtomicBool::new(false);
-        let (budget, stop, selected_ref, owing_ref) = (&budget, &stop, &selected, &owing);
+        let (budget, stop, selected_ref, owing_ref, division) =
+            (&budget, &stop, &selected, &owing, &division);
         let ran: Vec<(usize, Result<TableReport, JobError>)> = futures::stream::iter(queue)
             .map(|(i, debt)| async move {
                 if cancel.is_cancelled() || stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -440,7 +537,11 @@ impl Job for CompactionJob {
                 if let Some(spent) = budget.exhausted() {
                     return Some((i, Ok(self.over_budget(table, spent, due))));
                 }
-                let result = self.run_table(table, due, request, cancel, budget).await;
+                let partitions = match (division, debt) {
+                    (Some(d), Some(_)) => self.partitions_of(d, table, due).await,
+                    _ => None,
+                };
+                let result = self.run_table(table, due, partitions, request, cancel, budget).await;
                 if result.is_err() {
                     stop.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
@@ -462,7 +563,7 @@ impl Job for CompactionJob {
         if let Some(e) = failed {
             return Err(e);
         }
-        self.account(request, cancel, &selected, &owing, &reports);
+        self.account(request, cancel, &selected, &foreign, &owing, &reports);
         tables.extend(reports.into_iter().flatten());
         Ok(PassReport {
             job: JobKind::Compaction,

@@ -28,18 +28,59 @@ use crate::table::Fence;
 /// The `partition_id` of a lease on a whole table.
 pub const WHOLE_TABLE: &str = "*";
 
+/// The `partition_id` of a lease on one partition, from its label (`timestamp_hour=2026-11-21-10`):
+/// `p:<label>`, or `h:<sha-256 of the label>` for a label too long for the column. Never
+/// [`WHOLE_TABLE`]; the same on every replica.
+pub fn partition_key(label: &str) -> String {
+    if label.len() <= 240 {
+        format!("p:{label}")
+    } else {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(label.as_bytes());
+        format!("h:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    }
+}
+
+/// A fence over several leases of one table's work (a table's partitions): a commit goes through
+/// only while every one of them is still held.
+pub fn fence_all(leases: &[Lease]) -> Arc<dyn Fence> {
+    Arc::new(AllOf(leases.iter().map(|l| l.state.clone()).collect()))
+}
+
+struct AllOf(Vec<Arc<LeaseState>>);
+
+#[async_trait::async_trait]
+impl Fence for AllOf {
+    async fn fence(&self, conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
+        // Fail closed: holding nothing fences nothing.
+        if self.0.is_empty() {
+            return Ok(false);
+        }
+        for lease in &self.0 {
+            if !Fence::fence(lease.as_ref(), conn).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn is_lost(&self) -> bool {
+        self.0.is_empty() || self.0.iter().any(|l| l.is_lost())
+    }
+}
+
 /// The replicas' lease table, or nothing (a read-only process writes no lease).
 #[derive(Clone)]
 pub struct Leases {
     inner: Option<Arc<Inner>>,
 }
 
-struct Inner {
-    pool: AnyPool,
+pub(super) struct Inner {
+    pub(super) pool: AnyPool,
     /// SQL for "now" in milliseconds on the database's clock.
-    now: &'static str,
-    holder: String,
-    ttl: Duration,
+    pub(super) now: &'static str,
+    pub(super) holder: String,
+    pub(super) ttl: Duration,
 }
 
 /// Whether a table could be leased.
@@ -73,6 +114,8 @@ struct LeaseState {
     tenant: String,
     dataset: String,
     table: String,
+    /// The row's `partition_id`: [`WHOLE_TABLE`], or a partition's key ([`partition_key`]).
+    partition: String,
     /// Set once the lease is known lost; never cleared.
     lost: AtomicBool,
     /// When the last acquire or renewal succeeded (the local deadline runs from it).
@@ -89,153 +132,67 @@ impl Leases {
         Leases { inner: Some(Arc::new(Inner { pool, now: now_ms_sql(postgres), holder, ttl })) }
     }
 
-    /// Writes (or renews) this replica's row in the survey group `group` ([`super::share`]) for one
-    /// ttl, not busy. `Ok(false)`: leases are disabled (a read-only process is no member).
-    pub async fn beat(&self, group: &str) -> Result<bool, sqlx::Error> {
-        self.beat_as(group, None).await
+    pub(super) fn inner(&self) -> Option<&Arc<Inner>> {
+        self.inner.as_ref()
     }
 
-    /// [`beat`](Self::beat), saying how long the replica's running pass has run (`None`: no pass).
-    pub async fn beat_as(&self, group: &str, busy_for: Option<Duration>) -> Result<bool, sqlx::Error> {
-        let Some(inner) = &self.inner else { return Ok(false) };
-        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        let now = inner.now;
-        // Two statements rather than a NULL parameter: PostgreSQL cannot type `$4 IS NULL`.
-        let busy_since = match busy_for {
-            Some(_) => format!("{now} - $4"),
-            None => "NULL".to_string(),
-        };
-        let statement = format!(
-            "INSERT INTO compactor_replicas (job, holder_id, seen_at, expires_at, busy_since) \
-             VALUES ($1, $2, {now}, {now} + $3, {busy_since}) \
-             ON CONFLICT (job, holder_id) DO UPDATE SET seen_at = excluded.seen_at, \
-             expires_at = excluded.expires_at, busy_since = excluded.busy_since"
-        );
-        let query = sqlx::query(&statement).bind(group).bind(&inner.holder).bind(ms(inner.ttl));
-        let query = match busy_for {
-            Some(d) => query.bind(ms(d)),
-            None => query,
-        };
-        query.execute(&inner.pool).await?;
-        Ok(true)
-    }
-
-    /// `group`'s live members as this replica sees them, or `None` when it has no share (leases are
-    /// disabled, or its own row is not live): then it surveys every table.
-    pub async fn share(&self, group: &str) -> Result<Option<super::share::Share>, sqlx::Error> {
-        self.share_within(group, None).await
-    }
-
-    /// [`share`](Self::share), leaving out the other members whose running pass has run longer than
-    /// `busy_limit`: their shares' due tables go to the replicas that are free, rather than waiting
-    /// for the busy one's pass to end (their leases still keep the busy one's own table its own).
-    pub async fn share_within(
-        &self,
-        group: &str,
-        busy_limit: Option<Duration>,
-    ) -> Result<Option<super::share::Share>, sqlx::Error> {
-        let job = group;
-        let Some(inner) = &self.inner else { return Ok(None) };
-        let ttl_ms = i64::try_from(inner.ttl.as_millis()).unwrap_or(i64::MAX);
-        // A live replica renews its row every ttl / 3: one not renewed for a whole ttl is gone whatever
-        // its expiry says (written by hand, or by a killed replica with a longer ttl). Dropping a member
-        // only enlarges the others' shares (more reading), never leaves a table to nobody.
-        let statement = format!(
-            "SELECT holder_id, busy_since, {now} FROM compactor_replicas \
-             WHERE job = $1 AND expires_at > {now} AND seen_at > {now} - $2",
-            now = inner.now
-        );
-        let rows: Vec<(String, Option<i64>, i64)> =
-            sqlx::query_as(&statement).bind(job).bind(ttl_ms).fetch_all(&inner.pool).await?;
-        let limit_ms = busy_limit.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let (live, busy): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(holder, busy_since, now)| {
-            *holder == inner.holder
-                || !matches!((busy_since, limit_ms), (Some(since), Some(limit)) if now - since > limit)
-        });
-        if !busy.is_empty() {
-            let holders: Vec<&str> = busy.iter().map(|(holder, ..)| holder.as_str()).collect();
-            info!(job, busy = ?holders, "dividing the shares of replicas in a long pass among the others");
-        }
-        let live: Vec<String> = live.into_iter().map(|(holder, ..)| holder).collect();
-        // A replica on this host that exited without leaving does not keep its share until expiry:
-        // its row is removed, since replicas on other hosts cannot tell it exited and would count it.
-        let (dead, live): (Vec<String>, Vec<String>) =
-            live.into_iter().partition(|h| is_dead_local_process(h));
-        for holder in dead {
-            let removed = sqlx::query("DELETE FROM compactor_replicas WHERE job = $1 AND holder_id = $2")
-                .bind(job)
-                .bind(&holder)
-                .execute(&inner.pool)
-                .await;
-            match removed {
-                Ok(_) => info!(job, holder, "removed the replica row of an exited process on this host"),
-                Err(e) => debug!(job, holder, error = %e, "could not remove an exited process's replica row"),
-            }
-        }
-        Ok(super::share::Share::of(&inner.holder, live))
-    }
-
-    /// Removes this replica's row: its share passes to the others at their next poll.
-    pub async fn leave(&self, job: &str) -> Result<(), sqlx::Error> {
-        let Some(inner) = &self.inner else { return Ok(()) };
-        sqlx::query("DELETE FROM compactor_replicas WHERE job = $1 AND holder_id = $2")
-            .bind(job)
-            .bind(&inner.holder)
-            .execute(&inner.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Keeps this replica in the survey group `group` until `cancel` fires, then leaves: a row written
-    /// every `ttl / 3` saying whether a pass is running and since when, so that others take over the
-    /// share of a replica long busy ([`share_within`](Self::share_within)); a replica whose pass hangs
-    /// (past the pass deadline) stops renewing and loses its row at expiry.
-    pub async fn membership(
-        self,
-        group: String,
-        liveness: impl Fn() -> Liveness + Send,
-        cancel: tokio_util::sync::CancellationToken,
-    ) {
-        let Some(inner) = self.inner.clone() else { return };
-        let job = group.as_str();
-        let mut failing = false;
-        loop {
-            let beat = match liveness() {
-                Liveness::Idle => self.beat_as(job, None).await.map_err(|e| e.to_string()),
-                Liveness::Busy(d) => self.beat_as(job, Some(d)).await.map_err(|e| e.to_string()),
-                Liveness::Overdue => Err("its pass is past the pass deadline".to_string()),
-            };
-            match beat {
-                Ok(_) if failing => {
-                    info!(job, holder = inner.holder, "replica membership renewed again");
-                    failing = false;
-                }
-                Ok(_) => {}
-                Err(error) if !failing => {
-                    warn!(
-                        job,
-                        holder = inner.holder,
-                        error,
-                        "not renewing this replica's membership; others take its share when it expires"
-                    );
-                    failing = true;
-                }
-                Err(_) => {}
-            }
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(inner.ttl / 3) => {}
-            }
-        }
-        if let Err(e) = self.leave(job).await {
-            warn!(job, holder = inner.holder, error = %e, "could not leave the replicas; the row expires by itself");
-        }
-    }
-
-    /// Takes the lease of a whole table, or reports who holds it. `None`: leases are disabled.
+    /// Takes the lease of a whole table, or reports who holds it (the table, or one of its
+    /// partitions). `None`: leases are disabled.
     pub async fn acquire(&self, t: &TableRef) -> Result<Option<Acquired>, sqlx::Error> {
+        self.acquire_key(t, WHOLE_TABLE).await
+    }
+
+    /// Takes the lease of one partition of a table (`partition`: its label), or reports who holds it
+    /// (the partition, or the whole table). Partition leases of one table coexist with each other;
+    /// none coexists with the whole table's. `None`: leases are disabled.
+    pub async fn acquire_partition(
+        &self,
+        t: &TableRef,
+        partition: &str,
+    ) -> Result<Option<Acquired>, sqlx::Error> {
+        self.acquire_key(t, &partition_key(partition)).await
+    }
+
+    /// Takes the row `(t, key)`, then makes sure no live lease of the other kind on the same table
+    /// is held by another holder (a whole table's against any partition's, a partition's against
+    /// the whole table's), giving its own row back if one is. Each side writes its row before it
+    /// looks for the other's, and each statement commits on its own: of two that race, the later
+    /// look sees the earlier row, so at most one kind is ever held (both may back off; the next pass
+    /// retries). Expired rows of the other kind are deleted first, so that their stalled holder's
+    /// fence fails rather than extends them.
+    async fn acquire_key(&self, t: &TableRef, key: &str) -> Result<Option<Acquired>, sqlx::Error> {
         let Some(inner) = &self.inner else { return Ok(None) };
+        let started = Instant::now();
+        self.clear_expired_of_other_kind(t, key).await?;
+        if !self.take(t, key).await? {
+            let holder = self.holder_of(t, key).await?.unwrap_or_else(|| "unknown".into());
+            if !is_dead_local_process(&holder) || !self.take_over(t, key, &holder).await? {
+                return Ok(Some(Acquired::Busy { holder }));
+            }
+            info!(table = %t, partition = key, dead_holder = holder, "took over the lease of a process on this host that has exited");
+        }
+        let state = Arc::new(LeaseState {
+            inner: inner.clone(),
+            tenant: t.tenant.clone(),
+            dataset: t.dataset.clone(),
+            table: t.table.clone(),
+            partition: key.to_string(),
+            lost: AtomicBool::new(false),
+            renewed: std::sync::Mutex::new(started),
+        });
+        if let Some(holder) = self.other_kind_holder(t, key).await? {
+            debug!(table = %t, partition = key, holder, "the other kind of lease on this table is held; giving ours back");
+            state.delete_row().await;
+            return Ok(Some(Acquired::Busy { holder }));
+        }
+        debug!(table = %t, partition = key, holder = inner.holder, "lease acquired");
+        let renewer = tokio::spawn(renew_until_lost(state.clone()));
+        Ok(Some(Acquired::Held(Lease { state, renewer })))
+    }
+
+    /// The one statement that takes a free, expired or already own row.
+    async fn take(&self, t: &TableRef, key: &str) -> Result<bool, sqlx::Error> {
+        let Some(inner) = &self.inner else { return Ok(false) };
         let ttl_ms = i64::try_from(inner.ttl.as_millis()).unwrap_or(i64::MAX);
         let now = inner.now;
         let statement = format!(
@@ -248,51 +205,82 @@ impl Leases {
              WHERE compactor_leases.expires_at < excluded.acquired_at \
                 OR compactor_leases.holder_id = excluded.holder_id"
         );
-        let started = Instant::now();
         let taken = sqlx::query(&statement)
             .bind(&t.tenant)
             .bind(&t.dataset)
             .bind(&t.table)
-            .bind(WHOLE_TABLE)
+            .bind(key)
             .bind(&inner.holder)
             .bind(ttl_ms)
             .execute(&inner.pool)
             .await?
             .rows_affected();
-        if taken == 0 {
-            let holder: Option<String> = sqlx::query_scalar(
-                "SELECT holder_id FROM compactor_leases \
-                 WHERE tenant_id = $1 AND dataset_id = $2 AND table_name = $3 AND partition_id = $4",
-            )
+        Ok(taken > 0)
+    }
+
+    async fn holder_of(&self, t: &TableRef, key: &str) -> Result<Option<String>, sqlx::Error> {
+        let Some(inner) = &self.inner else { return Ok(None) };
+        sqlx::query_scalar(
+            "SELECT holder_id FROM compactor_leases \
+             WHERE tenant_id = $1 AND dataset_id = $2 AND table_name = $3 AND partition_id = $4",
+        )
+        .bind(&t.tenant)
+        .bind(&t.dataset)
+        .bind(&t.table)
+        .bind(key)
+        .fetch_optional(&inner.pool)
+        .await
+    }
+
+    /// SQL matching the rows of the other kind than `key` (`$4` is `'*'`).
+    fn other_kind(key: &str) -> &'static str {
+        if key == WHOLE_TABLE { "partition_id <> $4" } else { "partition_id = $4" }
+    }
+
+    async fn clear_expired_of_other_kind(&self, t: &TableRef, key: &str) -> Result<(), sqlx::Error> {
+        let Some(inner) = &self.inner else { return Ok(()) };
+        let statement = format!(
+            "DELETE FROM compactor_leases WHERE tenant_id = $1 AND dataset_id = $2 AND table_name = $3 \
+             AND {} AND expires_at < {} AND holder_id <> $5",
+            Self::other_kind(key),
+            inner.now
+        );
+        sqlx::query(&statement)
             .bind(&t.tenant)
             .bind(&t.dataset)
             .bind(&t.table)
             .bind(WHOLE_TABLE)
-            .fetch_optional(&inner.pool)
+            .bind(&inner.holder)
+            .execute(&inner.pool)
             .await?;
-            let holder = holder.unwrap_or_else(|| "unknown".into());
-            if !is_dead_local_process(&holder) || !self.take_over(t, &holder).await? {
-                return Ok(Some(Acquired::Busy { holder }));
-            }
-            info!(table = %t, dead_holder = holder, "took over the lease of a process on this host that has exited");
-        }
-        let state = Arc::new(LeaseState {
-            inner: inner.clone(),
-            tenant: t.tenant.clone(),
-            dataset: t.dataset.clone(),
-            table: t.table.clone(),
-            lost: AtomicBool::new(false),
-            renewed: std::sync::Mutex::new(started),
-        });
-        debug!(table = %t, holder = inner.holder, "lease acquired");
-        let renewer = tokio::spawn(renew_until_lost(state.clone()));
-        Ok(Some(Acquired::Held(Lease { state, renewer })))
+        Ok(())
+    }
+
+    /// Another live holder of a lease of the other kind on `t` (an exited process on this host
+    /// counts for none).
+    async fn other_kind_holder(&self, t: &TableRef, key: &str) -> Result<Option<String>, sqlx::Error> {
+        let Some(inner) = &self.inner else { return Ok(None) };
+        let statement = format!(
+            "SELECT holder_id FROM compactor_leases WHERE tenant_id = $1 AND dataset_id = $2 \
+             AND table_name = $3 AND {} AND expires_at >= {} AND holder_id <> $5",
+            Self::other_kind(key),
+            inner.now
+        );
+        let holders: Vec<String> = sqlx::query_scalar(&statement)
+            .bind(&t.tenant)
+            .bind(&t.dataset)
+            .bind(&t.table)
+            .bind(WHOLE_TABLE)
+            .bind(&inner.holder)
+            .fetch_all(&inner.pool)
+            .await?;
+        Ok(holders.into_iter().find(|h| !is_dead_local_process(h)))
     }
 }
 
 impl Leases {
     /// Takes the lease from `dead` (a holder known to have exited) if the row still names it.
-    async fn take_over(&self, t: &TableRef, dead: &str) -> Result<bool, sqlx::Error> {
+    async fn take_over(&self, t: &TableRef, key: &str, dead: &str) -> Result<bool, sqlx::Error> {
         let Some(inner) = &self.inner else { return Ok(false) };
         let now = inner.now;
         let ttl_ms = i64::try_from(inner.ttl.as_millis()).unwrap_or(i64::MAX);
@@ -307,7 +295,7 @@ impl Leases {
             .bind(&t.tenant)
             .bind(&t.dataset)
             .bind(&t.table)
-            .bind(WHOLE_TABLE)
+            .bind(key)
             .bind(dead)
             .execute(&inner.pool)
             .await?;
@@ -330,21 +318,7 @@ impl Lease {
     /// holder until the lease expires.
     pub async fn release(self) {
         self.renewer.abort();
-        let s = &self.state;
-        let released = sqlx::query(
-            "DELETE FROM compactor_leases WHERE tenant_id = $1 AND dataset_id = $2 AND table_name = $3 \
-             AND partition_id = $4 AND holder_id = $5",
-        )
-        .bind(&s.tenant)
-        .bind(&s.dataset)
-        .bind(&s.table)
-        .bind(WHOLE_TABLE)
-        .bind(&s.inner.holder)
-        .execute(&s.inner.pool)
-        .await;
-        if let Err(e) = released {
-            warn!(table = s.table, error = %e, "could not release the table's lease; it expires by itself");
-        }
+        self.state.delete_row().await;
     }
 }
 
@@ -355,6 +329,24 @@ impl Drop for Lease {
 }
 
 impl LeaseState {
+    /// Deletes the row if it is still ours.
+    async fn delete_row(&self) {
+        let released = sqlx::query(
+            "DELETE FROM compactor_leases WHERE tenant_id = $1 AND dataset_id = $2 AND table_name = $3 \
+             AND partition_id = $4 AND holder_id = $5",
+        )
+        .bind(&self.tenant)
+        .bind(&self.dataset)
+        .bind(&self.table)
+        .bind(&self.partition)
+        .bind(&self.inner.holder)
+        .execute(&self.inner.pool)
+        .await;
+        if let Err(e) = released {
+            warn!(table = self.table, partition = self.partition, error = %e, "could not release a lease; it expires by itself");
+        }
+    }
+
     fn is_lost(&self) -> bool {
         if self.lost.load(Ordering::SeqCst) {
             return true;
@@ -370,6 +362,7 @@ impl LeaseState {
                 tenant = self.tenant,
                 dataset = self.dataset,
                 table = self.table,
+                partition = self.partition,
                 holder = self.inner.holder,
                 why,
                 "table lease lost; the work on this table abandons before committing"
@@ -398,7 +391,7 @@ impl LeaseState {
             .bind(&self.tenant)
             .bind(&self.dataset)
             .bind(&self.table)
-            .bind(WHOLE_TABLE)
+            .bind(&self.partition)
             .bind(&self.inner.holder)
             .execute(executor)
             .await?;

@@ -5,6 +5,7 @@
 pub mod leases;
 pub mod locks;
 pub mod pass;
+pub mod replicas;
 pub mod share;
 
 use std::sync::Arc;

@@ -136,6 +136,76 @@ impl TablePass {
         self.unless_unreachable(report).await
     }
 
+    /// [`run`](Self::run) for a table whose due partitions the replicas divide: `work` gets a claim
+    /// fenced by a lease on each of `partitions` (labels) that could be taken, and those labels. The
+    /// partitions another holder has (or all, while another holds the whole table) are left to it; a
+    /// table none of whose partitions could be leased is skipped (`leased_elsewhere`) without an
+    /// audit row. Without leases (disabled) the work gets every partition, as `run` would.
+    pub async fn run_partitions<W, F>(
+        &self,
+        run_type: crate::audit::RunType,
+        mode: Mode,
+        table: &TableRef,
+        partitions: &[String],
+        work: W,
+    ) -> Result<TableReport, JobError>
+    where
+        W: FnOnce(Claim, Vec<String>) -> F,
+        F: std::future::Future<Output = TableReport>,
+    {
+        use super::leases::Acquired;
+        let lock = std::sync::Arc::new(self.locks.lock(&table.qualified()).await);
+        let job = run_type.as_str();
+        let (mut held, mut labels, mut busy) = (Vec::new(), Vec::new(), None);
+        for label in partitions {
+            match self.leases.acquire_partition(table, label).await {
+                Ok(None) => {
+                    let claim = Claim { _lock: lock.clone(), lease: None };
+                    let report = self.record(run_type, mode, table, work(claim, partitions.to_vec())).await;
+                    return self.unless_unreachable(report).await;
+                }
+                Ok(Some(Acquired::Held(lease))) => {
+                    held.push(lease);
+                    labels.push(label.clone());
+                }
+                Ok(Some(Acquired::Busy { holder })) => {
+                    tracing::debug!(job, table = %table, partition = label, holder, "partition leased elsewhere");
+                    busy.get_or_insert(holder);
+                }
+                Err(e) => {
+                    for lease in held {
+                        lease.release().await;
+                    }
+                    if crate::catalog::is_unreachable(&e) {
+                        return Err(JobError::Catalog(self.catalog.sql_error(e)));
+                    }
+                    tracing::warn!(job, table = %table, partition = label, error = %e, "could not take a partition's lease");
+                    let error = format!("could not take the lease of partition {label}: {e}");
+                    return Ok(TableReport::new(table, TableStatus::Failed { error }));
+                }
+            }
+        }
+        if held.is_empty() {
+            let holder = busy.unwrap_or_else(|| "nobody".into());
+            tracing::info!(job, table = %table, holder, "the table's due partitions are leased by others; skipped");
+            self.metrics.tables_skipped_total.with_label_values(&[job, "leased_elsewhere"]).inc();
+            return Ok(TableReport::new(
+                table,
+                TableStatus::Skipped { reason: format!("leased_elsewhere: partitions held by {holder}") },
+            ));
+        }
+        let claim = Claim { _lock: lock.clone(), lease: Some(super::leases::fence_all(&held)) };
+        let report = self.record(run_type, mode, table, work(claim, labels)).await;
+        if held.iter().any(|l| l.is_lost()) {
+            self.metrics.leases_lost_total.with_label_values(&[job]).inc();
+        }
+        for lease in held {
+            lease.release().await;
+        }
+        drop(lock);
+        self.unless_unreachable(report).await
+    }
+
     /// A table that failed while the catalog database cannot be reached: every next table would fail
     /// the same way, so the pass ends here (`Err`). Costs a query only after a failure.
     async fn unless_unreachable(&self, report: TableReport) -> Result<TableReport, JobError> {

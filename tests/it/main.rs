@@ -13,6 +13,7 @@ mod deletion_props;
 mod deletion_safety;
 mod demo;
 mod discovery;
+mod divide;
 mod faults;
 mod generate;
 mod hostile;
