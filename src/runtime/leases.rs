@@ -256,15 +256,16 @@ impl Leases {
         Ok(())
     }
 
-    /// Another live holder of a lease of the other kind on `t` (an exited process on this host
-    /// counts for none).
+    /// Another holder of a lease of the other kind on `t` (an exited process on this host counts for
+    /// none). Expired rows count too: the clear before the take deleted those expired then, so one
+    /// still here expired since, and its stalled holder would revive it at its next renewal or fence
+    /// (`extend` renews a row that still names it); the next acquire's clear removes it.
     async fn other_kind_holder(&self, t: &TableRef, key: &str) -> Result<Option<String>, sqlx::Error> {
         let Some(inner) = &self.inner else { return Ok(None) };
         let statement = format!(
             "SELECT holder_id FROM compactor_leases WHERE tenant_id = $1 AND dataset_id = $2 \
-             AND table_name = $3 AND {} AND expires_at >= {} AND holder_id <> $5",
-            Self::other_kind(key),
-            inner.now
+             AND table_name = $3 AND {} AND holder_id <> $5",
+            Self::other_kind(key)
         );
         let holders: Vec<String> = sqlx::query_scalar(&statement)
             .bind(&t.tenant)

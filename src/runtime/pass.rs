@@ -158,7 +158,10 @@ impl TablePass {
         let job = run_type.as_str();
         let (mut held, mut labels, mut busy) = (Vec::new(), Vec::new(), None);
         for label in partitions {
-            match self.leases.acquire_partition(table, label).await {
+            // A dry run takes no lease (as `run`): it writes nothing to the catalog database.
+            let acquired =
+                if mode.is_dry_run() { Ok(None) } else { self.leases.acquire_partition(table, label).await };
+            match acquired {
                 Ok(None) => {
                     let claim = Claim { _lock: lock.clone(), lease: None };
                     let report = self.record(run_type, mode, table, work(claim, partitions.to_vec())).await;

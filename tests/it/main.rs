@@ -14,6 +14,7 @@ mod deletion_safety;
 mod demo;
 mod discovery;
 mod divide;
+mod divide_attack;
 mod faults;
 mod generate;
 mod hostile;
