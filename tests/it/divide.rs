@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::TimeDelta;
@@ -13,7 +13,7 @@ use signaldb_compactor::catalog::TableRef;
 use signaldb_compactor::compaction::CompactionJob;
 use signaldb_compactor::config::Mode;
 use signaldb_compactor::generate::{GenerateOptions, generate};
-use signaldb_compactor::job::{BeforeCommitHook, Job, PartitionStatus, PassRequest};
+use signaldb_compactor::job::{Job, PartitionStatus, PassRequest};
 use signaldb_compactor::runtime::share::owner;
 use signaldb_compactor::service::Context;
 use signaldb_compactor::service::leases::{Acquired, Leases, partition_key};
@@ -232,21 +232,7 @@ async fn a_table_owing_more_than_a_pass_is_divided_by_partition() {
     let owner_of_table = owner(&members, &name).unwrap();
     let (o, n) = if owner_of_table == "replica-a" { (&a, &b) } else { (&b, &a) };
     let other = if owner_of_table == "replica-a" { "replica-b" } else { "replica-a" };
-    let (entered, release) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
-    let first = Arc::new(AtomicBool::new(true));
-    let hook: BeforeCommitHook = {
-        let (entered, release) = (entered.clone(), release.clone());
-        Arc::new(move |_| {
-            let (entered, release, first) =
-                (entered.clone(), release.clone(), first.swap(false, Ordering::SeqCst));
-            Box::pin(async move {
-                if first {
-                    entered.notify_one();
-                    release.notified().await;
-                }
-            })
-        })
-    };
+    let (hook, entered, release) = crate::support::pause_at_first_commit();
     let (job_o, job_n) = (Arc::new(CompactionJob::new(o).with_before_commit(hook)), CompactionJob::new(n));
     let cancel = CancellationToken::new();
     let poll = PassRequest::scheduled(Mode::Execute);

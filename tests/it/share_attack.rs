@@ -5,13 +5,12 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::TimeDelta;
 use signaldb_compactor::compaction::CompactionJob;
 use signaldb_compactor::config::Mode;
-use signaldb_compactor::job::{BeforeCommitHook, Job, PartitionStatus, PassReport, PassRequest};
+use signaldb_compactor::job::{Job, PartitionStatus, PassReport, PassRequest};
 use signaldb_compactor::runtime::share::{Share, owner};
 use signaldb_compactor::service::Context;
 use signaldb_compactor::service::leases::Leases;
@@ -179,21 +178,7 @@ async fn a_busy_replica_does_not_keep_its_shares_due_tables_from_idle_replicas()
     assert!(a.leases.beat(&group(SIGNALDB)).await.unwrap());
     assert!(b.leases.beat(&group(SIGNALDB)).await.unwrap());
 
-    let (entered, release) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
-    let first = Arc::new(AtomicBool::new(true));
-    let hook: BeforeCommitHook = {
-        let (entered, release) = (entered.clone(), release.clone());
-        Arc::new(move |_| {
-            let (entered, release, first) =
-                (entered.clone(), release.clone(), first.swap(false, Ordering::SeqCst));
-            Box::pin(async move {
-                if first {
-                    entered.notify_one();
-                    release.notified().await;
-                }
-            })
-        })
-    };
+    let (hook, entered, release) = crate::support::pause_at_first_commit();
     let job_a = Arc::new(CompactionJob::new(&a).with_before_commit(hook));
     let cancel = CancellationToken::new();
     let busy = tokio::spawn({

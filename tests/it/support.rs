@@ -511,3 +511,30 @@ pub async fn generate_survey_catalog(dir: &Path) {
     };
     generate(&opts).await.expect("generate succeeds");
 }
+
+/// A before-commit hook that stops the first commit it sees until `release` is notified (`entered`
+/// is notified when it stops there); later commits go through. (hook, entered, release)
+pub fn pause_at_first_commit() -> (
+    signaldb_compactor::job::BeforeCommitHook,
+    std::sync::Arc<tokio::sync::Notify>,
+    std::sync::Arc<tokio::sync::Notify>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (entered, release) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
+    let first = Arc::new(AtomicBool::new(true));
+    let hook: signaldb_compactor::job::BeforeCommitHook = {
+        let (entered, release) = (entered.clone(), release.clone());
+        Arc::new(move |_| {
+            let (entered, release, first) =
+                (entered.clone(), release.clone(), first.swap(false, Ordering::SeqCst));
+            Box::pin(async move {
+                if first {
+                    entered.notify_one();
+                    release.notified().await;
+                }
+            })
+        })
+    };
+    (hook, entered, release)
+}
