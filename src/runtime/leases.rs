@@ -475,25 +475,43 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// This process's holder id: `host:pid:random` (the suffix keeps it unique across restarts).
+/// The part of a holder id that says where its pid means something: the host name and this process's
+/// pid namespace (`myhost@4026531836`). Two containers on one node with host networking share the host
+/// name but not their pids: without the namespace each would take the other (pid 1 both) for an
+/// exited earlier incarnation. `None` when the namespace cannot be read: then no holder is judged
+/// exited (their leases expire instead).
+pub fn local_host_key() -> Option<String> {
+    let ns = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let inode: String = ns.to_string_lossy().chars().filter(char::is_ascii_digit).collect();
+    (!inode.is_empty()).then(|| format!("{}@{inode}", host_name()))
+}
+
+/// This process's holder id: `host@pid-namespace:pid:random` ([`local_host_key`]; the suffix keeps it
+/// unique across restarts).
 pub fn holder_id() -> String {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let id =
-        OWN_HOLDER.get_or_init(|| format!("{}:{}:{}", host_name(), std::process::id(), &suffix[..8])).clone();
+    let id = OWN_HOLDER
+        .get_or_init(|| {
+            let host = local_host_key().unwrap_or_else(host_name);
+            format!("{host}:{}:{}", std::process::id(), &suffix[..8])
+        })
+        .clone();
     info!(holder = id, "replica holder id");
     id
 }
 
-/// Whether `holder` names a process on this host that no longer exists (killed, crashed): its leases
-/// need not wait for their expiry, and its `running` audit rows are dead. Conservative: another host,
-/// an unparsable id, or any process with that pid (even a reused one) counts as alive.
+/// Whether `holder` names a process of this host and pid namespace that no longer exists (killed,
+/// crashed): its leases need not wait for their expiry, and its `running` audit rows are dead.
+/// Conservative: another host or pid namespace (another container, even on this node), an id of an
+/// older version (no namespace), an unparsable id, or any process with that pid (even a reused one)
+/// counts as alive.
 pub fn is_dead_local_process(holder: &str) -> bool {
     let mut parts = holder.rsplitn(3, ':');
     let (Some(_suffix), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
         return false;
     };
     let Ok(pid) = pid.parse::<u32>() else { return false };
-    if host != host_name() || holder == own_holder() {
+    if local_host_key().is_none_or(|local| host != local) || holder == own_holder() {
         return false;
     }
     // Our own pid under another suffix is an earlier incarnation (a restarted container is pid 1 again).
@@ -515,7 +533,13 @@ mod tests {
     fn only_exited_processes_on_this_host_are_dead() {
         let me = holder_id();
         assert!(!is_dead_local_process(&me), "this process");
-        let host = host_name();
+        let host = local_host_key().expect("this test runs where /proc/self/ns/pid is readable");
+        let name = host_name();
+        assert!(
+            !is_dead_local_process(&format!("{name}@1:999999999:0badcafe")),
+            "this host name in another pid namespace (another container on this node)"
+        );
+        assert!(!is_dead_local_process(&format!("{name}:999999999:0badcafe")), "an id without a namespace");
         assert!(is_dead_local_process(&format!("{host}:999999999:0badcafe")), "no such pid here");
         assert!(
             is_dead_local_process(&format!("{host}:{}:0badcafe", std::process::id())),

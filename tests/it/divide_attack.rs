@@ -77,7 +77,7 @@ async fn fences(lease: &Lease, pool: &sqlx::AnyPool) -> bool {
 }
 
 fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string()
+    signaldb_compactor::runtime::leases::local_host_key().unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------

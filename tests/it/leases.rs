@@ -223,7 +223,7 @@ async fn startup_recovery_leaves_a_live_replicas_runs_alone() {
     .unwrap();
 
     // A process on this host that was killed while holding a live lease: its run is dead too.
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    let host = signaldb_compactor::runtime::leases::local_host_key().unwrap();
     let killed = format!("{host}:999999999:0badcafe");
     sqlx::query(
         "INSERT INTO compactor_leases (tenant_id, dataset_id, table_name, partition_id, holder_id, acquired_at, \

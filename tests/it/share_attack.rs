@@ -51,7 +51,7 @@ async fn rows(ctx: &Context) -> Vec<String> {
 }
 
 fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string()
+    signaldb_compactor::runtime::leases::local_host_key().unwrap()
 }
 
 fn ids(v: &[&str]) -> Vec<String> {
