@@ -184,10 +184,7 @@ async fn partition_and_whole_table_leases_race_on_sqlite() {
 async fn partition_and_whole_table_leases_race_on_postgresql() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
-    let uri = pg.database("divide_race").await;
-    signaldb_compactor::generate::generate_into(&small_options(dir.path()), Some(&uri), None).await.unwrap();
-    let ctx = context(dir.path(), fixed_end(), |c| c.catalog.uri = uri.clone()).await;
-    assert!(ctx.catalog.is_postgres());
+    let ctx = crate::support::postgres_context(&pg, dir.path(), "divide_race").await;
     let t = ctx.discover().await.unwrap().into_iter().next().unwrap();
     race(ctx.catalog.pool().clone(), true, t.clone()).await;
     // The marks of divided tables on PostgreSQL's clock.

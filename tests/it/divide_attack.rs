@@ -148,10 +148,7 @@ async fn a_partition_row_expiring_between_clear_and_look_is_never_revived_sqlite
 async fn a_whole_row_expiring_during_a_slow_partition_acquire_on_postgresql() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
-    let uri = pg.database("divide_attack").await;
-    signaldb_compactor::generate::generate_into(&small_options(dir.path()), Some(&uri), None).await.unwrap();
-    let ctx = context(dir.path(), fixed_end(), |c| c.catalog.uri = uri.clone()).await;
-    assert!(ctx.catalog.is_postgres());
+    let ctx = crate::support::postgres_context(&pg, dir.path(), "divide_attack").await;
     let t = ctx.discover().await.unwrap().into_iter().next().unwrap();
     let pool = ctx.catalog.pool().clone();
     let (w, p) = (leases(&pool, true, "replica-w"), leases(&pool, true, "replica-p"));

@@ -17,7 +17,7 @@ use signaldb_compactor::service::leases::Leases;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::generate_survey_catalog as generate;
-use crate::support::{Postgres, SIGNALDB, context, fixed_end, group, small_options};
+use crate::support::{Postgres, SIGNALDB, context, fixed_end, group};
 
 /// A replica on `dir`'s catalog named `catalog` whose leases and rows name it `holder`.
 async fn replica(dir: &Path, holder: &str, catalog: Option<&str>) -> Context {
@@ -215,10 +215,7 @@ async fn a_busy_replica_does_not_keep_its_shares_due_tables_from_idle_replicas()
 async fn replicas_rows_on_postgresql() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
-    let uri = pg.database("replicas_rows").await;
-    signaldb_compactor::generate::generate_into(&small_options(dir.path()), Some(&uri), None).await.unwrap();
-    let ctx = context(dir.path(), fixed_end(), |c| c.catalog.uri = uri.clone()).await;
-    assert!(ctx.catalog.is_postgres());
+    let ctx = crate::support::postgres_context(&pg, dir.path(), "replicas_rows").await;
     let pool = ctx.catalog.pool().clone();
     let a = Leases::new(pool.clone(), true, "replica-a".into(), Duration::from_secs(60));
     let b = Leases::new(pool.clone(), true, "replica-b".into(), Duration::from_millis(600));

@@ -538,3 +538,13 @@ pub fn pause_at_first_commit() -> (
     };
     (hook, entered, release)
 }
+
+/// A small generated warehouse whose catalog is database `name` of `pg`, and a context on it (the
+/// jobs' clock at [`fixed_end`]).
+pub async fn postgres_context(pg: &Postgres, dir: &Path, name: &str) -> signaldb_compactor::service::Context {
+    let uri = pg.database(name).await;
+    signaldb_compactor::generate::generate_into(&small_options(dir), Some(&uri), None).await.unwrap();
+    let ctx = context(dir, fixed_end(), |c| c.catalog.uri = uri.clone()).await;
+    assert!(ctx.catalog.is_postgres());
+    ctx
+}
