@@ -153,13 +153,13 @@ impl Leases {
         self.acquire_key(t, &partition_key(partition)).await
     }
 
-    /// Takes the row `(t, key)`, then makes sure no live lease of the other kind on the same table
-    /// is held by another holder (a whole table's against any partition's, a partition's against
-    /// the whole table's), giving its own row back if one is. Each side writes its row before it
-    /// looks for the other's, and each statement commits on its own: of two that race, the later
-    /// look sees the earlier row, so at most one kind is ever held (both may back off; the next pass
-    /// retries). Expired rows of the other kind are deleted first, so that their stalled holder's
-    /// fence fails rather than extends them.
+    /// Takes the row `(t, key)`, then makes sure no row of the other kind on the same table names
+    /// another holder (a whole table's against any partition's, a partition's against the whole
+    /// table's), giving its own row back if one does. Each side writes its row before it looks for
+    /// the other's, and each statement commits on its own: of two that race, the later look sees the
+    /// earlier row, so at most one kind is ever held (both may back off; the next pass retries).
+    /// Expired rows of the other kind are deleted first, so that their stalled holder's fence fails
+    /// rather than extends them; one that expires after that delete still counts as held.
     async fn acquire_key(&self, t: &TableRef, key: &str) -> Result<Option<Acquired>, sqlx::Error> {
         let Some(inner) = &self.inner else { return Ok(None) };
         let started = Instant::now();
