@@ -436,10 +436,16 @@ pub async fn holder_is_live(pool: &AnyPool, postgres: bool, holder: &str) -> Res
     Ok(live > 0)
 }
 
-/// SQL for the database clock's "now" in milliseconds since the epoch.
+/// SQL for the database clock's "now" in milliseconds since the epoch, one value per statement.
+///
+/// PostgreSQL's `statement_timestamp()`, not `clock_timestamp()`: the latter is read again at each
+/// call, so one statement's `acquired_at` and `expires_at` could be a millisecond further apart than
+/// the ttl (seen in CI). A statement's own start also advances between the statements of one
+/// transaction, which the fence inside the commit transaction needs (`now()` would not). SQLite's
+/// `'now'` is already fixed for a statement.
 pub fn now_ms_sql(postgres: bool) -> &'static str {
     if postgres {
-        "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+        "CAST(EXTRACT(EPOCH FROM statement_timestamp()) * 1000 AS BIGINT)"
     } else {
         "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
     }
