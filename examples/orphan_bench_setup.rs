@@ -32,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
         tables: vec!["traces".into()],
         unsorted: true,
         unsorted_files: false,
+        windowed_files: false,
         end: chrono::Utc::now() - chrono::TimeDelta::days(2),
         concurrency: 2,
     })

@@ -121,6 +121,11 @@ pub enum Command {
         /// files are sorted by the declared order and claim it, as SignalDB's writer does).
         #[arg(long)]
         unsorted_files: bool,
+        /// Give each file its own stretch of the hour, in order, each overlapping the next by one
+        /// stretch (successive flushes of an ingest writer); by default every file's timestamps spread
+        /// over its whole hour.
+        #[arg(long)]
+        windowed_files: bool,
         /// End of the time range (RFC 3339; default now).
         #[arg(long)]
         end: Option<DateTime<Utc>>,
@@ -215,6 +220,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
             tables,
             unsorted,
             unsorted_files,
+            windowed_files,
             end,
             concurrency,
             json,
@@ -232,6 +238,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 tables,
                 unsorted,
                 unsorted_files,
+                windowed_files,
                 end: end.unwrap_or_else(Utc::now),
                 concurrency,
             };

@@ -82,21 +82,23 @@ fn pipelined(mut input: FileBatchStream, target: arrow_schema::SchemaRef) -> Fil
     let (tx, rx) = tokio::sync::mpsc::channel(PIPELINE_DEPTH);
     tokio::spawn(async move {
         while let Some(item) = input.next().await {
-            let item = item.and_then(|(file, batch)| {
-                columns::materialize(batch)
-                    .and_then(|b| columns::conform(b, &target))
-                    .map(|b| (file, b))
-                    .map_err(|e| {
-                        iceberg::Error::new(iceberg::ErrorKind::Unexpected, "making the batch writable")
-                            .with_source(e)
-                    })
-            });
+            let item = item.and_then(|(file, batch)| writable(batch, &target).map(|b| (file, b)));
             if tx.send(item).await.is_err() {
                 break; // the writer stopped: stop reading
             }
         }
     });
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+}
+
+/// A decoded batch made writable ([`columns::materialize`], [`columns::conform`] to `target`).
+fn writable(
+    batch: arrow_array::RecordBatch,
+    target: &arrow_schema::SchemaRef,
+) -> iceberg::Result<arrow_array::RecordBatch> {
+    columns::materialize(batch).and_then(|b| columns::conform(b, target)).map_err(|e| {
+        iceberg::Error::new(iceberg::ErrorKind::Unexpected, "making the batch writable").with_source(e)
+    })
 }
 
 /// The table's `schema.name-mapping.default`, which resolves the columns of files written without
@@ -209,17 +211,13 @@ fn scan_task(
         .build()
 }
 
-/// The group's rows as the reader yields them (each batch tagged with its input file's index), with
-/// the group's deletes applied, and their Arrow schema.
-pub(super) async fn read_inputs(
-    input: &GroupInput,
-    schema: &iceberg::spec::SchemaRef,
-) -> Result<(FileBatchStream, arrow_schema::SchemaRef), RewriteError> {
+/// One scan task per input file, each with the delete files that apply to it.
+async fn scan_tasks(input: &GroupInput) -> Result<Vec<FileScanTask>, RewriteError> {
     let table = &input.table;
     let mapping = name_mapping(table)?;
     let read_schemas = read_schemas(table, &input.files, mapping.as_deref()).await?;
     let no_deletes: Vec<LiveFile> = Vec::new();
-    let tasks: Vec<FileScanTask> = input
+    Ok(input
         .files
         .iter()
         .zip(read_schemas)
@@ -228,19 +226,67 @@ pub(super) async fn read_inputs(
             let deletes = input.deletes.get(i).unwrap_or(&no_deletes);
             scan_task(table, f, s, input.spec_id, &input.partition, mapping.clone(), deletes)
         })
-        .collect();
+        .collect())
+}
+
+/// The group's rows as the reader yields them (each batch tagged with its input file's index), with
+/// the group's deletes applied, and their Arrow schema.
+pub(super) async fn read_inputs(
+    input: &GroupInput,
+    schema: &iceberg::spec::SchemaRef,
+) -> Result<(FileBatchStream, arrow_schema::SchemaRef), RewriteError> {
+    let table = &input.table;
+    let tasks = scan_tasks(input).await?;
     let rows = batch_rows(&input.files);
     let arrow_schema = Arc::new(schema_to_arrow_schema(schema)?);
     let batches = pipelined(read_tagged(table, rows, tasks), arrow_schema.clone());
-    // Test fault (`test-util` builds only): a reader that resolves columns by position.
+    Ok((swap_columns_fault(table, batches), arrow_schema))
+}
+
+/// One input file's writable batches, in the file's order.
+pub(super) type RunStream = futures::stream::BoxStream<'static, iceberg::Result<arrow_array::RecordBatch>>;
+
+/// Each input file's rows as a stream of its own (deletes applied, made writable), `batch_rows` rows
+/// per batch, for a merge that holds every file open at once. Nothing is read until a stream is
+/// polled.
+pub(super) async fn read_runs(
+    input: &GroupInput,
+    schema: &iceberg::spec::SchemaRef,
+    batch_rows: usize,
+) -> Result<(Vec<RunStream>, arrow_schema::SchemaRef), RewriteError> {
+    let table = &input.table;
+    let tasks = scan_tasks(input).await?;
+    let arrow_schema = Arc::new(schema_to_arrow_schema(schema)?);
+    let runs = tasks
+        .into_iter()
+        .map(|task| {
+            let target = arrow_schema.clone();
+            let reader = table
+                .reader_builder()
+                .with_batch_size(batch_rows)
+                .with_data_file_concurrency_limit(1)
+                .build();
+            let batches: FileBatchStream = match reader.read(futures::stream::iter([Ok(task)]).boxed()) {
+                Ok(read) => read.stream().map_ok(|b| (0, b)).boxed(),
+                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+            };
+            let batches =
+                batches.map(move |item| item.and_then(|(f, b)| writable(b, &target).map(|b| (f, b)))).boxed();
+            swap_columns_fault(table, batches).map_ok(|(_, batch)| batch).boxed()
+        })
+        .collect();
+    Ok((runs, arrow_schema))
+}
+
+/// Test fault (`test-util` builds only): a reader that resolves columns by position.
+fn swap_columns_fault(table: &Table, batches: FileBatchStream) -> FileBatchStream {
     #[cfg(feature = "test-util")]
-    let batches = if crate::failpoint::is_armed(crate::failpoint::COMPACTION_SWAP_COLUMNS, &qualified(table))
-    {
-        batches.map_ok(|(file, b)| (file, columns::swap_first_two_of_a_type(b))).boxed()
-    } else {
-        batches
-    };
-    Ok((batches, arrow_schema))
+    if crate::failpoint::is_armed(crate::failpoint::COMPACTION_SWAP_COLUMNS, &qualified(table)) {
+        return batches.map_ok(|(file, b)| (file, columns::swap_first_two_of_a_type(b))).boxed();
+    }
+    #[cfg(not(feature = "test-util"))]
+    let _ = table;
+    batches
 }
 
 /// `tenant.dataset.table`, for logs and per-table faults.

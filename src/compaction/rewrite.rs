@@ -23,8 +23,10 @@ use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use super::file_runs::{max_open_files, merge_layout, write_merged};
 use super::read::{FileBatchStream, qualified, read_inputs};
 use super::sort::{SortPlan, Tagged, sort_batches};
+use crate::table::commit::discard_uncommitted;
 use crate::table::{AddedFile, LiveFile};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,9 @@ pub enum RewriteError {
     Iceberg(#[from] iceberg::Error),
     #[error("sort: {0}")]
     Sort(String),
+    /// An input file claims the table's sort order but is not sorted by it (found while merging).
+    #[error("{path} claims the sort order but its row {row} is out of order")]
+    BrokenClaim { path: String, row: u64 },
     /// An input file has no Parquet field ids and the table no name mapping to resolve its columns:
     /// reading it by position could shift values between columns, so the group is left alone.
     #[error("{path} has no field ids and the table has no schema.name-mapping.default")]
@@ -152,7 +157,7 @@ fn row_group_bytes(memory_limit: u64) -> usize {
 }
 
 /// The writer every group's outputs go through.
-type GroupSink =
+pub(super) type GroupSink =
     Sink<DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>>;
 
 /// Rewrites the group's files into new data files (not yet committed): read (applying the group's
@@ -162,12 +167,38 @@ pub async fn rewrite(input: GroupInput) -> Result<Rewritten, RewriteError> {
     let schema = metadata.current_schema().clone();
     metadata.partition_spec_by_id(input.spec_id).ok_or(RewriteError::UnknownSpec(input.spec_id))?;
     let expected: u64 = input.files.iter().map(|f| f.records()).sum();
-    let (batches, arrow_schema) = read_inputs(&input, &schema).await?;
     let sort = SortPlan::for_table(metadata.default_sort_order(), &schema);
     let mut writer = open_sink(&input, &schema).await?;
     let read = match &sort {
-        Some(plan) => write_sorted(&input, plan, batches, arrow_schema, &mut writer).await?,
-        None => write_unsorted(&input, batches, &mut writer).await?,
+        Some(plan) => match merge_layout(&input, plan, &schema, max_open_files()) {
+            Some(layout) => match write_merged(&input, plan, &schema, layout, &mut writer).await {
+                Err(RewriteError::BrokenClaim { path, row }) => {
+                    tracing::warn!(
+                        table = %qualified(&input.table),
+                        path,
+                        row,
+                        sort_order_id = plan.order_id,
+                        "input file claims the sort order but is not sorted by it: the group is sorted, \
+                         not merged"
+                    );
+                    let partial = std::mem::replace(&mut writer, open_sink(&input, &schema).await?);
+                    let written: Vec<String> =
+                        partial.close().await?.iter().map(|f| f.file_path().to_string()).collect();
+                    discard_uncommitted(&input.table, &written).await;
+                    let (batches, arrow_schema) = read_inputs(&input, &schema).await?;
+                    write_sorted(&input, plan, batches, arrow_schema, &mut writer).await?
+                }
+                merged => merged?,
+            },
+            None => {
+                let (batches, arrow_schema) = read_inputs(&input, &schema).await?;
+                write_sorted(&input, plan, batches, arrow_schema, &mut writer).await?
+            }
+        },
+        None => {
+            let (batches, _) = read_inputs(&input, &schema).await?;
+            write_unsorted(&input, batches, &mut writer).await?
+        }
     };
     let files = writer.close().await?;
     let written: u64 = files.iter().map(|f| f.record_count()).sum();
@@ -299,7 +330,7 @@ fn check_row_counts(input: &GroupInput, expected: u64, read: u64, written: u64) 
 /// Where rewritten rows go: one writer for the group's partition, or (moving an older spec's files into
 /// a partitioned current spec) a writer per current-spec partition, each row's partition computed
 /// by the current spec's transforms.
-enum Sink<B: IcebergWriterBuilder> {
+pub(super) enum Sink<B: IcebergWriterBuilder> {
     One(B::R),
     Fanout(FanoutWriter<B>, Box<RecordBatchPartitionSplitter>),
 }
@@ -320,7 +351,7 @@ impl<B: IcebergWriterBuilder> Sink<B> {
         Ok(Sink::One(builder.build(Some(key)).await?))
     }
 
-    async fn write(&mut self, batch: arrow_array::RecordBatch) -> iceberg::Result<()> {
+    pub(super) async fn write(&mut self, batch: arrow_array::RecordBatch) -> iceberg::Result<()> {
         match self {
             Sink::One(w) => w.write(batch).await,
             Sink::Fanout(w, splitter) => {
@@ -343,7 +374,7 @@ impl<B: IcebergWriterBuilder> Sink<B> {
 /// Parts of a batch that each hold at most a sixteenth of the target in Arrow memory. The rolling writer
 /// checks its size before each write, so a file passes the target by at most one write: written whole,
 /// one batch could make a file of a small target oversized (and split again on every pass).
-fn slices(batch: &arrow_array::RecordBatch, target: u64) -> Vec<arrow_array::RecordBatch> {
+pub(super) fn slices(batch: &arrow_array::RecordBatch, target: u64) -> Vec<arrow_array::RecordBatch> {
     let rows = batch.num_rows();
     let bytes = batch.get_array_memory_size() as u64;
     let budget = (target / 16).max(1);

@@ -27,7 +27,8 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::PathBuf;
 
-use arrow_array::RecordBatch;
+use super::merge::{BrokenRun, NumberedRun, RunSource, merge_into};
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::FileWriter;
 use arrow_row::{OwnedRow, RowConverter, Rows, SortField};
@@ -38,10 +39,10 @@ use futures::stream::BoxStream;
 use iceberg::spec::{NullOrder, Schema, SortDirection, SortOrder, Transform, Type};
 
 /// Most rows per emitted (and spilled) batch.
-const OUT_ROWS: usize = 8192;
+pub(super) const OUT_ROWS: usize = 8192;
 
 /// Bytes aimed at per emitted (and spilled) batch: wide rows give fewer rows per batch.
-const OUT_BYTES: u64 = 2 << 20;
+pub(super) const OUT_BYTES: u64 = 2 << 20;
 
 /// Rows per emitted piece of `chunk`: [`OUT_BYTES`] over its average row size, at most [`OUT_ROWS`].
 fn piece_rows(chunk: &Chunk) -> usize {
@@ -83,7 +84,7 @@ impl SortPlan {
         Some(SortPlan { order_id: order.order_id, keys })
     }
 
-    fn converter(&self, schema: &SchemaRef) -> Result<RowConverter, ArrowError> {
+    pub(super) fn converter(&self, schema: &SchemaRef) -> Result<RowConverter, ArrowError> {
         RowConverter::new(
             self.keys
                 .iter()
@@ -92,7 +93,18 @@ impl SortPlan {
         )
     }
 
-    fn rows(&self, converter: &RowConverter, batch: &RecordBatch) -> Result<Rows, ArrowError> {
+    /// `value` (one row of the first sort column's type) in arrow's row format as the first key alone:
+    /// the prefix of the full key's encoding of any row with that first value, so its bytes compare
+    /// with full rows (not above them exactly when the row's first value is not below `value`).
+    pub(super) fn lead_row(&self, schema: &SchemaRef, value: ArrayRef) -> Result<Vec<u8>, ArrowError> {
+        let &(index, options) =
+            self.keys.first().ok_or_else(|| ArrowError::SchemaError("no sort key".into()))?;
+        let field = SortField::new_with_options(schema.field(index).data_type().clone(), options);
+        let rows = RowConverter::new(vec![field])?.convert_columns(&[value])?;
+        Ok(rows.row(0).as_ref().to_vec())
+    }
+
+    pub(super) fn rows(&self, converter: &RowConverter, batch: &RecordBatch) -> Result<Rows, ArrowError> {
         let columns: Vec<_> = self.keys.iter().map(|(i, _)| batch.column(*i).clone()).collect();
         converter.convert_columns(&columns)
     }
@@ -107,7 +119,7 @@ pub fn sort_batch(plan: &SortPlan, batch: &RecordBatch) -> Result<RecordBatch, A
     arrow_select::take::take_record_batch(batch, &arrow_array::UInt32Array::from(order))
 }
 
-type BatchStream = BoxStream<'static, Result<RecordBatch, ArrowError>>;
+pub(super) type BatchStream = BoxStream<'static, Result<RecordBatch, ArrowError>>;
 
 /// One input batch, tagged with the input file it came from and whether that file claims (in its
 /// manifest entry) to be sorted by the plan's order.
@@ -132,7 +144,7 @@ pub struct SortReport {
     pub spilled_runs: usize,
 }
 
-fn batch_bytes(b: &RecordBatch) -> u64 {
+pub(super) fn batch_bytes(b: &RecordBatch) -> u64 {
     b.get_array_memory_size() as u64
 }
 
@@ -362,7 +374,11 @@ async fn join_spill(spill: tokio::task::JoinHandle<Result<(), ArrowError>>) -> R
 }
 
 /// Passes `sorted` through, failing at the first row whose key is below its predecessor's.
-fn checked(sorted: BatchStream, plan: SortPlan, schema: SchemaRef) -> Result<BatchStream, ArrowError> {
+pub(super) fn checked(
+    sorted: BatchStream,
+    plan: SortPlan,
+    schema: SchemaRef,
+) -> Result<BatchStream, ArrowError> {
     let converter = plan.converter(&schema)?;
     let mut last: Option<OwnedRow> = None;
     let mut emitted = 0u64;
@@ -378,10 +394,7 @@ fn checked(sorted: BatchStream, plan: SortPlan, schema: SchemaRef) -> Result<Bat
                 .then_some(0)
                 .or_else(|| (1..rows.num_rows()).find(|&i| rows.row(i - 1) > rows.row(i)))
             {
-                return Err(ArrowError::ComputeError(format!(
-                    "sorted output out of order at row {}: refusing to write it",
-                    emitted + i as u64
-                )));
+                return Err(BrokenRun::error(None, emitted + i as u64));
             }
             last = Some(rows.row(rows.num_rows() - 1).owned());
             emitted += batch.num_rows() as u64;
@@ -399,14 +412,14 @@ fn spill_run(schema: &SchemaRef, chunk: &Chunk, path: &PathBuf) -> Result<(), Ar
     writer.finish()
 }
 
-/// One sorted run being merged: its reader, current batch, that batch's row keys and a cursor.
-struct Run {
-    reader: FileReader<File>,
-    batch: RecordBatch,
-    rows: Rows,
-    pos: usize,
-    /// Index of `batch` in the merge's current sources.
-    source: usize,
+fn open_spilled(paths: &[PathBuf]) -> Result<Vec<NumberedRun>, ArrowError> {
+    paths
+        .iter()
+        .enumerate()
+        .map(|(i, path)| {
+            Ok((i, Box::new(FileReader::try_new(File::open(path)?, None)?) as Box<dyn RunSource>))
+        })
+        .collect()
 }
 
 /// Merges sorted runs on a blocking thread; batches come back through a small channel (bounded memory).
@@ -422,7 +435,7 @@ fn merge_runs(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, ArrowError>>(2);
     tokio::task::spawn_blocking(move || {
         let result = merge_passes(&plan, &schema, dir.path(), runs, fan_in).and_then(|runs| {
-            merge_into(&plan, &schema, &runs, &mut |batch| tx.blocking_send(Ok(batch)).is_ok())
+            merge_into(&plan, &schema, open_spilled(&runs)?, &mut |batch| tx.blocking_send(Ok(batch)).is_ok())
         });
         if let Err(e) = result {
             let _ = tx.blocking_send(Err(e));
@@ -430,6 +443,28 @@ fn merge_runs(
         drop(dir);
     });
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+}
+
+/// Merges `sources` into one spilled run at `path`.
+fn spill_merged(
+    plan: &SortPlan,
+    schema: &SchemaRef,
+    sources: Vec<NumberedRun>,
+    path: &PathBuf,
+) -> Result<(), ArrowError> {
+    let mut writer = FileWriter::try_new(File::create(path)?, schema)?;
+    let mut failed = None;
+    merge_into(plan, schema, sources, &mut |batch| match writer.write(&batch) {
+        Ok(()) => true,
+        Err(e) => {
+            failed = Some(e);
+            false
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    writer.finish()
 }
 
 /// Merges groups of `fan_in` runs into single runs until at most `fan_in` remain.
@@ -451,19 +486,7 @@ fn merge_passes(
                 continue;
             }
             let path = dir.join(format!("pass-{pass}-run-{i}.arrow"));
-            let mut writer = FileWriter::try_new(File::create(&path)?, schema)?;
-            let mut failed = None;
-            merge_into(plan, schema, group, &mut |batch| match writer.write(&batch) {
-                Ok(()) => true,
-                Err(e) => {
-                    failed = Some(e);
-                    false
-                }
-            })?;
-            if let Some(e) = failed {
-                return Err(e);
-            }
-            writer.finish()?;
+            spill_merged(plan, schema, open_spilled(group)?, &path)?;
             for merged in group {
                 std::fs::remove_file(merged)?;
             }
@@ -474,97 +497,9 @@ fn merge_passes(
     Ok(runs)
 }
 
-/// Merges the sorted runs in `paths`, handing each output batch to `sink` (which returns false to stop).
-fn merge_into(
-    plan: &SortPlan,
-    schema: &SchemaRef,
-    paths: &[PathBuf],
-    sink: &mut dyn FnMut(RecordBatch) -> bool,
-) -> Result<(), ArrowError> {
-    let converter = plan.converter(schema)?;
-    let mut sources: Vec<RecordBatch> = Vec::new();
-    let mut runs: Vec<Run> = Vec::new();
-    for path in paths {
-        let mut reader = FileReader::try_new(File::open(path)?, None)?;
-        if let Some(batch) = reader.next().transpose()? {
-            let rows = plan.rows(&converter, &batch)?;
-            sources.push(batch.clone());
-            runs.push(Run { reader, batch, rows, pos: 0, source: sources.len() - 1 });
-        }
-    }
-    // Output batches sized by bytes, like the runs' own batches.
-    let (bytes, rows) =
-        sources.iter().fold((0u64, 0u64), |(b, r), s| (b + batch_bytes(s), r + s.num_rows() as u64));
-    let out_rows =
-        usize::try_from(OUT_BYTES / (bytes / rows.max(1)).max(1)).unwrap_or(OUT_ROWS).clamp(1, OUT_ROWS);
-    // A binary min-heap of run indexes by each run's current row.
-    let mut heap: Vec<usize> = (0..runs.len()).collect();
-    for i in (0..heap.len() / 2).rev() {
-        sift_down(&mut heap, i, &runs);
-    }
-    let mut indices: Vec<(usize, usize)> = Vec::with_capacity(out_rows);
-    while let Some(&best) = heap.first() {
-        let run = &mut runs[best];
-        indices.push((run.source, run.pos));
-        run.pos += 1;
-        if run.pos == run.batch.num_rows() {
-            match run.reader.next().transpose()? {
-                Some(batch) => {
-                    run.rows = plan.rows(&converter, &batch)?;
-                    sources.push(batch.clone());
-                    run.batch = batch;
-                    run.pos = 0;
-                    run.source = sources.len() - 1;
-                }
-                None => {
-                    let last = heap.pop().expect("heap is not empty");
-                    if !heap.is_empty() {
-                        heap[0] = last;
-                    }
-                }
-            }
-        }
-        sift_down(&mut heap, 0, &runs);
-        if indices.len() == out_rows || heap.is_empty() {
-            if !indices.is_empty() {
-                let refs: Vec<&RecordBatch> = sources.iter().collect();
-                let out = interleave_record_batch(&refs, &indices)?;
-                indices.clear();
-                if !sink(out) {
-                    return Ok(()); // the consumer stopped
-                }
-            }
-            // Keep only the batches runs still point into, re-indexed.
-            sources = heap.iter().map(|&r| runs[r].batch.clone()).collect();
-            for (i, &r) in heap.iter().enumerate() {
-                runs[r].source = i;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn sift_down(heap: &mut [usize], mut i: usize, runs: &[Run]) {
-    let key = |r: usize| runs[r].rows.row(runs[r].pos);
-    loop {
-        let (l, r) = (2 * i + 1, 2 * i + 2);
-        let mut least = i;
-        if l < heap.len() && key(heap[l]) < key(heap[least]) {
-            least = l;
-        }
-        if r < heap.len() && key(heap[r]) < key(heap[least]) {
-            least = r;
-        }
-        if least == i {
-            return;
-        }
-        heap.swap(i, least);
-        i = least;
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::merge::{BrokenRun, FileRun, RunSource, merge_sorted_files};
     use std::sync::Arc;
 
     use arrow_array::{Array, Int64Array, StringArray};
@@ -849,6 +784,136 @@ mod tests {
         assert!(err.contains("out of order at row 3"), "{err}");
     }
 
+    /// In-memory batches as a run the file merge reads.
+    struct Batches(std::collections::VecDeque<RecordBatch>);
+
+    impl RunSource for Batches {
+        fn next_batch(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
+            Ok(self.0.pop_front())
+        }
+    }
+
+    fn run_of(rows: &[(i64, Option<String>)], per_batch: usize) -> Box<dyn RunSource> {
+        let batches = file_batches(0, true, rows, per_batch).into_iter().map(|t| t.batch).collect();
+        Box::new(Batches(batches))
+    }
+
+    /// The lead key (first sort column) of `row` as a start for the file merge.
+    fn start_of(plan: &SortPlan, row: &(i64, Option<String>)) -> Vec<u8> {
+        let b = batch(vec![row.0], vec![row.1.as_deref()]);
+        plan.lead_row(&schema(), b.column(plan.keys[0].0).clone()).unwrap()
+    }
+
+    async fn merge_files(
+        plan: &SortPlan,
+        runs: Vec<FileRun>,
+    ) -> Result<Vec<(i64, Option<String>)>, ArrowError> {
+        let mut out = merge_sorted_files(plan, schema(), runs)?;
+        let mut got = Vec::new();
+        while let Some(b) = out.next().await {
+            got.extend(values(&b?));
+        }
+        Ok(got)
+    }
+
+    /// Files that lie about their order fail the merge with the file's index and the first row out of
+    /// order (inside a batch, across batches, in the last row), opened at once or when reached; no row
+    /// after it is trusted.
+    #[tokio::test]
+    async fn a_broken_run_fails_the_file_merge_naming_the_file_and_row() {
+        let plan = plan();
+        let mut sorted = random_rows(5, 600);
+        sorted.sort_by(|a, b| cmp_under(&plan, a, b));
+        let mut inside = sorted.clone();
+        inside.swap(200, 260);
+        let mut across = sorted.clone();
+        across.rotate_left(300);
+        let mut last = sorted.clone();
+        last.push((-1, None));
+        for (liar, rows, first_bad) in [(1usize, inside, 200u64), (2, across, 300), (1, last, 600)] {
+            for with_starts in [false, true] {
+                let files = (0..3)
+                    .map(|i| {
+                        let rows = if i == liar { &rows } else { &sorted };
+                        let start = with_starts.then(|| start_of(&plan, &rows[0]));
+                        FileRun { run: run_of(rows, if i == liar { 100 } else { 128 }), start }
+                    })
+                    .collect();
+                let err = merge_files(&plan, files).await.unwrap_err();
+                let broken = BrokenRun::of(&err).unwrap_or_else(|| panic!("{err}"));
+                assert_eq!(broken.run, Some(liar), "starts {with_starts}");
+                // The first row that is below its predecessor (a swap shows at its second row).
+                assert!(broken.row >= first_bad && broken.row <= first_bad + 60, "{broken:?}");
+            }
+        }
+    }
+
+    /// Runs covering successive stretches of the key are opened only when the merge reaches them: at
+    /// most the overlapping ones are open at once (here: two), and a start that lies (above the run's
+    /// real first row) fails the merge instead of emitting rows out of order.
+    #[tokio::test]
+    async fn runs_are_opened_when_reached_and_a_lying_start_fails_the_merge() {
+        let plan =
+            SortPlan { order_id: 1, keys: vec![(0, SortOptions { descending: false, nulls_first: true })] };
+        let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let open_now = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        struct Counted {
+            rows: std::collections::VecDeque<RecordBatch>,
+            started: bool,
+            open_now: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+            most: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        }
+        impl RunSource for Counted {
+            fn next_batch(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
+                use std::sync::atomic::Ordering::SeqCst;
+                if !self.started {
+                    self.started = true;
+                    let now = self.open_now.fetch_add(1, SeqCst) + 1;
+                    self.most.fetch_max(now, SeqCst);
+                }
+                let next = self.rows.pop_front();
+                if next.is_none() {
+                    self.open_now.fetch_sub(1, SeqCst);
+                }
+                Ok(next)
+            }
+        }
+        // 50 files, file i covering timestamps [10 i, 10 i + 15): each overlaps the next.
+        let file_rows =
+            |i: i64| -> Vec<(i64, Option<String>)> { (0..15).map(|k| (10 * i + k, None)).collect() };
+        let files = (0..50)
+            .map(|i| {
+                let rows = file_rows(i);
+                let batches = file_batches(0, true, &rows, 4).into_iter().map(|t| t.batch).collect();
+                opened.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                FileRun {
+                    run: Box::new(Counted {
+                        rows: batches,
+                        started: false,
+                        open_now: open_now.clone(),
+                        most: most.clone(),
+                    }),
+                    start: Some(start_of(&plan, &rows[0])),
+                }
+            })
+            .collect();
+        let got = merge_files(&plan, files).await.unwrap();
+        assert_sorted_multiset(&plan, &got, (0..50).flat_map(file_rows).collect());
+        assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 2, "runs open at once");
+
+        // File 3 claims to start at 45 but holds 30..45: opened after rows up to 44 were emitted.
+        let files = (0..6)
+            .map(|i| {
+                let rows = file_rows(i);
+                let start = if i == 3 { (45, None) } else { rows[0].clone() };
+                FileRun { run: run_of(&rows, 4), start: Some(start_of(&plan, &start)) }
+            })
+            .collect();
+        let err = merge_files(&plan, files).await.unwrap_err();
+        assert_eq!(BrokenRun::of(&err).map(|b| b.run), Some(None), "{err}");
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
         #[test]
@@ -873,6 +938,50 @@ mod tests {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let (got, _) = rt.block_on(sort_tagged(input, &plan, memory_kb as u64 * 1024)).unwrap();
             assert_sorted_multiset(&plan, &got, want);
+        }
+
+        /// Sorted files merged straight from their readers give exactly the rows of a full sort, in
+        /// order, whatever the batch sizes, empty runs and starts; a start that lies (above the run's
+        /// first key) may fail the merge with a broken run, never emit anything else.
+        #[test]
+        fn file_merge_equals_a_full_sort_or_fails(
+            files in proptest::collection::vec(
+                (proptest::prelude::any::<u64>(), 0usize..300, 1usize..90, 0u8..4, proptest::prelude::any::<u64>()), 1..12),
+            plan_index in 0usize..8,
+        ) {
+            let plan = plans()[plan_index].clone();
+            let mut want = Vec::new();
+            let mut runs = Vec::new();
+            let mut lied = false;
+            for &(seed, n, per_batch, start_kind, pick) in &files {
+                let mut rows = random_rows(seed, n);
+                rows.sort_by(|a, b| cmp_under(&plan, a, b));
+                want.extend(rows.clone());
+                // 0: no start; 1: the true first key; 2: a key at or below it; 3: any key of the run
+                // (a lie when above the first).
+                let start = match (start_kind, rows.first()) {
+                    (_, None) | (0, _) => None,
+                    (1, Some(first)) => Some(start_of(&plan, first)),
+                    (2, Some(first)) => {
+                        let below = random_rows(pick, 20).into_iter().find(|r| cmp_under(&plan, r, first).is_le());
+                        below.map(|r| start_of(&plan, &r))
+                    }
+                    (_, Some(first)) => {
+                        let any = &rows[(pick % rows.len() as u64) as usize];
+                        lied |= start_of(&plan, any) > start_of(&plan, first);
+                        Some(start_of(&plan, any))
+                    }
+                };
+                runs.push(FileRun { run: run_of(&rows, per_batch), start });
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+            match rt.block_on(merge_files(&plan, runs)) {
+                Ok(got) => assert_sorted_multiset(&plan, &got, want),
+                Err(e) => {
+                    assert!(lied, "no start lied, yet: {e}");
+                    assert!(BrokenRun::of(&e).is_some_and(|b| b.run.is_none()), "{e}");
+                }
+            }
         }
     }
 }

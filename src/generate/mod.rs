@@ -55,6 +55,11 @@ pub struct GenerateOptions {
     /// Write files in generation order, claiming no sort order, even where the table declares one
     /// (by default files are sorted by the declared order and claim it, as SignalDB's writer does).
     pub unsorted_files: bool,
+    /// Give file `i` of `n` in an hour the stretch `[i, i + 2)` of the hour's `n` equal stretches (the
+    /// last one cut at the hour's end): successive files cover successive times and each overlaps the
+    /// next, as successive flushes of an ingest writer do. By default every file's timestamps spread
+    /// over its whole hour, so every file overlaps every other.
+    pub windowed_files: bool,
     /// The end of the generated time range (exclusive); the last hour is the one containing it.
     pub end: DateTime<Utc>,
     /// Tables generated concurrently.
@@ -78,6 +83,7 @@ impl GenerateOptions {
             tables: Vec::new(),
             unsorted: false,
             unsorted_files: false,
+            windowed_files: false,
             end: DateTime::from_timestamp(1_795_257_000, 0).expect("a valid instant"),
             concurrency: 2,
         }
@@ -252,7 +258,17 @@ async fn fill_table(
         }
         for f in 0..opts.files_per_hour {
             let seed = batch::file_seed(opts.seed, &job.namespace.join("."), job.table, hour_start, f);
-            let spec = batch::FileSpec { seed, rows: opts.rows_per_file, start: hour_start, end: hour_end };
+            let (start, end) = if opts.windowed_files {
+                let stretch = ((hour_end - hour_start)
+                    / i32::try_from(opts.files_per_hour).unwrap_or(i32::MAX))
+                .max(TimeDelta::microseconds(1));
+                let start =
+                    (hour_start + stretch * i32::try_from(f).unwrap_or(i32::MAX)).min(hour_end - stretch);
+                (start, (start + stretch * 2).min(hour_end))
+            } else {
+                (hour_start, hour_end)
+            };
+            let spec = batch::FileSpec { seed, rows: opts.rows_per_file, start, end };
             let layout = if opts.unsorted_files { FileLayout::Unsorted } else { FileLayout::Sorted };
             let (n, size) = append_file_as(catalog, &mut table, &columns, &spec, layout).await?;
             files += 1;

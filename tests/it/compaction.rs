@@ -785,6 +785,68 @@ async fn claimed_sorted_runs_merge_and_false_claims_are_caught() {
     }
 }
 
+/// Every input claims the order, so the group is merged straight from its files (opened as the merge
+/// reaches them: three files covering successive 20 minutes). Where the last one lies (claims the
+/// order, rows descending) the merge finds it after more than one output batch was written, the
+/// output written so far is deleted and the group is sorted instead. Either way, with an ample budget
+/// (merged) and a tiny one (sorted, spilling): sorted output claiming the order, the same rows for
+/// both independent readers, and no compacted file left on disk that the table does not reference.
+#[tokio::test]
+async fn inputs_all_claiming_the_order_are_merged_and_a_false_claim_falls_back_to_the_sort() {
+    use signaldb_compactor::generate::{FileLayout, append_file_as, batch::FileSpec, schema::columns};
+    let honest = [FileLayout::Sorted, FileLayout::Sorted, FileLayout::Sorted];
+    let lying = [FileLayout::Sorted, FileLayout::Sorted, FileLayout::Misclaimed];
+    for (layouts, memory) in
+        [(honest, 256 << 20), (honest, 48 * 1024), (lying, 256 << 20), (lying, 48 * 1024)]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = options(dir.path(), 3);
+        opts.tables = vec!["traces".into()];
+        opts.hours = 2;
+        generate(&opts).await.unwrap();
+        let ctx = context(dir.path(), now(), |c| c.compaction.memory_limit_bytes = memory).await;
+        let t = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+        let mut table = ctx.catalog.load(&t).await.unwrap();
+        let hour = fixed_end() - TimeDelta::minutes(90); // 09:00, closed
+        let start = chrono::DurationRound::duration_trunc(hour, TimeDelta::hours(1)).unwrap();
+        for (i, layout) in layouts.into_iter().enumerate() {
+            let from = start + TimeDelta::minutes(20 * i as i64);
+            let spec = FileSpec {
+                seed: 700 + i as u64,
+                rows: 6000,
+                start: from,
+                end: from + TimeDelta::minutes(20),
+            };
+            append_file_as(&ctx.catalog, &mut table, &columns("traces"), &spec, layout).await.unwrap();
+        }
+        let name = t.qualified();
+        let before = pyiceberg(dir.path(), &["scan", "--table", &name]);
+
+        let report = run(&ctx, Mode::Execute).await;
+        let case = format!("{layouts:?} at {memory} bytes");
+        assert_eq!(report.failed_tables(), 0, "{case}: {report:#?}");
+        let after = pyiceberg(dir.path(), &["scan", "--table", &name]);
+        let after_duck = crate::support::duckdb(dir.path(), &["scan", "--table", &name]);
+        assert_eq!(after["operation"], "replace", "{case}");
+        for after in [&after, &after_duck] {
+            assert_eq!(
+                (&after["rows"], &after["checksum"]),
+                (&before["rows"], &before["checksum"]),
+                "{case}"
+            );
+        }
+        assert_eq!(files_per_partition(&ctx, &name).await["timestamp_hour=2026-11-21-09"], 1, "{case}");
+        assert_eq!(assert_compacted_files_sorted(&ctx, &name).await, 3 * 200 + 3 * 6000, "{case}");
+        let table = ctx.catalog.load(&t).await.unwrap();
+        let live: std::collections::HashSet<String> =
+            Inventory::load(&table).await.unwrap().data.iter().map(|f| local(f.path()).to_string()).collect();
+        for (path, _) in snapshot_bytes(&dir.path().join("warehouse")) {
+            let path = path.to_string_lossy().to_string();
+            assert!(!path.contains("/compact-") || live.contains(&path), "{case}: {path} left behind");
+        }
+    }
+}
+
 /// `generate` writes files as SignalDB's writer does: sorted by the declared order and claiming it;
 /// `unsorted_files` writes them in generation order, claiming nothing.
 #[tokio::test]
