@@ -8,6 +8,8 @@
 #   nosort          table without a sort order; peers copy without ORDER BY; delta-rs optimize.compact()
 #   sorted          sort order (timestamp, trace_id); files sorted by it and claiming it (SignalDB's writer)
 #   unsorted-files  same sort order declared, files neither sorted nor claiming it (`--unsorted-files`)
+#   sorted-windowed like `sorted`, but file i of FILES covers its own stretch of the hour (stretches i and
+#                   i+1 of FILES), as an ingest writer's successive flushes do (`--windowed-files`)
 #   sorted-10x100   like `sorted`, but FILES spread over 10 hour partitions (10 x 100 files)
 # For each it measures
 #   ours:       signaldb-compactor once compaction (end to end: manifests, rewrite, commit), /usr/bin/time -v
@@ -27,7 +29,7 @@ WORK=${WORK:-/tmp/signaldb-compactor-bench}
 FILES=${FILES:-1000}
 ROWS=${ROWS:-1500}
 MEMORY_MB=${MEMORY_MB:-256}
-VARIANTS=${VARIANTS:-nosort sorted unsorted-files sorted-10x100}
+VARIANTS=${VARIANTS:-nosort sorted sorted-windowed unsorted-files sorted-10x100}
 [ -x "$BIN" ] || { echo "build the release binary first: cargo build --release" >&2; exit 2; }
 python3 -c 'import duckdb, datafusion, deltalake' 2>/dev/null || { echo "pip install duckdb datafusion deltalake" >&2; exit 2; }
 
@@ -56,6 +58,7 @@ for variant in $VARIANTS; do
   case $variant in
     nosort) flags+=(--unsorted); order="" ;;
     sorted) ;;
+    sorted-windowed) flags+=(--windowed-files) ;;
     unsorted-files) flags+=(--unsorted-files) ;;
     sorted-10x100) flags=(--hours 10 --files-per-hour $((FILES / 10)) --end 2026-01-01T09:59:00Z) ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
