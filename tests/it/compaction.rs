@@ -894,3 +894,55 @@ async fn generated_files_claim_the_sort_order_unless_asked_not_to() {
         }
     }
 }
+
+/// `windowed_files`: file i of n in an hour holds timestamps only in stretches i and i + 1 of the
+/// hour's n stretches (as an ingest writer's successive flushes do), read back from the files
+/// themselves; without it every file spreads over the hour.
+#[tokio::test]
+async fn windowed_files_cover_successive_stretches_of_their_hour() {
+    for windowed in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = options(dir.path(), 6);
+        opts.tables = vec!["traces".into()];
+        opts.hours = 1;
+        opts.rows_per_file = 300;
+        opts.windowed_files = windowed;
+        generate(&opts).await.unwrap();
+        let ctx = context(dir.path(), now(), |_| {}).await;
+        let t = ctx.catalog.discover().await.unwrap().into_iter().next().unwrap();
+        let table = ctx.catalog.load(&t).await.unwrap();
+        let mut spans: Vec<(i64, i64)> = Vec::new();
+        for f in &Inventory::load(&table).await.unwrap().data {
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(local(f.path())).unwrap())
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            let mut ts: Vec<i64> = Vec::new();
+            for batch in reader {
+                let batch = batch.unwrap();
+                let col = batch.column_by_name("timestamp").unwrap();
+                let col = col.as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
+                ts.extend(col.values().iter());
+            }
+            spans.push((*ts.iter().min().unwrap(), *ts.iter().max().unwrap()));
+        }
+        spans.sort();
+        assert_eq!(spans.len(), 6);
+        // The one hour generated is the one holding the end (10:30): 10:00–10:30, six 5-minute stretches.
+        let end = fixed_end().timestamp_micros();
+        let hour = end - end % 3_600_000_000;
+        let stretch = (end - hour) / 6;
+        for (i, &(lo, hi)) in spans.iter().enumerate() {
+            if windowed {
+                let from = hour + stretch * i as i64;
+                assert!(
+                    lo >= from && hi < from + 2 * stretch,
+                    "file {i}: {lo}..{hi} outside its two stretches"
+                );
+            } else {
+                assert!(hi - lo > 4 * stretch, "file {i} spreads over the range: {lo}..{hi}");
+            }
+        }
+    }
+}
