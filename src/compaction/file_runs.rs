@@ -276,3 +276,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "file_runs_attack_tests.rs"]
+mod attack_tests;

@@ -152,6 +152,16 @@ fn next_sorted(
     }
 }
 
+/// `work`'s result, or an error naming `what` if it panicked: a producer thread that panics must end
+/// its stream with an error, never with a silent end that reads as "no more rows".
+pub(super) fn unpanicked<T>(
+    what: &str,
+    work: impl FnOnce() -> Result<T, ArrowError>,
+) -> Result<T, ArrowError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+        .unwrap_or_else(|_| Err(ArrowError::ExternalError(format!("{what} panicked").into())))
+}
+
 /// A run and the id errors name it by.
 pub(super) type NumberedRun = (usize, Box<dyn RunSource>);
 
@@ -178,8 +188,10 @@ pub(super) fn merge_sorted_files(
     let (merge_plan, merge_schema) = (plan.clone(), schema.clone());
     tokio::task::spawn_blocking(move || {
         let sources = files.into_iter().enumerate().collect();
-        let result = merge_lazily(&merge_plan, &merge_schema, sources, &mut |batch| {
-            tx.blocking_send(Ok(batch)).is_ok()
+        let result = unpanicked("merging sorted runs", || {
+            merge_lazily(&merge_plan, &merge_schema, sources, &mut |batch| {
+                tx.blocking_send(Ok(batch)).is_ok()
+            })
         });
         if let Err(e) = result {
             let _ = tx.blocking_send(Err(e));
@@ -271,7 +283,9 @@ fn merge_lazily(
             }
         }
         sift_down(&mut heap, 0, &runs);
-        if indices.len() == out_rows || (heap.is_empty() && pending.is_empty()) {
+        // Emitted when full, and whenever no run is open: pending runs may hold no rows at all (a file
+        // whose rows were all deleted still has bounds), and the loop ends when opening them finds none.
+        if indices.len() == out_rows || heap.is_empty() {
             let refs: Vec<&RecordBatch> = batches.iter().collect();
             let out = interleave_record_batch(&refs, &indices)?;
             indices.clear();
@@ -318,3 +332,7 @@ fn sift_down(heap: &mut [usize], mut i: usize, runs: &[Run]) {
         i = least;
     }
 }
+
+#[cfg(test)]
+#[path = "merge_attack_tests.rs"]
+mod attack_tests;

@@ -81,11 +81,19 @@ fn read_tagged(table: &Table, batch_rows: usize, tasks: Vec<FileScanTask>) -> Fi
 fn pipelined(mut input: FileBatchStream, target: arrow_schema::SchemaRef) -> FileBatchStream {
     let (tx, rx) = tokio::sync::mpsc::channel(PIPELINE_DEPTH);
     tokio::spawn(async move {
-        while let Some(item) = input.next().await {
-            let item = item.and_then(|(file, batch)| writable(batch, &target).map(|b| (file, b)));
-            if tx.send(item).await.is_err() {
-                break; // the writer stopped: stop reading
+        // A panic while decoding ends the stream with an error, never with a silent end.
+        let sender = tx.clone();
+        let decode = async move {
+            while let Some(item) = input.next().await {
+                let item = item.and_then(|(file, batch)| writable(batch, &target).map(|b| (file, b)));
+                if sender.send(item).await.is_err() {
+                    break; // the writer stopped: stop reading
+                }
             }
+        };
+        if futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(decode)).await.is_err() {
+            let panicked = iceberg::Error::new(iceberg::ErrorKind::Unexpected, "decoding the input panicked");
+            let _ = tx.send(Err(panicked)).await;
         }
     });
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()

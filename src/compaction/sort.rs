@@ -27,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::PathBuf;
 
-use super::merge::{BrokenRun, NumberedRun, RunSource, merge_into};
+use super::merge::{BrokenRun, NumberedRun, RunSource, merge_into, unpanicked};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::FileWriter;
@@ -287,13 +287,18 @@ fn sorted_piece(batches: &[RecordBatch], order: &[(u32, u32)]) -> Result<RecordB
 fn sorted_stream(chunk: Chunk) -> BatchStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, ArrowError>>(2);
     tokio::task::spawn_blocking(move || {
-        let order = sorted_order(&chunk);
-        for piece in order.chunks(piece_rows(&chunk)) {
-            let piece = sorted_piece(&chunk.batches, piece);
-            let failed = piece.is_err();
-            if tx.blocking_send(piece).is_err() || failed {
-                return; // the writer stopped reading, or it has the error
+        let result = unpanicked("sorting a chunk", || {
+            let order = sorted_order(&chunk);
+            for piece in order.chunks(piece_rows(&chunk)) {
+                // The writer stopped reading: stop.
+                if tx.blocking_send(Ok(sorted_piece(&chunk.batches, piece)?)).is_err() {
+                    break;
+                }
             }
+            Ok(())
+        });
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(e));
         }
     });
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
@@ -434,7 +439,8 @@ fn merge_runs(
 ) -> BatchStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, ArrowError>>(2);
     tokio::task::spawn_blocking(move || {
-        let result = merge_passes(&plan, &schema, dir.path(), runs, fan_in).and_then(|runs| {
+        let result = unpanicked("merging spilled runs", || {
+            let runs = merge_passes(&plan, &schema, dir.path(), runs, fan_in)?;
             merge_into(&plan, &schema, open_spilled(&runs)?, &mut |batch| tx.blocking_send(Ok(batch)).is_ok())
         });
         if let Err(e) = result {

@@ -23,6 +23,7 @@ mod leases;
 mod maintenance;
 mod manifests;
 mod matrix;
+mod merge_attack;
 mod metadata_backlog;
 mod noop;
 mod observability;
