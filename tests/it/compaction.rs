@@ -137,31 +137,11 @@ async fn output_files_are_sorted_by_the_declared_sort_order_and_claim_it() {
             continue;
         }
         assert_eq!(f.entry.data_file().sort_order_id(), Some(1), "{} claims the sort order", f.path());
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(local(f.path())).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        let mut last: Option<(i64, String)> = None;
-        let mut rows = 0;
-        for batch in reader {
-            let batch = batch.unwrap();
-            let ts = batch
-                .column_by_name("timestamp")
-                .unwrap()
-                .as_any()
-                .downcast_ref::<TimestampMicrosecondArray>()
-                .unwrap();
-            let id =
-                batch.column_by_name("trace_id").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
-            for i in 0..batch.num_rows() {
-                let key = (ts.value(i), id.value(i).to_string());
-                if let Some(prev) = &last {
-                    assert!(prev <= &key, "{} not sorted at row {rows}: {prev:?} > {key:?}", f.path());
-                }
-                last = Some(key);
-                rows += 1;
-            }
+        let keys = sort_keys(f.path());
+        if let Some(i) = (1..keys.len()).find(|&i| keys[i - 1] > keys[i]) {
+            panic!("{} not sorted at row {i}: {:?} > {:?}", f.path(), keys[i - 1], keys[i]);
         }
+        let rows = keys.len() as u64;
         assert_eq!(rows, f.records(), "row count in {}", f.path());
         checked += 1;
     }
@@ -701,6 +681,27 @@ async fn a_panic_in_one_groups_rewrite_fails_that_group_only() {
     assert_eq!((&after["rows"], &after["checksum"]), (&before["rows"], &before["checksum"]));
 }
 
+/// The (timestamp, trace_id) keys of a `traces` Parquet file, in file order.
+fn sort_keys(path: &str) -> Vec<(i64, String)> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(local(path)).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut keys = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let ts = batch
+            .column_by_name("timestamp")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
+        let id = batch.column_by_name("trace_id").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+        keys.extend((0..batch.num_rows()).map(|i| (ts.value(i), id.value(i).to_string())));
+    }
+    keys
+}
+
 /// Every compacted (`compact-*`) file of `table`: claims sort order 1 and is sorted by
 /// (timestamp, trace_id) with nulls first; returns the rows checked.
 async fn assert_compacted_files_sorted(ctx: &Context, table: &str) -> u64 {
@@ -710,32 +711,30 @@ async fn assert_compacted_files_sorted(ctx: &Context, table: &str) -> u64 {
     let mut rows = 0u64;
     for f in inventory.data.iter().filter(|f| f.path().contains("/compact-")) {
         assert_eq!(f.entry.data_file().sort_order_id(), Some(1), "{} claims the sort order", f.path());
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(local(f.path())).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        let mut last: Option<(i64, String)> = None;
-        for batch in reader {
-            let batch = batch.unwrap();
-            let ts = batch
-                .column_by_name("timestamp")
-                .unwrap()
-                .as_any()
-                .downcast_ref::<TimestampMicrosecondArray>()
-                .unwrap();
-            let id =
-                batch.column_by_name("trace_id").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
-            for i in 0..batch.num_rows() {
-                let key = (ts.value(i), id.value(i).to_string());
-                if let Some(prev) = &last {
-                    assert!(prev <= &key, "{} not sorted at row {rows}: {prev:?} > {key:?}", f.path());
-                }
-                last = Some(key);
-                rows += 1;
-            }
+        let keys = sort_keys(f.path());
+        if let Some(i) = (1..keys.len()).find(|&i| keys[i - 1] > keys[i]) {
+            panic!("{} not sorted at row {}: {:?} > {:?}", f.path(), rows + i as u64, keys[i - 1], keys[i]);
         }
+        rows += keys.len() as u64;
     }
     rows
+}
+
+/// A `traces` table of hours 09 (closed, 3 files) and 10 (open) under a context with `memory` bytes for
+/// rewrites; the start of hour 09, where tests append files of their own.
+async fn traces_with_closed_hour(
+    dir: &std::path::Path,
+    memory: u64,
+) -> (Context, signaldb_compactor::model::TableRef, chrono::DateTime<chrono::Utc>) {
+    let mut opts = options(dir, 3);
+    opts.tables = vec!["traces".into()];
+    opts.hours = 2;
+    generate(&opts).await.unwrap();
+    let ctx = context(dir, now(), |c| c.compaction.memory_limit_bytes = memory).await;
+    let t = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+    let hour = fixed_end() - TimeDelta::minutes(90); // 09:00, closed
+    let start = chrono::DurationRound::duration_trunc(hour, TimeDelta::hours(1)).unwrap();
+    (ctx, t, start)
 }
 
 /// Sorted runs are merged, and a claim is verified, not trusted: one closed hour holds files sorted and
@@ -747,15 +746,8 @@ async fn claimed_sorted_runs_merge_and_false_claims_are_caught() {
     use signaldb_compactor::generate::{FileLayout, append_file_as, batch::FileSpec, schema::columns};
     for memory in [256 << 20, 48 * 1024] {
         let dir = tempfile::tempdir().unwrap();
-        let mut opts = options(dir.path(), 3);
-        opts.tables = vec!["traces".into()];
-        opts.hours = 2;
-        generate(&opts).await.unwrap();
-        let ctx = context(dir.path(), now(), |c| c.compaction.memory_limit_bytes = memory).await;
-        let t = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+        let (ctx, t, start) = traces_with_closed_hour(dir.path(), memory).await;
         let mut table = ctx.catalog.load(&t).await.unwrap();
-        let hour = fixed_end() - TimeDelta::minutes(90); // 09:00, closed
-        let start = chrono::DurationRound::duration_trunc(hour, TimeDelta::hours(1)).unwrap();
         for (i, layout) in
             [FileLayout::Misclaimed, FileLayout::Unsorted, FileLayout::Misclaimed, FileLayout::Sorted]
                 .into_iter()
@@ -800,15 +792,8 @@ async fn inputs_all_claiming_the_order_are_merged_and_a_false_claim_falls_back_t
         [(honest, 256 << 20), (honest, 48 * 1024), (lying, 256 << 20), (lying, 48 * 1024)]
     {
         let dir = tempfile::tempdir().unwrap();
-        let mut opts = options(dir.path(), 3);
-        opts.tables = vec!["traces".into()];
-        opts.hours = 2;
-        generate(&opts).await.unwrap();
-        let ctx = context(dir.path(), now(), |c| c.compaction.memory_limit_bytes = memory).await;
-        let t = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+        let (ctx, t, start) = traces_with_closed_hour(dir.path(), memory).await;
         let mut table = ctx.catalog.load(&t).await.unwrap();
-        let hour = fixed_end() - TimeDelta::minutes(90); // 09:00, closed
-        let start = chrono::DurationRound::duration_trunc(hour, TimeDelta::hours(1)).unwrap();
         for (i, layout) in layouts.into_iter().enumerate() {
             let from = start + TimeDelta::minutes(20 * i as i64);
             let spec = FileSpec {
@@ -847,43 +832,35 @@ async fn inputs_all_claiming_the_order_are_merged_and_a_false_claim_falls_back_t
     }
 }
 
+/// The inventory of a generated `traces` table: one hour (10:00–10:30) of `files` files, `options`
+/// changed by `change`.
+async fn generated_traces(
+    dir: &std::path::Path,
+    files: usize,
+    change: impl FnOnce(&mut GenerateOptions),
+) -> Inventory {
+    let mut opts = options(dir, files);
+    opts.tables = vec!["traces".into()];
+    opts.hours = 1;
+    change(&mut opts);
+    generate(&opts).await.unwrap();
+    let ctx = context(dir, now(), |_| {}).await;
+    let t = ctx.catalog.discover().await.unwrap().into_iter().next().unwrap();
+    Inventory::load(&ctx.catalog.load(&t).await.unwrap()).await.unwrap()
+}
+
 /// `generate` writes files as SignalDB's writer does: sorted by the declared order and claiming it;
 /// `unsorted_files` writes them in generation order, claiming nothing.
 #[tokio::test]
 async fn generated_files_claim_the_sort_order_unless_asked_not_to() {
     for unsorted_files in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let mut opts = options(dir.path(), 2);
-        opts.tables = vec!["traces".into()];
-        opts.hours = 1;
-        opts.unsorted_files = unsorted_files;
-        generate(&opts).await.unwrap();
-        let ctx = context(dir.path(), now(), |_| {}).await;
-        let t = ctx.catalog.discover().await.unwrap().into_iter().next().unwrap();
-        let table = ctx.catalog.load(&t).await.unwrap();
-        let inventory = Inventory::load(&table).await.unwrap();
+        let inventory = generated_traces(dir.path(), 2, |o| o.unsorted_files = unsorted_files).await;
         assert_eq!(inventory.data.len(), 2);
         for f in &inventory.data {
             let want = (!unsorted_files).then_some(1);
             assert_eq!(f.entry.data_file().sort_order_id(), want, "{}", f.path());
-            let reader =
-                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(local(f.path())).unwrap())
-                    .unwrap()
-                    .build()
-                    .unwrap();
-            let mut keys = Vec::new();
-            for batch in reader {
-                let batch = batch.unwrap();
-                let ts = batch
-                    .column_by_name("timestamp")
-                    .unwrap()
-                    .as_any()
-                    .downcast_ref::<TimestampMicrosecondArray>()
-                    .unwrap();
-                let id =
-                    batch.column_by_name("trace_id").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
-                keys.extend((0..batch.num_rows()).map(|i| (ts.value(i), id.value(i).to_string())));
-            }
+            let keys = sort_keys(f.path());
             if !unsorted_files {
                 assert!(
                     keys.windows(2).all(|w| w[0] <= w[1]),
@@ -902,29 +879,14 @@ async fn generated_files_claim_the_sort_order_unless_asked_not_to() {
 async fn windowed_files_cover_successive_stretches_of_their_hour() {
     for windowed in [true, false] {
         let dir = tempfile::tempdir().unwrap();
-        let mut opts = options(dir.path(), 6);
-        opts.tables = vec!["traces".into()];
-        opts.hours = 1;
-        opts.rows_per_file = 300;
-        opts.windowed_files = windowed;
-        generate(&opts).await.unwrap();
-        let ctx = context(dir.path(), now(), |_| {}).await;
-        let t = ctx.catalog.discover().await.unwrap().into_iter().next().unwrap();
-        let table = ctx.catalog.load(&t).await.unwrap();
+        let inventory = generated_traces(dir.path(), 6, |o| {
+            o.rows_per_file = 300;
+            o.windowed_files = windowed;
+        })
+        .await;
         let mut spans: Vec<(i64, i64)> = Vec::new();
-        for f in &Inventory::load(&table).await.unwrap().data {
-            let reader =
-                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(local(f.path())).unwrap())
-                    .unwrap()
-                    .build()
-                    .unwrap();
-            let mut ts: Vec<i64> = Vec::new();
-            for batch in reader {
-                let batch = batch.unwrap();
-                let col = batch.column_by_name("timestamp").unwrap();
-                let col = col.as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
-                ts.extend(col.values().iter());
-            }
+        for f in &inventory.data {
+            let ts: Vec<i64> = sort_keys(f.path()).into_iter().map(|(ts, _)| ts).collect();
             spans.push((*ts.iter().min().unwrap(), *ts.iter().max().unwrap()));
         }
         spans.sort();

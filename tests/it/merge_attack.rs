@@ -21,13 +21,12 @@ fn paths(dir: &std::path::Path, table: &str) -> std::collections::BTreeSet<Strin
         .collect()
 }
 
-/// Three sorted files covering successive 20 minutes of a closed hour; position deletes remove every
-/// row of the last one (its manifest bounds still say it starts at :40). The merge reaches that file
-/// only after every other run is exhausted: the rows gathered since the last output batch must still
-/// be written, and the group compacted.
-#[tokio::test]
-async fn a_last_file_whose_rows_are_all_deleted_loses_no_rows_and_fails_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+/// A warehouse of one `traces` table whose only generated hour (10, open) leaves hour 09 to the test:
+/// the context (at 10:35, groups of two files and more) and the start of hour 09.
+async fn hour_nine(
+    dir: &std::path::Path,
+) -> (signaldb_compactor::service::Context, signaldb_compactor::model::TableRef, chrono::DateTime<chrono::Utc>)
+{
     let opts = GenerateOptions {
         tenants: 1,
         hours: 1, // only hour 10 (open): hour 09 holds the appended files alone
@@ -35,17 +34,28 @@ async fn a_last_file_whose_rows_are_all_deleted_loses_no_rows_and_fails_nothing(
         rows_per_file: 50,
         seed: 11,
         tables: vec!["traces".into()],
-        ..GenerateOptions::small(dir.path())
+        ..GenerateOptions::small(dir)
     };
     generate(&opts).await.unwrap();
     let now = fixed_end() + TimeDelta::minutes(5);
-    let ctx = context(dir.path(), now, |c| c.compaction.min_input_files = 2).await;
+    let ctx = context(dir, now, |c| c.compaction.min_input_files = 2).await;
     let t = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
-    let name = t.qualified();
-    let mut table = ctx.catalog.load(&t).await.unwrap();
     let start =
         chrono::DurationRound::duration_trunc(fixed_end() - TimeDelta::minutes(90), TimeDelta::hours(1))
             .unwrap();
+    (ctx, t, start)
+}
+
+/// Three sorted files covering successive 20 minutes of a closed hour; position deletes remove every
+/// row of the last one (its manifest bounds still say it starts at :40). The merge reaches that file
+/// only after every other run is exhausted: the rows gathered since the last output batch must still
+/// be written, and the group compacted.
+#[tokio::test]
+async fn a_last_file_whose_rows_are_all_deleted_loses_no_rows_and_fails_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, t, start) = hour_nine(dir.path()).await;
+    let name = t.qualified();
+    let mut table = ctx.catalog.load(&t).await.unwrap();
     let mut last = String::new();
     for i in 0..3 {
         let before = paths(dir.path(), &name);
@@ -81,24 +91,9 @@ async fn a_false_claim_found_after_output_files_rolled_deletes_every_partial_out
     use signaldb_compactor::table::Inventory;
     for lying in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let opts = GenerateOptions {
-            tenants: 1,
-            hours: 1,
-            files_per_hour: 1,
-            rows_per_file: 50,
-            seed: 11,
-            tables: vec!["traces".into()],
-            ..GenerateOptions::small(dir.path())
-        };
-        generate(&opts).await.unwrap();
-        let now = fixed_end() + TimeDelta::minutes(5);
-        let ctx = context(dir.path(), now, |c| c.compaction.min_input_files = 2).await;
-        let t = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+        let (ctx, t, start) = hour_nine(dir.path()).await;
         let name = t.qualified();
         let mut table = ctx.catalog.load(&t).await.unwrap();
-        let start =
-            chrono::DurationRound::duration_trunc(fixed_end() - TimeDelta::minutes(90), TimeDelta::hours(1))
-                .unwrap();
         let mut bytes = 0;
         for i in 0..3 {
             let from = start + TimeDelta::minutes(20 * i);
