@@ -15,7 +15,7 @@ use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::spec::{Datum, SchemaRef};
 
 use super::merge::{BrokenRun, FileRun, RunSource, merge_sorted_files};
-use super::read::{RunStream, qualified, read_runs};
+use super::read::{RunStream, decoded_row_bytes, qualified, read_runs};
 use super::rewrite::{GroupInput, GroupSink, RewriteError, slices};
 use super::sort::SortPlan;
 use crate::table::LiveFile;
@@ -32,9 +32,6 @@ pub(super) struct MergeLayout {
 /// column, and a small file is one page per column (measured: 1,000 open ~80 KB zstd `traces` files
 /// peaked at ~800 MB).
 const OPEN_EXPANSION: u64 = 12;
-
-/// Decoded bytes per compressed byte assumed when sizing the merge's input batches (as `read` does).
-const DECODE_EXPANSION: u64 = 8;
 
 /// Input files the merge may hold open at once: a quarter of the process's open-file limit (each
 /// open reader may hold a file open), at most 4,096.
@@ -64,8 +61,7 @@ pub(super) fn merge_layout(
         return None;
     }
     let arrow_schema = Arc::new(schema_to_arrow_schema(schema).ok()?);
-    let widest = files.iter().map(|f| f.size() / f.records().max(1)).max().unwrap_or(0);
-    let row_bytes = (widest * DECODE_EXPANSION).max(1);
+    let row_bytes = decoded_row_bytes(files);
     let batch_rows = (BATCH_BYTES / row_bytes).clamp(16, 8192);
     let spans: Vec<Span> = files.iter().map(|f| file_span(f, plan, schema, &arrow_schema)).collect();
     // Sweep the spans in start order (unknown starts first), keeping the ends of the open ones.

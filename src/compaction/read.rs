@@ -33,11 +33,25 @@ const BATCH_BYTES: u64 = 4 << 20;
 /// 4–7× its size; a higher guess only makes batches smaller).
 const DECODE_EXPANSION: u64 = 8;
 
+/// The widest of `files`' estimated decoded row sizes (compressed bytes per row × [`DECODE_EXPANSION`]).
+pub(super) fn decoded_row_bytes(files: &[LiveFile]) -> u64 {
+    let widest = files.iter().map(|f| f.size() / f.records().max(1)).max().unwrap_or(0);
+    (widest * DECODE_EXPANSION).max(1)
+}
+
 /// Rows per input batch for `files`: [`BATCH_BYTES`] over the widest file's estimated decoded row size.
 fn batch_rows(files: &[LiveFile]) -> usize {
-    let widest = files.iter().map(|f| f.size() / f.records().max(1)).max().unwrap_or(0);
-    let row_bytes = (widest * DECODE_EXPANSION).max(1);
-    usize::try_from(BATCH_BYTES / row_bytes).unwrap_or(BATCH_ROWS).clamp(16, BATCH_ROWS)
+    usize::try_from(BATCH_BYTES / decoded_row_bytes(files)).unwrap_or(BATCH_ROWS).clamp(16, BATCH_ROWS)
+}
+
+/// One input file's batches through a reader of its own, `batch_rows` rows each, tagged with `index`.
+fn read_file(table: &Table, batch_rows: usize, index: usize, task: FileScanTask) -> FileBatchStream {
+    let reader =
+        table.reader_builder().with_batch_size(batch_rows).with_data_file_concurrency_limit(1).build();
+    match reader.read(futures::stream::iter([Ok(task)]).boxed()) {
+        Ok(read) => read.stream().map_ok(move |b| (index, b)).boxed(),
+        Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+    }
 }
 
 /// Batches read-ahead between the reader task and the writer.
@@ -59,18 +73,7 @@ const FILE_CONCURRENCY: usize = 2;
 fn read_tagged(table: &Table, batch_rows: usize, tasks: Vec<FileScanTask>) -> FileBatchStream {
     let table = table.clone();
     futures::stream::iter(tasks.into_iter().enumerate())
-        .map(move |(i, task)| {
-            let reader = table
-                .reader_builder()
-                .with_batch_size(batch_rows)
-                .with_data_file_concurrency_limit(1)
-                .build();
-            (i, reader.read(futures::stream::iter([Ok(task)]).boxed()))
-        })
-        .map(|(i, read)| match read {
-            Ok(read) => read.stream().map_ok(move |b| (i, b)).boxed(),
-            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
-        })
+        .map(move |(i, task)| read_file(&table, batch_rows, i, task))
         .flatten_unordered(FILE_CONCURRENCY)
         .boxed()
 }
@@ -269,17 +272,9 @@ pub(super) async fn read_runs(
         .into_iter()
         .map(|task| {
             let target = arrow_schema.clone();
-            let reader = table
-                .reader_builder()
-                .with_batch_size(batch_rows)
-                .with_data_file_concurrency_limit(1)
-                .build();
-            let batches: FileBatchStream = match reader.read(futures::stream::iter([Ok(task)]).boxed()) {
-                Ok(read) => read.stream().map_ok(|b| (0, b)).boxed(),
-                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
-            };
-            let batches =
-                batches.map(move |item| item.and_then(|(f, b)| writable(b, &target).map(|b| (f, b)))).boxed();
+            let batches = read_file(table, batch_rows, 0, task)
+                .map(move |item| item.and_then(|(f, b)| writable(b, &target).map(|b| (f, b))))
+                .boxed();
             swap_columns_fault(table, batches).map_ok(|(_, batch)| batch).boxed()
         })
         .collect();
