@@ -132,16 +132,26 @@ async fn partition_leases_coexist_and_never_with_the_whole_tables() {
 
 /// Replicas racing for a table's whole lease and its partitions' leases: no instant has a whole-table
 /// holder together with another holder. Counters change strictly inside the time a lease's row is held.
+///
+/// Every round starts all six at once from no lease held (a barrier), two of them after the whole
+/// table and four after partitions, the roles rotating. Without the barrier, partition holders
+/// overlapping one another can leave no free instant for a whole-table acquire in a whole race on a
+/// slow machine (seen in CI: "partitions 23, whole 0"), and the race then proves nothing about
+/// the whole-table side.
 async fn race(pool: sqlx::AnyPool, postgres: bool, t: TableRef) {
+    const REPLICAS: usize = 6;
     let whole = Arc::new(AtomicUsize::new(0));
     let parts = Arc::new(AtomicUsize::new(0));
     let taken = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
-    let mut tasks = Vec::new();
-    for i in 0..6 {
+    let start = Arc::new(tokio::sync::Barrier::new(REPLICAS));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..REPLICAS {
         let leases = Leases::new(pool.clone(), postgres, format!("replica-{i}"), Duration::from_secs(60));
-        let (whole, parts, taken, t) = (whole.clone(), parts.clone(), taken.clone(), t.clone());
-        tasks.push(tokio::spawn(async move {
+        let (whole, parts, taken, t, start) =
+            (whole.clone(), parts.clone(), taken.clone(), t.clone(), start.clone());
+        tasks.spawn(async move {
             for round in 0..25 {
+                start.wait().await;
                 let wants_whole = (i + round) % 3 == 0;
                 let acquired = if wants_whole {
                     leases.acquire(&t).await.unwrap()
@@ -164,10 +174,11 @@ async fn race(pool: sqlx::AnyPool, postgres: bool, t: TableRef) {
                 mine.fetch_sub(1, Ordering::SeqCst);
                 lease.release().await;
             }
-        }));
+        });
     }
-    for task in tasks {
-        task.await.expect("no task saw two kinds of lease held at once");
+    // In the order they end: a task that panicked ends first while the others wait at the barrier.
+    while let Some(task) = tasks.join_next().await {
+        task.expect("no task saw two kinds of lease held at once");
     }
     let (p, w) = (taken[0].load(Ordering::SeqCst), taken[1].load(Ordering::SeqCst));
     assert!(p > 0 && w > 0, "both kinds were taken during the race: partitions {p}, whole {w}");
