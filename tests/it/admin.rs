@@ -457,8 +457,9 @@ async fn a_client_hanging_up_does_not_wedge_the_job() {
             break;
         }
         assert_eq!(code, 409, "{answer}");
+        // The run sleeps 300 ms; 30 s leaves a loaded machine room and still catches a run that never ends.
         assert!(
-            started.elapsed() < Duration::from_secs(5),
+            started.elapsed() < Duration::from_secs(30),
             "still 409 after the run must have ended: {answer}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -204,10 +204,11 @@ async fn a_thousand_hostile_requests_no_5xx_no_escape_no_unasked_real_run() {
     let started = Instant::now();
     let (mut codes, mut real_runs, mut dry_runs) = (std::collections::BTreeMap::new(), 0, 0);
     for i in 0..REQUESTS {
-        assert!(started.elapsed() < Duration::from_secs(300), "bounded: {i} requests in 5 min");
+        // A bound against a hang, with room for a machine ten times slower than a quiet one.
+        assert!(started.elapsed() < Duration::from_secs(1800), "bounded: {i} requests in 30 min");
         let r = request(&mut rng);
         let before = total();
-        let (code, answer) = raw(&addr, r.bytes.clone(), Duration::from_secs(10)).await;
+        let (code, answer) = raw(&addr, r.bytes.clone(), Duration::from_secs(60)).await;
         let shown = String::from_utf8_lossy(&r.bytes).chars().take(400).collect::<String>();
         assert!((100..500).contains(&code), "request {i}: answer {code} {answer}\n{shown}");
         *codes.entry(code).or_insert(0) += 1;

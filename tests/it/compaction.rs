@@ -204,7 +204,9 @@ async fn concurrent_appends_are_never_lost() {
         tokio::spawn(async move {
             let columns = signaldb_compactor::generate::schema::columns("traces");
             let mut i = 0u64;
-            while !stop.load(Ordering::SeqCst) || i < 10 {
+            // At least 10 appends, and at most 40: a machine slow enough that every commit attempt
+            // spans an append would otherwise retry until `max_attempts` while the writer never stops.
+            while i < 10 || (!stop.load(Ordering::SeqCst) && i < 40) {
                 // Into a closed hour that compaction is rewriting right now.
                 let start = fixed_end() - TimeDelta::minutes(150);
                 let spec = signaldb_compactor::generate::batch::FileSpec {
@@ -549,6 +551,44 @@ async fn format_v1_tables_are_compacted_unless_they_have_refs_iceberg_rust_would
     assert_eq!(json["refs"]["audit"]["snapshot-id"], tagged);
 }
 
+/// A job that passes its passes through to `inner` and cancels the loop's token as pass `passes`
+/// returns, so that a loop runs exactly that many passes however long each takes.
+struct StopAfter<J> {
+    inner: J,
+    passes: usize,
+    ran: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl<J: Job> Job for StopAfter<J> {
+    fn kind(&self) -> signaldb_compactor::job::JobKind {
+        self.inner.kind()
+    }
+    fn interval(&self) -> Duration {
+        self.inner.interval()
+    }
+    fn mode(&self) -> Mode {
+        self.inner.mode()
+    }
+    fn window(&self) -> Option<signaldb_compactor::window::Window> {
+        self.inner.window()
+    }
+    fn poll_interval(&self) -> Option<Duration> {
+        self.inner.poll_interval()
+    }
+    async fn run_once(
+        &self,
+        request: &PassRequest,
+        cancel: &CancellationToken,
+    ) -> Result<PassReport, signaldb_compactor::job::JobError> {
+        let outcome = self.inner.run_once(request, cancel).await;
+        if self.ran.fetch_add(1, Ordering::SeqCst) + 1 >= self.passes {
+            cancel.cancel();
+        }
+        outcome
+    }
+}
+
 #[tokio::test]
 async fn a_panic_in_one_table_fails_that_table_only_and_the_next_tick_runs() {
     use signaldb_compactor::failpoint;
@@ -566,7 +606,11 @@ async fn a_panic_in_one_table_fails_that_table_only_and_the_next_tick_runs() {
 
     let status = Arc::new(StatusBoard::new(&[(signaldb_compactor::job::JobKind::Compaction, true)]));
     let cancel = CancellationToken::new();
-    let job: Arc<dyn Job> = Arc::new(CompactionJob::new(&ctx));
+    // The loop is stopped as its second pass returns, not by polling the board: a second pass slower
+    // than the 1 s interval would otherwise let a third start before the cancel (seen as a flake risk
+    // on a loaded machine: a third failure, or a cancelled third pass clearing the last error).
+    let job: Arc<dyn Job> =
+        Arc::new(StopAfter { inner: CompactionJob::new(&ctx), passes: 2, ran: AtomicUsize::new(0) });
     let loop_task = tokio::spawn(run_periodic(
         job,
         cancel.clone(),
@@ -574,17 +618,10 @@ async fn a_panic_in_one_table_fails_that_table_only_and_the_next_tick_runs() {
         ctx.metrics.clone(),
         ctx.clock.clone(),
     ));
-    let started = std::time::Instant::now();
-    while status.snapshot()[0].passes < 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "second tick never ran: {:?}",
-            status.snapshot()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    cancel.cancel();
-    loop_task.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(300), loop_task)
+        .await
+        .unwrap_or_else(|_| panic!("the second tick never ended: {:?}", status.snapshot()))
+        .unwrap();
 
     let loop_status = &status.snapshot()[0];
     assert_eq!(loop_status.failures, 2, "{loop_status:?}");

@@ -47,7 +47,8 @@ async fn replica(dir: &Path, holder: &str, max_bytes_per_pass: Option<u64>) -> C
         c.compaction.max_bytes_per_pass = max_bytes_per_pass;
     })
     .await;
-    ctx.leases = Leases::new(ctx.catalog.pool().clone(), false, holder.into(), Duration::from_secs(60));
+    // An hour: a replica's row must outlive several passes however slowly they run (no beat renews it).
+    ctx.leases = Leases::new(ctx.catalog.pool().clone(), false, holder.into(), Duration::from_secs(3600));
     ctx
 }
 

@@ -51,7 +51,9 @@ async fn leases_renew_and_steal(uri: Option<&str>) {
     let ctx = ctx_on(dir.path(), uri).await;
     let pool = ctx.catalog.pool().clone();
     let postgres = ctx.catalog.is_postgres();
-    let ttl = Duration::from_secs(1);
+    // 3 s, not less: a lease counts as lost locally once its last renewal is two thirds of a ttl old,
+    // so a shorter ttl leaves a loaded machine too little slack between renewals (every ttl/3).
+    let ttl = Duration::from_secs(3);
     let a = Leases::new(pool.clone(), postgres, "replica-a".into(), ttl);
     let b = Leases::new(pool.clone(), postgres, "replica-b".into(), ttl);
     let tables = ctx.catalog.discover().await.unwrap();
@@ -81,7 +83,7 @@ async fn leases_renew_and_steal(uri: Option<&str>) {
         .await
         .unwrap();
     assert_eq!(row.get::<String, _>(0), "replica-b");
-    assert_eq!(row.get::<i64, _>(1), 1000, "expires one ttl after acquisition, in database milliseconds");
+    assert_eq!(row.get::<i64, _>(1), 3000, "expires one ttl after acquisition, in database milliseconds");
     stolen.release().await;
     let left: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM compactor_leases").fetch_one(&pool).await.unwrap();
@@ -402,9 +404,10 @@ async fn replicas_divide_the_survey_and_take_over_a_leaving_replicas_share() {
             ctx
         }
     };
+    // An hour: A and B leave by `leave`, never by expiry, however slowly the passes below run.
     let (a, b) = (
-        replica("replica-a", Duration::from_secs(60)).await,
-        replica("replica-b", Duration::from_secs(60)).await,
+        replica("replica-a", Duration::from_secs(3600)).await,
+        replica("replica-b", Duration::from_secs(3600)).await,
     );
     let all: BTreeSet<String> = a.discover().await.unwrap().iter().map(|t| t.qualified()).collect();
     assert!(all.len() >= 16, "{all:?}");
@@ -453,9 +456,11 @@ async fn replicas_divide_the_survey_and_take_over_a_leaving_replicas_share() {
     assert_eq!(a.metrics.survey_share_tables.get(), all.len() as i64);
 
     // A replica whose row is no longer renewed keeps its share only until the row expires.
-    let c = replica("replica-c", Duration::from_millis(600)).await;
+    // Its ttl leaves A's pass seconds to read the members while C's row is live.
+    let c_ttl = Duration::from_secs(5);
+    let c = replica("replica-c", c_ttl).await;
     assert!(c.leases.beat(&group(SIGNALDB)).await.unwrap());
     assert!(surveyed(&job_a.run_once(&poll, &cancel).await.unwrap()).len() < all.len(), "C's share is C's");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(c_ttl + Duration::from_millis(500)).await;
     assert_eq!(surveyed(&job_a.run_once(&poll, &cancel).await.unwrap()), all, "C's row expired");
 }

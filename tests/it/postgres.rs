@@ -156,7 +156,7 @@ async fn daemon_rides_out_a_catalog_database_restart() {
 
     let (_, rows_before) = files_and_rows(dir.path(), &uri, traces).await;
     pg.stop();
-    eventually(secs(20), "/ready to report the catalog down", ready(503)).await;
+    eventually(secs(60), "/ready to report the catalog down", ready(503)).await;
     let (code, body) = http_get(&addr, "/ready").unwrap();
     assert_eq!(code, 503);
     assert!(body.contains("\"ready\":false"), "{body}");

@@ -52,7 +52,14 @@ fn run_serves_endpoints_and_stops_on_sigterm() {
     };
     assert_eq!(health, (200, "ok\n".to_string()));
 
-    let (code, body) = http_get(&addr, "/ready").unwrap();
+    // Ready once the catalog and storage answer; on a loaded machine the first look may be late.
+    let (code, body) = loop {
+        let (code, body) = http_get(&addr, "/ready").unwrap();
+        if code == 200 || started.elapsed() > Duration::from_secs(60) {
+            break (code, body);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(code, 200, "{body}");
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ready, serde_json::json!({"ready": true, "catalog": "ok", "storage": "ok"}));
@@ -72,7 +79,7 @@ fn run_serves_endpoints_and_stops_on_sigterm() {
     // The membership task writes its row beside the loops, shortly after the server answers.
     let joining = Instant::now();
     let mut members = survey_members(dir.path());
-    while members.is_empty() && joining.elapsed() < Duration::from_secs(10) {
+    while members.is_empty() && joining.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(50));
         members = survey_members(dir.path());
     }
@@ -86,7 +93,8 @@ fn run_serves_endpoints_and_stops_on_sigterm() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(stopping.elapsed() < Duration::from_secs(10), "did not exit within the shutdown timeout");
+        // The shutdown timeout is 5 s; the rest is slack for a loaded machine, still far from a hang.
+        assert!(stopping.elapsed() < Duration::from_secs(30), "did not exit within the shutdown timeout");
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0));

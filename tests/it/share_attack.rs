@@ -29,7 +29,8 @@ async fn replica(dir: &Path, holder: &str, catalog: Option<&str>) -> Context {
         c.compaction.min_input_files = 2;
     })
     .await;
-    ctx.leases = Leases::new(ctx.catalog.pool().clone(), false, holder.into(), Duration::from_secs(60));
+    // An hour: a replica's row must outlive several passes however slowly they run (no beat renews it).
+    ctx.leases = Leases::new(ctx.catalog.pool().clone(), false, holder.into(), Duration::from_secs(3600));
     ctx
 }
 
@@ -218,14 +219,16 @@ async fn replicas_rows_on_postgresql() {
     let ctx = crate::support::postgres_context(&pg, dir.path(), "replicas_rows").await;
     let pool = ctx.catalog.pool().clone();
     let a = Leases::new(pool.clone(), true, "replica-a".into(), Duration::from_secs(60));
-    let b = Leases::new(pool.clone(), true, "replica-b".into(), Duration::from_millis(600));
+    // Seconds: b's row must stay live through its beat and two share queries on a loaded machine.
+    let b_ttl = Duration::from_secs(5);
+    let b = Leases::new(pool.clone(), true, "replica-b".into(), b_ttl);
     assert_eq!(a.share(&group(SIGNALDB)).await.unwrap(), None, "not yet a member");
     assert!(a.beat(&group(SIGNALDB)).await.unwrap());
     assert!(a.beat(&group(SIGNALDB)).await.unwrap(), "renewed");
     assert!(b.beat(&group(SIGNALDB)).await.unwrap());
     assert_eq!(a.share(&group(SIGNALDB)).await.unwrap().unwrap().members(), 2);
     assert_eq!(b.share(&group(SIGNALDB)).await.unwrap().unwrap().members(), 2);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(b_ttl + Duration::from_millis(500)).await;
     assert_eq!(a.share(&group(SIGNALDB)).await.unwrap().unwrap().members(), 1, "b's row expired");
     assert_eq!(b.share(&group(SIGNALDB)).await.unwrap(), None, "b's own row expired");
     // An exited process of this host: dropped from the view and its row removed for other hosts.

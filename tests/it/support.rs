@@ -428,7 +428,7 @@ pub struct S3Server {
 impl S3Server {
     pub fn start() -> S3Server {
         let port = free_port();
-        let child = Command::new("python3")
+        let mut child = Command::new("python3")
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -436,8 +436,12 @@ impl S3Server {
             .expect("python3 -m moto.server (pip install 'moto[server]', see .ci/run)");
         let endpoint = format!("http://127.0.0.1:{port}");
         let started = std::time::Instant::now();
+        // Its imports alone take seconds; on a loaded machine tens of them.
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "moto server did not start");
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("moto server exited before listening on port {port}: {status}");
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "moto server did not start in 120 s");
             std::thread::sleep(Duration::from_millis(100));
         }
         S3Server { child, endpoint }
