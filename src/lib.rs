@@ -2,6 +2,7 @@
 
 pub mod alloc;
 pub mod audit;
+pub mod avro_names;
 pub mod catalog;
 pub mod cli;
 pub mod clock;

@@ -160,6 +160,8 @@ pub enum Command {
 pub const MAX_BLOCKING_THREADS: usize = 64;
 
 pub fn main() -> ExitCode {
+    // Before any Avro schema is parsed: the checks register once per process.
+    crate::avro_names::install();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

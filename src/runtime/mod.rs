@@ -65,6 +65,8 @@ impl ContextBuilder {
     /// Opens storage and the catalog. `access` is read-only when nothing this process will run may
     /// write (every job in dry-run): then not even a missing catalog file or directory is created.
     pub async fn build(self) -> anyhow::Result<Context> {
+        // The binary registered them first thing; a library user (the tests) gets them here.
+        crate::avro_names::install();
         let ContextBuilder { config, registry, access, clock, store } = self;
         let mut warehouse =
             Warehouse::open(&config.storage, access).context("opening the warehouse storage")?;
