@@ -33,8 +33,8 @@ pub fn install() {
 /// The Avro specification's names: `[A-Za-z_][A-Za-z0-9_]*`, namespaces of them joined by dots.
 struct SpecNames;
 
-/// `[A-Za-z_][A-Za-z0-9_]*`, the whole of `s`.
-fn is_simple_name(s: &str) -> bool {
+/// `[A-Za-z_][A-Za-z0-9_]*`, the whole of `s`: an Avro name (of a record, field or enum symbol).
+pub fn is_simple_name(s: &str) -> bool {
     match s.as_bytes().split_first() {
         Some((first, rest)) => {
             (first.is_ascii_alphabetic() || *first == b'_')
@@ -139,6 +139,37 @@ mod tests {
                 "symbol {:?}", name
             );
         }
+    }
+
+    /// Every string up to four characters over the neighbours of each class boundary (`@ [ ` { / :`
+    /// around letters and digits), a dot, and characters no name may hold, against the expressions.
+    #[test]
+    fn every_short_name_over_the_class_boundaries() {
+        let alphabet =
+            ['a', 'z', 'A', 'Z', '_', '0', '9', '.', '@', '[', '`', '{', '/', ':', '-', '\n', 'é', '\u{0}'];
+        let mut names = vec![String::new()];
+        let mut level = vec![String::new()];
+        for _ in 0..4 {
+            level = level.iter().flat_map(|n| alphabet.iter().map(move |c| format!("{n}{c}"))).collect();
+            names.extend(level.iter().cloned());
+        }
+        for name in &names {
+            let expected = SchemaNameValidator::regex(&SpecNames).captures(name).map(|caps| {
+                (caps["name"].to_string(), caps.name("namespace").map(|n| n.as_str().to_string()))
+            });
+            assert_eq!(SchemaNameValidator::validate(&SpecNames, name).ok(), expected, "{name:?}");
+            assert_eq!(
+                SchemaNamespaceValidator::validate(&SpecNames, name).is_ok(),
+                SchemaNamespaceValidator::regex(&SpecNames).is_match(name),
+                "{name:?}"
+            );
+            assert_eq!(
+                RecordFieldNameValidator::validate(&SpecNames, name).is_ok(),
+                RecordFieldNameValidator::regex(&SpecNames).is_match(name),
+                "{name:?}"
+            );
+        }
+        assert!(names.len() > 100_000, "{}", names.len());
     }
 
     #[test]

@@ -329,7 +329,8 @@ def kind_promote_timed(args):
         PartitionField(source_id=2, field_id=1001, transform=IdentityTransform(), name="n"),
     )
     table = _create(args, schema, spec)
-    recent = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(minutes=30)
+    recent = dt.datetime.fromisoformat(args.recent) if args.recent else (
+        dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(minutes=30))
     n = 0
 
     def append():
@@ -1419,6 +1420,40 @@ def cmd_delete(args):
     return {"parent": before, "snapshot_id": table.current_snapshot().snapshot_id, "operation": table.current_snapshot().summary.operation.value}
 
 
+def kind_avro_names(args):
+    """hour(timestamp) and identity(--column): a partition source column whose name is not an Avro
+    name (PyIceberg writes the manifest's partition field sanitized, `_x2D`, or not at all for
+    non-ASCII letters); half the rows 2026-01-15, half at --recent (default: half an hour ago)."""
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import LongType
+
+    column = args.column
+    schema = Schema(
+        NestedField(1, "timestamp", TimestampType(), required=True),
+        NestedField(2, "id", LongType(), required=True),
+        NestedField(3, column, StringType(), required=False),
+    )
+    spec = PartitionSpec(
+        PartitionField(source_id=1, field_id=1000, transform=HourTransform(), name="timestamp_hour"),
+        PartitionField(source_id=3, field_id=1001, transform=IdentityTransform(), name=column),
+    )
+    table = _create(args, schema, spec)
+    recent = dt.datetime.fromisoformat(args.recent) if args.recent else (
+        dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(minutes=30))
+    n = 0
+    for _ in range(args.appends):
+        batch = [
+            {"timestamp": BASE if i % 2 else recent, "id": n + i, column: ["x", None, "y-z"][i % 3]}
+            for i in range(args.rows)
+        ]
+        n += args.rows
+        table.append(pa.Table.from_pylist(batch, schema=schema.as_arrow()))
+    return n
+
+
+KINDS.update({"avro-names": kind_avro_names})
+
+
 def cmd_kind(args):
     return {"rows": KINDS[args.kind](args)}
 
@@ -1439,6 +1474,8 @@ def main():
     p.add_argument("--since", help="scan: only rows with timestamp >= this (ISO, naive UTC)")
     p.add_argument("--filter", help="scan: a PyIceberg row filter, e.g. \"s is null\"")
     p.add_argument("--kind", choices=sorted(KINDS), help="kind: which table to create")
+    p.add_argument("--column", default="c", help="kind avro-names: the partition source column's name")
+    p.add_argument("--recent", help="kind avro-names: the recent rows' time (ISO, naive UTC; default half an hour ago)")
     p.add_argument("--files-dir", help="kind add-files: where to write the plain Parquet files")
     p.add_argument("--drop-mapping", action="store_true", help="kind add-files: remove the name mapping")
     p.add_argument("--type-name", default="long", help="kind identity-types: which primitive type")

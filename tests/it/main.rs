@@ -6,6 +6,7 @@ mod admin;
 mod admin_fuzz;
 mod attack12;
 mod audit;
+mod avro_names;
 mod chaos;
 mod compaction;
 mod config_cli;
