@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Bottom to top. Keep in step with ARCHITECTURE.md's code map.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("model", &["model", "clock", "window", "failpoint", "metrics", "stats", "alloc"]),
+    ("model", &["model", "clock", "window", "failpoint", "metrics", "stats", "alloc", "avro_names"]),
     ("config", &["config"]),
     ("storage", &["storage"]),
     ("catalog", &["catalog"]),
