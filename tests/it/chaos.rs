@@ -8,7 +8,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use arrow_array::{Array, StringArray, TimestampMicrosecondArray};
 use chrono::{DurationRound, TimeDelta, Utc};
 use futures::TryStreamExt;
 use rand::{Rng, SeedableRng};
@@ -25,18 +24,7 @@ async fn rows(ctx: &signaldb_compactor::service::Context) -> BTreeMap<String, Ve
             table.scan().select_all().build().unwrap().to_arrow().await.unwrap().try_collect().await.unwrap();
         let mut rows = Vec::new();
         for b in batches {
-            let ts = b
-                .column_by_name("timestamp")
-                .unwrap()
-                .as_any()
-                .downcast_ref::<TimestampMicrosecondArray>()
-                .unwrap();
-            let id = b.column_by_name("trace_id").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
-            rows.extend(
-                (0..b.num_rows()).map(|i| {
-                    (ts.value(i), if id.is_null(i) { String::new() } else { id.value(i).to_string() })
-                }),
-            );
+            rows.extend(crate::support::timestamp_and_trace_id(&b));
         }
         rows.sort();
         out.insert(t.qualified(), rows);

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use arrow_array::{Array, StringArray, TimestampMicrosecondArray};
 use chrono::TimeDelta;
 use iceberg::spec::Operation;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -726,15 +725,7 @@ fn sort_keys(path: &str) -> Vec<(i64, String)> {
         .unwrap();
     let mut keys = Vec::new();
     for batch in reader {
-        let batch = batch.unwrap();
-        let ts = batch
-            .column_by_name("timestamp")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<TimestampMicrosecondArray>()
-            .unwrap();
-        let id = batch.column_by_name("trace_id").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
-        keys.extend((0..batch.num_rows()).map(|i| (ts.value(i), id.value(i).to_string())));
+        keys.extend(crate::support::timestamp_and_trace_id(&batch.unwrap()));
     }
     keys
 }

@@ -552,3 +552,16 @@ pub async fn postgres_context(pg: &Postgres, dir: &Path, name: &str) -> signaldb
     assert!(ctx.catalog.is_postgres());
     ctx
 }
+
+/// Each row's `timestamp` (microseconds) and `trace_id` (a null one as `""`) of a `traces` batch.
+pub fn timestamp_and_trace_id(batch: &arrow_array::RecordBatch) -> Vec<(i64, String)> {
+    use arrow_array::{Array, StringArray, TimestampMicrosecondArray};
+    let column =
+        |name: &str| batch.column_by_name(name).unwrap_or_else(|| panic!("no column {name}")).clone();
+    let (ts, id) = (column("timestamp"), column("trace_id"));
+    let ts = ts.as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
+    let id = id.as_any().downcast_ref::<StringArray>().unwrap();
+    (0..batch.num_rows())
+        .map(|i| (ts.value(i), if id.is_null(i) { String::new() } else { id.value(i).to_string() }))
+        .collect()
+}
