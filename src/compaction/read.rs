@@ -95,8 +95,8 @@ enum Ahead<T> {
     Failed(iceberg::Error),
 }
 
-/// `stream` driven on a task of its own, at most `depth` items ahead of the consumer: the task decodes
-/// while the consumer works. The task is spawned when the returned stream is first polled (nothing is
+/// `stream` driven on a task of its own, at most `depth` items queued ahead of the consumer (plus
+/// the one the task holds while it waits for room): the task decodes while the consumer works. The task is spawned when the returned stream is first polled (nothing is
 /// read before the consumer asks) and aborted when it is dropped. The stream ends only when
 /// `stream` did: a panic, or a task that stops without reaching the end (runtime shutdown), ends it
 /// with an error, never with a silent end that reads as "no more rows".
@@ -383,7 +383,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn nothing_is_read_before_the_first_poll_and_reading_stops_when_dropped() {
+    async fn nothing_is_read_before_the_first_poll_and_never_more_than_depth_ahead() {
         let produced = Arc::new(AtomicUsize::new(0));
         let mut stream = ahead(counted(produced.clone(), None), 2);
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -392,15 +392,44 @@ mod tests {
             assert_eq!(stream.next().await.expect("an item").expect("no error"), want);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        // Three taken, two queued, one held waiting for room: never more.
-        let ahead_of_consumer = produced.load(Ordering::SeqCst);
-        assert!((3..=6).contains(&ahead_of_consumer), "{ahead_of_consumer} produced");
+        // Three taken, two queued, one held waiting for room: never more, however the threads ran.
+        let produced = produced.load(Ordering::SeqCst);
+        assert!((3..=6).contains(&produced), "{produced} produced");
+    }
+
+    /// Drops its flag's value to `true` when the stream holding it is dropped.
+    struct DropFlag(Arc<std::sync::atomic::AtomicBool>);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_the_consumer_stops_a_task_that_is_waiting_on_its_input() {
+        // The input yields one item and then waits forever (a reader stuck on storage): only an
+        // abort, not a failed send, can stop the task.
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = DropFlag(dropped.clone());
+        let input = futures::stream::iter([Ok(1)])
+            .chain(futures::stream::pending())
+            .map(move |item| {
+                let _holds = &flag;
+                item
+            })
+            .boxed();
+        let mut stream = ahead(input, 2);
+        assert_eq!(stream.next().await.expect("an item").expect("no error"), 1);
+        assert!(!dropped.load(Ordering::SeqCst));
         drop(stream);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let after_drop = produced.load(Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(produced.load(Ordering::SeqCst), after_drop, "the task stops once its consumer is gone");
-        assert!(after_drop <= ahead_of_consumer + 1, "{after_drop} produced after the drop");
+        let stopped = tokio::time::timeout(Duration::from_secs(30), async {
+            while !dropped.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(stopped.is_ok(), "the task still holds its input 30 s after its consumer was dropped");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
