@@ -96,10 +96,11 @@ enum Ahead<T> {
 }
 
 /// `stream` driven on a task of its own, at most `depth` items queued ahead of the consumer (plus
-/// the one the task holds while it waits for room): the task decodes while the consumer works. The task is spawned when the returned stream is first polled (nothing is
-/// read before the consumer asks) and aborted when it is dropped. The stream ends only when
-/// `stream` did: a panic, or a task that stops without reaching the end (runtime shutdown), ends it
-/// with an error, never with a silent end that reads as "no more rows".
+/// the one the task holds while it waits for room): the task decodes while the consumer works. The
+/// task is spawned when the returned stream is first polled (nothing is read before the consumer
+/// asks) and aborted when it is dropped. The stream ends only when `stream` did: a panic, or a task
+/// that stops without reaching the end (runtime shutdown), ends it with an error, never with a
+/// silent end that reads as "no more rows".
 fn ahead<T: Send + 'static>(
     stream: futures::stream::BoxStream<'static, iceberg::Result<T>>,
     depth: usize,
