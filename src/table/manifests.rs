@@ -1,15 +1,18 @@
 //! Reading manifests, and the one walk over them every reader shares (inventory, reachability and
 //! through it the census, verify): [`Walk`] lists the manifests of one or more snapshots and reads each
-//! unique one once, [`READ_CONCURRENCY`] at a time, in the order the manifest lists name them.
+//! unique one once, in the order the manifest lists name them.
 //!
 //! Hazard: a walk that decides what to delete or commit must not go on past a manifest list or manifest
 //! it cannot read; [`OnUnreadable::Fail`] ends it there. Only a reporting walk (`verify`) goes on.
 //!
-//! Decoding a manifest is CPU work (most of it parsing the Avro schema in its header), and a retention
-//! pass reads each manifest of a table up to three times (the inventory it plans from, the reachable
-//! sets before and after snapshot expiry). So:
-//! - each manifest is read and decoded on its own runtime task, so a walker's concurrent reads use every
-//!   core instead of the one its future runs on;
+//! Decoding a manifest is CPU work (most of it fixed per file: parsing the Avro schema in its header),
+//! and a retention pass reads each manifest of a table up to three times (the inventory it plans from,
+//! the reachable sets before and after snapshot expiry). So:
+//! - a walk reads manifests in chunks of [`DECODE_CHUNK`], [`CHUNKS_IN_FLIGHT`] chunks at a time, and
+//!   decodes each chunk on a runtime task of its own, so its decoding uses every core; within a chunk,
+//!   manifests with the same header metadata are parsed as one (`manifest_decode`), which pays the
+//!   header once per chunk instead of once per file (a decoding task on the blocking pool instead was
+//!   measured: the same time, 60 % more peak RSS, its allocations spread over more threads);
 //! - a decoded manifest is kept until the end of the table's work (`forget`, called by the table pass),
 //!   keyed by everything its entries inherit from the manifest list entry (path, length, snapshot id,
 //!   sequence numbers, first row id, key metadata). Iceberg never rewrites a manifest in place; the key's length also catches a
@@ -67,30 +70,102 @@ fn cache() -> std::sync::MutexGuard<'static, Cache> {
 /// The manifest `m` names, with the values its entries inherit from `m` filled in (as
 /// `ManifestFile::load_manifest` does), decoded on a task of its own.
 pub async fn load(io: &FileIO, m: &ManifestFile) -> iceberg::Result<Arc<Manifest>> {
-    let key = Key::of(m);
-    if let Some(hit) = cache().manifests.get(&key) {
-        return Ok(Arc::clone(hit));
-    }
+    let mut loaded = load_all(io, vec![m.clone()], READ_CONCURRENCY).await;
+    loaded.pop().expect("one result per manifest")
+}
 
-    let (io, file) = (io.clone(), m.clone());
-    let manifest = tokio::spawn(async move { file.load_manifest(&io).await }).await.map_err(|e| {
-        iceberg::Error::new(
-            iceberg::ErrorKind::Unexpected,
-            format!("decoding manifest {}: {e}", m.manifest_path),
-        )
-    })??;
+/// The manifests `files` name, each as [`load`] returns it, in order: kept ones from the cache, the
+/// rest read `reads` at a time and decoded together on one runtime task
+/// ([`super::manifest_decode`]: manifests with the same header are parsed as one).
+async fn load_all(
+    io: &FileIO,
+    files: Vec<ManifestFile>,
+    reads: usize,
+) -> Vec<iceberg::Result<Arc<Manifest>>> {
+    let mut loaded: Vec<Option<iceberg::Result<Arc<Manifest>>>> = {
+        let cache = cache();
+        files.iter().map(|m| cache.manifests.get(&Key::of(m)).map(|hit| Ok(Arc::clone(hit)))).collect()
+    };
+    let missing: Vec<usize> = (0..files.len()).filter(|&i| loaded[i].is_none()).collect();
+    // Encrypted manifests are left to the library, which decrypts them as it reads.
+    let read: Vec<(usize, iceberg::Result<Read>)> = futures::stream::iter(missing)
+        .map(|i| {
+            let m = &files[i];
+            async move {
+                let read = match &m.key_metadata {
+                    Some(_) => m.load_manifest(io).await.map(|manifest| Read::Decoded(keep(m, manifest))),
+                    None => async { io.new_input(&m.manifest_path)?.read().await }.await.map(Read::Bytes),
+                };
+                (i, read)
+            }
+        })
+        .buffered(reads.max(1))
+        .collect()
+        .await;
+    let mut plain = Vec::new();
+    for (i, read) in read {
+        match read {
+            Err(error) => loaded[i] = Some(Err(error)),
+            Ok(Read::Decoded(manifest)) => loaded[i] = Some(Ok(manifest)),
+            Ok(Read::Bytes(bytes)) => plain.push((i, files[i].clone(), bytes)),
+        }
+    }
+    if !plain.is_empty() {
+        let indexes: Vec<usize> = plain.iter().map(|(i, ..)| *i).collect();
+        let paths: Vec<String> = plain.iter().map(|(_, m, _)| m.manifest_path.clone()).collect();
+        let decoded = tokio::spawn(async move {
+            let files: Vec<(ManifestFile, &[u8])> =
+                plain.iter().map(|(_, m, b)| (m.clone(), &b[..])).collect();
+            super::manifest_decode::decode(&files)
+        })
+        .await;
+        match decoded {
+            Ok(decoded) => {
+                for (i, manifest) in indexes.into_iter().zip(decoded) {
+                    loaded[i] = Some(manifest.map(|manifest| keep(&files[i], manifest)));
+                }
+            }
+            Err(e) => {
+                for (i, path) in indexes.into_iter().zip(paths) {
+                    let error = iceberg::Error::new(
+                        iceberg::ErrorKind::Unexpected,
+                        format!("decoding manifest {path}: {e}"),
+                    );
+                    loaded[i] = Some(Err(error));
+                }
+            }
+        }
+    }
+    loaded.into_iter().map(|l| l.expect("every manifest loaded or failed")).collect()
+}
+
+/// A manifest read: its bytes, or (encrypted) already decoded by the library.
+enum Read {
+    Bytes(bytes::Bytes),
+    Decoded(Arc<Manifest>),
+}
+
+/// Keeps `manifest` (if the cache has room) and returns it.
+fn keep(m: &ManifestFile, manifest: Manifest) -> Arc<Manifest> {
     let manifest = Arc::new(manifest);
     let mut cache = cache();
     let size = manifest.entries().len();
     if cache.entries + size <= MAX_CACHED_ENTRIES {
         cache.entries += size;
-        cache.manifests.insert(key, Arc::clone(&manifest));
+        cache.manifests.insert(Key::of(m), Arc::clone(&manifest));
     }
-    Ok(manifest)
+    manifest
 }
 
 /// Manifests read at once by a walk; a table has tens to thousands of them.
 pub const READ_CONCURRENCY: usize = 16;
+
+/// Manifests a walk reads and decodes together, on one blocking task: the unit of its parallelism.
+pub const DECODE_CHUNK: usize = 32;
+
+/// Chunks of a walk in flight at once (read, decoded or waiting to be visited), so that one chunk's
+/// decoding overlaps the next one's reads and every core decodes.
+const CHUNKS_IN_FLIGHT: usize = 3;
 
 /// What a walk does with a manifest list or manifest it cannot read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,22 +265,31 @@ impl<'a> Walk<'a> {
         }
         let io = self.table.file_io();
         let on_unreadable = self.on_unreadable;
+        let reads = READ_CONCURRENCY.div_ceil(CHUNKS_IN_FLIGHT);
         futures::stream::iter(steps)
-            .map(|step| async move {
-                let m = match step {
-                    Step::Read(m) => m,
-                    Step::Known(m) => return Ok(Done::Known(m)),
-                    Step::Unreadable { path, error } => return Ok(Done::Unreadable { path, error }),
-                };
-                match load(io, &m).await {
-                    Ok(manifest) => Ok(Done::Read(m, manifest)),
-                    Err(error) if on_unreadable == OnUnreadable::Report => {
-                        Ok(Done::Unreadable { path: m.manifest_path, error })
-                    }
-                    Err(error) => Err(error),
-                }
+            .chunks(DECODE_CHUNK)
+            .map(|chunk| async move {
+                let to_read =
+                    chunk.iter().filter_map(|s| if let Step::Read(m) = s { Some(m.clone()) } else { None });
+                let mut loaded = load_all(io, to_read.collect(), reads).await.into_iter();
+                let done: Vec<iceberg::Result<Done>> = chunk
+                    .into_iter()
+                    .map(|step| match step {
+                        Step::Known(m) => Ok(Done::Known(m)),
+                        Step::Unreadable { path, error } => Ok(Done::Unreadable { path, error }),
+                        Step::Read(m) => match loaded.next().expect("one result per manifest read") {
+                            Ok(manifest) => Ok(Done::Read(m, manifest)),
+                            Err(error) if on_unreadable == OnUnreadable::Report => {
+                                Ok(Done::Unreadable { path: m.manifest_path, error })
+                            }
+                            Err(error) => Err(error),
+                        },
+                    })
+                    .collect();
+                futures::stream::iter(done)
             })
-            .buffered(READ_CONCURRENCY)
+            .buffered(CHUNKS_IN_FLIGHT)
+            .flatten()
             .try_for_each(|done| {
                 match done {
                     Done::Read(m, manifest) => visit(Visit::Manifest(&m, &manifest)),

@@ -7,6 +7,7 @@ pub mod commit;
 pub mod fence;
 pub mod guard;
 pub mod inventory;
+pub mod manifest_decode;
 pub mod manifest_plan;
 pub mod manifests;
 pub mod partition;

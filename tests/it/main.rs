@@ -22,6 +22,7 @@ mod hostile;
 mod layers;
 mod leases;
 mod maintenance;
+mod manifest_decode;
 mod manifests;
 mod matrix;
 mod merge_attack;
