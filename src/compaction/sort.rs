@@ -282,26 +282,58 @@ fn sorted_piece(batches: &[RecordBatch], order: &[(u32, u32)]) -> Result<RecordB
     interleave_record_batch(&refs, &order)
 }
 
+/// What a blocking producer sends: a batch, its end, or why it stopped.
+enum Produced {
+    Batch(RecordBatch),
+    End,
+    Failed(ArrowError),
+}
+
+/// Batches `produce` emits on a blocking thread (`what` names it in errors), two ahead of the
+/// consumer. `produce` gets a sender that answers `false` once the consumer is gone (then it should
+/// stop). The stream ends only when `produce` returned `Ok`: a panic or an error ends it with that
+/// error, and a producer that never ran or stopped without returning (its task dropped as the
+/// runtime shut down) ends it with an error too, never with a silent end that reads as "no more rows".
+fn produced(
+    what: &'static str,
+    produce: impl FnOnce(&mut dyn FnMut(RecordBatch) -> bool) -> Result<(), ArrowError> + Send + 'static,
+) -> BatchStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Produced>(2);
+    tokio::task::spawn_blocking(move || {
+        let result =
+            unpanicked(what, || produce(&mut |batch| tx.blocking_send(Produced::Batch(batch)).is_ok()));
+        let _ = tx.blocking_send(match result {
+            Ok(()) => Produced::End,
+            Err(e) => Produced::Failed(e),
+        });
+    });
+    futures::stream::unfold(Some(rx), move |rx| async move {
+        let mut rx = rx?;
+        match rx.recv().await {
+            Some(Produced::Batch(batch)) => Some((Ok(batch), Some(rx))),
+            Some(Produced::End) => None,
+            Some(Produced::Failed(e)) => Some((Err(e), None)),
+            None => {
+                Some((Err(ArrowError::ExternalError(format!("{what} stopped before its end").into())), None))
+            }
+        }
+    })
+    .boxed()
+}
+
 /// Emits one in-memory chunk: pieces are assembled on a blocking thread, a couple ahead of the writer,
 /// so assembling and encoding use both cores.
 fn sorted_stream(chunk: Chunk) -> BatchStream {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, ArrowError>>(2);
-    tokio::task::spawn_blocking(move || {
-        let result = unpanicked("sorting a chunk", || {
-            let order = sorted_order(&chunk);
-            for piece in order.chunks(piece_rows(&chunk)) {
-                // The writer stopped reading: stop.
-                if tx.blocking_send(Ok(sorted_piece(&chunk.batches, piece)?)).is_err() {
-                    break;
-                }
+    produced("sorting a chunk", move |send| {
+        let order = sorted_order(&chunk);
+        for piece in order.chunks(piece_rows(&chunk)) {
+            // The writer stopped reading: stop.
+            if !send(sorted_piece(&chunk.batches, piece)?) {
+                break;
             }
-            Ok(())
-        });
-        if let Err(e) = result {
-            let _ = tx.blocking_send(Err(e));
         }
-    });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+        Ok(())
+    })
 }
 
 /// Sorts `input` by `plan` within `memory_limit` bytes (spilling to a temporary directory beyond it).
@@ -437,18 +469,10 @@ fn merge_runs(
     runs: Vec<PathBuf>,
     fan_in: usize,
 ) -> BatchStream {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, ArrowError>>(2);
-    tokio::task::spawn_blocking(move || {
-        let result = unpanicked("merging spilled runs", || {
-            let runs = merge_passes(&plan, &schema, dir.path(), runs, fan_in)?;
-            merge_into(&plan, &schema, open_spilled(&runs)?, &mut |batch| tx.blocking_send(Ok(batch)).is_ok())
-        });
-        if let Err(e) = result {
-            let _ = tx.blocking_send(Err(e));
-        }
-        drop(dir);
-    });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+    produced("merging spilled runs", move |send| {
+        let runs = merge_passes(&plan, &schema, dir.path(), runs, fan_in)?;
+        merge_into(&plan, &schema, open_spilled(&runs)?, send)
+    })
 }
 
 /// Merges `sources` into one spilled run at `path`.
@@ -604,6 +628,66 @@ mod tests {
     #[tokio::test]
     async fn empty_input_yields_nothing() {
         assert!(run(vec![], 1024).await.is_empty());
+    }
+
+    async fn drain(mut stream: BatchStream) -> (usize, Option<String>) {
+        let mut batches = 0;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(_) => batches += 1,
+                Err(e) => return (batches, Some(e.to_string())),
+            }
+        }
+        (batches, None)
+    }
+
+    #[tokio::test]
+    async fn a_producer_ends_its_stream_only_by_returning() {
+        let ok = produced("three", |send| {
+            for _ in 0..3 {
+                assert!(send(batch(vec![1], vec![Some("a")])));
+            }
+            Ok(())
+        });
+        assert_eq!(drain(ok).await, (3, None));
+        let failed = produced("failing", |send| {
+            send(batch(vec![1], vec![None]));
+            Err(ArrowError::ComputeError("boom".into()))
+        });
+        let (n, error) = drain(failed).await;
+        assert_eq!(n, 1);
+        assert!(error.unwrap().contains("boom"));
+        let panicked = produced("panicking", |send| {
+            send(batch(vec![1], vec![None]));
+            panic!("injected");
+        });
+        let (n, error) = drain(panicked).await;
+        assert_eq!(n, 1);
+        assert!(error.unwrap().contains("panicking panicked"));
+    }
+
+    /// A producer whose blocking task is dropped before it runs (spawned as its runtime shuts down):
+    /// the stream ends with an error, not as if the rows had ended.
+    #[test]
+    fn a_producer_that_never_ran_ends_its_stream_with_an_error() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let handle = rt.handle().clone();
+        rt.shutdown_background();
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stream = {
+            let _runtime = handle.enter();
+            let ran = Arc::clone(&ran);
+            produced("queued", move |send| {
+                ran.store(true, std::sync::atomic::Ordering::SeqCst);
+                send(batch(vec![1], vec![None]));
+                Ok(())
+            })
+        };
+        let other = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (n, error) = other.block_on(drain(stream));
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst), "the producer must not have run");
+        assert_eq!(n, 0);
+        assert!(error.expect("an error, not an end").contains("queued stopped before its end"));
     }
 
     /// An independent comparator for `(ts, id)` under `plan` (column 0 then 1).
