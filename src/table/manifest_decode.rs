@@ -14,9 +14,10 @@
 //!
 //! Hazard: this module only cuts files at the container's framing. Anything it does not recognise (a
 //! header or block it cannot frame, an empty block, which ends a reader's iteration, bytes after the
-//! last block, a combined parse that fails or yields another number of entries than the blocks
-//! declare) makes that file, or that group, decode alone exactly as `ManifestFile::load_manifest`
-//! does, so a broken manifest fails with the library's own error and its neighbours still decode.
+//! last block, a combined parse that fails, panics or yields another number of entries than the
+//! blocks declare) makes that file, or that group, decode alone exactly as
+//! `ManifestFile::load_manifest` does, so a broken manifest fails with the library's own error (or,
+//! where the library panics, an error saying so) and its neighbours still decode.
 
 use std::collections::HashMap;
 
@@ -133,9 +134,14 @@ fn inherit(entry: &mut ManifestEntry, file: &ManifestFile) {
 }
 
 /// The manifest `file` names, from its (unencrypted) bytes: `ManifestFile::load_manifest` without
-/// the read.
+/// the read. A panic of the decoder (apache-avro 0.21 panics on some malformed blocks) is this
+/// manifest's error.
 fn decode_one(file: &ManifestFile, bytes: &[u8]) -> iceberg::Result<Manifest> {
-    let (entries, metadata) = Manifest::parse_avro(bytes)?.into_parts();
+    let parsed = std::panic::catch_unwind(|| Manifest::parse_avro(bytes)).unwrap_or_else(|_| {
+        let message = format!("decoding manifest {} panicked", file.manifest_path);
+        Err(iceberg::Error::new(iceberg::ErrorKind::DataInvalid, message))
+    });
+    let (entries, metadata) = parsed?.into_parts();
     Ok(with_inherited(file, metadata, entries))
 }
 
@@ -172,7 +178,9 @@ fn decode_group(
             joined.extend_from_slice(first.sync);
         }
     }
-    let (entries, metadata) = Manifest::parse_avro(&joined).ok()?.into_parts();
+    // A panic of the decoder on one member's block is handled as a failed parse: each decodes alone.
+    let parsed = std::panic::catch_unwind(|| Manifest::parse_avro(&joined)).ok()?;
+    let (entries, metadata) = parsed.ok()?.into_parts();
     let expected: usize = members.iter().map(|&i| framed[i].as_ref().map_or(0, |f| f.entries)).sum();
     if entries.len() != expected {
         return None;

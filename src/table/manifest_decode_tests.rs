@@ -457,3 +457,91 @@ fn framing_accepts_only_plain_complete_containers() {
     // A varint over 64 bits.
     assert!(frame(&[&b"Obj\x01"[..], &[0xff; 10], &[0x7f]].concat()).is_none());
 }
+
+/// The manifest re-encoded with apache-avro's snappy codec (same schema, same user metadata).
+fn snappy(bytes: &[u8]) -> Vec<u8> {
+    let reader = apache_avro::Reader::new(bytes).unwrap();
+    let schema = reader.writer_schema().clone();
+    let metadata = reader.user_metadata().clone();
+    let mut writer = apache_avro::Writer::with_codec(&schema, Vec::new(), apache_avro::Codec::Snappy);
+    for (k, v) in metadata {
+        writer.add_user_metadata(k, v).unwrap();
+    }
+    for value in reader {
+        writer.append(value.unwrap()).unwrap();
+    }
+    writer.into_inner().unwrap()
+}
+
+/// `snappy`'s header and sync marker with one block of one object whose compressed data is shorter
+/// than snappy's 4-byte checksum: apache-avro 0.21.0 computes `stream.len() - 4` and panics, so
+/// `ManifestFile::load_manifest` panics on it (the walk used to turn that into this one manifest's
+/// error, its task's `JoinError`).
+fn panicking(snappy: &[u8]) -> Vec<u8> {
+    let f = frame(snappy).expect("apache-avro's output frames");
+    [f.header, f.sync, &long(1), &long(2), b"\0\0", f.sync].concat()
+}
+
+/// Writes `n` one-entry v2 manifests, re-encoded with snappy when `snappy_codec`, and then a copy of
+/// the last one's list entry naming a manifest the library panics on (same header metadata as the
+/// snappy ones). Returns the io and each file's list entry and bytes.
+async fn with_a_panicking_one(n: i64, snappy_codec: bool) -> (FileIO, Vec<(ManifestFile, Vec<u8>)>) {
+    let kind = Kind { v1: false, deletes: false, spec: 2 };
+    let entry =
+        entry_spec().new_tree(&mut proptest::test_runner::TestRunner::deterministic()).unwrap().current();
+    let set: Vec<_> = (0..n).map(|i| (kind, vec![entry.clone()], (1, i + 1), false)).collect();
+    let (io, mut files) = written(&set, None).await;
+    let mut snappy_bytes = None;
+    for (file, bytes) in &mut files {
+        let s = snappy(bytes);
+        if snappy_codec {
+            *bytes = s.clone();
+            io.new_output(&file.manifest_path).unwrap().write(bytes.clone().into()).await.unwrap();
+        }
+        snappy_bytes = Some(s);
+    }
+    let bad = panicking(&snappy_bytes.unwrap());
+    let mut file = files.last().unwrap().0.clone();
+    file.manifest_path = "memory:///t/metadata/bad.avro".into();
+    file.manifest_length = bad.len() as i64;
+    io.new_output(&file.manifest_path).unwrap().write(bad.clone().into()).await.unwrap();
+    files.push((file, bad));
+    (io, files)
+}
+
+/// Every file but the last (the panicking one) decodes as the library decodes it alone, and `decode`
+/// itself returns (a panic inside it fails every manifest of the walk's chunk, not just that one).
+fn neighbours_survive(n: i64, snappy_codec: bool) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (io, files) = with_a_panicking_one(n, snappy_codec).await;
+        let (bad_file, bad) = files.last().unwrap();
+        // The premise: the library panics on the last file alone.
+        assert!(
+            std::panic::catch_unwind(|| Manifest::parse_avro(bad)).is_err(),
+            "the library panics on {}",
+            bad_file.manifest_path
+        );
+        let refs: Vec<(ManifestFile, &[u8])> = files.iter().map(|(f, b)| (f.clone(), &b[..])).collect();
+        let ours = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(&refs)))
+            .expect("decode must return although the library panics on one manifest of the set");
+        let mut ours = ours;
+        let bad_answer = ours.pop().unwrap().expect_err("the panicking manifest is an error");
+        assert!(bad_answer.message().contains("bad.avro panicked"), "{bad_answer}");
+        for (i, (ours, (file, _))) in ours.into_iter().zip(&files).enumerate() {
+            assert_eq!(answer(ours), answer(file.load_manifest(&io).await), "manifest {i}");
+        }
+    });
+}
+
+/// The panicking manifest decodes alone (no other file has its header metadata).
+#[test]
+fn a_manifest_the_library_panics_on_alone_leaves_its_neighbours_decoded() {
+    neighbours_survive(2, false);
+}
+
+/// The panicking manifest shares its header metadata with healthy ones: the group's parse panics.
+#[test]
+fn a_manifest_the_library_panics_on_in_a_group_leaves_its_group_decoded() {
+    neighbours_survive(2, true);
+}

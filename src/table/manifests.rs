@@ -93,7 +93,7 @@ async fn load_all(
             let m = &files[i];
             async move {
                 let read = match &m.key_metadata {
-                    Some(_) => m.load_manifest(io).await.map(|manifest| Read::Decoded(keep(m, manifest))),
+                    Some(_) => decrypted(io, m).await.map(|manifest| Read::Decoded(keep(m, manifest))),
                     None => async { io.new_input(&m.manifest_path)?.read().await }.await.map(Read::Bytes),
                 };
                 (i, read)
@@ -139,6 +139,18 @@ async fn load_all(
     loaded.into_iter().map(|l| l.expect("every manifest loaded or failed")).collect()
 }
 
+/// An encrypted manifest, read, decrypted and decoded by the library on a task of its own (a panic
+/// of the decoder is this manifest's error).
+async fn decrypted(io: &FileIO, m: &ManifestFile) -> iceberg::Result<Manifest> {
+    let (io, file) = (io.clone(), m.clone());
+    tokio::spawn(async move { file.load_manifest(&io).await }).await.map_err(|e| {
+        iceberg::Error::new(
+            iceberg::ErrorKind::Unexpected,
+            format!("decoding manifest {}: {e}", m.manifest_path),
+        )
+    })?
+}
+
 /// A manifest read: its bytes, or (encrypted) already decoded by the library.
 enum Read {
     Bytes(bytes::Bytes),
@@ -160,7 +172,7 @@ fn keep(m: &ManifestFile, manifest: Manifest) -> Arc<Manifest> {
 /// Manifests read at once by a walk; a table has tens to thousands of them.
 pub const READ_CONCURRENCY: usize = 16;
 
-/// Manifests a walk reads and decodes together, on one blocking task: the unit of its parallelism.
+/// Manifests a walk reads and decodes together, on one runtime task: the unit of its parallelism.
 pub const DECODE_CHUNK: usize = 32;
 
 /// Chunks of a walk in flight at once (read, decoded or waiting to be visited), so that one chunk's
@@ -235,9 +247,10 @@ impl<'a> Walk<'a> {
         self
     }
 
-    /// Reads every manifest list, then every unique manifest ([`READ_CONCURRENCY`] at a time) and
-    /// hands each to `visit` in listing order. With [`OnUnreadable::Fail`], the first unreadable
-    /// manifest list or manifest ends the walk with its error.
+    /// Reads every manifest list, then every unique manifest (in chunks of [`DECODE_CHUNK`], about
+    /// [`READ_CONCURRENCY`] reads at a time over [`CHUNKS_IN_FLIGHT`] chunks) and hands each to
+    /// `visit` in listing order. With [`OnUnreadable::Fail`], the first unreadable manifest list or
+    /// manifest ends the walk with its error.
     pub async fn run(self, mut visit: impl FnMut(Visit<'_>)) -> iceberg::Result<()> {
         let mut steps = Vec::new();
         let mut seen = HashSet::new();
