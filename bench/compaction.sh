@@ -21,8 +21,6 @@
 # Peers are timed inside Python (no interpreter start-up, no catalog work); ours includes process start,
 # reading the manifests and the commit. Needs the release binary and `pip install duckdb datafusion deltalake`.
 set -euo pipefail
-# The allocator setting deploy/ runs with (systemd unit, Containerfile); override to compare.
-export MIMALLOC_ARENA_EAGER_COMMIT=${MIMALLOC_ARENA_EAGER_COMMIT-0}
 cd "$(dirname "$0")/.."
 BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/signaldb-compactor/target}/release/signaldb-compactor}
 WORK=${WORK:-/tmp/signaldb-compactor-bench}

@@ -5,10 +5,8 @@
 #
 # Starts `signaldb-compactor run` (compaction only, 1 h interval) on a fresh copy of the warehouse, waits
 # for the first compaction pass to finish, then samples VmRSS from /proc at 1, 5, 15 and 30 s after it,
-# and prints the process's peak (VmHWM). Needs the release binary. MIMALLOC_* variables pass through.
+# and prints the process's peak (VmHWM). Needs the release binary. MALLOC_* variables pass through.
 set -euo pipefail
-# The allocator setting deploy/ runs with (systemd unit, Containerfile); override to compare.
-export MIMALLOC_ARENA_EAGER_COMMIT=${MIMALLOC_ARENA_EAGER_COMMIT-0}
 cd "$(dirname "$0")/.."
 BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/signaldb-compactor/target}/release/signaldb-compactor}
 WORK=${WORK:-/tmp/signaldb-compactor-bench/idle}

@@ -9,8 +9,6 @@
 # /usr/bin/time -v and prints wall time, peak RSS and RSS minus the limit (the fixed overhead; the
 # documented bound is limit + 96 MiB). Needs the release binary.
 set -euo pipefail
-# The allocator setting deploy/ runs with (systemd unit, Containerfile); override to compare.
-export MIMALLOC_ARENA_EAGER_COMMIT=${MIMALLOC_ARENA_EAGER_COMMIT-0}
 cd "$(dirname "$0")/.."
 BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/signaldb-compactor/target}/release/signaldb-compactor}
 WORK=${WORK:-/tmp/signaldb-compactor-memory}

@@ -8,8 +8,6 @@
 # table has expired: 11,000 partitions) with /usr/bin/time -v, and prints partitions dropped, wall time
 # and peak RSS. Needs the release binary.
 set -euo pipefail
-# The allocator setting deploy/ runs with (systemd unit, Containerfile); override to compare.
-export MIMALLOC_ARENA_EAGER_COMMIT=${MIMALLOC_ARENA_EAGER_COMMIT-0}
 cd "$(dirname "$0")/.."
 BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/signaldb-compactor/target}/release/signaldb-compactor}
 WORK=${WORK:-/tmp/signaldb-compactor-bench/retention}

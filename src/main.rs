@@ -1,8 +1,5 @@
-/// mimalloc returns freed memory to the OS far more readily than glibc's per-thread arenas, which
-/// keeps the daemon's resident size close to its working set (measured in docs/BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
+    // Before the runtime starts any thread: the allocator's arena count is fixed at first use.
+    signaldb_compactor::alloc::configure();
     signaldb_compactor::cli::main()
 }

@@ -155,8 +155,9 @@ pub enum Command {
 }
 
 /// The runtime's cap on blocking threads (tokio's default is 512). Local-filesystem object-store calls
-/// each run on one; bursts of them otherwise grow the pool to hundreds of idle threads whose per-thread
-/// allocator heaps cost ~150 MiB of RSS in the orphan benchmark (see docs/BENCHMARKS.md).
+/// each run on one; bursts of them otherwise grow the pool to hundreds of idle threads, whose per-thread
+/// heaps cost ~150 MiB of RSS in the orphan benchmark under the allocator before (see
+/// docs/BENCHMARKS.md).
 pub const MAX_BLOCKING_THREADS: usize = 64;
 
 pub fn main() -> ExitCode {
@@ -171,7 +172,6 @@ pub fn main() -> ExitCode {
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .max_blocking_threads(MAX_BLOCKING_THREADS)
-        .on_thread_park(crate::alloc::collect_thread)
         .enable_all()
         .build()
     {
