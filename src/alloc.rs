@@ -1,18 +1,20 @@
 //! The process's allocator: glibc's malloc with two arenas, and giving what a pass freed back to the
 //! operating system.
 //!
-//! glibc gives each thread that meets contention an arena of its own, up to eight per core, and
-//! memory freed into one arena serves only that arena's threads. A rewrite allocates its largest
+//! glibc gives each new thread's first allocation an arena of its own until it has eight per core,
+//! and memory freed into an arena serves only the threads that use it. A rewrite allocates its largest
 //! buffers (input column chunks, decoded batches, sort chunks, encoded pages) on some threads and
-//! frees them on others, so with many arenas the resident size grew to 3–5× the live heap (a rewrite
-//! at `memory_limit_mb = 64` peaked at 115 MB of live heap and 339 MiB resident; mimalloc, the
-//! allocator before, 600 MiB: docs/BENCHMARKS.md, "Allocator"). Two arenas keep that within reach of
-//! the live heap at the same speed. [`configure`] sets that once, at startup; an operator's own
-//! `MALLOC_ARENA_MAX` wins.
+//! frees them on others, so with many arenas the resident size grew to about 3× the live heap (a
+//! rewrite at `memory_limit_mb = 64` peaked at 115 MB of live heap and 339 MiB resident; about 5×,
+//! 486–666 MiB, under mimalloc, the allocator before: docs/BENCHMARKS.md, "Allocator"). Two arenas keep
+//! it near the live heap at the same speed on compaction (retention, millions of small allocations,
+//! is slower). [`configure`] sets that once, at startup, unless the operator set the arena count
+//! (`MALLOC_ARENA_MAX`, or `arena_max` in `GLIBC_TUNABLES`). Measured on 2 cores; on a host with many
+//! cores an operator may raise it (docs/operations.md).
 //!
 //! glibc returns free memory at the top of an arena by itself, but not pages in the middle of one. A
 //! daemon that goes idle after a pass makes no further calls, so [`release_after_pass`] trims every
-//! arena (`malloc_trim`) once the pass's workers have parked, and again once the blocking pool's idle
+//! arena (`malloc_trim`) once the pass's last tasks are done, and again once the blocking pool's idle
 //! threads have exited.
 //!
 //! On other C libraries (no glibc) both are no-ops: the system allocator's own defaults apply.
@@ -27,7 +29,7 @@ const SETTLE: Duration = Duration::from_millis(1500);
 /// thread-local caches go back to the arenas as they exit.
 const BLOCKING_THREADS_EXITED: Duration = Duration::from_secs(11);
 
-/// Arenas the process's allocator uses: two, for two cores' worth of concurrent allocation.
+/// Arenas the process's allocator uses unless the operator says otherwise (measured on 2 cores).
 pub const ARENAS: i32 = 2;
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -43,14 +45,19 @@ mod glibc {
     }
 }
 
-/// Limits the allocator to [`ARENAS`] arenas unless the environment sets `MALLOC_ARENA_MAX`. Call
-/// it first thing in `main`, before any thread starts.
-pub fn configure() {
+/// Limits the allocator to [`ARENAS`] arenas unless the environment sets the arena count; `true` if
+/// it did. Call it first thing in `main`, before any thread starts (arenas made before stay).
+pub fn configure() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+    {
+        let tunables = std::env::var_os("GLIBC_TUNABLES").unwrap_or_default();
+        let operator_set = std::env::var_os("MALLOC_ARENA_MAX").is_some()
+            || tunables.to_string_lossy().contains("glibc.malloc.arena_max");
         // SAFETY: `mallopt` only sets a parameter of the allocator; it has no preconditions.
-        unsafe { glibc::mallopt(glibc::M_ARENA_MAX, ARENAS) };
+        !operator_set && unsafe { glibc::mallopt(glibc::M_ARENA_MAX, ARENAS) } == 1
     }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    false
 }
 
 /// Returns every free page of every arena to the operating system now.
@@ -76,13 +83,22 @@ pub fn release_after_pass() {
 
 #[cfg(test)]
 mod tests {
+    /// glibc accepts the setting (the test binary's threads already run: arenas they made stay, later
+    /// ones are limited), and trimming after a burst of frees leaves live memory intact.
     #[test]
-    fn trimming_keeps_what_is_live() {
-        super::configure();
-        let kept: Vec<u64> = (0..10_000).collect();
+    fn the_arena_limit_is_accepted_and_trimming_keeps_what_is_live() {
+        let set = super::configure();
+        let operator_set = std::env::var_os("MALLOC_ARENA_MAX").is_some()
+            || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.arena_max"));
+        if cfg!(all(target_os = "linux", target_env = "gnu")) && !operator_set {
+            assert!(set, "mallopt(M_ARENA_MAX) refused");
+        } else {
+            assert!(!set);
+        }
+        let kept: Vec<Vec<u64>> = (0..64).map(|i| vec![i; 1 << 13]).collect();
         let freed: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8; 1 << 16]).collect();
         drop(freed);
         super::release_free_memory();
-        assert_eq!(kept.iter().sum::<u64>(), 49_995_000);
+        assert!(kept.iter().enumerate().all(|(i, v)| v.iter().all(|&x| x == i as u64)));
     }
 }

@@ -1,5 +1,5 @@
 fn main() -> std::process::ExitCode {
-    // Before the runtime starts any thread: the allocator's arena count is fixed at first use.
+    // Before the runtime starts any thread: arenas made before the limit would stay.
     signaldb_compactor::alloc::configure();
     signaldb_compactor::cli::main()
 }
