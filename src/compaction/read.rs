@@ -87,12 +87,29 @@ fn writable_file(batches: FileBatchStream, target: &arrow_schema::SchemaRef) -> 
     batches.map(move |item| item.and_then(|(file, b)| writable(b, &target).map(|b| (file, b)))).boxed()
 }
 
-/// What a task driving a stream ([`ahead`]) hands its consumer: an item, the stream's real end, or
-/// the error that ended it early (a panic).
-enum Ahead<T> {
-    Item(iceberg::Result<T>),
+/// What a producer on another task or thread ([`ahead`], `sort.rs`'s `produced`) hands its
+/// consumer through a channel: an item, the real end, or the error that ended it early. A channel
+/// closed without [`Marked::End`] is never the end ([`received`]).
+pub(super) enum Marked<T, E> {
+    Item(Result<T, E>),
     End,
-    Failed(iceberg::Error),
+    Failed(E),
+}
+
+/// What the consumer makes of the next message: an item and whether more may follow, or `None` at
+/// the real end. A channel closed without the end marker (the producer panicked past its guard, or
+/// was dropped before it ran) gives `stopped()`'s error, never a silent end that reads as "no more
+/// rows".
+pub(super) fn received<T, E>(
+    message: Option<Marked<T, E>>,
+    stopped: impl FnOnce() -> E,
+) -> Option<(Result<T, E>, bool)> {
+    match message {
+        Some(Marked::Item(item)) => Some((item, true)),
+        Some(Marked::End) => None,
+        Some(Marked::Failed(e)) => Some((Err(e), false)),
+        None => Some((Err(stopped()), false)),
+    }
 }
 
 /// `stream` driven on a task of its own, at most `depth` items queued ahead of the consumer (plus
@@ -107,7 +124,10 @@ fn ahead<T: Send + 'static>(
 ) -> futures::stream::BoxStream<'static, iceberg::Result<T>> {
     enum State<T> {
         Idle(futures::stream::BoxStream<'static, iceberg::Result<T>>),
-        Running(tokio::sync::mpsc::Receiver<Ahead<T>>, tokio_util::task::AbortOnDropHandle<()>),
+        Running(
+            tokio::sync::mpsc::Receiver<Marked<T, iceberg::Error>>,
+            tokio_util::task::AbortOnDropHandle<()>,
+        ),
         Done,
     }
     futures::stream::unfold(State::Idle(stream), move |state| async move {
@@ -118,11 +138,11 @@ fn ahead<T: Send + 'static>(
                     let sender = tx.clone();
                     let forward = async move {
                         while let Some(item) = stream.next().await {
-                            if sender.send(Ahead::Item(item)).await.is_err() {
+                            if sender.send(Marked::Item(item)).await.is_err() {
                                 return; // the consumer stopped: stop reading
                             }
                         }
-                        let _ = sender.send(Ahead::End).await;
+                        let _ = sender.send(Marked::End).await;
                     };
                     let unwound = std::panic::AssertUnwindSafe(forward);
                     if futures::FutureExt::catch_unwind(unwound).await.is_err() {
@@ -130,7 +150,7 @@ fn ahead<T: Send + 'static>(
                             iceberg::ErrorKind::Unexpected,
                             "decoding the input panicked",
                         );
-                        let _ = tx.send(Ahead::Failed(panicked)).await;
+                        let _ = tx.send(Marked::Failed(panicked)).await;
                     }
                 };
                 (rx, tokio_util::task::AbortOnDropHandle::new(tokio::spawn(drive)))
@@ -138,18 +158,12 @@ fn ahead<T: Send + 'static>(
             State::Running(rx, task) => (rx, task),
             State::Done => return None,
         };
-        match rx.recv().await {
-            Some(Ahead::Item(item)) => Some((item, State::Running(rx, task))),
-            Some(Ahead::End) => None,
-            Some(Ahead::Failed(e)) => Some((Err(e), State::Done)),
-            None => {
-                let stopped = iceberg::Error::new(
-                    iceberg::ErrorKind::Unexpected,
-                    "the input's reader task stopped before the end of the input",
-                );
-                Some((Err(stopped), State::Done))
-            }
-        }
+        let stopped = || {
+            let message = "the input's reader task stopped before the end of the input";
+            iceberg::Error::new(iceberg::ErrorKind::Unexpected, message)
+        };
+        received(rx.recv().await, stopped)
+            .map(|(item, more)| (item, if more { State::Running(rx, task) } else { State::Done }))
     })
     .boxed()
 }

@@ -28,6 +28,7 @@ use std::fs::File;
 use std::path::PathBuf;
 
 use super::merge::{BrokenRun, NumberedRun, RunSource, merge_into, unpanicked};
+use super::read::{Marked, received};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::FileWriter;
@@ -282,13 +283,6 @@ fn sorted_piece(batches: &[RecordBatch], order: &[(u32, u32)]) -> Result<RecordB
     interleave_record_batch(&refs, &order)
 }
 
-/// What a blocking producer sends: a batch, its end, or why it stopped.
-enum Produced {
-    Batch(RecordBatch),
-    End,
-    Failed(ArrowError),
-}
-
 /// Batches `produce` emits on a blocking thread (`what` names it in errors), two ahead of the
 /// consumer. `produce` gets a sender that answers `false` once the consumer is gone (then it should
 /// stop). The stream ends only when `produce` returned `Ok`: a panic or an error ends it with that
@@ -298,25 +292,19 @@ fn produced(
     what: &'static str,
     produce: impl FnOnce(&mut dyn FnMut(RecordBatch) -> bool) -> Result<(), ArrowError> + Send + 'static,
 ) -> BatchStream {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Produced>(2);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Marked<RecordBatch, ArrowError>>(2);
     tokio::task::spawn_blocking(move || {
         let result =
-            unpanicked(what, || produce(&mut |batch| tx.blocking_send(Produced::Batch(batch)).is_ok()));
+            unpanicked(what, || produce(&mut |batch| tx.blocking_send(Marked::Item(Ok(batch))).is_ok()));
         let _ = tx.blocking_send(match result {
-            Ok(()) => Produced::End,
-            Err(e) => Produced::Failed(e),
+            Ok(()) => Marked::End,
+            Err(e) => Marked::Failed(e),
         });
     });
     futures::stream::unfold(Some(rx), move |rx| async move {
         let mut rx = rx?;
-        match rx.recv().await {
-            Some(Produced::Batch(batch)) => Some((Ok(batch), Some(rx))),
-            Some(Produced::End) => None,
-            Some(Produced::Failed(e)) => Some((Err(e), None)),
-            None => {
-                Some((Err(ArrowError::ExternalError(format!("{what} stopped before its end").into())), None))
-            }
-        }
+        let stopped = || ArrowError::ExternalError(format!("{what} stopped before its end").into());
+        received(rx.recv().await, stopped).map(|(item, more)| (item, more.then_some(rx)))
     })
     .boxed()
 }
