@@ -58,8 +58,19 @@ fn read_file(table: &Table, batch_rows: usize, index: usize, task: FileScanTask)
 type FileBatch = (usize, arrow_array::RecordBatch);
 pub(super) type FileBatchStream = futures::stream::BoxStream<'static, iceberg::Result<FileBatch>>;
 
-/// Input files decoded at a time. Batches of different files interleave; each is tagged with its file.
+/// Input files decoded at a time when they are small. Batches of different files interleave; each is
+/// tagged with its file.
 const FILE_CONCURRENCY: usize = 2;
+
+/// Input files decoded at a time for a rewrite of `files` within `memory_limit` bytes: two (opening the
+/// next small file while one decodes) while they together fit an eighth of the limit, else one. An
+/// open file's reader holds its current row group's projected column chunks, compressed, at most the
+/// file's size: with 21 MB input files, two open at once in each of two rewrites held 44 MB of the
+/// 115 MB live heap of a pass at `memory_limit_mb = 64` (docs/BENCHMARKS.md, "Memory limit").
+pub(super) fn file_concurrency(files: &[LiveFile], memory_limit: u64) -> usize {
+    let largest = files.iter().map(LiveFile::size).max().unwrap_or(0);
+    if largest.saturating_mul(FILE_CONCURRENCY as u64) <= memory_limit / 8 { FILE_CONCURRENCY } else { 1 }
+}
 
 /// Batches decoded ahead of the consumer (the sort, or the writer).
 const PIPELINE_DEPTH: usize = 4;
@@ -73,11 +84,16 @@ const PIPELINE_DEPTH: usize = 4;
 ///
 /// All files decode on one task: decoding files on tasks of their own measured 1.2× slower on an
 /// unsorted rewrite (the writer, the slower side, then shares its core with two decoders).
-fn read_tagged(table: &Table, batch_rows: usize, tasks: Vec<FileScanTask>) -> FileBatchStream {
+fn read_tagged(
+    table: &Table,
+    batch_rows: usize,
+    files_at_once: usize,
+    tasks: Vec<FileScanTask>,
+) -> FileBatchStream {
     let table = table.clone();
     futures::stream::iter(tasks.into_iter().enumerate())
         .map(move |(i, task)| read_file(&table, batch_rows, i, task))
-        .flatten_unordered(FILE_CONCURRENCY)
+        .flatten_unordered(files_at_once)
         .boxed()
 }
 
@@ -315,9 +331,11 @@ pub(super) async fn read_inputs(
     let table = &input.table;
     let tasks = scan_tasks(input).await?;
     let rows = batch_rows(&input.files);
+    let at_once = file_concurrency(&input.files, input.memory_limit);
     let arrow_schema = Arc::new(schema_to_arrow_schema(schema)?);
     // Decoded and made writable on a task of their own, so reading and writing use both cores.
-    let batches = ahead(writable_file(read_tagged(table, rows, tasks), &arrow_schema), PIPELINE_DEPTH);
+    let batches =
+        ahead(writable_file(read_tagged(table, rows, at_once, tasks), &arrow_schema), PIPELINE_DEPTH);
     Ok((swap_columns_fault(table, batches), arrow_schema))
 }
 
@@ -476,5 +494,45 @@ mod tests {
             consumer.block_on(async { tokio::time::timeout(Duration::from_secs(30), stream.next()).await });
         let err = next.expect("the stream answers").expect("an item, not the end").expect_err("an error");
         assert!(err.to_string().contains("stopped before the end"), "{err}");
+    }
+
+    fn file_of(bytes: u64) -> crate::table::LiveFile {
+        use iceberg::spec::{
+            DataContentType, DataFileBuilder, DataFileFormat, ManifestEntry, ManifestStatus,
+        };
+        let data_file = DataFileBuilder::default()
+            .content(DataContentType::Data)
+            .file_path(format!("file:///w/{bytes}.parquet"))
+            .file_format(DataFileFormat::Parquet)
+            .record_count(1000)
+            .file_size_in_bytes(bytes)
+            .build()
+            .expect("a data file");
+        let entry = ManifestEntry::builder().status(ManifestStatus::Added).data_file(data_file).build();
+        crate::table::LiveFile { entry: Arc::new(entry), spec_id: 0, manifest: 0 }
+    }
+
+    /// Small files decode two at a time; once two of the largest would take more than an eighth of
+    /// the rewrite's memory share, one at a time (an open reader holds up to its file's size).
+    #[test]
+    fn two_files_decode_at_once_only_while_they_fit_an_eighth_of_the_limit() {
+        use super::file_concurrency;
+        let limit = 128 << 20;
+        let small = [file_of(80 << 10), file_of(90 << 10), file_of(1 << 20)];
+        assert_eq!(file_concurrency(&small, limit), 2);
+        assert_eq!(
+            file_concurrency(&[file_of(8 << 20), file_of(1 << 10)], limit),
+            2,
+            "2 × 8 MiB = 16 MiB = limit / 8"
+        );
+        assert_eq!(file_concurrency(&[file_of(1 << 10), file_of((8 << 20) + 1)], limit), 1);
+        assert_eq!(
+            file_concurrency(&[file_of(21 << 20), file_of(21 << 20)], limit),
+            1,
+            "the 2 GiB benchmark's 21 MB files"
+        );
+        assert_eq!(file_concurrency(&[file_of(80 << 10)], 1 << 20), 1, "a tiny limit");
+        assert_eq!(file_concurrency(&[], limit), 2);
+        assert_eq!(file_concurrency(&[file_of(u64::MAX)], u64::MAX), 1, "no overflow");
     }
 }
