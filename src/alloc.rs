@@ -1,4 +1,4 @@
-//! The process's allocator: glibc's malloc with two arenas, and giving what a pass freed back to the
+//! The process's allocator: glibc's malloc with one arena, and giving what a pass freed back to the
 //! operating system.
 //!
 //! glibc gives each new thread's first allocation an arena of its own until it has eight per core,
@@ -6,11 +6,13 @@
 //! buffers (input column chunks, decoded batches, sort chunks, encoded pages) on some threads and
 //! frees them on others, so with many arenas the resident size grew to about 3× the live heap (a
 //! rewrite at `memory_limit_mb = 64` peaked at 115 MB of live heap and 339 MiB resident; about 5×,
-//! 486–666 MiB, under mimalloc, the allocator before: docs/BENCHMARKS.md, "Allocator"). Two arenas keep
-//! it near the live heap at the same speed on compaction (retention, millions of small allocations,
-//! is slower). [`configure`] sets that once, at startup, unless the operator set the arena count
-//! (`MALLOC_ARENA_MAX`, or `arena_max` in `GLIBC_TUNABLES`). Measured on 2 cores; on a host with many
-//! cores an operator may raise it (docs/operations.md).
+//! 486–666 MiB, under mimalloc, the allocator before: docs/BENCHMARKS.md, "Allocator"). With two
+//! arenas half of the resident size at a rewrite's peak was still free memory inside them; one arena
+//! brings a 2.1 GiB partition's rewrite within `memory_limit_mb` + 96 MiB at limits of 64 and 256 MB
+//! (two arenas: up to 156 and 126 MiB over), for up to 5 % more wall time on compaction and about
+//! 25 % on retention (millions of small allocations from both cores then share one lock). [`configure`]
+//! sets that once, at startup, unless the operator set the arena count (`MALLOC_ARENA_MAX`, or
+//! `arena_max` in `GLIBC_TUNABLES`; docs/operations.md says when to raise it).
 //!
 //! glibc returns free memory at the top of an arena by itself, but not pages in the middle of one. A
 //! daemon that goes idle after a pass makes no further calls, so [`release_after_pass`] trims every
@@ -30,7 +32,7 @@ const SETTLE: Duration = Duration::from_millis(1500);
 const BLOCKING_THREADS_EXITED: Duration = Duration::from_secs(11);
 
 /// Arenas the process's allocator uses unless the operator says otherwise (measured on 2 cores).
-pub const ARENAS: i32 = 2;
+pub const ARENAS: i32 = 1;
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod glibc {
