@@ -9,8 +9,8 @@
 //! 486–666 MiB, under mimalloc, the allocator before: docs/BENCHMARKS.md, "Allocator"). With two
 //! arenas half of the resident size at a rewrite's peak was still free memory inside them; one arena
 //! brings a 2.1 GiB partition's rewrite within `memory_limit_mb` + 96 MiB at limits of 64 and 256 MB
-//! (two arenas: up to 156 and 126 MiB over), for up to 5 % more wall time on compaction and about
-//! 25 % on retention (millions of small allocations from both cores then share one lock). [`configure`]
+//! (two arenas: 193–290 and 327–423 MiB), for 1–5 % more wall time on compaction and about 25 % on
+//! retention (millions of small allocations from both cores then share one lock). [`configure`]
 //! sets that once, at startup, unless the operator set the arena count (`MALLOC_ARENA_MAX`, or
 //! `arena_max` in `GLIBC_TUNABLES`; docs/operations.md says when to raise it).
 //!

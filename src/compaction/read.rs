@@ -65,8 +65,8 @@ const FILE_CONCURRENCY: usize = 2;
 /// Input files decoded at a time for a rewrite of `files` within `memory_limit` bytes: two (opening the
 /// next small file while one decodes) while they together fit an eighth of the limit, else one. An
 /// open file's reader holds its current row group's projected column chunks, compressed, at most the
-/// file's size: with 21 MB input files, two open at once in each of two rewrites held 44 MB of the
-/// 115 MB live heap of a pass at `memory_limit_mb = 64` (docs/BENCHMARKS.md, "Memory limit").
+/// file's size: with 21 MB input files, the readers' buffers were 44 MB of the 115 MB live heap of a
+/// pass at `memory_limit_mb = 64` (docs/BENCHMARKS.md, "Allocator").
 pub(super) fn file_concurrency(files: &[LiveFile], memory_limit: u64) -> usize {
     let largest = files.iter().map(LiveFile::size).max().unwrap_or(0);
     if largest.saturating_mul(FILE_CONCURRENCY as u64) <= memory_limit / 8 { FILE_CONCURRENCY } else { 1 }
