@@ -52,14 +52,20 @@ mod glibc {
 pub fn configure() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        let tunables = std::env::var_os("GLIBC_TUNABLES").unwrap_or_default();
-        let operator_set = std::env::var_os("MALLOC_ARENA_MAX").is_some()
-            || tunables.to_string_lossy().contains("glibc.malloc.arena_max");
         // SAFETY: `mallopt` only sets a parameter of the allocator; it has no preconditions.
-        !operator_set && unsafe { glibc::mallopt(glibc::M_ARENA_MAX, ARENAS) } == 1
+        !operator_set_arenas() && unsafe { glibc::mallopt(glibc::M_ARENA_MAX, ARENAS) } == 1
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     false
+}
+
+/// Whether the environment sets the arena count (`MALLOC_ARENA_MAX`, or `arena_max` in
+/// `GLIBC_TUNABLES`): then glibc reads it at startup and [`configure`] leaves it alone.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+fn operator_set_arenas() -> bool {
+    std::env::var_os("MALLOC_ARENA_MAX").is_some()
+        || std::env::var_os("GLIBC_TUNABLES")
+            .is_some_and(|t| t.to_string_lossy().contains("glibc.malloc.arena_max"))
 }
 
 /// Returns every free page of every arena to the operating system now.
@@ -90,9 +96,7 @@ mod tests {
     #[test]
     fn the_arena_limit_is_accepted_and_trimming_keeps_what_is_live() {
         let set = super::configure();
-        let operator_set = std::env::var_os("MALLOC_ARENA_MAX").is_some()
-            || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.arena_max"));
-        if cfg!(all(target_os = "linux", target_env = "gnu")) && !operator_set {
+        if cfg!(all(target_os = "linux", target_env = "gnu")) && !super::operator_set_arenas() {
             assert!(set, "mallopt(M_ARENA_MAX) refused");
         } else {
             assert!(!set);
