@@ -79,6 +79,20 @@ async fn foreign_manifests_decode_together_exactly_as_the_library_decodes_each_a
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", t.qualified()));
         assert!(!walked.is_empty(), "{}: no manifest", t.qualified());
+        // The same walk with every manifest in a chunk of its own (many chunks in flight, each
+        // decoded on its own task) visits the same manifests in the same order.
+        let mut alone: Vec<(ManifestFile, Arc<Manifest>)> = Vec::new();
+        signaldb_compactor::table::manifests::forget();
+        Walk::all_snapshots(&table, OnUnreadable::Fail)
+            .chunk_bytes(1)
+            .run(|visit| {
+                if let Visit::Manifest(m, manifest) = visit {
+                    alone.push((m.clone(), Arc::new(manifest.clone())));
+                }
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", t.qualified()));
+        assert_eq!(alone, walked, "{}: one manifest per chunk", t.qualified());
         for (m, ours) in walked {
             let library = m.load_manifest(table.file_io()).await.unwrap();
             assert_eq!(*ours, library, "{}: {}", t.qualified(), m.manifest_path);
