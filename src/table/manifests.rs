@@ -12,10 +12,12 @@
 //!   time, and decodes each chunk on a runtime task of its own, so a big table's decoding uses every
 //!   core; within a chunk, manifests with the same header metadata are parsed as one
 //!   (`manifest_decode`), which pays the header once per chunk instead of once per file. Chunks are
-//!   bounded by bytes, not by count: SignalDB's one-entry manifests (~5 KB) fill a chunk by the
-//!   hundreds, so the header is paid a few times per table, not once per 32 manifests (measured:
-//!   retention 18 % and a 1,000-file compaction 8 % faster, docs/BENCHMARKS.md), and a writer's 8 MiB
-//!   manifests make chunks of one, not 32 × 8 MiB held at once. A decoding task on the blocking pool
+//!   bounded by listed bytes first: SignalDB's one-entry manifests (~5 KB) fill a chunk by the
+//!   hundreds, so the header is paid a few times per table, not once per 32 manifests (paired runs:
+//!   retention 16 % and a 1,000-file compaction 3–5 % faster, docs/BENCHMARKS.md), and a writer's
+//!   8 MiB manifests close a chunk each, where 32 of them were held before. The lengths are the
+//!   manifest list's, which no read checks, so a chunk also ends at [`DECODE_CHUNK_MANIFESTS`]: a
+//!   list that understates its manifests cannot make one chunk of a whole table. A decoding task on the blocking pool
 //!   instead was measured: the same time, 60 % more peak RSS, its allocations spread over more threads;
 //! - a decoded manifest is kept until the end of the table's work (`forget`, called by the table pass),
 //!   keyed by everything its entries inherit from the manifest list entry (path, length, snapshot id,
@@ -180,6 +182,10 @@ pub const READ_CONCURRENCY: usize = 16;
 /// runtime task: the unit of its parallelism. A chunk holds at least one manifest, however big.
 pub const DECODE_CHUNK_BYTES: u64 = 4 << 20;
 
+/// Manifests to read a chunk holds at most, whatever their listed lengths say (4 KiB each on
+/// average at [`DECODE_CHUNK_BYTES`]): the bound that holds when the lengths do not.
+pub const DECODE_CHUNK_MANIFESTS: usize = 1024;
+
 /// Chunks of a walk in flight at once (read, decoded or waiting to be visited), so that one chunk's
 /// decoding overlaps the next one's reads and every core decodes.
 const CHUNKS_IN_FLIGHT: usize = 3;
@@ -336,21 +342,23 @@ impl<'a> Walk<'a> {
     }
 }
 
-/// `steps` cut, in order, into chunks whose manifests to read add up to about `bytes`: a chunk ends
-/// with the manifest that reaches `bytes` (so it holds at least one). Steps without a read (known,
-/// unreadable) weigh nothing. A negative length (a broken list) weighs nothing either; the read then
-/// fails on its own.
+/// `steps` cut, in order, into chunks whose manifests to read add up to about `bytes` of listed
+/// length: a chunk ends with the manifest that reaches `bytes` (so it holds at least one), or with its
+/// [`DECODE_CHUNK_MANIFESTS`]th manifest to read. Steps without a read (known, unreadable) weigh
+/// nothing. Listed lengths are not checked against the files (a read fetches the whole object); a
+/// negative one weighs nothing.
 fn chunks(steps: Vec<Step>, bytes: u64) -> Vec<Vec<Step>> {
     let mut chunks = Vec::new();
-    let (mut chunk, mut weight) = (Vec::new(), 0u64);
+    let (mut chunk, mut weight, mut reads) = (Vec::new(), 0u64, 0usize);
     for step in steps {
         if let Step::Read(m) = &step {
             weight = weight.saturating_add(u64::try_from(m.manifest_length).unwrap_or(0));
+            reads += 1;
         }
         chunk.push(step);
-        if weight >= bytes {
+        if weight >= bytes || reads >= DECODE_CHUNK_MANIFESTS {
             chunks.push(std::mem::take(&mut chunk));
-            weight = 0;
+            (weight, reads) = (0, 0);
         }
     }
     if !chunk.is_empty() {
@@ -435,6 +443,13 @@ mod tests {
             ]
         );
         assert!(chunks(Vec::new(), 10).is_empty());
+        // Lengths that understate the files (all 0 here) still end a chunk at its count.
+        let understated: Vec<Step> = (0..2_500).map(|i| read(&format!("z{i}"), 0)).collect();
+        let sizes: Vec<usize> = chunks(understated, 10).iter().map(Vec::len).collect();
+        assert_eq!(
+            sizes,
+            [DECODE_CHUNK_MANIFESTS, DECODE_CHUNK_MANIFESTS, 2_500 - 2 * DECODE_CHUNK_MANIFESTS]
+        );
         // A negative length (a broken list) weighs nothing; the manifest is still read, in order.
         assert_eq!(shape(&chunks(vec![read("neg", -5), read("f", 1)], 10)).concat().len(), 2);
     }
@@ -444,8 +459,8 @@ mod tests {
         /// reach the bound, so only the last chunk may weigh less and none goes on past it.
         #[test]
         fn chunks_keep_every_step_in_order_and_cut_at_the_bound(
-            lengths in proptest::collection::vec((0i64..5_000, proptest::bool::ANY), 0..200),
-            bound in 1u64..20_000,
+            lengths in proptest::collection::vec((0i64..5_000, proptest::bool::ANY), 0..2_500),
+            bound in 1u64..2_000_000,
         ) {
             let steps: Vec<Step> = lengths
                 .iter()
@@ -465,9 +480,18 @@ mod tests {
             for (i, c) in cut.iter().enumerate() {
                 proptest::prop_assert!(!c.is_empty());
                 let last = i + 1 == cut.len();
-                proptest::prop_assert!(last || weight(c) >= bound, "chunk {} ends before the bound", i);
-                // Without its last step the chunk had not reached the bound yet.
-                proptest::prop_assert!(weight(&c[..c.len() - 1]) < bound, "chunk {} goes on past the bound", i);
+                let reads = |c: &[Step]| c.iter().filter(|s| matches!(s, Step::Read(_))).count();
+                proptest::prop_assert!(
+                    last || weight(c) >= bound || reads(c) == DECODE_CHUNK_MANIFESTS,
+                    "chunk {} ends before the bound", i
+                );
+                proptest::prop_assert!(reads(c) <= DECODE_CHUNK_MANIFESTS, "chunk {} reads too many", i);
+                // Without its last step the chunk had reached neither bound yet.
+                let before = &c[..c.len() - 1];
+                proptest::prop_assert!(
+                    weight(before) < bound && reads(before) < DECODE_CHUNK_MANIFESTS,
+                    "chunk {} goes on past a bound", i
+                );
             }
         }
     }
