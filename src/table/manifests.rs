@@ -498,24 +498,7 @@ mod tests {
 
     #[test]
     fn the_key_covers_everything_entries_inherit_from_the_list() {
-        let mut m = ManifestFile {
-            manifest_path: "s3://b/t/metadata/m0.avro".into(),
-            manifest_length: 100,
-            partition_spec_id: 0,
-            content: iceberg::spec::ManifestContentType::Data,
-            sequence_number: 3,
-            min_sequence_number: 2,
-            added_snapshot_id: 9,
-            added_files_count: None,
-            existing_files_count: None,
-            deleted_files_count: None,
-            added_rows_count: None,
-            existing_rows_count: None,
-            deleted_rows_count: None,
-            partitions: None,
-            key_metadata: None,
-            first_row_id: None,
-        };
+        let mut m = manifest("s3://b/t/metadata/m0.avro", 100);
         let base = Key::of(&m);
         for change in [
             |m: &mut ManifestFile| m.manifest_length = 101,
