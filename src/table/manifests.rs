@@ -17,8 +17,9 @@
 //!   retention 16 % and a 1,000-file compaction 3–5 % faster, docs/BENCHMARKS.md), and a writer's
 //!   8 MiB manifests close a chunk each, where 32 of them were held before. The lengths are the
 //!   manifest list's, which no read checks, so a chunk also ends at [`DECODE_CHUNK_MANIFESTS`]: a
-//!   list that understates its manifests cannot make one chunk of a whole table. A decoding task on the blocking pool
-//!   instead was measured: the same time, 60 % more peak RSS, its allocations spread over more threads;
+//!   list that understates its manifests cannot make one chunk of a whole table. A decoding task on
+//!   the blocking pool instead was measured: the same time, 60 % more peak RSS, its allocations
+//!   spread over more threads;
 //! - a decoded manifest is kept until the end of the table's work (`forget`, called by the table pass),
 //!   keyed by everything its entries inherit from the manifest list entry (path, length, snapshot id,
 //!   sequence numbers, first row id, key metadata). Iceberg never rewrites a manifest in place; the key's length also catches a
@@ -242,19 +243,16 @@ enum Done {
 impl<'a> Walk<'a> {
     /// Every snapshot of `table` (whatever ref reaches it).
     pub fn all_snapshots(table: &'a Table, on_unreadable: OnUnreadable) -> Walk<'a> {
-        let snapshots = table.metadata().snapshots().cloned().collect();
+        Walk::new(table, table.metadata().snapshots().cloned().collect(), on_unreadable)
+    }
+
+    fn new(table: &'a Table, snapshots: Vec<SnapshotRef>, on_unreadable: OnUnreadable) -> Walk<'a> {
         Walk { table, snapshots, on_unreadable, known: Box::new(|_| false), chunk_bytes: DECODE_CHUNK_BYTES }
     }
 
     /// One snapshot of `table`.
     pub fn snapshot(table: &'a Table, snapshot: SnapshotRef, on_unreadable: OnUnreadable) -> Walk<'a> {
-        Walk {
-            table,
-            snapshots: vec![snapshot],
-            on_unreadable,
-            known: Box::new(|_| false),
-            chunk_bytes: DECODE_CHUNK_BYTES,
-        }
+        Walk::new(table, vec![snapshot], on_unreadable)
     }
 
     /// Manifest lists and manifests whose path `known` holds for are not read (they are immutable:
@@ -274,8 +272,8 @@ impl<'a> Walk<'a> {
     }
 
     /// Reads every manifest list, then every unique manifest (in chunks of about
-    /// [`DECODE_CHUNK_BYTES`] or [`Walk::chunk_bytes`], about [`READ_CONCURRENCY`] reads at a time over the chunks in flight,
-    /// at most [`CHUNKS_IN_FLIGHT`]) and hands each to
+    /// [`DECODE_CHUNK_BYTES`] or [`Walk::chunk_bytes`], about [`READ_CONCURRENCY`] reads at a time
+    /// over the chunks in flight, at most [`CHUNKS_IN_FLIGHT`]) and hands each to
     /// `visit` in listing order. With [`OnUnreadable::Fail`], the first unreadable manifest list or
     /// manifest ends the walk with its error.
     pub async fn run(self, mut visit: impl FnMut(Visit<'_>)) -> iceberg::Result<()> {

@@ -69,29 +69,12 @@ async fn foreign_manifests_decode_together_exactly_as_the_library_decodes_each_a
     let mut compared = 0;
     for t in &tables {
         let table = catalog.load(t).await.unwrap();
-        let mut walked: Vec<(ManifestFile, Arc<Manifest>)> = Vec::new();
-        Walk::all_snapshots(&table, OnUnreadable::Fail)
-            .run(|visit| {
-                if let Visit::Manifest(m, manifest) = visit {
-                    walked.push((m.clone(), Arc::new(manifest.clone())));
-                }
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", t.qualified()));
+        let walked = walk_manifests(&table, None).await;
         assert!(!walked.is_empty(), "{}: no manifest", t.qualified());
         // The same walk with every manifest in a chunk of its own (many chunks in flight, each
         // decoded on its own task) visits the same manifests in the same order.
-        let mut alone: Vec<(ManifestFile, Arc<Manifest>)> = Vec::new();
         signaldb_compactor::table::manifests::forget();
-        Walk::all_snapshots(&table, OnUnreadable::Fail)
-            .chunk_bytes(1)
-            .run(|visit| {
-                if let Visit::Manifest(m, manifest) = visit {
-                    alone.push((m.clone(), Arc::new(manifest.clone())));
-                }
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", t.qualified()));
+        let alone = walk_manifests(&table, Some(1)).await;
         assert_eq!(alone, walked, "{}: one manifest per chunk", t.qualified());
         assert_in_listing_order(&table, t.qualified()).await;
         for (m, ours) in walked {
@@ -142,4 +125,25 @@ async fn assert_in_listing_order(table: &iceberg::table::Table, name: String) {
         .await
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(visited, expected, "{name}: visits against the library's listing");
+}
+
+/// Every manifest a walk over all of `table`'s snapshots reads, in visiting order, decoded in chunks
+/// of `chunk_bytes` (the walk's default when `None`).
+async fn walk_manifests(
+    table: &iceberg::table::Table,
+    chunk_bytes: Option<u64>,
+) -> Vec<(ManifestFile, Arc<Manifest>)> {
+    let mut walk = Walk::all_snapshots(table, OnUnreadable::Fail);
+    if let Some(bytes) = chunk_bytes {
+        walk = walk.chunk_bytes(bytes);
+    }
+    let mut walked = Vec::new();
+    walk.run(|visit| {
+        if let Visit::Manifest(m, manifest) = visit {
+            walked.push((m.clone(), Arc::new(manifest.clone())));
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{}: {e}", table.identifier()));
+    walked
 }
