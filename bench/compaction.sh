@@ -14,6 +14,7 @@
 # For each it measures
 #   ours:       signaldb-compactor once compaction (end to end: manifests, rewrite, commit), /usr/bin/time -v
 #   duckdb:     COPY (SELECT * FROM read_parquet([...]) [ORDER BY ...]) TO ... zstd level 1, per partition
+#   duck@MB:    the same under DuckDB's `memory_limit` of MEMORY_MB (our budget; DuckDB then spills too)
 #   datafusion: the same in DataFusion (Python bindings) under a FairSpillPool of MEMORY_MB (default 256,
 #               our default memory_limit_mb), both cores
 #   delta-rs:   (nosort only) the same files as a Delta table, one commit per file, then optimize.compact()
@@ -46,8 +47,8 @@ peer() {
   echo "$(seconds "$dir/$name.json") $(peak_rss_mib "$dir/$name.err")"
 }
 
-printf '%-15s %8s | %7s %7s | %7s %7s %6s | %7s %7s %6s | %7s %7s %6s\n' variant input_MB \
-  ours_s RSS duck_s RSS ratio df_s RSS ratio delta_s RSS ratio
+printf '%-15s %8s | %7s %7s | %7s %7s %6s | %7s %7s %6s | %7s %7s %6s | %7s %7s %6s\n' variant input_MB \
+  ours_s RSS duck_s RSS ratio duck@MB RSS ratio df_s RSS ratio delta_s RSS ratio
 for variant in $VARIANTS; do
   dir="$WORK/$variant"
   rm -rf "$dir" && mkdir -p "$dir"
@@ -70,6 +71,7 @@ for variant in $VARIANTS; do
 
   (cd "$dir" && /usr/bin/time -v "$BIN" once compaction --json > ours.json 2> ours.err) || { cat "$dir/ours.err"; exit 1; }
   read -r duck_s duck_rss < <(peer duckdb "$dir" "$order")
+  read -r duckl_s duckl_rss < <(peer duckdb-limited "$dir" "$order")
   read -r df_s df_rss < <(peer datafusion "$dir" "$order")
   delta_s=-; delta_rss=-
   if [ "$variant" = nosort ]; then
@@ -77,9 +79,9 @@ for variant in $VARIANTS; do
     read -r delta_s delta_rss < <(peer delta-compact "$dir" "")
   fi
   python3 - "$variant" "$input_bytes" "$(wall_s "$dir/ours.err")" "$(peak_rss_mib "$dir/ours.err")" \
-      "$duck_s" "$duck_rss" "$df_s" "$df_rss" "$delta_s" "$delta_rss" "$dir" <<'PY'
+      "$duck_s" "$duck_rss" "$duckl_s" "$duckl_rss" "$df_s" "$df_rss" "$delta_s" "$delta_rss" "$dir" <<'PY'
 import json, sys
-variant, size, ours, ours_rss, duck, duck_rss, df, df_rss, delta, delta_rss, d = sys.argv[1:]
+variant, size, ours, ours_rss, duck, duck_rss, duckl, duckl_rss, df, df_rss, delta, delta_rss, d = sys.argv[1:]
 size, ours = int(size) / 1e6, float(ours)
 tables = json.load(open(f"{d}/ours.json"))[0]["tables"]
 assert all(t["status"] == "succeeded" for t in tables), tables
@@ -88,7 +90,7 @@ def ratio(peer):
 before = sum(t["files_before"] for t in tables)
 after = sum(t["files_after"] for t in tables)
 print(f"{variant:<15} {size:8.1f} | {ours:7.2f} {ours_rss:>7} | {duck:>7} {duck_rss:>7} {ratio(duck):>6} | "
-      f"{df:>7} {df_rss:>7} {ratio(df):>6} | {delta:>7} {delta_rss:>7} {ratio(delta):>6}   (files {before} -> {after})")
+      f"{duckl:>7} {duckl_rss:>7} {ratio(duckl):>6} | {df:>7} {df_rss:>7} {ratio(df):>6} | {delta:>7} {delta_rss:>7} {ratio(delta):>6}   (files {before} -> {after})")
 PY
   [ ! -f "$dir/errors.txt" ] || sed 's/^/    peer error: /' "$dir/errors.txt"
 done

@@ -1,6 +1,7 @@
 """The peers `bench/compaction.sh` and `bench/memory.sh` compare signaldb-compactor with, on the same files.
 
     python3 bench/peers.py duckdb     DIR [ORDER_BY]        # COPY (SELECT * ... [ORDER BY]) per partition
+    python3 bench/peers.py duckdb-limited DIR [ORDER_BY] [MB] # the same under DuckDB's memory_limit of MB
     python3 bench/peers.py datafusion DIR [ORDER_BY] [MB]  # the same in DataFusion under a FairSpillPool
     python3 bench/peers.py delta-load DIR                  # the same rows as a Delta table, one commit per file
     python3 bench/peers.py delta-compact DIR               # deltalake optimize.compact() of that table
@@ -26,10 +27,13 @@ def partitions(d):
     return list(groups.values())
 
 
-def duckdb_run(d, order):
+def duckdb_run(d, order, memory_mb=None):
     import duckdb
 
     con = duckdb.connect()
+    if memory_mb is not None:
+        # The budget ours runs under (`memory_limit_mb`): DuckDB's sort then spills to disk as ours does.
+        con.execute(f"SET memory_limit = '{int(memory_mb)}MB'")
     t = time.perf_counter()
     for i, files in enumerate(partitions(d)):
         con.execute(
@@ -62,8 +66,11 @@ def datafusion_run(d, order, memory_mb):
 
 def delta_load(d):
     import pyarrow.parquet as pq
-    from deltalake import write_deltalake
+    from deltalake import WriterProperties, write_deltalake
 
+    # The same codec as the inputs the others read (generate writes zstd level 1): delta-rs's default,
+    # Snappy, would give its compaction cheaper files to decode than ours and DuckDB's.
+    zstd = WriterProperties(compression="ZSTD", compression_level=1)
     t = time.perf_counter()
     for files in partitions(d):
         for path in files:
@@ -73,7 +80,7 @@ def delta_load(d):
             import pyarrow as pa
 
             table = table.append_column("part", pa.array([hour] * table.num_rows))
-            write_deltalake(f"{d}/delta", table, mode="append", partition_by=["part"])
+            write_deltalake(f"{d}/delta", table, mode="append", partition_by=["part"], writer_properties=zstd)
     return time.perf_counter() - t
 
 
@@ -99,6 +106,8 @@ def main():
             return
     elif what == "duckdb":
         s = duckdb_run(d, order)
+    elif what == "duckdb-limited":
+        s = duckdb_run(d, order, sys.argv[4] if len(sys.argv) > 4 else 256)
     elif what == "delta-load":
         s = delta_load(d)
     elif what == "delta-compact":
