@@ -68,8 +68,13 @@ const FILE_CONCURRENCY: usize = 2;
 /// file's size: with 21 MB input files, the readers' buffers were 44 MB of the 115 MB live heap of a
 /// pass at `memory_limit_mb = 64` (docs/BENCHMARKS.md, "Allocator").
 pub(super) fn file_concurrency(files: &[LiveFile], memory_limit: u64) -> usize {
+    at_once(files, memory_limit, FILE_CONCURRENCY)
+}
+
+/// `most` while that many of the largest of `files` fit an eighth of `memory_limit`, else one.
+fn at_once(files: &[LiveFile], memory_limit: u64, most: usize) -> usize {
     let largest = files.iter().map(LiveFile::size).max().unwrap_or(0);
-    if largest.saturating_mul(FILE_CONCURRENCY as u64) <= memory_limit / 8 { FILE_CONCURRENCY } else { 1 }
+    if largest.saturating_mul(most as u64) <= memory_limit / 8 { most } else { 1 }
 }
 
 /// Batches decoded ahead of the consumer (the sort, or the writer).
@@ -226,21 +231,25 @@ async fn file_field_ids(
     Ok(Some((columns::parquet_field_ids(root), columns::parquet_struct_children(root))))
 }
 
-/// Footers [`read_schemas`] reads at a time. Read one after another, the 1,000 footers of an hour of
+/// Footers [`read_schemas`] reads at a time while that many of the largest inputs fit an eighth of
+/// the rewrite's memory share, else one. Read one after another, the 1,000 footers of an hour of
 /// ingest files held up the rewrite's start with the second core mostly idle (each read waits for a
-/// blocking-pool thread); 8 at a time took 2 % off that rewrite (docs/BENCHMARKS.md, "Footers read
-/// eight at a time"). Each read holds one parsed footer until its file is checked.
+/// blocking-pool thread); 8 at a time took about 2 % off that rewrite (docs/BENCHMARKS.md, "Footers
+/// read eight at a time"). A read in flight holds up to its file's size: iceberg's reader fetches the
+/// file's last 512 KiB and its page indexes, then parses the footer; a finished read keeps only the
+/// field ids and the nested layout.
 const FOOTER_CONCURRENCY: usize = 8;
 
 /// The schema to read each input with: the current one, or (for a file written before fields were
 /// added inside nested columns) the current one without them. Refuses inputs the reader could only
 /// resolve by column position (no field ids, no name mapping). Footers are read only when needed,
-/// [`FOOTER_CONCURRENCY`] at a time, and checked in the files' order: the first file that fails
+/// up to [`FOOTER_CONCURRENCY`] at a time, and checked in the files' order: the first file that fails
 /// (in that order) is the one named.
 async fn read_schemas(
     table: &Table,
     files: &[LiveFile],
     mapping: Option<&NameMapping>,
+    memory_limit: u64,
 ) -> Result<Vec<SchemaRef>, RewriteError> {
     let schema = table.metadata().current_schema();
     let nested = columns::has_nested(schema);
@@ -252,7 +261,7 @@ async fn read_schemas(
             (file, ids)
         })
         .collect();
-    let mut footers = futures::stream::iter(reads).buffered(FOOTER_CONCURRENCY);
+    let mut footers = futures::stream::iter(reads).buffered(at_once(files, memory_limit, FOOTER_CONCURRENCY));
     let mut out = Vec::with_capacity(files.len());
     while let Some((file, footer)) = footers.next().await {
         let mut read_with = schema.clone();
@@ -325,7 +334,7 @@ fn scan_task(
 async fn scan_tasks(input: &GroupInput) -> Result<Vec<FileScanTask>, RewriteError> {
     let table = &input.table;
     let mapping = name_mapping(table)?;
-    let read_schemas = read_schemas(table, &input.files, mapping.as_deref()).await?;
+    let read_schemas = read_schemas(table, &input.files, mapping.as_deref(), input.memory_limit).await?;
     let no_deletes: Vec<LiveFile> = Vec::new();
     Ok(input
         .files
@@ -551,5 +560,17 @@ mod tests {
         assert_eq!(file_concurrency(&[file_of(80 << 10)], 1 << 20), 1, "a tiny limit");
         assert_eq!(file_concurrency(&[], limit), 2);
         assert_eq!(file_concurrency(&[file_of(u64::MAX)], u64::MAX), 1, "no overflow");
+    }
+
+    /// Footers are read eight at a time under the same rule: an hour of ingest files, yes; the 2 GiB
+    /// benchmark's 21 MB files at a 64 MiB limit, one at a time.
+    #[test]
+    fn footers_are_read_eight_at_a_time_only_while_eight_fit_an_eighth_of_the_limit() {
+        use super::{FOOTER_CONCURRENCY, at_once};
+        let ingest = [file_of(80 << 10), file_of(90 << 10)];
+        assert_eq!(at_once(&ingest, 256 << 20, FOOTER_CONCURRENCY), 8);
+        assert_eq!(at_once(&[file_of(1 << 20)], 64 << 20, FOOTER_CONCURRENCY), 8, "8 × 1 MiB = 64 MiB / 8");
+        assert_eq!(at_once(&[file_of((1 << 20) + 1)], 64 << 20, FOOTER_CONCURRENCY), 1);
+        assert_eq!(at_once(&[file_of(21 << 20)], 64 << 20, FOOTER_CONCURRENCY), 1);
     }
 }

@@ -173,6 +173,22 @@ async fn fields_added_inside_struct_list_and_map_values_are_kept() {
     assert_both_engines_read(dir.path(), t, &before, None);
 }
 
+/// Twelve files, six from before the nested fields were added and six after: more than the footers
+/// a rewrite reads at a time (eight), so each file's read schema must still line up with its file
+/// (a new file read with an old file's pruned schema would lose its added values).
+#[tokio::test]
+async fn fields_added_inside_nested_columns_are_kept_past_the_footer_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = "kinds.nested.events";
+    create(dir.path(), "nested", t, &["--appends", "6"]);
+    let before = scan(dir.path(), t, None);
+    assert_eq!(before["files"], 12);
+    let r = succeeded(&compact(dir.path()).await, t);
+    assert_eq!(r.files_before, 12, "{r:#?}");
+    assert_eq!(scan(dir.path(), t, None)["files"], 1);
+    assert_both_engines_read(dir.path(), t, &before, None);
+}
+
 /// Every live data file's manifest statistics match the file itself: record count, and the null count
 /// of every column the manifest has one for and the footer carries a statistic for (local warehouse).
 async fn assert_stats_match_files(dir: &std::path::Path, table: &str) {
