@@ -253,36 +253,28 @@ async fn read_schemas(
 ) -> Result<Vec<SchemaRef>, RewriteError> {
     let schema = table.metadata().current_schema();
     let nested = columns::has_nested(schema);
-    let read_footers = mapping.is_none() || nested;
-    let reads: Vec<_> = files
-        .iter()
-        .map(|file| async move {
-            let ids = if read_footers { Some(file_field_ids(table, file).await) } else { None };
-            (file, ids)
-        })
-        .collect();
+    if mapping.is_some() && !nested {
+        return Ok(vec![schema.clone(); files.len()]);
+    }
+    let reads: Vec<_> =
+        files.iter().map(|file| async move { (file, file_field_ids(table, file).await) }).collect();
     let mut footers = futures::stream::iter(reads).buffered(at_once(files, memory_limit, FOOTER_CONCURRENCY));
     let mut out = Vec::with_capacity(files.len());
-    while let Some((file, footer)) = footers.next().await {
+    while let Some((file, ids)) = footers.next().await {
         let mut read_with = schema.clone();
-        if let Some(ids) = footer.transpose()? {
-            match ids {
-                None if mapping.is_none() => {
-                    return Err(RewriteError::NoFieldIds { path: file.path().to_string() });
-                }
-                Some((ids, children)) if nested => {
-                    if let Some(field) = columns::nested_layout_mismatch(&children, schema) {
-                        return Err(RewriteError::NestedLayoutChanged {
-                            path: file.path().to_string(),
-                            field,
-                        });
-                    }
-                    if let Some(pruned) = columns::prune_nested(schema, &ids) {
-                        read_with = Arc::new(pruned);
-                    }
-                }
-                _ => {}
+        match ids? {
+            None if mapping.is_none() => {
+                return Err(RewriteError::NoFieldIds { path: file.path().to_string() });
             }
+            Some((ids, children)) if nested => {
+                if let Some(field) = columns::nested_layout_mismatch(&children, schema) {
+                    return Err(RewriteError::NestedLayoutChanged { path: file.path().to_string(), field });
+                }
+                if let Some(pruned) = columns::prune_nested(schema, &ids) {
+                    read_with = Arc::new(pruned);
+                }
+            }
+            _ => {}
         }
         out.push(read_with);
     }
