@@ -140,12 +140,18 @@ pub fn writer_properties(table: &Table, memory_limit: u64) -> Result<WriterPrope
             });
         }
     };
-    Ok(WriterProperties::builder()
+    Ok(parquet_properties(compression, memory_limit))
+}
+
+/// The Parquet writer settings of a rewrite with `compression` within `memory_limit` bytes: the
+/// buffered row group is bounded by rows and by an eighth of the limit.
+pub fn parquet_properties(compression: Compression, memory_limit: u64) -> WriterProperties {
+    WriterProperties::builder()
         .set_compression(compression)
         // Bounded row groups bound the writer's buffered (encoded, not yet flushed) data.
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_max_row_group_bytes(Some(row_group_bytes(memory_limit)))
-        .build())
+        .build()
 }
 
 /// Rows per Parquet row group written (the writer buffers one row group in memory).
