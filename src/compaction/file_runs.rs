@@ -215,7 +215,7 @@ pub(super) async fn write_merged(
                 });
             }
         };
-        for piece in slices(&batch, input.target_file_size) {
+        for piece in slices(&batch, input.target_file_size)? {
             writer.write(piece).await?;
         }
     }

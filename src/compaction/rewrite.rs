@@ -284,7 +284,7 @@ async fn write_sorted(
     }
     tracing::debug!(table = %qualified, ?report, "sorted rewrite input");
     while let Some(batch) = sorted.try_next().await.map_err(|e| RewriteError::Sort(e.to_string()))? {
-        for piece in slices(&batch, input.target_file_size) {
+        for piece in slices(&batch, input.target_file_size)? {
             writer.write(piece).await?;
         }
     }
@@ -301,7 +301,7 @@ async fn write_unsorted(
     let mut read = 0u64;
     while let Some((_, batch)) = batches.try_next().await? {
         read += batch.num_rows() as u64;
-        for piece in slices(&batch, input.target_file_size) {
+        for piece in slices(&batch, input.target_file_size)? {
             writer.write(piece).await?;
         }
     }
@@ -380,15 +380,59 @@ impl<B: IcebergWriterBuilder> Sink<B> {
 /// Parts of a batch that each hold at most a sixteenth of the target in Arrow memory. The rolling writer
 /// checks its size before each write, so a file passes the target by at most one write: written whole,
 /// one batch could make a file of a small target oversized (and split again on every pass).
-pub(super) fn slices(batch: &arrow_array::RecordBatch, target: u64) -> Vec<arrow_array::RecordBatch> {
+pub(super) fn slices(
+    batch: &arrow_array::RecordBatch,
+    target: u64,
+) -> iceberg::Result<Vec<arrow_array::RecordBatch>> {
     let rows = batch.num_rows();
     let bytes = batch.get_array_memory_size() as u64;
     let budget = (target / 16).max(1);
     if rows <= 1 || bytes <= budget {
-        return vec![batch.clone()];
+        return Ok(vec![batch.clone()]);
     }
     let per_slice = usize::try_from((rows as u64).saturating_mul(budget) / bytes).unwrap_or(rows).max(1);
-    (0..rows).step_by(per_slice).map(|start| batch.slice(start, per_slice.min(rows - start))).collect()
+    (0..rows)
+        .step_by(per_slice)
+        .map(|start| own_nested(batch.slice(start, per_slice.min(rows - start))))
+        .collect()
+}
+
+/// `piece` with every column that holds a list or a map copied out of its parent batch. A slice keeps
+/// its parent's whole child arrays, and iceberg's writer counts the NaNs inside a list or a map over
+/// the whole child array (`NanValueCountVisitor` reads `values()`), so a slice written as it is would
+/// add its neighbours' NaNs to the file's counts.
+fn own_nested(piece: arrow_array::RecordBatch) -> iceberg::Result<arrow_array::RecordBatch> {
+    fn nested(t: &arrow_schema::DataType) -> bool {
+        use arrow_schema::DataType;
+        match t {
+            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) | DataType::Map(..) => {
+                true
+            }
+            DataType::Struct(fields) => fields.iter().any(|f| nested(f.data_type())),
+            _ => false,
+        }
+    }
+    if !piece.columns().iter().any(|c| nested(c.data_type())) {
+        return Ok(piece);
+    }
+    let all = arrow_array::UInt32Array::from_iter_values(0..piece.num_rows() as u32);
+    let owned = piece
+        .columns()
+        .iter()
+        .map(|c| {
+            if nested(c.data_type()) {
+                arrow_select::take::take(c.as_ref(), &all, None)
+            } else {
+                Ok(c.clone())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|columns| arrow_array::RecordBatch::try_new(piece.schema(), columns))
+        .map_err(|e| {
+            iceberg::Error::new(iceberg::ErrorKind::Unexpected, "copying a batch's lists and maps")
+                .with_source(e)
+        })?;
+    Ok(owned)
 }
 
 /// The same data file, claiming `sort_order_id` (iceberg's writer leaves it unset).
@@ -426,4 +470,84 @@ pub(crate) fn with_sort_order(
 pub fn declared_sort_order(table: &Table) -> Option<SortOrderRef> {
     let order = table.metadata().default_sort_order();
     (!order.is_unsorted()).then(|| order.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Float64Array, ListArray, MapArray, RecordBatch, StringArray, StructArray};
+    use arrow_buffer::OffsetBuffer;
+    use arrow_schema::DataType;
+    use iceberg::io::{FileIOBuilder, MemoryStorageFactory};
+    use iceberg::spec::{ListType, MapType, NestedField, PrimitiveType, Schema, Type};
+    use iceberg::writer::file_writer::{FileWriter, FileWriterBuilder};
+
+    use super::*;
+
+    /// `rows` rows of a `list<double>` column (four values each, the first NaN) and a
+    /// `map<string, double>` column (two entries each, the first NaN).
+    fn nested_batch(schema: &Schema, rows: usize) -> RecordBatch {
+        let arrow_schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(schema).unwrap());
+        let nan_every = |n: usize| move |i: usize| if i.is_multiple_of(n) { f64::NAN } else { i as f64 };
+        let DataType::List(element) = arrow_schema.field(0).data_type().clone() else { unreachable!() };
+        let values = Float64Array::from_iter_values((0..rows * 4).map(nan_every(4)));
+        let list = ListArray::new(
+            element,
+            OffsetBuffer::from_lengths(std::iter::repeat_n(4, rows)),
+            Arc::new(values),
+            None,
+        );
+        let DataType::Map(entries, _) = arrow_schema.field(1).data_type().clone() else { unreachable!() };
+        let DataType::Struct(key_value) = entries.data_type().clone() else { unreachable!() };
+        let keys = StringArray::from_iter_values((0..rows * 2).map(|i| format!("k{}", i % 2)));
+        let values = Float64Array::from_iter_values((0..rows * 2).map(nan_every(2)));
+        let pairs = StructArray::new(key_value, vec![Arc::new(keys) as ArrayRef, Arc::new(values)], None);
+        let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(2, rows));
+        let map = MapArray::new(entries, offsets, pairs, None, false);
+        RecordBatch::try_new(arrow_schema, vec![Arc::new(list) as ArrayRef, Arc::new(map)]).unwrap()
+    }
+
+    /// iceberg's writer counts the NaNs of a column inside a list or a map over the whole child
+    /// array, so a piece that still carried its neighbours' values would count their NaNs too: the
+    /// pieces written one after another into one file must count each NaN once.
+    #[tokio::test]
+    async fn pieces_of_list_and_map_columns_count_each_nan_once() {
+        let double = || Type::Primitive(PrimitiveType::Double);
+        let element = NestedField::list_element(2, double(), false);
+        let key = NestedField::map_key_element(4, Type::Primitive(PrimitiveType::String));
+        let value = NestedField::map_value_element(5, double(), false);
+        let schema = Arc::new(
+            Schema::builder()
+                .with_fields(vec![
+                    NestedField::optional(1, "values", Type::List(ListType::new(element.into()))).into(),
+                    NestedField::optional(3, "attrs", Type::Map(MapType::new(key.into(), value.into())))
+                        .into(),
+                ])
+                .build()
+                .unwrap(),
+        );
+        let rows = 64;
+        let batch = nested_batch(&schema, rows);
+        let pieces = slices(&batch, 16 * 1024).unwrap();
+        assert!(pieces.len() > 4, "{} pieces", pieces.len());
+        assert_eq!(arrow_select::concat::concat_batches(&batch.schema(), &pieces).unwrap(), batch);
+
+        let io = FileIOBuilder::new(Arc::new(MemoryStorageFactory)).build();
+        let output = io.new_output("memory:///pieces.parquet").unwrap();
+        let mut writer = ParquetWriterBuilder::new(WriterProperties::default(), schema.clone())
+            .build(output)
+            .await
+            .unwrap();
+        for piece in &pieces {
+            writer.write(piece).await.unwrap();
+        }
+        let file = writer.close().await.unwrap().remove(0).partition_spec_id(0).build().unwrap();
+        let rows = rows as u64;
+        assert_eq!(file.record_count(), rows);
+        assert_eq!(file.value_counts().get(&2), Some(&(rows * 4)));
+        assert_eq!(file.nan_value_counts().get(&2), Some(&rows), "NaN count of the list's values");
+        assert_eq!(file.value_counts().get(&5), Some(&(rows * 2)));
+        assert_eq!(file.nan_value_counts().get(&5), Some(&rows), "NaN count of the map's values");
+    }
 }
