@@ -391,48 +391,45 @@ pub(super) fn slices(
         return Ok(vec![batch.clone()]);
     }
     let per_slice = usize::try_from((rows as u64).saturating_mul(budget) / bytes).unwrap_or(rows).max(1);
-    (0..rows)
-        .step_by(per_slice)
-        .map(|start| own_nested(batch.slice(start, per_slice.min(rows - start))))
-        .collect()
+    (0..rows).step_by(per_slice).map(|start| piece(batch, start, per_slice.min(rows - start))).collect()
 }
 
-/// `piece` with every column that holds a list or a map copied out of its parent batch. A slice keeps
-/// its parent's whole child arrays, and iceberg's writer counts the NaNs inside a list or a map over
-/// the whole child array (`NanValueCountVisitor` reads `values()`), so a slice written as it is would
-/// add its neighbours' NaNs to the file's counts.
-fn own_nested(piece: arrow_array::RecordBatch) -> iceberg::Result<arrow_array::RecordBatch> {
+/// Rows `start..start + len` of `batch`: a zero-copy slice, except that columns holding a list or a
+/// map are copied. A sliced list or map keeps its parent's whole child array, and iceberg's writer
+/// counts the NaNs inside a list or a map over that whole child (`NanValueCountVisitor` reads
+/// `values()`), so written as slices the pieces of one batch would each count all its NaNs (a file's
+/// NaN count above its value count). The copy takes just the range, with its nulls as they are
+/// (`MutableArrayData`, as `concat` copies; rebuilding through `take` would re-validate structs and
+/// reject a required struct inside an optional one, as the Parquet reader builds them).
+fn piece(
+    batch: &arrow_array::RecordBatch,
+    start: usize,
+    len: usize,
+) -> iceberg::Result<arrow_array::RecordBatch> {
     fn nested(t: &arrow_schema::DataType) -> bool {
         use arrow_schema::DataType;
         match t {
-            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) | DataType::Map(..) => {
-                true
-            }
+            DataType::List(_) | DataType::LargeList(_) | DataType::Map(..) => true,
             DataType::Struct(fields) => fields.iter().any(|f| nested(f.data_type())),
             _ => false,
         }
     }
-    if !piece.columns().iter().any(|c| nested(c.data_type())) {
-        return Ok(piece);
-    }
-    let all = arrow_array::UInt32Array::from_iter_values(0..piece.num_rows() as u32);
-    let owned = piece
+    let columns = batch
         .columns()
         .iter()
         .map(|c| {
-            if nested(c.data_type()) {
-                arrow_select::take::take(c.as_ref(), &all, None)
-            } else {
-                Ok(c.clone())
+            if !nested(c.data_type()) {
+                return c.slice(start, len);
             }
+            let data = c.to_data();
+            let mut copy = arrow_data::transform::MutableArrayData::new(vec![&data], false, len);
+            copy.extend(0, start, start + len);
+            arrow_array::make_array(copy.freeze())
         })
-        .collect::<Result<Vec<_>, _>>()
-        .and_then(|columns| arrow_array::RecordBatch::try_new(piece.schema(), columns))
-        .map_err(|e| {
-            iceberg::Error::new(iceberg::ErrorKind::Unexpected, "copying a batch's lists and maps")
-                .with_source(e)
-        })?;
-    Ok(owned)
+        .collect();
+    arrow_array::RecordBatch::try_new(batch.schema(), columns).map_err(|e| {
+        iceberg::Error::new(iceberg::ErrorKind::Unexpected, "splitting a batch for the writer").with_source(e)
+    })
 }
 
 /// The same data file, claiming `sort_order_id` (iceberg's writer leaves it unset).
@@ -477,77 +474,119 @@ mod tests {
     use std::sync::Arc;
 
     use arrow_array::{ArrayRef, Float64Array, ListArray, MapArray, RecordBatch, StringArray, StructArray};
-    use arrow_buffer::OffsetBuffer;
-    use arrow_schema::DataType;
+    use arrow_buffer::{NullBuffer, OffsetBuffer};
+    use arrow_schema::{DataType, Field};
     use iceberg::io::{FileIOBuilder, MemoryStorageFactory};
-    use iceberg::spec::{ListType, MapType, NestedField, PrimitiveType, Schema, Type};
+    use iceberg::spec::{ListType, MapType, NestedField, PrimitiveType, Schema, StructType, Type};
     use iceberg::writer::file_writer::{FileWriter, FileWriterBuilder};
 
     use super::*;
 
-    /// `rows` rows of a `list<double>` column (four values each, the first NaN) and a
-    /// `map<string, double>` column (two entries each, the first NaN).
-    fn nested_batch(schema: &Schema, rows: usize) -> RecordBatch {
-        let arrow_schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(schema).unwrap());
-        let nan_every = |n: usize| move |i: usize| if i.is_multiple_of(n) { f64::NAN } else { i as f64 };
-        let DataType::List(element) = arrow_schema.field(0).data_type().clone() else { unreachable!() };
-        let values = Float64Array::from_iter_values((0..rows * 4).map(nan_every(4)));
-        let list = ListArray::new(
-            element,
-            OffsetBuffer::from_lengths(std::iter::repeat_n(4, rows)),
-            Arc::new(values),
-            None,
-        );
-        let DataType::Map(entries, _) = arrow_schema.field(1).data_type().clone() else { unreachable!() };
-        let DataType::Struct(key_value) = entries.data_type().clone() else { unreachable!() };
-        let keys = StringArray::from_iter_values((0..rows * 2).map(|i| format!("k{}", i % 2)));
-        let values = Float64Array::from_iter_values((0..rows * 2).map(nan_every(2)));
-        let pairs = StructArray::new(key_value, vec![Arc::new(keys) as ArrayRef, Arc::new(values)], None);
-        let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(2, rows));
-        let map = MapArray::new(entries, offsets, pairs, None, false);
-        RecordBatch::try_new(arrow_schema, vec![Arc::new(list) as ArrayRef, Arc::new(map)]).unwrap()
-    }
-
-    /// iceberg's writer counts the NaNs of a column inside a list or a map over the whole child
-    /// array, so a piece that still carried its neighbours' values would count their NaNs too: the
-    /// pieces written one after another into one file must count each NaN once.
-    #[tokio::test]
-    async fn pieces_of_list_and_map_columns_count_each_nan_once() {
+    fn schema() -> Arc<Schema> {
         let double = || Type::Primitive(PrimitiveType::Double);
         let element = NestedField::list_element(2, double(), false);
         let key = NestedField::map_key_element(4, Type::Primitive(PrimitiveType::String));
         let value = NestedField::map_value_element(5, double(), false);
-        let schema = Arc::new(
+        let required = StructType::new(vec![NestedField::required(8, "d", double()).into()]);
+        let inner = NestedField::list_element(10, double(), false);
+        let outer = StructType::new(vec![
+            NestedField::required(7, "r", Type::Struct(required)).into(),
+            NestedField::optional(9, "l", Type::List(ListType::new(inner.into()))).into(),
+        ]);
+        Arc::new(
             Schema::builder()
                 .with_fields(vec![
                     NestedField::optional(1, "values", Type::List(ListType::new(element.into()))).into(),
                     NestedField::optional(3, "attrs", Type::Map(MapType::new(key.into(), value.into())))
                         .into(),
+                    NestedField::optional(6, "s", Type::Struct(outer)).into(),
                 ])
                 .build()
                 .unwrap(),
-        );
-        let rows = 64;
-        let batch = nested_batch(&schema, rows);
-        let pieces = slices(&batch, 16 * 1024).unwrap();
-        assert!(pieces.len() > 4, "{} pieces", pieces.len());
-        assert_eq!(arrow_select::concat::concat_batches(&batch.schema(), &pieces).unwrap(), batch);
+        )
+    }
 
+    /// `rows` rows of: a `list<double>` (four values each, the first NaN), a `map<string, double>`
+    /// (two entries, the first NaN) and an optional struct (null every eighth row) holding a required
+    /// struct of a required double (NaN every fourth row, null where the outer struct is, as the
+    /// Parquet reader builds it) and a `list<double>` (two values, the first NaN).
+    fn nested_batch(schema: &Schema, rows: usize) -> RecordBatch {
+        let arrow_schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(schema).unwrap());
+        let nan_every = |n: usize| move |i: usize| if i.is_multiple_of(n) { f64::NAN } else { i as f64 };
+        let list_of = |field: &Field, per_row: usize| {
+            let DataType::List(element) = field.data_type().clone() else { unreachable!() };
+            let values = Float64Array::from_iter_values((0..rows * per_row).map(nan_every(per_row)));
+            let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(per_row, rows));
+            Arc::new(ListArray::new(element, offsets, Arc::new(values), None)) as ArrayRef
+        };
+        let DataType::Map(entries, _) = arrow_schema.field(1).data_type().clone() else { unreachable!() };
+        let DataType::Struct(key_value) = entries.data_type().clone() else { unreachable!() };
+        let keys = StringArray::from_iter_values((0..rows * 2).map(|i| format!("k{}", i % 2)));
+        let values = Float64Array::from_iter_values((0..rows * 2).map(nan_every(2)));
+        let pairs = StructArray::new(key_value, vec![Arc::new(keys) as ArrayRef, Arc::new(values)], None);
+        let map = MapArray::new(
+            entries,
+            OffsetBuffer::from_lengths(std::iter::repeat_n(2, rows)),
+            pairs,
+            None,
+            false,
+        );
+        let DataType::Struct(outer) = arrow_schema.field(2).data_type().clone() else { unreachable!() };
+        let DataType::Struct(required) = outer[0].data_type().clone() else { unreachable!() };
+        let present = NullBuffer::from_iter((0..rows).map(|i| i % 8 != 7));
+        let d = Float64Array::new((0..rows).map(nan_every(4)).collect(), Some(present.clone()));
+        // SAFETY: the required child holds nulls only where the outer struct is null, as a Parquet
+        // reader builds it; `StructArray::new` would reject it for not seeing the outer nulls.
+        let r = unsafe { StructArray::new_unchecked(required, vec![Arc::new(d) as ArrayRef], None) };
+        let s = StructArray::new(
+            outer.clone(),
+            vec![Arc::new(r) as ArrayRef, list_of(&outer[1], 2)],
+            Some(present),
+        );
+        let columns = vec![list_of(arrow_schema.field(0), 4), Arc::new(map), Arc::new(s)];
+        RecordBatch::try_new(arrow_schema, columns).unwrap()
+    }
+
+    async fn write(schema: &Arc<Schema>, batches: &[RecordBatch], path: &str) -> DataFile {
         let io = FileIOBuilder::new(Arc::new(MemoryStorageFactory)).build();
-        let output = io.new_output("memory:///pieces.parquet").unwrap();
+        let output = io.new_output(path).unwrap();
         let mut writer = ParquetWriterBuilder::new(WriterProperties::default(), schema.clone())
             .build(output)
             .await
             .unwrap();
-        for piece in &pieces {
-            writer.write(piece).await.unwrap();
+        for batch in batches {
+            writer.write(batch).await.unwrap();
         }
-        let file = writer.close().await.unwrap().remove(0).partition_spec_id(0).build().unwrap();
+        writer.close().await.unwrap().remove(0).partition_spec_id(0).build().unwrap()
+    }
+
+    /// iceberg's writer counts the NaNs of a column inside a list or a map over the whole child
+    /// array, so a piece that still carried its neighbours' values would count their NaNs too. The
+    /// pieces written one after another must give the counts of the batch written whole.
+    #[tokio::test]
+    async fn pieces_count_each_nan_inside_lists_maps_and_structs_once() {
+        let schema = schema();
+        let rows = 64;
+        let batch = nested_batch(&schema, rows);
+        let pieces = slices(&batch, 16 * 1024).unwrap();
+        assert!(pieces.len() > 4, "{} pieces", pieces.len());
+        let mut start = 0;
+        for piece in &pieces {
+            assert_eq!(*piece, batch.slice(start, piece.num_rows()), "rows from {start}");
+            start += piece.num_rows();
+        }
+        assert_eq!(start, rows);
+
+        let whole = write(&schema, std::slice::from_ref(&batch), "memory:///whole.parquet").await;
+        let pieced = write(&schema, &pieces, "memory:///pieces.parquet").await;
         let rows = rows as u64;
-        assert_eq!(file.record_count(), rows);
-        assert_eq!(file.value_counts().get(&2), Some(&(rows * 4)));
-        assert_eq!(file.nan_value_counts().get(&2), Some(&rows), "NaN count of the list's values");
-        assert_eq!(file.value_counts().get(&5), Some(&(rows * 2)));
-        assert_eq!(file.nan_value_counts().get(&5), Some(&rows), "NaN count of the map's values");
+        assert_eq!(whole.nan_value_counts().get(&2), Some(&rows), "NaNs of the top-level list");
+        assert_eq!(whole.nan_value_counts().get(&5), Some(&rows), "NaNs of the map's values");
+        assert_eq!(whole.nan_value_counts().get(&8), Some(&(rows / 4)), "NaNs of the required double");
+        assert_eq!(whole.nan_value_counts().get(&10), Some(&rows), "NaNs of the list inside the struct");
+        assert_eq!(pieced.nan_value_counts(), whole.nan_value_counts());
+        assert_eq!(pieced.value_counts(), whole.value_counts());
+        assert_eq!(pieced.null_value_counts(), whole.null_value_counts());
+        assert_eq!(pieced.record_count(), rows);
     }
 }
