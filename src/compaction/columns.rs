@@ -20,6 +20,36 @@ use arrow_array::{
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use iceberg::spec::{ListType, MapType, NestedFieldRef, Schema as IcebergSchema, StructType, Type};
 
+/// Rows `start..start + len` of `batch`: a zero-copy slice, except that columns holding a list or a
+/// map (at any depth inside structs) are copied. A sliced list or map keeps its parent's whole child
+/// array, which iceberg's writer reads whole when it counts NaNs (`NanValueCountVisitor` reads
+/// `values()`). The copy takes just the range, nulls as they are (`MutableArrayData`, as `concat`
+/// copies): rebuilding through `take` re-validates structs and rejects a required struct inside an
+/// optional one, as the Parquet reader builds them.
+pub fn rows(batch: &RecordBatch, start: usize, len: usize) -> Result<RecordBatch, ArrowError> {
+    fn holds_list_or_map(t: &DataType) -> bool {
+        match t {
+            DataType::List(_) | DataType::LargeList(_) | DataType::Map(..) => true,
+            DataType::Struct(fields) => fields.iter().any(|f| holds_list_or_map(f.data_type())),
+            _ => false,
+        }
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| {
+            if !holds_list_or_map(c.data_type()) {
+                return c.slice(start, len);
+            }
+            let data = c.to_data();
+            let mut copy = arrow_data::transform::MutableArrayData::new(vec![&data], false, len);
+            copy.extend(0, start, start + len);
+            arrow_array::make_array(copy.freeze())
+        })
+        .collect();
+    RecordBatch::try_new(batch.schema(), columns)
+}
+
 /// `batch` with every top-level run-end-encoded column expanded into a plain array of its value type
 /// (field name, nullability and metadata kept). Batches without such columns are returned as they are.
 pub fn materialize(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {

@@ -215,8 +215,8 @@ pub(super) async fn write_merged(
                 });
             }
         };
-        for piece in slices(&batch, input.target_file_size)? {
-            writer.write(piece).await?;
+        for piece in slices(&batch, input.target_file_size) {
+            writer.write(piece?).await?;
         }
     }
     Ok(read.load(Ordering::Relaxed))

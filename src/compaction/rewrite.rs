@@ -23,6 +23,7 @@ use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use super::columns;
 use super::file_runs::{max_open_files, merge_layout, write_merged};
 use super::read::{FileBatchStream, qualified, read_inputs};
 use super::sort::{SortPlan, Tagged, sort_batches};
@@ -284,8 +285,8 @@ async fn write_sorted(
     }
     tracing::debug!(table = %qualified, ?report, "sorted rewrite input");
     while let Some(batch) = sorted.try_next().await.map_err(|e| RewriteError::Sort(e.to_string()))? {
-        for piece in slices(&batch, input.target_file_size)? {
-            writer.write(piece).await?;
+        for piece in slices(&batch, input.target_file_size) {
+            writer.write(piece?).await?;
         }
     }
     drop(sorted);
@@ -301,8 +302,8 @@ async fn write_unsorted(
     let mut read = 0u64;
     while let Some((_, batch)) = batches.try_next().await? {
         read += batch.num_rows() as u64;
-        for piece in slices(&batch, input.target_file_size)? {
-            writer.write(piece).await?;
+        for piece in slices(&batch, input.target_file_size) {
+            writer.write(piece?).await?;
         }
     }
     Ok(read)
@@ -377,58 +378,33 @@ impl<B: IcebergWriterBuilder> Sink<B> {
     }
 }
 
-/// Parts of a batch that each hold at most a sixteenth of the target in Arrow memory. The rolling writer
-/// checks its size before each write, so a file passes the target by at most one write: written whole,
-/// one batch could make a file of a small target oversized (and split again on every pass).
+/// Parts of a batch that each hold at most a sixteenth of the target in Arrow memory, made one at a
+/// time as they are written. The rolling writer checks its size before each write, so a file passes
+/// the target by at most one write: written whole, one batch could make a file of a small target
+/// oversized (and split again on every pass). Each part owns its lists and maps
+/// ([`columns::rows`]): iceberg's writer counts the NaNs inside a list or a map over the whole child
+/// array, which a slice shares with the rest of its batch.
 pub(super) fn slices(
     batch: &arrow_array::RecordBatch,
     target: u64,
-) -> iceberg::Result<Vec<arrow_array::RecordBatch>> {
+) -> impl Iterator<Item = iceberg::Result<arrow_array::RecordBatch>> + '_ {
     let rows = batch.num_rows();
     let bytes = batch.get_array_memory_size() as u64;
     let budget = (target / 16).max(1);
-    if rows <= 1 || bytes <= budget {
-        return Ok(vec![batch.clone()]);
-    }
-    let per_slice = usize::try_from((rows as u64).saturating_mul(budget) / bytes).unwrap_or(rows).max(1);
-    (0..rows).step_by(per_slice).map(|start| piece(batch, start, per_slice.min(rows - start))).collect()
-}
-
-/// Rows `start..start + len` of `batch`: a zero-copy slice, except that columns holding a list or a
-/// map are copied. A sliced list or map keeps its parent's whole child array, and iceberg's writer
-/// counts the NaNs inside a list or a map over that whole child (`NanValueCountVisitor` reads
-/// `values()`), so written as slices the pieces of one batch would each count all its NaNs (a file's
-/// NaN count above its value count). The copy takes just the range, with its nulls as they are
-/// (`MutableArrayData`, as `concat` copies; rebuilding through `take` would re-validate structs and
-/// reject a required struct inside an optional one, as the Parquet reader builds them).
-fn piece(
-    batch: &arrow_array::RecordBatch,
-    start: usize,
-    len: usize,
-) -> iceberg::Result<arrow_array::RecordBatch> {
-    fn nested(t: &arrow_schema::DataType) -> bool {
-        use arrow_schema::DataType;
-        match t {
-            DataType::List(_) | DataType::LargeList(_) | DataType::Map(..) => true,
-            DataType::Struct(fields) => fields.iter().any(|f| nested(f.data_type())),
-            _ => false,
+    let per_slice = if rows <= 1 || bytes <= budget {
+        rows.max(1)
+    } else {
+        usize::try_from((rows as u64).saturating_mul(budget) / bytes).unwrap_or(rows).max(1)
+    };
+    let whole = per_slice >= rows;
+    (0..rows.max(1)).step_by(per_slice).map(move |start| {
+        if whole {
+            return Ok(batch.clone());
         }
-    }
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|c| {
-            if !nested(c.data_type()) {
-                return c.slice(start, len);
-            }
-            let data = c.to_data();
-            let mut copy = arrow_data::transform::MutableArrayData::new(vec![&data], false, len);
-            copy.extend(0, start, start + len);
-            arrow_array::make_array(copy.freeze())
+        columns::rows(batch, start, per_slice.min(rows - start)).map_err(|e| {
+            iceberg::Error::new(iceberg::ErrorKind::Unexpected, "splitting a batch for the writer")
+                .with_source(e)
         })
-        .collect();
-    arrow_array::RecordBatch::try_new(batch.schema(), columns).map_err(|e| {
-        iceberg::Error::new(iceberg::ErrorKind::Unexpected, "splitting a batch for the writer").with_source(e)
     })
 }
 
@@ -568,7 +544,7 @@ mod tests {
         let schema = schema();
         let rows = 64;
         let batch = nested_batch(&schema, rows);
-        let pieces = slices(&batch, 16 * 1024).unwrap();
+        let pieces: Vec<RecordBatch> = slices(&batch, 16 * 1024).collect::<Result<_, _>>().unwrap();
         assert!(pieces.len() > 4, "{} pieces", pieces.len());
         let mut start = 0;
         for piece in &pieces {
