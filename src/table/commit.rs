@@ -52,6 +52,10 @@ pub enum Abandon {
     /// The table's lease was lost to another replica; that replica owns the table now.
     #[error("the table's lease was lost to another replica")]
     LeaseLost,
+    /// The table, as reloaded, is one this daemon must not commit to (e.g. a format-v1 table that
+    /// got a tag meanwhile: iceberg-rust would write its metadata without the tag).
+    #[error("the table may not be committed to any more ({0})")]
+    Blocked(&'static str),
     /// The process is shutting down.
     #[error("shutdown requested")]
     Shutdown,
@@ -126,7 +130,8 @@ impl RetryPolicy {
 #[derive(Debug, Clone)]
 pub struct Committed {
     pub snapshot_id: i64,
-    /// The committed snapshot's inventory (exact if nobody committed on top meanwhile).
+    /// The inventory of `table`'s current snapshot: the committed snapshot's, or, when another writer
+    /// committed on top before the reload, that writer's (reloaded), so the pair is always consistent.
     pub inventory: Inventory,
     pub metadata_location: String,
     pub attempts: u32,
@@ -170,6 +175,11 @@ where
     let CommitTarget { catalog, ident, policy, cancel, fence } = *target;
     let mut conflicts = 0;
     for attempt in 1..=policy.max_attempts.max(1) {
+        // The change is staged on the inventory as the parent of what it commits: it must be the
+        // table's current snapshot, or what was committed since would be dropped from main.
+        if inventory.snapshot_id() != table.metadata().current_snapshot_id() {
+            inventory = Inventory::load(&table).await?;
+        }
         let change = rebase(&table, &inventory).map_err(CommitError::Abandoned)?;
         let staged = stage(&table, &inventory, &change).await?;
         match swap(catalog, ident, fence, &table, &staged).await? {
@@ -178,10 +188,24 @@ where
                 let superseded = super::backlog::superseded(&table, &committed);
                 let metadata_reclaimed = super::backlog::reclaim(catalog, &committed, &superseded).await;
                 let table = committed;
+                // Another writer may have committed on top before the reload: the inventory returned
+                // goes with the table returned (the next commit on them would otherwise drop that
+                // writer's snapshot). If it cannot be read now, the next `commit_with_retry` reloads it.
+                let inventory = if staged.inventory.snapshot_id() == table.metadata().current_snapshot_id() {
+                    staged.inventory
+                } else {
+                    match Inventory::load(&table).await {
+                        Ok(inventory) => inventory,
+                        Err(e) => {
+                            warn!(table = %ident, error = %e, "could not read the snapshot committed on top of ours");
+                            staged.inventory
+                        }
+                    }
+                };
                 return Ok(Committed {
                     metadata_reclaimed,
                     snapshot_id: staged.snapshot_id,
-                    inventory: staged.inventory,
+                    inventory,
                     metadata_location: location,
                     attempts: attempt,
                     conflicts,
@@ -200,6 +224,11 @@ where
                     _ = tokio::time::sleep(wait) => {}
                 }
                 table = catalog.iceberg_load(ident).await?;
+                // Checked before the pass began, but the table may have changed since (a v1 table
+                // tagged meanwhile would lose its tag: iceberg-rust reads and writes v1 without refs).
+                if let Some(reason) = super::guard::commit_blocker(&table).await? {
+                    return Err(CommitError::Abandoned(Abandon::Blocked(reason)));
+                }
                 inventory = Inventory::load(&table).await?;
             }
         }

@@ -90,6 +90,10 @@ pub enum ProduceError {
     UnknownSpec(i32),
     #[error("format version {0} is not supported for external commits")]
     UnsupportedFormat(String),
+    /// The inventory is not of the table's current snapshot: a snapshot built on it would drop
+    /// whatever was committed since (its parent and its manifests would be the inventory's).
+    #[error("inventory of snapshot {inventory:?} staged on a table whose current snapshot is {current:?}")]
+    StaleBase { inventory: Option<i64>, current: Option<i64> },
     #[error(transparent)]
     Iceberg(#[from] iceberg::Error),
 }
@@ -144,6 +148,10 @@ impl Writers<'_> {
 
 /// Stages `change` on top of the snapshot `base` was read from.
 pub async fn stage(table: &Table, base: &Inventory, change: &Change) -> Result<Staged, ProduceError> {
+    let current = table.metadata().current_snapshot_id();
+    if base.snapshot_id() != current {
+        return Err(ProduceError::StaleBase { inventory: base.snapshot_id(), current });
+    }
     match change {
         Change::Snapshot(c) => stage_snapshot(table, base, c).await,
         Change::ExpireSnapshots { snapshot_ids, refs } => stage_expiry(table, base, snapshot_ids, refs),

@@ -550,6 +550,107 @@ async fn format_v1_tables_are_compacted_unless_they_have_refs_iceberg_rust_would
     assert_eq!(json["refs"]["audit"]["snapshot-id"], tagged);
 }
 
+#[tokio::test]
+async fn a_v1_table_tagged_during_the_pass_keeps_its_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    pyiceberg(
+        dir.path(),
+        &["create", "--table", "acme.prod.traces", "--rows", "60", "--appends", "6", "--format-version", "1"],
+    );
+    let before = pyiceberg(dir.path(), &["scan", "--table", "acme.prod.traces"]);
+    let ctx =
+        context(dir.path(), chrono::Utc::now(), |c| c.commit.retry_backoff = Duration::from_millis(5)).await;
+    let traces = ctx.catalog.discover().await.unwrap().remove(0);
+    // Another engine tags the table between the rewrite and its commit: the swap conflicts, and the
+    // table as reloaded has a ref iceberg-rust would drop from v1 metadata.
+    let tagged = Arc::new(AtomicUsize::new(0));
+    let hook = {
+        let (dir, tagged) = (dir.path().to_path_buf(), tagged.clone());
+        Arc::new(move |_partition: String| {
+            let (dir, tagged) = (dir.clone(), tagged.clone());
+            Box::pin(async move {
+                if tagged.load(Ordering::SeqCst) == 0 {
+                    let id =
+                        pyiceberg(&dir, &["tag", "--table", "acme.prod.traces"])["tagged"].as_i64().unwrap();
+                    tagged.store(id as usize, Ordering::SeqCst);
+                }
+            }) as futures::future::BoxFuture<'static, ()>
+        })
+    };
+    let report = CompactionJob::new(&ctx)
+        .with_before_commit(hook)
+        .run_once(&PassRequest::all(Mode::Execute), &CancellationToken::new())
+        .await
+        .unwrap();
+    let partitions = &report.tables[0].partition_reports;
+    assert!(!partitions.is_empty());
+    for p in partitions {
+        assert!(
+            matches!(&p.status, PartitionStatus::Skipped { reason } if reason.contains("v1_refs_unsupported")),
+            "{p:#?}"
+        );
+    }
+    let location = ctx.catalog.metadata_location(&traces.ident).await.unwrap().unwrap();
+    let raw = std::fs::read(local(&location)).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(
+        json["refs"]["audit"]["snapshot-id"],
+        tagged.load(Ordering::SeqCst) as i64,
+        "the tag survives"
+    );
+    let after = pyiceberg(dir.path(), &["scan", "--table", "acme.prod.traces"]);
+    assert_eq!(after["checksum"], before["checksum"]);
+    assert_eq!(after["operation"], "append", "nothing was committed");
+}
+
+#[tokio::test]
+async fn a_stale_inventory_never_drops_what_was_committed_on_top() {
+    let dir = tempfile::tempdir().unwrap();
+    pyiceberg(dir.path(), &["create", "--table", "acme.prod.traces", "--rows", "60", "--appends", "6"]);
+    let ctx = context(dir.path(), chrono::Utc::now(), |_| {}).await;
+    let traces = ctx.catalog.discover().await.unwrap().remove(0);
+    // The inventory of the snapshot our last commit made; then another writer commits on top (as it
+    // can between our swap and the reload that confirms it).
+    let old_table = ctx.catalog.iceberg_load(&traces.ident).await.unwrap();
+    let stale = Inventory::load(&old_table).await.unwrap();
+    pyiceberg(dir.path(), &["append", "--table", "acme.prod.traces", "--rows", "50", "--seed", "77"]);
+    let before = pyiceberg(dir.path(), &["scan", "--table", "acme.prod.traces"]);
+    let table = ctx.catalog.iceberg_load(&traces.ident).await.unwrap();
+    assert_ne!(table.metadata().current_snapshot_id(), stale.snapshot_id());
+    let victim = stale.data[0].clone();
+    let change = Change::Snapshot(SnapshotChange {
+        operation: Operation::Delete,
+        remove: [victim.path().to_string()].into(),
+        add: vec![],
+        added_data_sequence_number: None,
+        summary: Default::default(),
+    });
+
+    // Staged as it is, the pair would make the old snapshot the parent and drop the append.
+    let refused = signaldb_compactor::table::producer::stage(&table, &stale, &change).await;
+    assert!(
+        matches!(refused, Err(signaldb_compactor::table::producer::ProduceError::StaleBase { .. })),
+        "{:?}",
+        refused.map(|s| s.snapshot_id)
+    );
+    // The commit path reads the current snapshot's inventory instead.
+    let target = CommitTarget {
+        catalog: &ctx.catalog,
+        ident: &traces.ident,
+        policy: RetryPolicy { max_attempts: 3, base_backoff: Duration::from_millis(5) },
+        cancel: &CancellationToken::new(),
+        fence: &Unleased,
+    };
+    let committed = commit_with_retry(&target, table, stale, |_, _| Ok(change.clone())).await.unwrap();
+    assert_eq!(committed.inventory.snapshot_id(), Some(committed.snapshot_id));
+    let after = pyiceberg(dir.path(), &["scan", "--table", "acme.prod.traces"]);
+    assert_eq!(
+        after["rows"],
+        before["rows"].as_u64().unwrap() - victim.records(),
+        "only the removed file's rows are gone; the append committed on top survives"
+    );
+}
+
 /// A job that passes its passes through to `inner` and cancels the loop's token as pass `passes`
 /// returns, so that a loop runs exactly that many passes however long each takes.
 struct StopAfter<J> {
