@@ -46,12 +46,24 @@ pub(super) fn float_bits(value: &Struct) -> Vec<u64> {
         .collect()
 }
 
+/// Whether a delete file applies to every partition: its spec partitions nothing (no field, or only
+/// `void` ones, as format v1 leaves a removed field), as Java's `PartitionSpec.isUnpartitioned` says.
+/// A v1 table whose last field was removed writes its deletes under such a spec with a partition
+/// tuple of one null: by that tuple alone it would look like a delete of the null partition only.
+fn is_global(table: &Table, delete: &LiveFile) -> bool {
+    delete.entry.data_file().partition().fields().is_empty()
+        || table
+            .metadata()
+            .partition_spec_by_id(delete.spec_id)
+            .is_some_and(|spec| spec.fields().iter().all(|f| f.transform == iceberg::spec::Transform::Void))
+}
+
 /// Whether a delete file may apply to rows of partition (`spec_id`, `value`). Fails closed: a delete
 /// of an unpartitioned or all-void spec is global (as in Java), and so, here, is one of any other spec
 /// than the partition's (it may name the partition's files; the partition is then not rewritten).
 pub(super) fn delete_applies(table: &Table, delete: &LiveFile, spec_id: i32, value: &Struct) -> bool {
     let delete_value = typed_value(table, delete);
-    delete.entry.data_file().partition().fields().is_empty()
+    is_global(table, delete)
         || delete.spec_id != spec_id
         || (delete_value == *value && float_bits(&delete_value) == float_bits(value))
 }
@@ -63,7 +75,7 @@ pub(super) fn delete_applies(table: &Table, delete: &LiveFile, spec_id: i32, val
 /// resurrect rows.
 pub(super) fn delete_is_clean(table: &Table, delete: &LiveFile, spec_id: i32, value: &Struct) -> bool {
     let delete_value = typed_value(table, delete);
-    delete.entry.data_file().partition().fields().is_empty()
+    is_global(table, delete)
         || (delete.spec_id == spec_id
             && delete_value == *value
             && float_bits(&delete_value) == float_bits(value))
@@ -90,15 +102,27 @@ pub(super) fn applies_by_seq(d: &LiveFile, f: &LiveFile) -> bool {
 /// after it was written, so NULL throughout) the filter is `false` for every row. So an equality
 /// delete is applied only to files whose statistics show no NULL in every one of its columns; a
 /// partition with any other file it applies to is left alone (`has_delete_files`).
-pub(super) fn reader_applies_exactly(d: &LiveFile, f: &LiveFile) -> bool {
+///
+/// Nor does the reader compare in the table's type: it casts the delete's values down to the type
+/// the data file was written with (`try_cast_literal`, a NULL where the value does not fit), before
+/// the file's columns are promoted. A long value beyond an `int` file's range then matches no row
+/// and drops every row (`c != NULL`), and a double rounds to the float it does not equal. So an
+/// equality delete is applied only when every schema the table ever had gives each of its columns
+/// the current type (no promotion, so no file was written in another type).
+pub(super) fn reader_applies_exactly(table: &Table, d: &LiveFile, f: &LiveFile) -> bool {
     if d.entry.content_type() != iceberg::spec::DataContentType::EqualityDeletes {
         return true;
     }
+    let md = table.metadata();
+    let current = md.current_schema();
+    let never_promoted = |id: &i32| {
+        let Some(now) = current.field_by_id(*id) else { return false };
+        md.schemas_iter().all(|s| s.field_by_id(*id).is_none_or(|then| then.field_type == now.field_type))
+    };
     let nulls = f.entry.data_file().null_value_counts();
-    d.entry
-        .data_file()
-        .equality_ids()
-        .is_some_and(|ids| !ids.is_empty() && ids.iter().all(|id| nulls.get(id) == Some(&0)))
+    d.entry.data_file().equality_ids().is_some_and(|ids| {
+        !ids.is_empty() && ids.iter().all(|id| nulls.get(id) == Some(&0) && never_promoted(id))
+    })
 }
 
 /// Whether position delete `d` may name data file `f`, whatever their partitions: `d`'s `file_path`

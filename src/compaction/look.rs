@@ -90,7 +90,9 @@ fn planner_input(
             .filter(|d| {
                 if delete_is_clean(table, d, p.spec_id, &p.value) {
                     crossing.contains(d.path())
-                        || p.files.iter().any(|f| applies_by_seq(d, f) && !reader_applies_exactly(d, f))
+                        || p.files
+                            .iter()
+                            .any(|f| applies_by_seq(d, f) && !reader_applies_exactly(table, d, f))
                 } else {
                     delete_applies(table, d, p.spec_id, &p.value) || p.files.iter().any(|f| may_name(d, f))
                 }

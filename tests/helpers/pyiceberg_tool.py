@@ -1454,6 +1454,106 @@ def kind_avro_names(args):
 KINDS.update({"avro-names": kind_avro_names})
 
 
+# ---- second hostile review (2026-12-08): equality deletes the reader cannot apply exactly -----------
+
+def _eq_delete_file(table, name, field_id, arrow_type, values, partition, spec_id):
+    """Writes and describes an equality delete file of `values` in column `name` (field `field_id`)."""
+    import os
+    import uuid
+
+    import pyarrow.parquet as pq
+    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+
+    location = table.location()
+    local = location[len("file://"):] if location.startswith("file://") else location
+    os.makedirs(os.path.join(local, "data"), exist_ok=True)
+    path = os.path.join(local, "data", "eq-delete-%s.parquet" % uuid.uuid4())
+    field = pa.field(name, arrow_type, nullable=False, metadata={b"PARQUET:field_id": str(field_id).encode()})
+    pq.write_table(pa.Table.from_arrays([pa.array(values, type=arrow_type)], schema=pa.schema([field])), path)
+    delete_file = DataFile.from_args(
+        content=DataFileContent.EQUALITY_DELETES,
+        file_path="file://" + path,
+        file_format=FileFormat.PARQUET,
+        partition=partition,
+        record_count=len(values),
+        file_size_in_bytes=os.path.getsize(path),
+        equality_ids=[field_id],
+        spec_id=spec_id,
+    )
+    delete_file.spec_id = spec_id
+    return delete_file
+
+
+def kind_eqdelete_promoted(args):
+    """Unpartitioned v2 table: three appends of an `id` column written as int (--type-name int) or
+    float (--type-name float), then `id` promoted to long / double, then an equality delete on `id`
+    in the promoted type: [5, 3000000000] (the second fits no int) or [0.1] (a double no float
+    equals). Java compares in the table's type: one row deleted, or none. iceberg-rust's reader casts
+    the delete's values down to the file's type first: 3000000000 becomes NULL and `id != NULL`
+    drops every row, 0.1 rounds to the float 0.1f and deletes it."""
+    from pyiceberg.typedef import Record
+    from pyiceberg.types import DoubleType, FloatType, IntegerType, LongType, StringType
+
+    is_int = args.type_name == "int"
+    schema = Schema(
+        NestedField(1, "id", IntegerType() if is_int else FloatType(), required=True),
+        NestedField(2, "v", StringType(), required=True),
+    )
+    table = _create(args, schema)
+    n = 0
+    for _ in range(args.appends):
+        batch = [{"id": n + i if is_int else (n + i) / 10, "v": "r%d" % (n + i)} for i in range(args.rows)]
+        n += args.rows
+        table.append(pa.Table.from_pylist(batch, schema=table.schema().as_arrow()))
+    with table.update_schema() as update:
+        update.update_column("id", LongType() if is_int else DoubleType())
+    table = catalog(args).load_table(args.table)
+    values, arrow_type = ([5, 3_000_000_000], pa.int64()) if is_int else ([0.1], pa.float64())
+    _commit_deletes(table, [_eq_delete_file(table, "id", 1, arrow_type, values, Record(), table.spec().spec_id)])
+    return n - 1 if is_int else n
+
+
+def kind_void_spec_eqdelete(args):
+    """A v1 table partitioned by truncate(k); the field is removed (v1 keeps it as void), the table
+    upgraded to v2, two more appends, and an equality delete on `id` committed under the all-void
+    spec (partition tuple: one null) naming ids of the old spec's files and of the new ones. Java
+    treats deletes of an all-void spec as global (`PartitionSpec.isUnpartitioned`): every named row
+    is deleted."""
+    from pyiceberg.transforms import TruncateTransform
+    from pyiceberg.typedef import Record
+    from pyiceberg.types import IntegerType, LongType
+
+    args.format_version = 1
+    schema = Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "k", IntegerType(), required=False))
+    spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=TruncateTransform(1), name="k_trunc"))
+    table = _create(args, schema, spec)
+    n = 0
+    for _ in range(args.appends):
+        batch = [{"id": n + i, "k": 1 + i % 2} for i in range(args.rows)]
+        n += args.rows
+        table.append(pa.Table.from_pylist(batch, schema=schema.as_arrow()))
+    old_rows = n
+    table = catalog(args).load_table(args.table)
+    with table.update_spec() as update:
+        update.remove_field("k_trunc")
+    table = catalog(args).load_table(args.table)
+    with table.transaction() as tx:
+        tx.upgrade_table_version(format_version=2)
+    table = catalog(args).load_table(args.table)
+    for _ in range(2):
+        batch = [{"id": n + i, "k": 1 + i % 2} for i in range(args.rows)]
+        n += args.rows
+        table.append(pa.Table.from_pylist(batch, schema=schema.as_arrow()))
+    table = catalog(args).load_table(args.table)
+    ids = [0, 1, 2, 3, 4, old_rows, old_rows + 1, old_rows + 2]
+    spec_id = table.spec().spec_id
+    _commit_deletes(table, [_eq_delete_file(table, "id", 1, pa.int64(), ids, Record(None), spec_id)])
+    return n - len(ids)
+
+
+KINDS.update({"eqdelete-promoted": kind_eqdelete_promoted, "void-spec-eqdelete": kind_void_spec_eqdelete})
+
+
 def cmd_kind(args):
     return {"rows": KINDS[args.kind](args)}
 

@@ -617,3 +617,64 @@ async fn nested_layout_changes_are_skipped_not_swapped() {
         );
     }
 }
+
+// ---- Second hostile review (2026-12-08): equality deletes iceberg-rust's reader cannot apply exactly.
+
+/// DuckDB's rows of `t` before and after one compaction pass, and the pass's failed partitions.
+async fn duckdb_rows_across_a_pass(dir: &std::path::Path, t: &str) -> (serde_json::Value, serde_json::Value) {
+    let before = duckdb(dir, &["scan", "--table", t]);
+    let reports = compact(dir).await;
+    let r = reports.iter().find(|r| r.table == t).unwrap();
+    for p in &r.partition_reports {
+        assert!(!matches!(p.status, PartitionStatus::Failed { .. }), "{r:#?}");
+    }
+    (before, duckdb(dir, &["scan", "--table", t]))
+}
+
+/// An equality delete on a column promoted int → long (values 5 and 3,000,000,000) or float → double
+/// (0.1). iceberg-rust's reader casts the delete's values to the type the file was written in before
+/// promoting the file's column: 3,000,000,000 becomes NULL and `id != NULL` dropped all 30 rows; 0.1
+/// became 0.1f and deleted a row no Java reader deletes. The delete was then removed as applied.
+#[tokio::test]
+async fn attack_equality_deletes_on_promoted_columns_keep_their_rows() {
+    for (kind, expected) in [("int", 29), ("float", 30)] {
+        let dir = tempfile::tempdir().unwrap();
+        let t = "attack.promoted.events";
+        pyiceberg(
+            dir.path(),
+            &[
+                "kind",
+                "--kind",
+                "eqdelete-promoted",
+                "--table",
+                t,
+                "--rows",
+                "10",
+                "--appends",
+                "3",
+                "--type-name",
+                kind,
+            ],
+        );
+        let (before, after) = duckdb_rows_across_a_pass(dir.path(), t).await;
+        assert_eq!(before["rows"], expected, "{kind}: DuckDB compares in the table's type");
+        assert_eq!((&after["rows"], &after["checksum"]), (&before["rows"], &before["checksum"]), "{kind}");
+    }
+}
+
+/// An equality delete committed under an all-void spec (a v1 table whose truncate field was removed,
+/// then upgraded) is global, as Java's `isUnpartitioned` says. Its partition tuple (one null) made it
+/// look like a delete of the void-spec partition only: the old spec's files were compacted without
+/// it and it was removed, so 5 deleted rows came back.
+#[tokio::test]
+async fn attack_equality_deletes_of_an_all_void_spec_are_not_resurrected() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = "attack.voideq.events";
+    pyiceberg(
+        dir.path(),
+        &["kind", "--kind", "void-spec-eqdelete", "--table", t, "--rows", "10", "--appends", "3"],
+    );
+    let (before, after) = duckdb_rows_across_a_pass(dir.path(), t).await;
+    assert_eq!(before["rows"], 42, "50 rows, 8 deleted across both specs");
+    assert_eq!((&after["rows"], &after["checksum"]), (&before["rows"], &before["checksum"]));
+}
