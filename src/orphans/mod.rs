@@ -277,6 +277,18 @@ impl OrphanJob {
         {
             return Ok(self.skip(t, excluded.metric_reason(), &excluded.to_string()));
         }
+        // Iceberg's own switch: `gc.enabled=false` says the table may not own the files under its
+        // location (an imported or snapshot table); Java's orphan action refuses such tables too.
+        let gc_disabled = entry.table.as_ref().is_some_and(|table| {
+            !crate::table::properties::IcebergProperties::of(table.metadata()).gc_enabled()
+        });
+        if gc_disabled {
+            return Ok(self.skip(
+                t,
+                "gc_disabled",
+                "gc.enabled=false: nothing under its location is deleted",
+            ));
+        }
         let scope = match census.layout.scope(index, &live) {
             Ok(scope) => scope,
             Err(skip) => return Ok(self.skip(t, skip.reason(), &skip.to_string())),

@@ -336,10 +336,19 @@ async fn commit_drops(
     report: &mut TableReport,
 ) -> (Landed, Result<(), CommitError>) {
     let mut landed = Landed { removed: HashMap::new(), last_snapshot: None, latest: table.clone() };
+    // The table's own retention as the cutoff was computed from it.
+    let planned_retention = TableProperties::admit(&table).ok().and_then(|p| p.retention);
     let mut current = (table, inventory);
     for _ in 0..chunks {
         let mut proposed: HashMap<String, u64> = HashMap::new();
         let rebase = |tbl: &Table, inv: &Inventory| -> Result<Change, Abandon> {
+            // An operator who disables the table, puts it on hold (`signaldb.compactor.retention=
+            // forever`) or changes its retention meanwhile is obeyed: the next pass plans anew.
+            let props =
+                TableProperties::admit(tbl).map_err(|excluded| Abandon::Excluded(excluded.to_string()))?;
+            if props.retention != planned_retention {
+                return Err(Abandon::Excluded("signaldb.compactor.retention changed meanwhile".into()));
+            }
             let all = facts(tbl, inv);
             let replanned = plan::plan_drops(&all, cutoff);
             proposed = replanned
@@ -372,6 +381,13 @@ async fn commit_drops(
             }
             // Another writer dropped (or rewrote) the rest meanwhile: the drop is complete.
             Err(CommitError::Abandoned(Abandon::NothingLeft(_))) => break,
+            // The operator switched the table off or changed its retention meanwhile (or it may
+            // not be committed to any more): what landed stays, the next pass plans anew.
+            Err(CommitError::Abandoned(why @ (Abandon::Excluded(_) | Abandon::Blocked(_)))) => {
+                warn!(table = %commit_to.ident, reason = %why, "drop abandoned");
+                report.details.push(format!("drop abandoned: {why}"));
+                break;
+            }
             Err(e) => {
                 if let CommitError::TooManyConflicts(n) = &e {
                     report.retention_outcome().commit_conflicts += u64::from(*n);

@@ -20,6 +20,7 @@ use crate::config::Mode;
 use crate::job::{TableReport, TableStatus};
 use crate::storage::gate::{DeletionGate, human_age};
 use crate::storage::reachable::Reachable;
+use crate::table::properties::TableProperties;
 use crate::table::{
     Abandon, Change, CommitError, CommitTarget, Inventory, Leftover, commit_with_retry, reachability,
 };
@@ -35,11 +36,7 @@ pub(super) async fn expire_snapshots(
     commit_to: &CommitTarget<'_>,
     report: &mut TableReport,
 ) -> Result<(), RetentionError> {
-    let policy = match plan::expiry_policy(
-        table.metadata(),
-        job.config.snapshots_to_keep,
-        job.config.max_snapshot_age,
-    ) {
+    let policy = match expiry_policy_of(job, &table) {
         Ok(p) => p,
         Err(reason) => {
             report.details.push(format!("snapshot expiry skipped: {reason}"));
@@ -58,13 +55,21 @@ pub(super) async fn expire_snapshots(
     // What is reachable now; if this cannot be read completely, expire nothing.
     let before = reachability::reachable(&table).await?;
     let ids_before: HashSet<i64> = table.metadata().snapshots().map(|s| s.snapshot_id()).collect();
-    if !commit_expiry(t, table, policy, now, commit_to, report).await? {
+    if let Some(hook) = &job.before_commit {
+        hook(format!("{}#expiry", t.qualified())).await;
+    }
+    if !commit_expiry(job, t, table, now, commit_to, report).await? {
         return Ok(());
     }
     // Reload: files another writer committed meanwhile must count as reachable too.
     let after_table = job.catalog.iceberg_load(&t.ident).await?;
     record_expired(t, &ids_before, &after_table, &expiry, report);
     delete_unreachable(job, t, &before, &after_table, mode, report).await
+}
+
+/// The table's expiry policy under this job's configuration (`Err(reason)`: not to be expired).
+fn expiry_policy_of(job: &RetentionJob, table: &Table) -> Result<ExpiryPolicy, String> {
+    plan::expiry_policy(table.metadata(), job.config.snapshots_to_keep, job.config.max_snapshot_age)
 }
 
 /// The dry run's account: each snapshot that would expire, with its age.
@@ -91,18 +96,24 @@ fn report_would_expire(table: &Table, expiry: &ExpiryPlan, now: DateTime<Utc>, r
 /// - lease lost or shutdown: not the table's fault and retried next pass, so not a failure; but
 ///   visible (a log line and a detail), never silently fine. Drops committed before it stay
 ///   committed; another replica owns the table now, or the process is stopping.
+/// - excluded or blocked: the operator switched the table off (`gc.enabled=false`, the compactor's
+///   switch) or it may not be committed to any more: obeyed, visible, not a failure.
 /// - anything else (the reloaded metadata's refs cannot be read): the table failed, as when the
 ///   first reading of them fails.
 async fn commit_expiry(
+    job: &RetentionJob,
     t: &TableRef,
     table: Table,
-    policy: ExpiryPolicy,
     now: DateTime<Utc>,
     commit_to: &CommitTarget<'_>,
     report: &mut TableReport,
 ) -> Result<bool, RetentionError> {
     let inventory = Inventory::load(&table).await?;
     let rebase = |tbl: &Table, _: &Inventory| -> Result<Change, Abandon> {
+        // The table's switches and `history.expire.*` as they are now: an operator who disables it or
+        // sets `gc.enabled=false` meanwhile is obeyed.
+        TableProperties::admit(tbl).map_err(|excluded| Abandon::Excluded(excluded.to_string()))?;
+        let policy = expiry_policy_of(job, tbl).map_err(Abandon::Excluded)?;
         let refs = crate::table::refs(tbl.metadata()).map_err(|e| Abandon::Unreadable(e.to_string()))?;
         let p = plan::plan_expiry(tbl.metadata(), &refs, policy, now);
         if p.expire.is_empty() && p.remove_refs.is_empty() {
@@ -116,7 +127,9 @@ async fn commit_expiry(
             Ok(true)
         }
         Err(CommitError::Abandoned(Abandon::NothingLeft(_))) => Ok(false),
-        Err(CommitError::Abandoned(why @ (Abandon::LeaseLost | Abandon::Shutdown))) => {
+        Err(CommitError::Abandoned(
+            why @ (Abandon::LeaseLost | Abandon::Shutdown | Abandon::Excluded(_) | Abandon::Blocked(_)),
+        )) => {
             warn!(table = %t, reason = %why, "snapshot expiry abandoned; retried next pass");
             report.details.push(format!("snapshot expiry abandoned: {why}"));
             Ok(false)
@@ -165,6 +178,13 @@ async fn delete_unreachable(
             return Ok(());
         }
     };
+    // Switched off meanwhile (`gc.enabled=false`, the compactor disabled): nothing is deleted.
+    let switched_off = TableProperties::admit(after_table).err().map(|e| e.to_string());
+    if let Some(why) = switched_off.or_else(|| expiry_policy_of(job, after_table).err()) {
+        warn!(table = %t, reason = %why, "files unreachable after expiry kept: the table is switched off");
+        report.details.push(format!("unreachable after expiry: files kept ({why})"));
+        return Ok(());
+    }
     let keep_metadata = !crate::table::properties::IcebergProperties::of(after_table.metadata())
         .delete_metadata_after_commit();
     let candidates: Vec<String> = before

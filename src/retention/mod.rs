@@ -137,15 +137,18 @@ impl RetentionJob {
     /// visibly.
     async fn has_retention_property(&self, t: &crate::catalog::TableRef) -> bool {
         match self.catalog.load(t).await {
+            // Only the retention property names a retention; another switch of ours (`enabled`, a
+            // target size) does not, unless one of them does not parse.
             Ok(table) => {
-                let props = table.metadata().properties();
-                props.keys().any(|k| k.starts_with(crate::table::properties::PREFIX))
+                table.metadata().properties().contains_key(crate::table::properties::RETENTION)
+                    || crate::table::properties::TableProperties::admit(&table).is_err()
             }
             Err(_) => true,
         }
     }
 
-    /// Runs `hook(table)` right before each partition-drop commit.
+    /// Runs `hook(table)` right before each partition-drop commit, and `hook("table#expiry")` right
+    /// before a snapshot expiry's commit (tests only: another writer acting in between).
     pub fn with_before_commit(mut self, hook: BeforeCommitHook) -> Self {
         self.before_commit = Some(hook);
         self

@@ -145,6 +145,31 @@ async fn planted_old_orphans_go_young_ones_and_every_live_file_stay() {
     assert_eq!(again.tables[0].files_after, 0);
 }
 
+/// `gc.enabled=false` (Iceberg's own switch, set by imports and snapshot tables that do not own the
+/// files under their location): nothing under the table's location is deleted, as Java's orphan
+/// action refuses; the other table is cleaned as usual.
+#[tokio::test]
+async fn a_table_with_gc_disabled_keeps_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&options(dir.path(), &["traces", "logs"])).await.unwrap();
+    pyiceberg(dir.path(), &["props", "--table", "acme.production.traces", "--set", "gc.enabled=false"]);
+    let ctx = context(dir.path(), Utc::now(), enable).await;
+    age_all(&dir.path().join("warehouse"));
+    let kept = plant(&table_dir(dir.path(), "traces").join("data/orphan-old.parquet"), true);
+    let cleaned = plant(&table_dir(dir.path(), "logs").join("data/orphan-old.parquet"), true);
+
+    let report = run(&OrphanJob::new(&ctx), TableFilter::all()).await;
+    let status = |name: &str| report.tables.iter().find(|t| t.table == name).unwrap().status.clone();
+    assert!(
+        matches!(status("acme.production.traces"), TableStatus::Skipped { reason } if reason.contains("gc.enabled=false")),
+        "{report:#?}"
+    );
+    assert!(kept.exists(), "gc.enabled=false: nothing deleted");
+    assert_eq!(status("acme.production.logs"), TableStatus::Succeeded);
+    assert!(!cleaned.exists());
+    assert!(ctx.metrics.render().contains("reason=\"gc_disabled\""));
+}
+
 #[tokio::test]
 async fn sibling_nested_and_single_slash_locations_are_respected() {
     use iceberg::Catalog as _;
@@ -379,4 +404,31 @@ async fn with_retention_enabled_a_cleanup_cycle_expires_snapshots_first() {
         pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"])["checksum"],
         before["checksum"]
     );
+}
+
+/// A table no retention policy names (not a signal, no `signaldb.compactor.retention`) keeps its
+/// snapshots in a cleanup cycle, as in a retention pass, although it sets another switch of ours.
+#[tokio::test]
+async fn a_cleanup_cycle_expires_no_snapshot_of_a_table_no_policy_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = "acme.prod.audit";
+    pyiceberg(dir.path(), &["create", "--table", t, "--rows", "40", "--appends", "8"]);
+    pyiceberg(
+        dir.path(),
+        &["props", "--table", t, "--set", "signaldb.compactor.target-file-size-bytes=1048576"],
+    );
+    let ctx = context(dir.path(), Utc::now() + TimeDelta::days(10), |c| {
+        enable(c);
+        c.retention.enabled = true;
+        c.retention.mode = Mode::Execute;
+        c.retention.snapshots_to_keep = 1;
+    })
+    .await;
+    let table_ref = ctx.catalog.discover().await.unwrap().remove(0);
+    let snapshots = ctx.catalog.load(&table_ref).await.unwrap().metadata().snapshots().count();
+    assert_eq!(snapshots, 8);
+    let report = run(&OrphanJob::new(&ctx), TableFilter::all()).await;
+    assert!(!matches!(report.tables[0].status, TableStatus::Failed { .. }), "{report:#?}");
+    let table = ctx.catalog.load(&table_ref).await.unwrap();
+    assert_eq!(table.metadata().snapshots().count(), snapshots, "no policy names it: nothing expires");
 }

@@ -311,6 +311,87 @@ async fn an_append_landing_during_a_drop_is_kept() {
     assert_eq!(after["operation"], "delete");
 }
 
+/// An operator puts the table on hold (`signaldb.compactor.retention=forever`) while a drop is
+/// planned: the table's new metadata makes the drop's swap conflict, and the retry, planned on the
+/// table as reloaded, must obey the hold instead of dropping with the old cutoff.
+#[tokio::test]
+async fn a_hold_set_while_a_drop_is_planned_is_obeyed() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&traces_only(dir.path(), 48, 1, 20)).await.unwrap();
+    let ctx = context(dir.path(), fixed_end() + TimeDelta::minutes(5), |c| {
+        enable(c, days(1));
+        c.commit.retry_backoff = Duration::from_millis(5);
+    })
+    .await;
+    let before = pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"]);
+    let hook: BeforeCommitHook = {
+        let d = dir.path().to_path_buf();
+        Arc::new(move |_table: String| {
+            let d = d.clone();
+            Box::pin(async move {
+                tokio::task::spawn_blocking(move || {
+                    let set = "signaldb.compactor.retention=forever";
+                    pyiceberg(&d, &["props", "--table", "acme.production.traces", "--set", set]);
+                })
+                .await
+                .unwrap();
+            }) as futures::future::BoxFuture<'static, ()>
+        })
+    };
+    let report = run_retention(&RetentionJob::new(&ctx).with_before_commit(hook)).await;
+    let r = &report.tables[0];
+    assert!(!matches!(r.status, TableStatus::Failed { .. }), "a hold is not a failure: {r:#?}");
+    assert!(r.details.iter().any(|d| d.contains("retention changed meanwhile")), "{r:#?}");
+    let after = pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"]);
+    assert_eq!((&after["rows"], &after["checksum"]), (&before["rows"], &before["checksum"]));
+    assert_ne!(after["operation"], "delete", "no drop landed");
+}
+
+/// The operator sets `gc.enabled=false` after the expiry was planned: the retry, planned on the table
+/// as reloaded, expires nothing, and nothing is deleted.
+#[tokio::test]
+async fn gc_disabled_while_an_expiry_is_planned_is_obeyed() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&traces_only(dir.path(), 12, 1, 20)).await.unwrap();
+    let ctx = context(dir.path(), Utc::now() + TimeDelta::days(10), |c| {
+        enable(c, RetentionValue::Forever);
+        c.retention.snapshots_to_keep = 1;
+        c.commit.retry_backoff = Duration::from_millis(5);
+    })
+    .await;
+    let t = ctx.catalog.discover().await.unwrap().remove(0);
+    let snapshots = ctx.catalog.load(&t).await.unwrap().metadata().snapshots().count();
+    assert_eq!(snapshots, 12);
+    let warehouse = dir.path().join("warehouse");
+    let bytes_before = snapshot_bytes(&warehouse);
+    let hook: BeforeCommitHook = {
+        let d = dir.path().to_path_buf();
+        Arc::new(move |label: String| {
+            let d = d.clone();
+            Box::pin(async move {
+                if label.ends_with("#expiry") {
+                    tokio::task::spawn_blocking(move || {
+                        pyiceberg(
+                            &d,
+                            &["props", "--table", "acme.production.traces", "--set", "gc.enabled=false"],
+                        );
+                    })
+                    .await
+                    .unwrap();
+                }
+            }) as futures::future::BoxFuture<'static, ()>
+        })
+    };
+    let report = run_retention(&RetentionJob::new(&ctx).with_before_commit(hook)).await;
+    let r = &report.tables[0];
+    assert!(!matches!(r.status, TableStatus::Failed { .. }), "{r:#?}");
+    let table = ctx.catalog.load(&t).await.unwrap();
+    assert_eq!(table.metadata().snapshots().count(), snapshots, "nothing expired: {r:#?}");
+    // Only the property change's metadata file was added; no file was deleted.
+    let after: HashSet<_> = snapshot_bytes(&warehouse).into_iter().map(|(p, _)| p).collect();
+    assert!(bytes_before.iter().all(|(p, _)| after.contains(p)), "a file was deleted");
+}
+
 #[tokio::test]
 async fn a_drop_racing_a_compaction_of_the_same_partition_stays_consistent() {
     let dir = tempfile::tempdir().unwrap();
