@@ -75,7 +75,7 @@ pub(super) fn delete_applies(table: &Table, delete: &LiveFile, spec_id: i32, val
 /// resurrect rows.
 pub(super) fn delete_is_clean(table: &Table, delete: &LiveFile, spec_id: i32, value: &Struct) -> bool {
     let delete_value = typed_value(table, delete);
-    is_global(table, delete)
+    delete.entry.data_file().partition().fields().is_empty()
         || (delete.spec_id == spec_id
             && delete_value == *value
             && float_bits(&delete_value) == float_bits(value))
@@ -153,9 +153,14 @@ pub(super) fn may_name(d: &LiveFile, f: &LiveFile) -> bool {
 }
 
 /// Whether data file `f` lies in the scope of delete `d` (its partition, or everywhere for a delete of
-/// an unpartitioned spec).
+/// an unpartitioned or all-void spec).
+///
+/// A delete of an all-void spec is applied only while rewriting its own (null) partition
+/// ([`delete_is_clean`]); another spec's partition it applies to stays unrewritten (PyIceberg 0.12
+/// does not apply it there, DuckDB and Java do: rewriting would change what one of them reads), but
+/// it keeps the delete alive here.
 fn in_scope(table: &Table, d: &LiveFile, f: &LiveFile) -> bool {
-    delete_is_clean(table, d, f.spec_id, &typed_value(table, f))
+    is_global(table, d) || delete_is_clean(table, d, f.spec_id, &typed_value(table, f))
 }
 
 /// The deletes a rewrite of these inputs applied that afterwards apply to no live data file: none of
