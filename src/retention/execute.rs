@@ -181,7 +181,7 @@ fn facts(table: &Table, inventory: &Inventory) -> Vec<FileFacts> {
     let md = table.metadata();
     let schema = md.current_schema();
     let ts_field = schema.field_by_name("timestamp").and_then(|f| match f.field_type.as_ref() {
-        Type::Primitive(p) => Some((f.id, p.clone())),
+        Type::Primitive(p) => Some((f.id, p.clone(), f.required)),
         _ => None,
     });
     inventory
@@ -201,8 +201,13 @@ fn facts(table: &Table, inventory: &Inventory) -> Vec<FileFacts> {
                     .map(|s| partition::label(s, schema, value))
                     .unwrap_or_else(|| "unknown".into()),
                 range: spec.and_then(|s| partition::time_range(s, schema, value)),
-                max_timestamp: ts_field.as_ref().and_then(|(id, ty)| {
-                    f.entry.data_file().upper_bounds().get(id).and_then(|d| datum_time(d, ty))
+                // The upper bound covers the non-null values only: a file that may hold rows without
+                // a timestamp has no bound to be dropped by (an optional column needs a null count
+                // of zero).
+                max_timestamp: ts_field.as_ref().and_then(|(id, ty, required)| {
+                    let file = f.entry.data_file();
+                    let no_nulls = *required || file.null_value_counts().get(id) == Some(&0);
+                    no_nulls.then(|| file.upper_bounds().get(id).and_then(|d| datum_time(d, ty))).flatten()
                 }),
             }
         })

@@ -30,7 +30,7 @@ fn epoch_month(months: i64) -> Option<DateTime<Utc>> {
     if months >= 0 {
         base.checked_add_months(Months::new(u32::try_from(months).ok()?))
     } else {
-        base.checked_sub_months(Months::new(u32::try_from(-months).ok()?))
+        base.checked_sub_months(Months::new(u32::try_from(months.checked_neg()?).ok()?))
     }
 }
 
@@ -58,26 +58,28 @@ fn field_range(transform: Transform, source: &PrimitiveType, value: Option<&Lite
     let (start, end) = match transform {
         Transform::Hour => {
             let s = Utc.timestamp_opt(v.checked_mul(3600)?, 0).single()?;
-            (s, s + TimeDelta::hours(1))
+            (s, s.checked_add_signed(TimeDelta::hours(1))?)
         }
         Transform::Day => {
             let s = Utc.timestamp_opt(v.checked_mul(86_400)?, 0).single()?;
-            (s, s + TimeDelta::days(1))
+            (s, s.checked_add_signed(TimeDelta::days(1))?)
         }
-        Transform::Month => (epoch_month(v)?, epoch_month(v + 1)?),
-        Transform::Year => (epoch_month(v.checked_mul(12)?)?, epoch_month((v + 1).checked_mul(12)?)?),
+        Transform::Month => (epoch_month(v)?, epoch_month(v.checked_add(1)?)?),
+        Transform::Year => {
+            (epoch_month(v.checked_mul(12)?)?, epoch_month(v.checked_add(1)?.checked_mul(12)?)?)
+        }
         Transform::Identity => match source {
             PrimitiveType::Date => {
                 let s = Utc.timestamp_opt(v.checked_mul(86_400)?, 0).single()?;
-                (s, s + TimeDelta::days(1))
+                (s, s.checked_add_signed(TimeDelta::days(1))?)
             }
             PrimitiveType::Timestamp | PrimitiveType::Timestamptz => {
                 let s = Utc.timestamp_micros(v).single()?;
-                (s, s + TimeDelta::microseconds(1))
+                (s, s.checked_add_signed(TimeDelta::microseconds(1))?)
             }
             PrimitiveType::TimestampNs | PrimitiveType::TimestamptzNs => {
                 let s = Utc.timestamp_nanos(v);
-                (s, s + TimeDelta::nanoseconds(1))
+                (s, s.checked_add_signed(TimeDelta::nanoseconds(1))?)
             }
             _ => return None,
         },
@@ -386,5 +388,43 @@ mod tests {
         }
         assert!(check_selector("bogus=1", &fields).unwrap_err().contains("\"bogus\""));
         assert!(check_selector("timestamp_hour=bogus", &fields).unwrap_err().contains("YYYY-MM-DD-HH"));
+    }
+
+    /// Extreme partition values (a hostile or corrupt manifest) give no range and a label, never a
+    /// panic: the last day chrono can represent ends past its maximum.
+    #[test]
+    fn extreme_values_have_no_range_and_never_panic() {
+        let sources = [
+            PrimitiveType::Timestamp,
+            PrimitiveType::Timestamptz,
+            PrimitiveType::TimestampNs,
+            PrimitiveType::Date,
+        ];
+        let transforms =
+            [Transform::Hour, Transform::Day, Transform::Month, Transform::Year, Transform::Identity];
+        let last_day = chrono::NaiveDate::MAX
+            .signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+            .num_days();
+        let values = [i64::MIN, i64::MIN + 1, -1, 0, last_day, last_day + 1, i64::MAX - 1, i64::MAX]
+            .into_iter()
+            .flat_map(|v| {
+                [Literal::long(v), Literal::int(v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)]
+            });
+        for value in values {
+            for source in &sources {
+                for transform in transforms {
+                    let range = field_range(transform, source, Some(&value));
+                    if let Some(r) = range {
+                        assert!(r.start < r.end, "{transform:?} {source:?} {value:?}");
+                    }
+                    let _ = human_value(transform, Some(source), Some(&value));
+                }
+            }
+        }
+        assert_eq!(field_range(Transform::Day, &PrimitiveType::Date, Some(&Literal::long(last_day))), None);
+        assert_eq!(
+            field_range(Transform::Identity, &PrimitiveType::Date, Some(&Literal::long(last_day))),
+            None
+        );
     }
 }

@@ -177,9 +177,10 @@ def cmd_scan(args):
         rows_list = [r for r in rows_list if r["timestamp"] >= since]
     snapshot = table.current_snapshot()
     has = lambda column: column in data.column_names
+    stamps = [r["timestamp"] for r in rows_list if r["timestamp"] is not None] if has("timestamp") else []
     return {
         "rows": len(rows_list),
-        "min_timestamp": min(r["timestamp"] for r in rows_list).isoformat() if rows_list and has("timestamp") else None,
+        "min_timestamp": min(stamps).isoformat() if stamps else None,
         "distinct_trace_ids": len({r["trace_id"] for r in rows_list}) if has("trace_id") else None,
         "checksum": checksum(rows_list),
         "files": len(list(table.scan().plan_files())) if snapshot else 0,
@@ -1552,6 +1553,28 @@ def kind_void_spec_eqdelete(args):
 
 
 KINDS.update({"eqdelete-promoted": kind_eqdelete_promoted, "void-spec-eqdelete": kind_void_spec_eqdelete})
+
+
+def kind_nullable_timestamp(args):
+    """Unpartitioned, an optional `timestamp`, retention 7d as a table property: the first append's
+    rows are from 2020 but one has no timestamp, every row of the later appends is from 2020. A file
+    is dropped by its timestamp upper bound only if none of its rows lacks a timestamp."""
+    import datetime as dt
+
+    from pyiceberg.types import LongType, TimestampType
+
+    schema = Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "timestamp", TimestampType(), required=False))
+    table = _create(args, schema, props={"signaldb.compactor.retention": "7d"})
+    old = dt.datetime(2020, 1, 1)
+    n = 0
+    for a in range(args.appends):
+        batch = [{"id": n + i, "timestamp": None if (a == 0 and i == 0) else old} for i in range(args.rows)]
+        n += args.rows
+        table.append(pa.Table.from_pylist(batch, schema=schema.as_arrow()))
+    return n
+
+
+KINDS.update({"nullable-timestamp": kind_nullable_timestamp})
 
 
 def cmd_kind(args):

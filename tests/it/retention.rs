@@ -392,6 +392,24 @@ async fn gc_disabled_while_an_expiry_is_planned_is_obeyed() {
     assert!(bytes_before.iter().all(|(p, _)| after.contains(p)), "a file was deleted");
 }
 
+/// A file is dropped by its `timestamp` upper bound only when none of its rows lacks a timestamp:
+/// the bound covers non-null values only, and a row without a time is not known to be expired.
+#[tokio::test]
+async fn a_file_with_rows_without_a_timestamp_is_not_dropped_by_its_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = "acme.prod.events";
+    pyiceberg(
+        dir.path(),
+        &["kind", "--kind", "nullable-timestamp", "--table", t, "--rows", "10", "--appends", "3"],
+    );
+    let ctx = context(dir.path(), Utc::now(), |c| enable(c, days(7))).await;
+    let report = run_retention(&RetentionJob::new(&ctx)).await;
+    assert!(!matches!(report.tables[0].status, TableStatus::Failed { .. }), "{report:#?}");
+    let after = pyiceberg(dir.path(), &["scan", "--table", t]);
+    assert_eq!(after["rows"], 10, "the first file (one row without a timestamp) is kept, the others dropped");
+    assert_eq!(after["operation"], "delete");
+}
+
 #[tokio::test]
 async fn a_drop_racing_a_compaction_of_the_same_partition_stays_consistent() {
     let dir = tempfile::tempdir().unwrap();
