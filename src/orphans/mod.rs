@@ -291,7 +291,10 @@ impl OrphanJob {
         }
         let scope = match census.layout.scope(index, &live) {
             Ok(scope) => scope,
-            Err(skip) => return Ok(self.skip(t, skip.reason(), &skip.to_string())),
+            Err(skip) => {
+                warn!(table = %t, reason = %skip, "orphan cleanup: the table may not delete this pass");
+                return Ok(self.skip(t, skip.reason(), &skip.for_report()));
+            }
         };
         let now = self.clock.now();
         let (scanned, kept, mut candidates) = self.list_candidates(t, &scope, now).await?;

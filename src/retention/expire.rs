@@ -214,7 +214,7 @@ async fn delete_unreachable(
         Some(Err(skip)) => {
             warn!(table = %t, reason = %skip, "files unreachable after expiry kept: the table may not delete this pass");
             job.metrics.tables_skipped_total.with_label_values(&["expiry_cleanup", skip.reason()]).inc();
-            report.details.push(kept(&skip));
+            report.details.push(kept(&skip.for_report()));
             return Ok(());
         }
         None => {

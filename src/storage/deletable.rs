@@ -60,6 +60,24 @@ impl TableSkip {
     }
 }
 
+impl TableSkip {
+    /// The reason as a report shows it: without the name or location of another table, which may
+    /// belong to another tenant (reports reach tenant-scoped admin tokens; the log line keeps them).
+    pub fn for_report(&self) -> String {
+        match self {
+            TableSkip::SharedLocation { location, .. } => {
+                format!("shared_location: {location} is also the location of another table of the catalog")
+            }
+            TableSkip::UnknownNeighbour { .. } => {
+                "unknown_neighbour: the location of another table of the catalog cannot be established this \
+                 pass (the log names it)"
+                    .to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 impl std::fmt::Display for TableSkip {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

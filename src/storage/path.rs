@@ -54,6 +54,11 @@ pub fn normalize(location: &str) -> Option<String> {
             if authority.is_empty() || authority.chars().any(|c| c.is_ascii_uppercase()) {
                 return None;
             }
+            // A bucket has no user or port: `s3a://user@bucket/k` or `s3://bucket:9000/k` names the
+            // object `s3://bucket/k` for Hadoop, but would not compare equal to it here.
+            if matches!(scheme, "s3" | "gs") && authority.contains(['@', ':']) {
+                return None;
+            }
             let path = collapse(path)?;
             let path = path.trim_start_matches('/');
             if path.is_empty() {
@@ -153,6 +158,12 @@ mod tests {
         assert_eq!(normalize("S3://bucket/w//t/f.parquet"), want);
         assert_eq!(normalize("s3://bucket/w/t/f.parquet/"), want);
         assert_eq!(normalize("s3://bucket/"), Some("s3://bucket".to_string()));
+        // A user or a port in the authority: the same object for Hadoop, no canonical form here.
+        for odd in ["s3a://user@bucket/w/t/f.parquet", "s3://bucket:9000/w/t/f.parquet", "gs://u:p@b/k"] {
+            assert_eq!(normalize(odd), None, "{odd}");
+        }
+        // Azure's authority is `container@account`: kept as it is.
+        assert!(normalize("abfss://c@acct.dfs.core.windows.net/w/t").is_some());
     }
 
     #[test]

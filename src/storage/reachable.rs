@@ -81,3 +81,39 @@ impl Reachable {
         }
     }
 }
+
+/// `live` plus, for every local reference whose directory is reached through a symbolic link (or
+/// is otherwise not its own real path), the same file under its real path. A table that references
+/// `…/t/data/shared/f.parquet` where `shared` links to `…/u/data` reads `…/u/data/f.parquet`; that
+/// file must count as referenced when `u`'s location is cleaned, where the listing names it by its
+/// real path. One `realpath` per distinct directory, on a blocking thread; a directory that cannot
+/// be resolved (gone) adds nothing: no file can be reached through it. `Err` (the caller treats the
+/// table's references as unknown) only when the blocking thread failed.
+pub async fn with_link_targets(live: Reachable) -> Result<Reachable, String> {
+    let mut dirs: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for path in live.iter() {
+        if let Some((dir, name)) = path.strip_prefix("file://").and_then(|p| p.rsplit_once('/')) {
+            dirs.entry(dir.to_string()).or_default().push(name.to_string());
+        }
+    }
+    if dirs.is_empty() {
+        return Ok(live);
+    }
+    let resolved = tokio::task::spawn_blocking(move || {
+        dirs.into_iter()
+            .filter_map(|(dir, names)| {
+                let real = std::fs::canonicalize(if dir.is_empty() { "/" } else { dir.as_str() }).ok()?;
+                let real = real.to_str()?.trim_end_matches('/').to_string();
+                (real != dir).then(|| names.into_iter().map(move |name| format!("file://{real}/{name}")))
+            })
+            .flatten()
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| format!("resolving the directories of local references: {e}"))?;
+    let mut out = live;
+    for path in &resolved {
+        out.insert(path);
+    }
+    Ok(out)
+}

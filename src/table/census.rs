@@ -152,6 +152,7 @@ async fn read_changed(
     }
     let table = catalog.load_pointer(&row.ident, pointer).await.map_err(|e| e.to_string())?;
     let live = reachable_since(&table, known).await.map_err(|e| e.to_string())?;
+    let live = crate::storage::reachable::with_link_targets(live).await?;
     Ok((normalize(table.metadata().location()), live))
 }
 
@@ -180,7 +181,10 @@ async fn read_one(catalog: &Catalog, row: &CatalogRow) -> Entry {
         }
     };
     let location = normalize(table.metadata().location());
-    let live = reachable(&table).await.map_err(|e| e.to_string());
+    let live = match reachable(&table).await {
+        Ok(live) => crate::storage::reachable::with_link_targets(live).await,
+        Err(e) => Err(e.to_string()),
+    };
     if let Err(e) = &live {
         warn!(table = name, error = e, "cannot read every file the table references");
     }

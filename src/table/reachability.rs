@@ -16,6 +16,33 @@ pub async fn reachable(table: &Table) -> iceberg::Result<Reachable> {
     reachable_since(table, |_| false).await
 }
 
+/// Every `statistics-path` of the metadata file as written. iceberg-rust keeps statistics (and
+/// partition statistics) in a map by snapshot id, so of two files a writer lists for one snapshot
+/// (Java keeps the whole list) the parsed metadata shows one; the other is referenced all the same.
+/// Read only when the table has statistics at all (a list with entries parses to a map with some).
+async fn raw_statistics_paths(table: &Table) -> iceberg::Result<Vec<String>> {
+    let unreadable = |why: String| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, why);
+    let Some(location) = table.metadata_location() else { return Ok(Vec::new()) };
+    if location.ends_with(".gz.metadata.json") {
+        return Err(unreadable(format!(
+            "{location}: statistics of gzip metadata are not read; kept unknown"
+        )));
+    }
+    let raw = table.file_io().new_input(location)?.read().await?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&raw).map_err(|e| unreadable(format!("metadata {location}: {e}")))?;
+    let mut paths = Vec::new();
+    for key in ["statistics", "partition-statistics"] {
+        for entry in json.get(key).and_then(|v| v.as_array()).into_iter().flatten() {
+            match entry.get("statistics-path").and_then(|p| p.as_str()) {
+                Some(path) => paths.push(path.to_string()),
+                None => return Err(unreadable(format!("metadata {location}: a {key} entry without a path"))),
+            }
+        }
+    }
+    Ok(paths)
+}
+
 /// Like [`reachable`], but manifest lists and manifests for which `known` holds are not read again
 /// (they are immutable: whoever knew them knows what they reference). Used to catch up on a table that
 /// committed since it was last read.
@@ -36,6 +63,11 @@ pub async fn reachable_since(
     }
     for stats in md.partition_statistics_iter() {
         out.insert(&stats.statistics_path);
+    }
+    if md.statistics_iter().next().is_some() || md.partition_statistics_iter().next().is_some() {
+        for path in raw_statistics_paths(table).await? {
+            out.insert(&path);
+        }
     }
     Walk::all_snapshots(table, OnUnreadable::Fail)
         .skip_known(known)

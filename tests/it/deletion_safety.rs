@@ -282,6 +282,10 @@ async fn case3_two_entries_sharing_a_location_delete_nothing_there() {
     let report = clean(&ctx, &["traces_backup", "traces"]).await;
     assert!(skipped_for(&report, "traces_backup", "shared_location"), "{report:#?}");
     assert!(skipped_for(&report, "traces", "shared_location"), "{report:#?}");
+    // The report (served to tenant-scoped admin tokens, kept in audit rows) names no other table:
+    // it may be another tenant's. The log line names it.
+    let TableStatus::Skipped { reason } = status(&report, "traces") else { unreachable!() };
+    assert!(!reason.contains("traces_backup"), "{reason}");
     assert_eq!(files(dir.path()), before, "nothing deleted from the shared location");
     assert!(orphan.exists());
     assert_eq!(pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"])["rows"], rows);
@@ -383,6 +387,90 @@ async fn case5_live_files_referenced_through_non_canonical_paths_stay() {
         pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"])["rows"],
         3 * 20 + 2 * 10
     );
+}
+
+/// A table references a file through a symlinked directory of its own location that leads into
+/// another table's location (`traces/data/shared -> logs/data`, a way to share files without a
+/// copy). Readers follow the link; `logs`' cleanup lists the file under its real path, which no
+/// reference spells: it must still count as referenced.
+#[tokio::test]
+async fn case5b_a_file_referenced_through_a_symlinked_directory_stays_where_it_really_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = setup(dir.path()).await;
+    let traces = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+    let table = ctx.catalog.load(&traces).await.unwrap();
+    let columns = signaldb_compactor::generate::schema::columns("traces");
+    let written =
+        signaldb_compactor::generate::write_file(&table, &columns, &file_spec(41)).await.unwrap().remove(0);
+    let name = written.file_path().rsplit_once('/').unwrap().1.to_string();
+    let real = table_dir(dir.path(), "logs").join("data").join(&name);
+    std::fs::rename(written.file_path().trim_start_matches("file://"), &real).unwrap();
+    let link = table_dir(dir.path(), "traces").join("data/shared");
+    std::os::unix::fs::symlink(table_dir(dir.path(), "logs").join("data"), &link).unwrap();
+    let through_link = format!("file://{}/{name}", link.display());
+    let tx = Transaction::new(&table);
+    let tx = tx.fast_append().add_data_files(vec![with_path(&written, through_link)]).apply(tx).unwrap();
+    tx.commit(ctx.catalog.iceberg()).await.unwrap();
+    let rows = pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"])["rows"].clone();
+    assert_eq!(rows, 3 * 20 + 10, "readers follow the link");
+    let orphan = plant(&table_dir(dir.path(), "logs").join("data/orphan.parquet"));
+    age_all(dir.path());
+
+    let report = clean(&ctx, &["logs", "traces"]).await;
+    assert_eq!(*status(&report, "logs"), TableStatus::Succeeded, "{report:#?}");
+    assert!(!orphan.exists(), "the real orphan goes");
+    assert!(real.exists(), "the file traces references through the link stays");
+    assert_eq!(pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"])["rows"], rows);
+    assert_all_live_exist(&ctx).await;
+}
+
+/// Metadata listing two statistics files for one snapshot (Java keeps the list; iceberg-rust parses
+/// it into a map by snapshot id and shows one): both are referenced, neither is an orphan.
+#[tokio::test]
+async fn case5c_every_statistics_file_the_metadata_lists_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = setup(dir.path()).await;
+    let traces = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
+    let pointer = ctx.catalog.metadata_location(&traces.ident).await.unwrap().unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pointer.trim_start_matches("file://")).unwrap()).unwrap();
+    let snapshot = json["current-snapshot-id"].clone();
+    let metadata_dir = table_dir(dir.path(), "traces").join("metadata");
+    let stats: Vec<PathBuf> =
+        ["stats-a.puffin", "stats-b.puffin"].iter().map(|n| plant(&metadata_dir.join(n))).collect();
+    json["statistics"] = serde_json::json!(
+        stats
+            .iter()
+            .map(|p| serde_json::json!({
+                "snapshot-id": snapshot,
+                "statistics-path": format!("file://{}", p.display()),
+                "file-size-in-bytes": 14,
+                "file-footer-size-in-bytes": 4,
+                "blob-metadata": [],
+            }))
+            .collect::<Vec<_>>()
+    );
+    let next = metadata_dir.join(format!("00099-{}.metadata.json", uuid::Uuid::now_v7()));
+    std::fs::write(&next, serde_json::to_vec(&json).unwrap()).unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", dir.path().join("catalog.db").display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE iceberg_tables SET metadata_location = ? WHERE table_name = 'traces'")
+        .bind(format!("file://{}", next.display()))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let table = ctx.catalog.load(&traces).await.unwrap();
+    assert_eq!(table.metadata().statistics_iter().count(), 1, "iceberg-rust shows one of the two");
+    let orphan = plant(&table_dir(dir.path(), "traces").join("data/orphan.parquet"));
+    age_all(dir.path());
+
+    let report = clean(&ctx, &["traces"]).await;
+    assert_eq!(*status(&report, "traces"), TableStatus::Succeeded, "{report:#?}");
+    assert!(!orphan.exists());
+    for s in &stats {
+        assert!(s.exists(), "a listed statistics file was deleted: {}", s.display());
+    }
 }
 
 #[tokio::test]
