@@ -176,6 +176,15 @@ pub fn overrides(vars: impl IntoIterator<Item = (String, String)>) -> Result<Vec
         }
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
+    // Two variables for one key (names differ only in case: `SIGNALDB_COMPACTOR_DRY_RUN` and
+    // `SIGNALDB_compactor_dry_run`): which one wins would be the environment's order.
+    if let Some(pair) = out.windows(2).find(|w| w[0].key == w[1].key) {
+        return Err(ConfigError::new(
+            pair[1].var.clone(),
+            format!("(also set as {})", pair[0].var),
+            format!("two environment variables set {}; keep one", pair[0].key),
+        ));
+    }
     Ok(out)
 }
 
@@ -215,6 +224,17 @@ mod tests {
                 ("storage.dsn".into(), Value::from("file:///w".to_string())),
             ]
         );
+    }
+
+    #[test]
+    fn two_variables_for_one_key_are_an_error_naming_them() {
+        let err = overrides(map(&[
+            ("SIGNALDB_COMPACTOR_DRY_RUN", "true"),
+            ("SIGNALDB_compactor_dry_run", "false"),
+        ]))
+        .unwrap_err();
+        assert!(err.key.eq_ignore_ascii_case("SIGNALDB_COMPACTOR_DRY_RUN"), "{err:?}");
+        assert!(err.to_string().contains("compactor.dry_run"), "{err}");
     }
 
     #[test]

@@ -80,6 +80,27 @@ const BAD: &[(&str, Env, &str)] = &[
         "compactor.http.admin_tokens[0].tenants",
     ),
     ("[compactor]\naudit_retention_days = 0\n", &[], "compactor.audit_retention_days"),
+    // Second hostile review (2026-12-08): an empty tenant scope read every tenant's runs; a second
+    // listing of one token; a table policy for a signal table never applied; retention under the
+    // documented day (`90m` is minutes); two variables for one key.
+    (
+        "[[compactor.http.admin_tokens]]\nsha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\nrole = \"tenant_operator\"\ntenants = [\"\"]\n",
+        &[],
+        "compactor.http.admin_tokens[0].tenants[0]",
+    ),
+    (
+        "[[compactor.http.admin_tokens]]\nsha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\nrole = \"ops_admin\"\n\n[[compactor.http.admin_tokens]]\nsha256 = \"9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08\"\nrole = \"tenant_operator\"\ntenants = [\"acme\"]\n",
+        &[],
+        "compactor.http.admin_tokens[1].sha256",
+    ),
+    (
+        "[[compactor.retention.table_policies]]\ntable = \"traces\"\ntenant_id = \"acme\"\nretention = \"forever\"\n",
+        &[],
+        "compactor.retention.table_policies[0].table",
+    ),
+    ("[compactor.retention]\ntraces = \"90m\"\n", &[], "compactor.retention.traces"),
+    ("[compactor.retention]\nlogs = \"12h\"\n", &[], "compactor.retention.logs"),
+    ("", &[("SIGNALDB_COMPACTOR_DRY_RUN", "true"), ("SIGNALDB_compactor_dry_run", "false")], "SIGNALDB_"),
     ("[compactor]\nwindow = \"later\"\n", &[], "compactor.window"),
     (
         "[compactor.orphan_cleanup]\nwindow = \"01:00-02:00\"\ntimezone = \"Moon/Base\"\n",

@@ -488,6 +488,17 @@ fn admin_tokens(raw: &[super::raw::RawAdminToken]) -> Result<Vec<super::AdminTok
                 ));
             }
             Some("tenant_operator") if !t.tenants.is_empty() => {
+                // A tenant is a catalog namespace's first level: never empty (an empty name
+                // matched `?tenant=`, which reads as "every tenant"), never with a `.`.
+                if let Some((j, bad)) = t.tenants.iter().enumerate().find(|(_, name)| {
+                    name.trim().is_empty() || name.contains('.') || name.trim() != name.as_str()
+                }) {
+                    return Err(ConfigError::new(
+                        key(&format!("tenants[{j}]")),
+                        format!("{bad:?}"),
+                        "a tenant name is non-empty, without surrounding spaces and without '.'",
+                    ));
+                }
                 super::AdminRole::TenantOperator { tenants: t.tenants.clone() }
             }
             Some("tenant_operator") => {
@@ -505,6 +516,13 @@ fn admin_tokens(raw: &[super::raw::RawAdminToken]) -> Result<Vec<super::AdminTok
                 ));
             }
         };
+        if out.iter().any(|earlier: &super::AdminToken| earlier.sha256 == sha256) {
+            return Err(ConfigError::new(
+                key("sha256"),
+                "…",
+                "the same token is listed twice; one token has one role and one scope",
+            ));
+        }
         out.push(super::AdminToken { sha256, role });
     }
     Ok(out)

@@ -129,6 +129,14 @@ impl RetentionRules {
             }
             return Ok(value);
         }
+        if d < Duration::from_secs(DAY) {
+            return Err(ConfigError::new(
+                key,
+                humantime::format_duration(d),
+                "must be at least 1 day (`m` is minutes, `M` months); 0 with \
+                 compactor.retention.allow_zero_retention = true deletes data as soon as it is written",
+            ));
+        }
         if d < self.grace_period {
             return Err(ConfigError::new(
                 key,
@@ -223,6 +231,16 @@ fn table_policies(raw: &RawRetention, rules: &RetentionRules) -> Result<Vec<Tabl
     for (i, p) in raw.table_policies.iter().enumerate() {
         let prefix = format!("compactor.retention.table_policies[{i}]");
         let table = required_id(format!("{prefix}.table"), &p.table)?;
+        // Signal tables take their retention from the signal keys (and their overrides): a table
+        // policy for one would never apply.
+        if crate::model::Signal::from_table_name(&table) != crate::model::Signal::Other {
+            return Err(ConfigError::new(
+                format!("{prefix}.table"),
+                format!("{table:?}"),
+                "is a signal table: set its retention with the signal's key (e.g. \
+                 compactor.retention.traces, or a tenant/dataset override), not a table policy",
+            ));
+        }
         let scope = (table.clone(), p.tenant_id.clone(), p.dataset_id.clone());
         if !seen.insert(scope) {
             return Err(ConfigError::new(
