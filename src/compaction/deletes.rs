@@ -193,7 +193,14 @@ pub(super) fn crossing_deletes<'a>(table: &Table, inventory: &'a Inventory) -> H
     inventory
         .deletes
         .iter()
-        .filter(|d| inventory.data.iter().any(|f| may_name(d, f) && !in_scope(table, d, f)))
+        .filter(|d| {
+            inventory.data.iter().any(|f| {
+                // Outside the partition the delete is applied in (not `in_scope`, which also counts
+                // an all-void spec's reach): PyIceberg attaches a position delete only to files of its
+                // own spec and partition.
+                may_name(d, f) && !delete_is_clean(table, d, f.spec_id, &typed_value(table, f))
+            })
+        })
         .map(|d| d.path())
         .collect()
 }

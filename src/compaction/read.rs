@@ -281,6 +281,73 @@ async fn read_schemas(
     Ok(out)
 }
 
+/// Refuses an input that stores a column of an equality delete applied to it in another physical
+/// type than the table's current type needs (`int` for a `long`, `float` for a `double`, another
+/// decimal precision or scale). The table's schema history does not tell: schemas can be expired,
+/// and imported files can be narrower than any schema ever was. Only the footer says.
+async fn check_equality_columns(
+    table: &Table,
+    file: &LiveFile,
+    deletes: &[LiveFile],
+) -> Result<(), RewriteError> {
+    use iceberg::spec::{PrimitiveType, Type};
+    use parquet::basic::{LogicalType, Type as Physical};
+    let ids: HashSet<i32> = deletes
+        .iter()
+        .filter(|d| d.entry.content_type() == iceberg::spec::DataContentType::EqualityDeletes)
+        .flat_map(|d| d.entry.data_file().equality_ids().unwrap_or_default())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let footer = |source| RewriteError::Footer { path: file.path().to_string(), source };
+    let reader = table.file_io().new_input(file.path())?.reader().await?;
+    let mut reader = ArrowFileReader::new(FileMetadata { size: file.size() }, reader);
+    let metadata = reader.get_metadata(None).await.map_err(footer)?;
+    let schema = table.metadata().current_schema();
+    let mut found = HashSet::new();
+    for column in metadata.file_metadata().schema_descr().columns() {
+        let info = column.self_type().get_basic_info();
+        let Some(id) = info.has_id().then(|| info.id()).filter(|id| ids.contains(id)) else { continue };
+        found.insert(id);
+        let Some(Type::Primitive(wanted)) = schema.field_by_id(id).map(|f| f.field_type.as_ref()) else {
+            continue;
+        };
+        let physical = column.physical_type();
+        let fits = match wanted {
+            PrimitiveType::Long => physical == Physical::INT64,
+            PrimitiveType::Double => physical == Physical::DOUBLE,
+            PrimitiveType::Decimal { precision, scale } => match column.logical_type_ref() {
+                Some(LogicalType::Decimal { scale: s, precision: p }) => {
+                    i64::from(*p) == i64::from(*precision) && i64::from(*s) == i64::from(*scale)
+                }
+                _ => {
+                    i64::from(column.type_precision()) == i64::from(*precision)
+                        && i64::from(column.type_scale()) == i64::from(*scale)
+                }
+            },
+            // No type is promoted to any other.
+            _ => true,
+        };
+        if !fits {
+            return Err(RewriteError::EqualityDeleteColumn {
+                path: file.path().to_string(),
+                field: id,
+                why: format!("is stored as {physical:?}, narrower than the table's {wanted}"),
+            });
+        }
+    }
+    // A column found by name mapping only (no field ids) cannot be checked.
+    match ids.iter().find(|id| !found.contains(id)) {
+        Some(&id) => Err(RewriteError::EqualityDeleteColumn {
+            path: file.path().to_string(),
+            field: id,
+            why: "is not found by field id in the file, so its stored type cannot be checked".to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// A delete file as iceberg's reader takes it.
 fn delete_task(d: &LiveFile) -> FileScanTaskDeleteFile {
     let file = d.entry.data_file();
@@ -328,6 +395,9 @@ async fn scan_tasks(input: &GroupInput) -> Result<Vec<FileScanTask>, RewriteErro
     let mapping = name_mapping(table)?;
     let read_schemas = read_schemas(table, &input.files, mapping.as_deref(), input.memory_limit).await?;
     let no_deletes: Vec<LiveFile> = Vec::new();
+    for (i, file) in input.files.iter().enumerate() {
+        check_equality_columns(table, file, input.deletes.get(i).unwrap_or(&no_deletes)).await?;
+    }
     Ok(input
         .files
         .iter()

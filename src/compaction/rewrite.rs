@@ -61,6 +61,13 @@ pub enum RewriteError {
     /// differ, which moves values between fields: the group is left alone.
     #[error("{path}: the children of nested field {field} are renamed or reordered since it was written")]
     NestedLayoutChanged { path: String, field: i32 },
+    /// An equality delete would be applied to a file that stores one of its columns in a narrower
+    /// type than the table's (written before a promotion, or imported), or whose column cannot be
+    /// found by field id: iceberg's reader casts the delete's values down to the file's type first
+    /// (out of range: NULL, which drops every row; a double: rounded to a float). The group is left
+    /// alone.
+    #[error("{path}: field {field} of an equality delete {why}")]
+    EqualityDeleteColumn { path: String, field: i32, why: String },
     #[error("reading the footer of {path}: {source}")]
     Footer { path: String, source: parquet::errors::ParquetError },
     #[error("arrow: {0}")]
@@ -73,6 +80,7 @@ impl RewriteError {
         match self {
             RewriteError::NoFieldIds { .. } => Some("no_field_ids"),
             RewriteError::NestedLayoutChanged { .. } => Some("nested_layout_changed"),
+            RewriteError::EqualityDeleteColumn { .. } => Some("equality_delete_column_type"),
             _ => None,
         }
     }

@@ -293,7 +293,7 @@ impl OrphanJob {
             Ok(scope) => scope,
             Err(skip) => {
                 warn!(table = %t, reason = %skip, "orphan cleanup: the table may not delete this pass");
-                return Ok(self.skip(t, skip.reason(), &skip.for_report()));
+                return Ok(self.skip(t, skip.reason(), &skip.for_report(&t.tenant)));
             }
         };
         let now = self.clock.now();
@@ -421,8 +421,8 @@ impl OrphanJob {
             match census.changes(&self.catalog, skip).await {
                 Ok(extra) => live.extend(&extra),
                 Err(why) => {
-                    warn!(table = %t, reason = why, "the catalog changed under this cleanup; the rest waits for the next pass");
-                    report.details.push(format!("stopped: {why}"));
+                    warn!(table = %t, reason = %why, "the catalog changed under this cleanup; the rest waits for the next pass");
+                    report.details.push(format!("stopped: {}", why.for_report(&t.tenant)));
                     return Ok(()); // the checkpoint stays `running`: the next pass resumes
                 }
             }

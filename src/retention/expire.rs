@@ -204,8 +204,8 @@ async fn delete_unreachable(
     match census.changes(&job.catalog, Some(&t.ident)).await {
         Ok(extra) => after.extend(&extra),
         Err(why) => {
-            warn!(table = %t, reason = why, "files unreachable after expiry kept: the catalog changed during the pass");
-            report.details.push(kept(&why));
+            warn!(table = %t, reason = %why, "files unreachable after expiry kept: the catalog changed during the pass");
+            report.details.push(kept(&why.for_report(&t.tenant)));
             return Ok(());
         }
     }
@@ -214,7 +214,7 @@ async fn delete_unreachable(
         Some(Err(skip)) => {
             warn!(table = %t, reason = %skip, "files unreachable after expiry kept: the table may not delete this pass");
             job.metrics.tables_skipped_total.with_label_values(&["expiry_cleanup", skip.reason()]).inc();
-            report.details.push(kept(&skip.for_report()));
+            report.details.push(kept(&skip.for_report(&t.tenant)));
             return Ok(());
         }
         None => {

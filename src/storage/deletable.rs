@@ -60,18 +60,35 @@ impl TableSkip {
     }
 }
 
+/// Whether a report about a table of `tenant` may name table `name` (as the census prints it:
+/// `tenant.dataset.table`, or `catalog:…` for another catalog): only a table of the same tenant in
+/// this catalog. Reports reach tenant-scoped admin tokens and audit rows; log lines name everything.
+pub fn may_name_in_report(name: &str, tenant: &str) -> bool {
+    name.strip_prefix(tenant).is_some_and(|rest| rest.starts_with('.')) && !name.contains(':')
+}
+
+/// `name`, or a stand-in when a report about a table of `tenant` may not name it.
+pub fn report_name(name: &str, tenant: &str) -> String {
+    if may_name_in_report(name, tenant) {
+        name.to_string()
+    } else {
+        "a table of another tenant or catalog (the log names it)".to_string()
+    }
+}
+
 impl TableSkip {
-    /// The reason as a report shows it: without the name or location of another table, which may
-    /// belong to another tenant (reports reach tenant-scoped admin tokens; the log line keeps them).
-    pub fn for_report(&self) -> String {
+    /// The reason as a report about a table of `tenant` shows it: another table is named only when it
+    /// belongs to the same tenant ([`may_name_in_report`]).
+    pub fn for_report(&self, tenant: &str) -> String {
         match self {
-            TableSkip::SharedLocation { location, .. } => {
-                format!("shared_location: {location} is also the location of another table of the catalog")
+            TableSkip::SharedLocation { location, with } if !may_name_in_report(with, tenant) => {
+                format!("shared_location: {location} is also the location of {}", report_name(with, tenant))
             }
-            TableSkip::UnknownNeighbour { .. } => {
-                "unknown_neighbour: the location of another table of the catalog cannot be established this \
-                 pass (the log names it)"
-                    .to_string()
+            TableSkip::UnknownNeighbour { neighbour } if !may_name_in_report(neighbour, tenant) => {
+                format!(
+                    "unknown_neighbour: the location of {} cannot be established this pass",
+                    report_name(neighbour, tenant)
+                )
             }
             other => other.to_string(),
         }
@@ -364,6 +381,23 @@ mod tests {
             }
         }
         l
+    }
+
+    /// Reports about an `acme` table name `acme` tables only: not `acme2`'s, not another catalog's.
+    #[test]
+    fn reports_name_tables_of_the_same_tenant_only() {
+        let shared =
+            |with: &str| TableSkip::SharedLocation { location: "file:///w/t".into(), with: with.into() };
+        let unknown = |n: &str| TableSkip::UnknownNeighbour { neighbour: n.into() };
+        for name in ["acme.prod.backup", "acme.eu.x"] {
+            assert!(shared(name).for_report("acme").contains(name));
+            assert!(unknown(name).for_report("acme").contains(name));
+        }
+        for name in ["globex.prod.backup", "acme2.prod.x", "spark:acme.prod.x", "acme"] {
+            let (s, u) = (shared(name).for_report("acme"), unknown(name).for_report("acme"));
+            assert!(!s.contains(name) && s.starts_with("shared_location: file:///w/t"), "{s}");
+            assert!(!u.contains(name) && u.starts_with("unknown_neighbour"), "{u}");
+        }
     }
 
     #[test]

@@ -82,16 +82,19 @@ impl Reachable {
     }
 }
 
-/// `live` plus, for every local reference whose directory is reached through a symbolic link (or
-/// is otherwise not its own real path), the same file under its real path. A table that references
-/// `…/t/data/shared/f.parquet` where `shared` links to `…/u/data` reads `…/u/data/f.parquet`; that
-/// file must count as referenced when `u`'s location is cleaned, where the listing names it by its
-/// real path. One `realpath` per distinct directory, on a blocking thread; a directory that cannot
-/// be resolved (gone) adds nothing: no file can be reached through it. `Err` (the caller treats the
-/// table's references as unknown) only when the blocking thread failed.
+/// `live` plus, for every local reference reached through a symbolic link, the same file under its
+/// real path. A table that references `…/t/data/shared/f.parquet` where `shared` links to `…/u/data`
+/// (or `…/t/data/f.parquet` that is itself a link to `…/u/data/g.parquet`) reads the file under `u`;
+/// that file must count as referenced when `u`'s location is cleaned, where the listing names it by
+/// its real path. One `realpath` per distinct directory and one `lstat` per file, on a blocking
+/// thread. A path that does not exist adds nothing (nothing can be reached through it); any other
+/// failure is an `Err`: the caller then treats the table's references as unknown.
+///
+/// Not followed: a `..` after a link (`…/t/data/lnk/../f`): references are normalized as text first,
+/// as every engine's path handling does.
 pub async fn with_link_targets(live: Reachable) -> Result<Reachable, String> {
     let mut dirs: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
-    for path in live.iter() {
+    for path in live.paths.iter().chain(&live.alternates) {
         if let Some((dir, name)) = path.strip_prefix("file://").and_then(|p| p.rsplit_once('/')) {
             dirs.entry(dir.to_string()).or_default().push(name.to_string());
         }
@@ -99,18 +102,42 @@ pub async fn with_link_targets(live: Reachable) -> Result<Reachable, String> {
     if dirs.is_empty() {
         return Ok(live);
     }
-    let resolved = tokio::task::spawn_blocking(move || {
-        dirs.into_iter()
-            .filter_map(|(dir, names)| {
-                let real = std::fs::canonicalize(if dir.is_empty() { "/" } else { dir.as_str() }).ok()?;
-                let real = real.to_str()?.trim_end_matches('/').to_string();
-                (real != dir).then(|| names.into_iter().map(move |name| format!("file://{real}/{name}")))
-            })
-            .flatten()
-            .collect::<Vec<_>>()
+    let resolved = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
+        let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        let real = |path: &str| -> Result<Option<String>, String> {
+            match std::fs::canonicalize(path) {
+                Ok(p) => p
+                    .to_str()
+                    .map(|p| Some(p.trim_end_matches('/').to_string()))
+                    .ok_or_else(|| format!("{path} resolves to a path that is not UTF-8")),
+                Err(e) if gone(&e) => Ok(None),
+                Err(e) => Err(format!("resolving {path}: {e}")),
+            }
+        };
+        let mut out = Vec::new();
+        for (dir, names) in dirs {
+            let Some(real_dir) = real(if dir.is_empty() { "/" } else { dir.as_str() })? else { continue };
+            for name in names {
+                let file = format!("{real_dir}/{name}");
+                if real_dir != dir {
+                    out.push(format!("file://{file}"));
+                }
+                match std::fs::symlink_metadata(&file) {
+                    Ok(meta) if meta.file_type().is_symlink() => {
+                        if let Some(target) = real(&file)? {
+                            out.push(format!("file://{target}"));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) if gone(&e) => {}
+                    Err(e) => return Err(format!("reading {file}: {e}")),
+                }
+            }
+        }
+        Ok(out)
     })
     .await
-    .map_err(|e| format!("resolving the directories of local references: {e}"))?;
+    .map_err(|e| format!("resolving the links of local references: {e}"))??;
     let mut out = live;
     for path in &resolved {
         out.insert(path);

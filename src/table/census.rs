@@ -108,9 +108,16 @@ impl Census {
     /// (but `skip`, a table whose own later references the caller already has) reference now but did not then (read incrementally: manifest lists and manifests are
     /// immutable, so only new ones are read). `Err` (delete nothing now) when a row appeared, a row's
     /// location moved, or a changed row cannot be read.
-    pub async fn changes(&self, catalog: &Catalog, skip: Option<&TableIdent>) -> Result<Reachable, String> {
+    pub async fn changes(
+        &self,
+        catalog: &Catalog,
+        skip: Option<&TableIdent>,
+    ) -> Result<Reachable, CatalogChanged> {
         let skip = skip.map(|t| key_of(catalog, t));
-        let rows = catalog.table_pointers().await.map_err(|e| e.to_string())?;
+        let rows = catalog
+            .table_pointers()
+            .await
+            .map_err(|e| CatalogChanged { table: None, what: format!("the catalog cannot be read: {e}") })?;
         let mut extra = Reachable::default();
         for row in rows {
             let key = row.key();
@@ -118,24 +125,55 @@ impl Census {
                 continue;
             }
             let Some(before) = self.entries.get(&key) else {
-                return Err(format!(
-                    "{} appeared in the catalog during the pass",
-                    row.display_name(catalog.name())
-                ));
+                return Err(CatalogChanged {
+                    table: Some(row.display_name(catalog.name())),
+                    what: "appeared in the catalog during the pass".into(),
+                });
             };
             if before.pointer == row.pointer {
                 continue;
             }
             let now =
                 read_changed(catalog, &row, |p| self.layout.is_referenced(p) || extra.contains(p)).await;
-            let (location, live) =
-                now.map_err(|e| format!("{} changed and cannot be read: {e}", before.name))?;
+            let changed = |what: String| CatalogChanged { table: Some(before.name.clone()), what };
+            let (location, live) = now.map_err(|e| changed(format!("changed and cannot be read: {e}")))?;
             if location != before.location {
-                return Err(format!("{} moved during the pass", before.name));
+                return Err(changed("moved during the pass".into()));
             }
             extra.extend(&live);
         }
         Ok(extra)
+    }
+}
+
+/// Why deletions must wait: the catalog changed during the pass in a way [`Census::changes`] cannot
+/// follow (a row appeared, moved, or cannot be read), or the catalog cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogChanged {
+    /// The row concerned, as the census names it.
+    pub table: Option<String>,
+    pub what: String,
+}
+
+impl std::fmt::Display for CatalogChanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.table {
+            Some(table) => write!(f, "{table} {}", self.what),
+            None => f.write_str(&self.what),
+        }
+    }
+}
+
+impl CatalogChanged {
+    /// As a report about a table of `tenant` shows it: another tenant's table is not named (nor what
+    /// happened to it, which may quote its paths).
+    pub fn for_report(&self, tenant: &str) -> String {
+        match &self.table {
+            Some(table) if !crate::storage::deletable::may_name_in_report(table, tenant) => {
+                "a table of another tenant or catalog changed during the pass (the log names it)".to_string()
+            }
+            _ => self.to_string(),
+        }
     }
 }
 

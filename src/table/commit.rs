@@ -180,6 +180,13 @@ where
         if inventory.snapshot_id() != table.metadata().current_snapshot_id() {
             inventory = Inventory::load(&table).await?;
         }
+        // Checked before the pass began, but the table may have changed since: the one handed in
+        // may be the reload of an earlier commit's confirmation, and a reload after a conflict is
+        // newer still (a v1 table tagged meanwhile would lose its tag: iceberg-rust reads and writes
+        // v1 metadata without refs). Free for v2 tables; one read of the metadata file for v1.
+        if let Some(reason) = super::guard::commit_blocker(&table).await? {
+            return Err(CommitError::Abandoned(Abandon::Blocked(reason)));
+        }
         let change = rebase(&table, &inventory).map_err(CommitError::Abandoned)?;
         let staged = stage(&table, &inventory, &change).await?;
         match swap(catalog, ident, fence, &table, &staged).await? {
@@ -224,11 +231,6 @@ where
                     _ = tokio::time::sleep(wait) => {}
                 }
                 table = catalog.iceberg_load(ident).await?;
-                // Checked before the pass began, but the table may have changed since (a v1 table
-                // tagged meanwhile would lose its tag: iceberg-rust reads and writes v1 without refs).
-                if let Some(reason) = super::guard::commit_blocker(&table).await? {
-                    return Err(CommitError::Abandoned(Abandon::Blocked(reason)));
-                }
                 inventory = Inventory::load(&table).await?;
             }
         }

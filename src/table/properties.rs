@@ -217,9 +217,12 @@ impl<'a> IcebergProperties<'a> {
         IcebergProperties(props)
     }
 
-    /// `gc.enabled`: only an explicit `false` (any case) turns garbage collection off.
+    /// `gc.enabled`: absent, or `true` in any case, keeps garbage collection on; any other value
+    /// turns it off, as Java's `Boolean.parseBoolean` reads it.
     pub fn gc_enabled(&self) -> bool {
-        !self.0.get(GC_ENABLED).is_some_and(|v| v.eq_ignore_ascii_case("false"))
+        // Java reads it with `Boolean.parseBoolean`: anything but `true` (any case) turns GC off, so
+        // `0`, `no` or ` true` mean off there and must here (off is the side that deletes nothing).
+        self.0.get(GC_ENABLED).is_none_or(|v| v.eq_ignore_ascii_case("true"))
     }
 
     /// `write.metadata.delete-after-commit.enabled`: only an explicit `true` (any case) turns it on.
@@ -258,6 +261,21 @@ mod tests {
 
     fn err(pairs: &[(&str, &str)]) -> PropertyError {
         TableProperties::parse(&props(pairs)).unwrap_err()
+    }
+
+    #[test]
+    fn gc_enabled_is_read_as_java_reads_it() {
+        let gc = |v: Option<&str>| {
+            let map = v.map(|v| props(&[("gc.enabled", v)])).unwrap_or_default();
+            IcebergProperties::from_map(&map).gc_enabled()
+        };
+        assert!(gc(None));
+        for on in ["true", "TRUE", "True"] {
+            assert!(gc(Some(on)), "{on}");
+        }
+        for off in ["false", "0", "no", " true", "yes", ""] {
+            assert!(!gc(Some(off)), "{off:?}");
+        }
     }
 
     #[test]
@@ -329,7 +347,9 @@ mod tests {
         assert_eq!(read(&[]), (true, false, Ok(HistoryExpire::default())));
         assert!(!read(&[(GC_ENABLED, "FALSE"), (METADATA_DELETE_AFTER_COMMIT, "True")]).0);
         assert!(read(&[(METADATA_DELETE_AFTER_COMMIT, "True")]).1);
-        assert!(read(&[(GC_ENABLED, "no")]).0, "only an explicit false turns gc off");
+        // Since 2026-12-08 read as Java reads it (`Boolean.parseBoolean`): `no` turns gc off, the
+        // side on which nothing is deleted (see gc_enabled_is_read_as_java_reads_it).
+        assert!(!read(&[(GC_ENABLED, "no")]).0, "anything but true turns gc off, as in Java");
         assert_eq!(
             read(&[(MIN_SNAPSHOTS_TO_KEEP, "7"), (MAX_SNAPSHOT_AGE_MS, "1000")]).2,
             Ok(HistoryExpire {

@@ -19,16 +19,20 @@ pub async fn reachable(table: &Table) -> iceberg::Result<Reachable> {
 /// Every `statistics-path` of the metadata file as written. iceberg-rust keeps statistics (and
 /// partition statistics) in a map by snapshot id, so of two files a writer lists for one snapshot
 /// (Java keeps the whole list) the parsed metadata shows one; the other is referenced all the same.
-/// Read only when the table has statistics at all (a list with entries parses to a map with some).
+/// Read only when the table has statistics at all (a list with entries parses to a map with some);
+/// gzip metadata is decompressed.
 async fn raw_statistics_paths(table: &Table) -> iceberg::Result<Vec<String>> {
     let unreadable = |why: String| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, why);
     let Some(location) = table.metadata_location() else { return Ok(Vec::new()) };
-    if location.ends_with(".gz.metadata.json") {
-        return Err(unreadable(format!(
-            "{location}: statistics of gzip metadata are not read; kept unknown"
-        )));
+    let mut raw = table.file_io().new_input(location)?.read().await?.to_vec();
+    // Gzip metadata (`*.gz.metadata.json`, `*.metadata.json.gz`): recognized by its magic bytes, as
+    // iceberg-rust recognizes it.
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(raw.as_slice()), &mut plain)
+            .map_err(|e| unreadable(format!("metadata {location}: {e}")))?;
+        raw = plain;
     }
-    let raw = table.file_io().new_input(location)?.read().await?;
     let json: serde_json::Value =
         serde_json::from_slice(&raw).map_err(|e| unreadable(format!("metadata {location}: {e}")))?;
     let mut paths = Vec::new();

@@ -820,7 +820,7 @@ def kind_void_spec_position_delete(args):
     schema = Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "k", IntegerType(), required=False))
     from pyiceberg.transforms import TruncateTransform
 
-    if args.type_name == "identity":  # the void field keeps the column's name
+    if args.type_name.startswith("identity"):  # the void field keeps the column's name
         spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="k"))
     else:
         spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=TruncateTransform(1), name="k_trunc"))
@@ -838,6 +838,13 @@ def kind_void_spec_position_delete(args):
         tx.upgrade_table_version(format_version=2)
     table = catalog(args).load_table(args.table)
     assert all(f.transform.__class__.__name__ == "VoidTransform" for f in table.spec().fields), table.spec()
+    mixed = args.type_name.endswith("-mixed")
+    if mixed:  # data files of the void spec too, older than the delete
+        for a in range(2):
+            batch = [{"id": n + i, "k": 1 + i % 2} for i in range(args.rows)]
+            n += args.rows
+            table.append(pa.Table.from_pylist(batch, schema=schema.as_arrow()))
+        table = catalog(args).load_table(args.table)
     target = sorted(t.file.file_path for t in table.scan().plan_files() if t.file.partition[0] == 1)[0]
     deleted = 5
     location = table.location()
@@ -874,6 +881,11 @@ def kind_void_spec_position_delete(args):
                 append.append_data_file(delete_file)
     finally:
         snap.write_manifest = original
+    if mixed:  # and one append after it
+        table = catalog(args).load_table(args.table)
+        batch = [{"id": n + i, "k": 1 + i % 2} for i in range(args.rows)]
+        n += args.rows
+        table.append(pa.Table.from_pylist(batch, schema=schema.as_arrow()))
     return n - deleted
 
 KINDS.update({"void-spec-position-delete": kind_void_spec_position_delete})
@@ -1575,6 +1587,59 @@ def kind_nullable_timestamp(args):
 
 
 KINDS.update({"nullable-timestamp": kind_nullable_timestamp})
+
+
+def kind_eqdelete_narrow_import(args):
+    """Unpartitioned v2 table, `id` a long from the start: --appends ordinary appends, then a file
+    whose `id` column is stored as INT32 (an import, committed as it is: no schema of the table was
+    ever `int`), then an equality delete on `id` of [5, 3000000000]. Java compares in the table's
+    type: only id 5 goes. iceberg-rust's reader would cast 3000000000 to the file's INT32 (NULL) and
+    drop every row of that file."""
+    import os
+    import uuid
+
+    import pyarrow.parquet as pq
+    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+    from pyiceberg.typedef import Record
+    from pyiceberg.types import LongType, StringType
+
+    schema = Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "v", StringType(), required=True))
+    table = _create(args, schema)
+    n = 0
+    for _ in range(args.appends):
+        batch = [{"id": n + i, "v": "r%d" % (n + i)} for i in range(args.rows)]
+        n += args.rows
+        table.append(pa.Table.from_pylist(batch, schema=table.schema().as_arrow()))
+    location = table.location()
+    local = location[len("file://"):] if location.startswith("file://") else location
+    path = os.path.join(local, "data", "import-%s.parquet" % uuid.uuid4())
+    fields = [
+        pa.field("id", pa.int32(), nullable=False, metadata={b"PARQUET:field_id": b"1"}),
+        pa.field("v", pa.string(), nullable=False, metadata={b"PARQUET:field_id": b"2"}),
+    ]
+    ids = list(range(n, n + args.rows))
+    pq.write_table(pa.Table.from_arrays([pa.array(ids, pa.int32()), pa.array(["r%d" % i for i in ids])], schema=pa.schema(fields)), path)
+    n += args.rows
+    imported = DataFile.from_args(
+        content=DataFileContent.DATA,
+        file_path="file://" + path,
+        file_format=FileFormat.PARQUET,
+        partition=Record(),
+        record_count=len(ids),
+        file_size_in_bytes=os.path.getsize(path),
+        value_counts={1: len(ids), 2: len(ids)},
+        null_value_counts={1: 0, 2: 0},
+    )
+    imported.spec_id = table.spec().spec_id
+    with table.transaction() as tx:
+        with tx.update_snapshot().fast_append() as append:
+            append.append_data_file(imported)
+    table = catalog(args).load_table(args.table)
+    _commit_deletes(table, [_eq_delete_file(table, "id", 1, pa.int64(), [5, 3_000_000_000], Record(), table.spec().spec_id)])
+    return n - 1
+
+
+KINDS.update({"eqdelete-narrow-import": kind_eqdelete_narrow_import})
 
 
 def cmd_kind(args):

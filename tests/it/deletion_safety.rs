@@ -282,10 +282,11 @@ async fn case3_two_entries_sharing_a_location_delete_nothing_there() {
     let report = clean(&ctx, &["traces_backup", "traces"]).await;
     assert!(skipped_for(&report, "traces_backup", "shared_location"), "{report:#?}");
     assert!(skipped_for(&report, "traces", "shared_location"), "{report:#?}");
-    // The report (served to tenant-scoped admin tokens, kept in audit rows) names no other table:
-    // it may be another tenant's. The log line names it.
+    // The report (served to tenant-scoped admin tokens, kept in audit rows) names the other table
+    // because it is the same tenant's; another tenant's would not be named
+    // (`deletable::tests::reports_name_tables_of_the_same_tenant_only`).
     let TableStatus::Skipped { reason } = status(&report, "traces") else { unreachable!() };
-    assert!(!reason.contains("traces_backup"), "{reason}");
+    assert!(reason.contains("acme.production.traces_backup"), "{reason}");
     assert_eq!(files(dir.path()), before, "nothing deleted from the shared location");
     assert!(orphan.exists());
     assert_eq!(pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"])["rows"], rows);
@@ -408,18 +409,30 @@ async fn case5b_a_file_referenced_through_a_symlinked_directory_stays_where_it_r
     let link = table_dir(dir.path(), "traces").join("data/shared");
     std::os::unix::fs::symlink(table_dir(dir.path(), "logs").join("data"), &link).unwrap();
     let through_link = format!("file://{}/{name}", link.display());
+    // And a file that is itself a link into logs' location.
+    let second =
+        signaldb_compactor::generate::write_file(&table, &columns, &file_spec(42)).await.unwrap().remove(0);
+    let real_second = table_dir(dir.path(), "logs").join("data/g.parquet");
+    std::fs::rename(second.file_path().trim_start_matches("file://"), &real_second).unwrap();
+    let file_link = table_dir(dir.path(), "traces").join("data/link-file.parquet");
+    std::os::unix::fs::symlink(&real_second, &file_link).unwrap();
     let tx = Transaction::new(&table);
-    let tx = tx.fast_append().add_data_files(vec![with_path(&written, through_link)]).apply(tx).unwrap();
+    let added = vec![
+        with_path(&written, through_link),
+        with_path(&second, format!("file://{}", file_link.display())),
+    ];
+    let tx = tx.fast_append().add_data_files(added).apply(tx).unwrap();
     tx.commit(ctx.catalog.iceberg()).await.unwrap();
     let rows = pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"])["rows"].clone();
-    assert_eq!(rows, 3 * 20 + 10, "readers follow the link");
+    assert_eq!(rows, 3 * 20 + 2 * 10, "readers follow the links");
     let orphan = plant(&table_dir(dir.path(), "logs").join("data/orphan.parquet"));
     age_all(dir.path());
 
     let report = clean(&ctx, &["logs", "traces"]).await;
     assert_eq!(*status(&report, "logs"), TableStatus::Succeeded, "{report:#?}");
     assert!(!orphan.exists(), "the real orphan goes");
-    assert!(real.exists(), "the file traces references through the link stays");
+    assert!(real.exists(), "the file traces references through the linked directory stays");
+    assert!(real_second.exists(), "the file a link traces references points to stays");
     assert_eq!(pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"])["rows"], rows);
     assert_all_live_exist(&ctx).await;
 }
@@ -428,6 +441,12 @@ async fn case5b_a_file_referenced_through_a_symlinked_directory_stays_where_it_r
 /// it into a map by snapshot id and shows one): both are referenced, neither is an orphan.
 #[tokio::test]
 async fn case5c_every_statistics_file_the_metadata_lists_stays() {
+    for gzip in [false, true] {
+        every_statistics_file_the_metadata_lists_stays(gzip).await;
+    }
+}
+
+async fn every_statistics_file_the_metadata_lists_stays(gzip: bool) {
     let dir = tempfile::tempdir().unwrap();
     let ctx = setup(dir.path()).await;
     let traces = ctx.catalog.discover().await.unwrap().into_iter().find(|t| t.table == "traces").unwrap();
@@ -450,8 +469,17 @@ async fn case5c_every_statistics_file_the_metadata_lists_stays() {
             }))
             .collect::<Vec<_>>()
     );
-    let next = metadata_dir.join(format!("00099-{}.metadata.json", uuid::Uuid::now_v7()));
-    std::fs::write(&next, serde_json::to_vec(&json).unwrap()).unwrap();
+    let suffix = if gzip { "gz.metadata.json" } else { "metadata.json" };
+    let next = metadata_dir.join(format!("00099-{}.{suffix}", uuid::Uuid::now_v7()));
+    let bytes = serde_json::to_vec(&json).unwrap();
+    let bytes = if gzip {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut encoder, &bytes).unwrap();
+        encoder.finish().unwrap()
+    } else {
+        bytes
+    };
+    std::fs::write(&next, bytes).unwrap();
     let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", dir.path().join("catalog.db").display()))
         .await
         .unwrap();
@@ -466,10 +494,10 @@ async fn case5c_every_statistics_file_the_metadata_lists_stays() {
     age_all(dir.path());
 
     let report = clean(&ctx, &["traces"]).await;
-    assert_eq!(*status(&report, "traces"), TableStatus::Succeeded, "{report:#?}");
+    assert_eq!(*status(&report, "traces"), TableStatus::Succeeded, "gzip {gzip}: {report:#?}");
     assert!(!orphan.exists());
     for s in &stats {
-        assert!(s.exists(), "a listed statistics file was deleted: {}", s.display());
+        assert!(s.exists(), "gzip {gzip}: a listed statistics file was deleted: {}", s.display());
     }
 }
 
