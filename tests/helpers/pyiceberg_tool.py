@@ -801,32 +801,23 @@ def kind_nested_identity(args):
 KINDS.update({"float-edges": kind_float_edges, "nested-identity": kind_nested_identity})
 
 
-def kind_void_spec_position_delete(args):
-    """A v1 table partitioned by identity(k); the field is removed (v1 keeps it as void(k): a spec that
-    is unpartitioned in Java's sense), the table upgraded to v2, and a position delete file written
-    under that current all-void spec deletes the first rows of a k=1 data file of the old spec.
-    Java's DeleteFileIndex treats deletes of an all-void spec as global; PyIceberg applies position
-    deletes by path. Either way those rows are deleted."""
-    import os
-
-    import pyarrow.parquet as pq
-    import pyiceberg.table.update.snapshot as snap
-    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestContent, ManifestWriterV2
-    from pyiceberg.transforms import IdentityTransform
-    from pyiceberg.typedef import Record
+def _void_spec_table(args, identity):
+    """A v1 table partitioned by identity(k) (the void field keeps the column's name) or truncate(k),
+    --appends appends of --rows rows (ids from 0, k alternating 1 and 2); the field is removed (v1
+    keeps it as void: a spec that is unpartitioned in Java's sense) and the table upgraded to v2.
+    Returns the table, its schema and the number of rows."""
+    from pyiceberg.transforms import IdentityTransform, TruncateTransform
     from pyiceberg.types import IntegerType, LongType
 
     args.format_version = 1
     schema = Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "k", IntegerType(), required=False))
-    from pyiceberg.transforms import TruncateTransform
-
-    if args.type_name.startswith("identity"):  # the void field keeps the column's name
+    if identity:
         spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="k"))
     else:
         spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=TruncateTransform(1), name="k_trunc"))
     table = _create(args, schema, spec)
     n = 0
-    for a in range(args.appends):
+    for _ in range(args.appends):
         batch = [{"id": n + i, "k": 1 + i % 2} for i in range(args.rows)]
         n += args.rows
         table.append(pa.Table.from_pylist(batch, schema=schema.as_arrow()))
@@ -838,6 +829,23 @@ def kind_void_spec_position_delete(args):
         tx.upgrade_table_version(format_version=2)
     table = catalog(args).load_table(args.table)
     assert all(f.transform.__class__.__name__ == "VoidTransform" for f in table.spec().fields), table.spec()
+    return table, schema, n
+
+
+def kind_void_spec_position_delete(args):
+    """A v1 table partitioned by identity(k); the field is removed (v1 keeps it as void(k): a spec that
+    is unpartitioned in Java's sense), the table upgraded to v2, and a position delete file written
+    under that current all-void spec deletes the first rows of a k=1 data file of the old spec.
+    Java's DeleteFileIndex treats deletes of an all-void spec as global; PyIceberg applies position
+    deletes by path. Either way those rows are deleted."""
+    import os
+
+    import pyarrow.parquet as pq
+    import pyiceberg.table.update.snapshot as snap
+    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestContent, ManifestWriterV2
+    from pyiceberg.typedef import Record
+
+    table, schema, n = _void_spec_table(args, identity=args.type_name.startswith("identity"))
     mixed = args.type_name.endswith("-mixed")
     if mixed:  # data files of the void spec too, older than the delete
         for a in range(2):
@@ -1532,27 +1540,10 @@ def kind_void_spec_eqdelete(args):
     spec (partition tuple: one null) naming ids of the old spec's files and of the new ones. Java
     treats deletes of an all-void spec as global (`PartitionSpec.isUnpartitioned`): every named row
     is deleted."""
-    from pyiceberg.transforms import TruncateTransform
     from pyiceberg.typedef import Record
-    from pyiceberg.types import IntegerType, LongType
 
-    args.format_version = 1
-    schema = Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "k", IntegerType(), required=False))
-    spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=TruncateTransform(1), name="k_trunc"))
-    table = _create(args, schema, spec)
-    n = 0
-    for _ in range(args.appends):
-        batch = [{"id": n + i, "k": 1 + i % 2} for i in range(args.rows)]
-        n += args.rows
-        table.append(pa.Table.from_pylist(batch, schema=schema.as_arrow()))
+    table, schema, n = _void_spec_table(args, identity=False)
     old_rows = n
-    table = catalog(args).load_table(args.table)
-    with table.update_spec() as update:
-        update.remove_field("k_trunc")
-    table = catalog(args).load_table(args.table)
-    with table.transaction() as tx:
-        tx.upgrade_table_version(format_version=2)
-    table = catalog(args).load_table(args.table)
     for _ in range(2):
         batch = [{"id": n + i, "k": 1 + i % 2} for i in range(args.rows)]
         n += args.rows

@@ -379,17 +379,22 @@ async fn dry_run_logs_the_documented_lines_and_changes_nothing() {
     assert!(snapshot_bytes(dir.path()) == before, "dry-run (the default) changed bytes");
 }
 
-#[tokio::test]
-async fn with_retention_enabled_a_cleanup_cycle_expires_snapshots_first() {
-    let dir = tempfile::tempdir().unwrap();
-    generate(&options(dir.path(), &["traces"])).await.unwrap();
-    let ctx = context(dir.path(), Utc::now() + TimeDelta::days(10), |c| {
+/// Orphan cleanup and retention enabled in execute mode, one snapshot kept, ten days ahead.
+async fn cleanup_with_expiry(dir: &Path) -> signaldb_compactor::service::Context {
+    context(dir, Utc::now() + TimeDelta::days(10), |c| {
         enable(c);
         c.retention.enabled = true;
         c.retention.mode = Mode::Execute;
         c.retention.snapshots_to_keep = 1;
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn with_retention_enabled_a_cleanup_cycle_expires_snapshots_first() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&options(dir.path(), &["traces"])).await.unwrap();
+    let ctx = cleanup_with_expiry(dir.path()).await;
     let before = pyiceberg(dir.path(), &["scan", "--table", "acme.production.traces"]);
     let report = run(&OrphanJob::new(&ctx), TableFilter::all()).await;
     assert!(!matches!(report.tables[0].status, TableStatus::Failed { .. }), "{report:#?}");
@@ -417,13 +422,7 @@ async fn a_cleanup_cycle_expires_no_snapshot_of_a_table_no_policy_names() {
         dir.path(),
         &["props", "--table", t, "--set", "signaldb.compactor.target-file-size-bytes=1048576"],
     );
-    let ctx = context(dir.path(), Utc::now() + TimeDelta::days(10), |c| {
-        enable(c);
-        c.retention.enabled = true;
-        c.retention.mode = Mode::Execute;
-        c.retention.snapshots_to_keep = 1;
-    })
-    .await;
+    let ctx = cleanup_with_expiry(dir.path()).await;
     let table_ref = ctx.catalog.discover().await.unwrap().remove(0);
     let snapshots = ctx.catalog.load(&table_ref).await.unwrap().metadata().snapshots().count();
     assert_eq!(snapshots, 8);
