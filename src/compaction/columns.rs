@@ -197,6 +197,29 @@ pub fn nested_layout_mismatch(file: &StructChildren, schema: &IcebergSchema) -> 
 }
 
 /// Whether the schema has a struct, list or map column (the case [`prune_nested`] exists for).
+/// The Arrow field carrying Parquet field id `id` (its `PARQUET:field_id` metadata), at any depth.
+pub fn arrow_field_by_id(schema: &arrow_schema::Schema, id: i32) -> Option<&arrow_schema::Field> {
+    fn find(field: &arrow_schema::Field, id: i32) -> Option<&arrow_schema::Field> {
+        let own = field
+            .metadata()
+            .get(parquet::arrow::PARQUET_FIELD_ID_META_KEY)
+            .and_then(|v| v.parse::<i32>().ok());
+        if own == Some(id) {
+            return Some(field);
+        }
+        use arrow_schema::DataType;
+        match field.data_type() {
+            DataType::Struct(children) => children.iter().find_map(|c| find(c, id)),
+            DataType::List(child)
+            | DataType::LargeList(child)
+            | DataType::FixedSizeList(child, _)
+            | DataType::Map(child, _) => find(child, id),
+            _ => None,
+        }
+    }
+    schema.fields().iter().find_map(|f| find(f, id))
+}
+
 pub fn has_nested(schema: &IcebergSchema) -> bool {
     schema.as_struct().fields().iter().any(|f| !f.field_type.is_primitive())
 }

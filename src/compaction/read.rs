@@ -281,17 +281,19 @@ async fn read_schemas(
     Ok(out)
 }
 
-/// Refuses an input that stores a column of an equality delete applied to it in another physical
-/// type than the table's current type needs (`int` for a `long`, `float` for a `double`, another
-/// decimal precision or scale). The table's schema history does not tell: schemas can be expired,
-/// and imported files can be narrower than any schema ever was. Only the footer says.
+/// Refuses an input that stores a column of an equality delete applied to it in another type than
+/// the table's current type reads as: iceberg's reader filters on the Arrow type parquet derives from
+/// the file's footer and casts the delete's values to it (`int` for a `long`, an `INT(16)` or
+/// unsigned annotation, `float` for a `double`, another decimal, milliseconds for microseconds). The
+/// table's schema history does not tell: schemas can be expired, and imported files can be narrower
+/// than any schema ever was. Only the footer says. A column not found by field id (read by name
+/// mapping) cannot be checked and is refused too.
 async fn check_equality_columns(
     table: &Table,
     file: &LiveFile,
     deletes: &[LiveFile],
 ) -> Result<(), RewriteError> {
-    use iceberg::spec::{PrimitiveType, Type};
-    use parquet::basic::{LogicalType, Type as Physical};
+    use arrow_schema::DataType;
     let ids: HashSet<i32> = deletes
         .iter()
         .filter(|d| d.entry.content_type() == iceberg::spec::DataContentType::EqualityDeletes)
@@ -300,52 +302,44 @@ async fn check_equality_columns(
     if ids.is_empty() {
         return Ok(());
     }
+    let refuse = |field: i32, why: String| RewriteError::EqualityDeleteColumn {
+        path: file.path().to_string(),
+        field,
+        why,
+    };
     let footer = |source| RewriteError::Footer { path: file.path().to_string(), source };
     let reader = table.file_io().new_input(file.path())?.reader().await?;
     let mut reader = ArrowFileReader::new(FileMetadata { size: file.size() }, reader);
     let metadata = reader.get_metadata(None).await.map_err(footer)?;
-    let schema = table.metadata().current_schema();
-    let mut found = HashSet::new();
-    for column in metadata.file_metadata().schema_descr().columns() {
-        let info = column.self_type().get_basic_info();
-        let Some(id) = info.has_id().then(|| info.id()).filter(|id| ids.contains(id)) else { continue };
-        found.insert(id);
-        let Some(Type::Primitive(wanted)) = schema.field_by_id(id).map(|f| f.field_type.as_ref()) else {
-            continue;
+    let stored = parquet::arrow::parquet_to_arrow_schema(
+        metadata.file_metadata().schema_descr(),
+        metadata.file_metadata().key_value_metadata(),
+    )
+    .map_err(footer)?;
+    let wanted = schema_to_arrow_schema(table.metadata().current_schema())?;
+    for &id in &ids {
+        let (Some(stored), Some(wanted)) =
+            (columns::arrow_field_by_id(&stored, id), columns::arrow_field_by_id(&wanted, id))
+        else {
+            return Err(refuse(
+                id,
+                "is not found by field id in the file, so its stored type cannot be checked".into(),
+            ));
         };
-        let physical = column.physical_type();
-        let fits = match wanted {
-            PrimitiveType::Long => physical == Physical::INT64,
-            PrimitiveType::Double => physical == Physical::DOUBLE,
-            PrimitiveType::Decimal { precision, scale } => match column.logical_type_ref() {
-                Some(LogicalType::Decimal { scale: s, precision: p }) => {
-                    i64::from(*p) == i64::from(*precision) && i64::from(*s) == i64::from(*scale)
-                }
-                _ => {
-                    i64::from(column.type_precision()) == i64::from(*precision)
-                        && i64::from(column.type_scale()) == i64::from(*scale)
-                }
-            },
-            // No type is promoted to any other.
+        let fits = match (wanted.data_type(), stored.data_type()) {
+            (DataType::Timestamp(unit, _), DataType::Timestamp(stored_unit, _)) => unit == stored_unit,
+            (w, s) if w.is_numeric() || w.is_temporal() => w == s,
+            // Strings, binary, booleans, UUIDs, fixed: no promotion reaches or leaves them.
             _ => true,
         };
         if !fits {
-            return Err(RewriteError::EqualityDeleteColumn {
-                path: file.path().to_string(),
-                field: id,
-                why: format!("is stored as {physical:?}, narrower than the table's {wanted}"),
-            });
+            return Err(refuse(
+                id,
+                format!("is stored as {}, not as the table's {}", stored.data_type(), wanted.data_type()),
+            ));
         }
     }
-    // A column found by name mapping only (no field ids) cannot be checked.
-    match ids.iter().find(|id| !found.contains(id)) {
-        Some(&id) => Err(RewriteError::EqualityDeleteColumn {
-            path: file.path().to_string(),
-            field: id,
-            why: "is not found by field id in the file, so its stored type cannot be checked".to_string(),
-        }),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 /// A delete file as iceberg's reader takes it.
@@ -395,9 +389,17 @@ async fn scan_tasks(input: &GroupInput) -> Result<Vec<FileScanTask>, RewriteErro
     let mapping = name_mapping(table)?;
     let read_schemas = read_schemas(table, &input.files, mapping.as_deref(), input.memory_limit).await?;
     let no_deletes: Vec<LiveFile> = Vec::new();
-    for (i, file) in input.files.iter().enumerate() {
-        check_equality_columns(table, file, input.deletes.get(i).unwrap_or(&no_deletes)).await?;
-    }
+    // Footers of inputs an equality delete applies to, a few at a time like the schemas' above.
+    let checks: Vec<_> = input
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, file)| check_equality_columns(table, file, input.deletes.get(i).unwrap_or(&no_deletes)))
+        .collect();
+    futures::stream::iter(checks)
+        .buffered(at_once(&input.files, input.memory_limit, FOOTER_CONCURRENCY))
+        .try_collect::<Vec<()>>()
+        .await?;
     Ok(input
         .files
         .iter()

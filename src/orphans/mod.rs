@@ -286,7 +286,7 @@ impl OrphanJob {
             return Ok(self.skip(
                 t,
                 "gc_disabled",
-                "gc.enabled=false: nothing under its location is deleted",
+                "gc.enabled is not true: nothing under its location is deleted",
             ));
         }
         let scope = match census.layout.scope(index, &live) {
@@ -323,7 +323,14 @@ impl OrphanJob {
         let batches = Batches { census, index, live, fence };
         // A failure after some batches were deleted keeps the report: its outcome counts them.
         if let Err(e) = self.delete_in_batches(t, batches, candidates, now, cancel, &mut report).await {
-            report.status = TableStatus::Failed { error: e.to_string() };
+            let error = match &e {
+                OrphanError::Refused { skip, .. } => {
+                    warn!(table = %t, reason = %skip, "orphan cleanup: the table may not delete any more this pass");
+                    skip.for_report(&t.tenant)
+                }
+                other => other.to_string(),
+            };
+            report.status = TableStatus::Failed { error };
         }
         Ok(report)
     }

@@ -90,6 +90,12 @@ impl TableSkip {
                     report_name(neighbour, tenant)
                 )
             }
+            // The reference may be another table's (one committed during the pass): not quoted.
+            TableSkip::UncanonicalReference { .. } => {
+                "uncanonical_reference: metadata references a location that cannot be put in canonical \
+                 form (the log quotes it)"
+                    .to_string()
+            }
             other => other.to_string(),
         }
     }
@@ -169,6 +175,11 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The roots (normalized).
+    pub fn roots(&self) -> &[String] {
+        &self.roots
+    }
+
     /// A layout over `roots` (locations; any that does not normalize is dropped, which only narrows).
     pub fn new(roots: impl IntoIterator<Item = String>) -> Layout {
         let roots = roots.into_iter().filter_map(|r| normalize(&r)).collect();

@@ -92,7 +92,16 @@ impl Reachable {
 ///
 /// Not followed: a `..` after a link (`…/t/data/lnk/../f`): references are normalized as text first,
 /// as every engine's path handling does.
-pub async fn with_link_targets(live: Reachable) -> Result<Reachable, String> {
+///
+/// Real paths are also spelled from each local root as configured: a root reached through a link
+/// itself (`/data/wh -> /mnt/wh`) is listed under its configured spelling, which is what the cleaner
+/// compares.
+pub async fn with_link_targets(live: Reachable, roots: &[String]) -> Result<Reachable, String> {
+    let roots: Vec<String> = roots
+        .iter()
+        .filter_map(|r| r.strip_prefix("file://"))
+        .map(|r| r.trim_end_matches('/').to_string())
+        .collect();
     let mut dirs: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
     for path in live.paths.iter().chain(&live.alternates) {
         if let Some((dir, name)) = path.strip_prefix("file://").and_then(|p| p.rsplit_once('/')) {
@@ -114,18 +123,37 @@ pub async fn with_link_targets(live: Reachable) -> Result<Reachable, String> {
                 Err(e) => Err(format!("resolving {path}: {e}")),
             }
         };
+        // Each local root's real path, with its configured spelling.
+        let mut real_roots = Vec::new();
+        for root in &roots {
+            if let Some(real_root) = real(if root.is_empty() { "/" } else { root.as_str() })?
+                && real_root != *root
+            {
+                real_roots.push((real_root, root.clone()));
+            }
+        }
+        let respelled = |real_path: &str| -> Vec<String> {
+            let mut spellings = vec![format!("file://{real_path}")];
+            for (real_root, root) in &real_roots {
+                if let Some(rest) = real_path.strip_prefix(real_root.as_str()).filter(|r| r.starts_with('/'))
+                {
+                    spellings.push(format!("file://{root}{rest}"));
+                }
+            }
+            spellings
+        };
         let mut out = Vec::new();
         for (dir, names) in dirs {
             let Some(real_dir) = real(if dir.is_empty() { "/" } else { dir.as_str() })? else { continue };
             for name in names {
                 let file = format!("{real_dir}/{name}");
                 if real_dir != dir {
-                    out.push(format!("file://{file}"));
+                    out.extend(respelled(&file));
                 }
                 match std::fs::symlink_metadata(&file) {
                     Ok(meta) if meta.file_type().is_symlink() => {
                         if let Some(target) = real(&file)? {
-                            out.push(format!("file://{target}"));
+                            out.extend(respelled(&target));
                         }
                     }
                     Ok(_) => {}

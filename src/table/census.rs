@@ -61,15 +61,17 @@ impl Census {
         unreadable: UnreadableNeighbours,
     ) -> Result<Arc<Census>, CatalogError> {
         let rows = catalog.table_pointers().await?;
+        let roots: Vec<String> = roots.iter().filter_map(|r| normalize(r)).collect();
+        let roots = &roots;
         let read: Vec<(CatalogRow, Entry)> = futures::stream::iter(rows)
             .map(|row| async move {
-                let entry = read_one(catalog, &row).await;
+                let entry = read_one(catalog, &row, roots).await;
                 (row, entry)
             })
             .buffered(CONCURRENCY)
             .collect()
             .await;
-        let mut layout = Layout::new(roots).with_unreadable(unreadable);
+        let mut layout = Layout::new(roots.iter().cloned()).with_unreadable(unreadable);
         let (mut entries, mut indexes) = (HashMap::new(), HashMap::new());
         for (row, entry) in read {
             if entry.location.is_none() {
@@ -133,8 +135,10 @@ impl Census {
             if before.pointer == row.pointer {
                 continue;
             }
-            let now =
-                read_changed(catalog, &row, |p| self.layout.is_referenced(p) || extra.contains(p)).await;
+            let now = read_changed(catalog, &row, self.layout.roots(), |p| {
+                self.layout.is_referenced(p) || extra.contains(p)
+            })
+            .await;
             let changed = |what: String| CatalogChanged { table: Some(before.name.clone()), what };
             let (location, live) = now.map_err(|e| changed(format!("changed and cannot be read: {e}")))?;
             if location != before.location {
@@ -181,6 +185,7 @@ impl CatalogChanged {
 async fn read_changed(
     catalog: &Catalog,
     row: &CatalogRow,
+    roots: &[String],
     known: impl Fn(&str) -> bool + Send + Sync,
 ) -> Result<(Option<String>, Reachable), String> {
     let pointer = row.pointer.as_deref().ok_or("the row has no metadata location")?;
@@ -190,11 +195,11 @@ async fn read_changed(
     }
     let table = catalog.load_pointer(&row.ident, pointer).await.map_err(|e| e.to_string())?;
     let live = reachable_since(&table, known).await.map_err(|e| e.to_string())?;
-    let live = crate::storage::reachable::with_link_targets(live).await?;
+    let live = crate::storage::reachable::with_link_targets(live, roots).await?;
     Ok((normalize(table.metadata().location()), live))
 }
 
-async fn read_one(catalog: &Catalog, row: &CatalogRow) -> Entry {
+async fn read_one(catalog: &Catalog, row: &CatalogRow, roots: &[String]) -> Entry {
     let name = row.display_name(catalog.name());
     let implied = row.pointer.as_deref().and_then(crate::storage::path::table_location_of_metadata);
     let entry = |table, live, location| Entry {
@@ -220,7 +225,7 @@ async fn read_one(catalog: &Catalog, row: &CatalogRow) -> Entry {
     };
     let location = normalize(table.metadata().location());
     let live = match reachable(&table).await {
-        Ok(live) => crate::storage::reachable::with_link_targets(live).await,
+        Ok(live) => crate::storage::reachable::with_link_targets(live, roots).await,
         Err(e) => Err(e.to_string()),
     };
     if let Err(e) = &live {

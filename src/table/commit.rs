@@ -184,8 +184,15 @@ where
         // may be the reload of an earlier commit's confirmation, and a reload after a conflict is
         // newer still (a v1 table tagged meanwhile would lose its tag: iceberg-rust reads and writes
         // v1 metadata without refs). Free for v2 tables; one read of the metadata file for v1.
-        if let Some(reason) = super::guard::commit_blocker(&table).await? {
-            return Err(CommitError::Abandoned(Abandon::Blocked(reason)));
+        match super::guard::commit_blocker(&table).await {
+            Ok(None) => {}
+            Ok(Some(reason)) => return Err(CommitError::Abandoned(Abandon::Blocked(reason))),
+            // Nothing is staged yet: abandoned, so the caller discards what it wrote.
+            Err(e) => {
+                return Err(CommitError::Abandoned(Abandon::Unreadable(format!(
+                    "checking the table before committing: {e}"
+                ))));
+            }
         }
         let change = rebase(&table, &inventory).map_err(CommitError::Abandoned)?;
         let staged = stage(&table, &inventory, &change).await?;

@@ -39,6 +39,10 @@ pub async fn commit_blocker(table: &Table) -> iceberg::Result<Option<&'static st
             return Ok(Some("v1_refs_unverifiable"));
         }
         let raw = table.file_io().new_input(location)?.read().await?;
+        if raw.starts_with(&[0x1f, 0x8b]) {
+            // Gzip under another name (`*.metadata.json.gz`): as unverifiable as above.
+            return Ok(Some("v1_refs_unverifiable"));
+        }
         let json: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| {
             iceberg::Error::new(iceberg::ErrorKind::DataInvalid, format!("metadata {location}: {e}"))
         })?;

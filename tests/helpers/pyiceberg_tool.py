@@ -1592,9 +1592,14 @@ def kind_eqdelete_narrow_import(args):
     import pyarrow.parquet as pq
     from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
     from pyiceberg.typedef import Record
-    from pyiceberg.types import LongType, StringType
+    from pyiceberg.types import IntegerType, LongType, StringType
 
-    schema = Schema(NestedField(1, "id", LongType(), required=True), NestedField(2, "v", StringType(), required=True))
+    # --type-name int16: an `int` table and an INT32 column annotated INT(16) (a Spark ShortType
+    # import), with the delete value 70000, which fits the table's int but not the file's int16.
+    short = args.type_name == "int16"
+    table_type, stored, table_arrow = (IntegerType(), pa.int16(), pa.int32()) if short else (LongType(), pa.int32(), pa.int64())
+    big = 70_000 if short else 3_000_000_000
+    schema = Schema(NestedField(1, "id", table_type, required=True), NestedField(2, "v", StringType(), required=True))
     table = _create(args, schema)
     n = 0
     for _ in range(args.appends):
@@ -1605,11 +1610,11 @@ def kind_eqdelete_narrow_import(args):
     local = location[len("file://"):] if location.startswith("file://") else location
     path = os.path.join(local, "data", "import-%s.parquet" % uuid.uuid4())
     fields = [
-        pa.field("id", pa.int32(), nullable=False, metadata={b"PARQUET:field_id": b"1"}),
+        pa.field("id", stored, nullable=False, metadata={b"PARQUET:field_id": b"1"}),
         pa.field("v", pa.string(), nullable=False, metadata={b"PARQUET:field_id": b"2"}),
     ]
     ids = list(range(n, n + args.rows))
-    pq.write_table(pa.Table.from_arrays([pa.array(ids, pa.int32()), pa.array(["r%d" % i for i in ids])], schema=pa.schema(fields)), path)
+    pq.write_table(pa.Table.from_arrays([pa.array(ids, stored), pa.array(["r%d" % i for i in ids])], schema=pa.schema(fields)), path)
     n += args.rows
     imported = DataFile.from_args(
         content=DataFileContent.DATA,
@@ -1626,7 +1631,7 @@ def kind_eqdelete_narrow_import(args):
         with tx.update_snapshot().fast_append() as append:
             append.append_data_file(imported)
     table = catalog(args).load_table(args.table)
-    _commit_deletes(table, [_eq_delete_file(table, "id", 1, pa.int64(), [5, 3_000_000_000], Record(), table.spec().spec_id)])
+    _commit_deletes(table, [_eq_delete_file(table, "id", 1, table_arrow, [5, big], Record(), table.spec().spec_id)])
     return n - 1
 
 
