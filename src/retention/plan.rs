@@ -89,8 +89,10 @@ pub fn plan_drops(files: &[FileFacts], cutoff: DateTime<Utc>) -> DropPlan {
     }
     for (label, members) in by_partition {
         plan.evaluated += 1;
-        let end = files[members[0]].range.map(|r| r.end);
-        if end.is_none_or(|end| end > cutoff) {
+        // Every member's own range: two specs can print the same label for different ranges (a
+        // field name reused for another transform), and the label alone must not drop both.
+        let expired = members.iter().all(|&i| files[i].range.is_some_and(|r| r.end <= cutoff));
+        if !expired {
             continue;
         }
         let (deletes, data): (Vec<usize>, Vec<usize>) =
@@ -237,6 +239,22 @@ mod tests {
         let local_now = berlin.with_ymd_and_hms(2026, 3, 29, 14, 0, 0).unwrap().with_timezone(&Utc);
         assert_eq!(local_now, now);
         assert_eq!(cutoff(local_now, week, Duration::from_secs(3600)), Some(utc(22, 11)));
+    }
+
+    /// Two specs that print the same label for different ranges (spec 0 `b: month(ts)` = "2026-03",
+    /// spec 1 `b: identity(s)` with the string "2026-03" and a `year` field's range): only the file
+    /// whose own range ended goes.
+    #[test]
+    fn a_label_two_specs_share_is_judged_file_by_file() {
+        let month = hour_file("a", utc(1, 0), false);
+        let mut year = hour_file("b", utc(1, 0), false);
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        year.range = Some(TimeRange { start, end: Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap() });
+        let plan = plan_drops(&[month, year], utc(20, 0));
+        assert!(plan.remove.is_empty(), "the label's files are not all expired: {plan:?}");
+        let plan =
+            plan_drops(&[hour_file("a", utc(1, 0), false), hour_file("b", utc(1, 0), true)], utc(20, 0));
+        assert_eq!(plan.remove, vec![0, 1], "one spec, one range: the partition goes with its deletes");
     }
 
     fn hour_file(path: &str, start: DateTime<Utc>, delete: bool) -> FileFacts {
