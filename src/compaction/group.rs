@@ -27,7 +27,6 @@ use crate::catalog::TableRef;
 use crate::failpoint;
 use crate::job::PickedFile;
 use crate::table::commit::discard_uncommitted;
-use crate::table::properties::TableProperties;
 use crate::table::{
     Abandon, Change, CommitError, CommitTarget, Committed, Inventory, LiveFile, SnapshotChange,
     commit_with_retry,
@@ -321,10 +320,7 @@ impl Groups<'_> {
         if current.metadata().current_schema_id() != start.schema_id {
             return Err(Abandon::SchemaChanged);
         }
-        // An operator who disables the table (or breaks a switch) meanwhile is obeyed.
-        if let Err(excluded) = TableProperties::admit(current) {
-            return Err(Abandon::Excluded(excluded.to_string()));
-        }
+        // A table disabled meanwhile is refused by the commit path itself (`commit_with_retry`).
         let live: HashSet<&str> = inv.data.iter().map(|f| f.path()).collect();
         if let Some(gone) = inputs.iter().find(|i| !live.contains(i.as_str())) {
             return Err(Abandon::InputGone(gone.clone()));

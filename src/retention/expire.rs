@@ -110,9 +110,8 @@ async fn commit_expiry(
 ) -> Result<bool, RetentionError> {
     let inventory = Inventory::load(&table).await?;
     let rebase = |tbl: &Table, _: &Inventory| -> Result<Change, Abandon> {
-        // The table's switches and `history.expire.*` as they are now: an operator who disables it or
-        // sets `gc.enabled=false` meanwhile is obeyed.
-        TableProperties::admit(tbl).map_err(|excluded| Abandon::Excluded(excluded.to_string()))?;
+        // `history.expire.*` and `gc.enabled` as they are now (the commit path refuses a table
+        // disabled meanwhile): an operator who sets `gc.enabled=false` meanwhile is obeyed.
         let policy = expiry_policy_of(job, tbl).map_err(Abandon::Excluded)?;
         let refs = crate::table::refs(tbl.metadata()).map_err(|e| Abandon::Unreadable(e.to_string()))?;
         let p = plan::plan_expiry(tbl.metadata(), &refs, policy, now);

@@ -194,6 +194,11 @@ where
                 ))));
             }
         }
+        // An operator who disables the table (or breaks one of its switches) meanwhile is obeyed by
+        // every job: `signaldb.compactor.enabled=false` excludes it from everything that commits.
+        if let Err(excluded) = super::properties::TableProperties::admit(&table) {
+            return Err(CommitError::Abandoned(Abandon::Excluded(excluded.to_string())));
+        }
         let change = rebase(&table, &inventory).map_err(CommitError::Abandoned)?;
         let staged = stage(&table, &inventory, &change).await?;
         match swap(catalog, ident, fence, &table, &staged).await? {
