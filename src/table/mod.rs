@@ -24,6 +24,26 @@ use std::collections::BTreeMap;
 
 use iceberg::spec::{SnapshotReference, TableMetadata};
 
+/// The table's current metadata file as written (`None`: the table has no metadata location), for
+/// what iceberg-rust drops when it parses it (v1 refs, a second statistics file of one snapshot).
+/// Gzip metadata is recognized by its magic bytes, as iceberg-rust recognizes it.
+pub async fn metadata_as_written(
+    table: &iceberg::table::Table,
+) -> iceberg::Result<Option<serde_json::Value>> {
+    let unreadable = |location: &str, e: &dyn std::fmt::Display| {
+        iceberg::Error::new(iceberg::ErrorKind::DataInvalid, format!("metadata {location}: {e}"))
+    };
+    let Some(location) = table.metadata_location() else { return Ok(None) };
+    let mut raw = table.file_io().new_input(location)?.read().await?.to_vec();
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(raw.as_slice()), &mut plain)
+            .map_err(|e| unreadable(location, &e))?;
+        raw = plain;
+    }
+    serde_json::from_slice(&raw).map(Some).map_err(|e| unreadable(location, &e))
+}
+
 /// Every ref (branches and tags) of the table. iceberg 0.10.1 has no public accessor for them, so they
 /// are read from the metadata's own serialized form; a v1 table (whose refs iceberg-rust drops) yields
 /// `main` only, which is why `guard` refuses v1 tables with other refs.

@@ -23,18 +23,8 @@ pub async fn reachable(table: &Table) -> iceberg::Result<Reachable> {
 /// gzip metadata is decompressed.
 async fn raw_statistics_paths(table: &Table) -> iceberg::Result<Vec<String>> {
     let unreadable = |why: String| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, why);
-    let Some(location) = table.metadata_location() else { return Ok(Vec::new()) };
-    let mut raw = table.file_io().new_input(location)?.read().await?.to_vec();
-    // Gzip metadata (`*.gz.metadata.json`, `*.metadata.json.gz`): recognized by its magic bytes, as
-    // iceberg-rust recognizes it.
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut plain = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(raw.as_slice()), &mut plain)
-            .map_err(|e| unreadable(format!("metadata {location}: {e}")))?;
-        raw = plain;
-    }
-    let json: serde_json::Value =
-        serde_json::from_slice(&raw).map_err(|e| unreadable(format!("metadata {location}: {e}")))?;
+    let Some(json) = super::metadata_as_written(table).await? else { return Ok(Vec::new()) };
+    let location = table.metadata_location().unwrap_or_default();
     let mut paths = Vec::new();
     for key in ["statistics", "partition-statistics"] {
         for entry in json.get(key).and_then(|v| v.as_array()).into_iter().flatten() {
